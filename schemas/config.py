@@ -1,0 +1,311 @@
+"""Configuration an admin PUTs: reps, teams, incentive plans and boards (CONTRACT §4–6).
+
+Every model rejects unknown fields, and each invalid document fails with a reason an admin can act on.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zoneinfo
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "KPI_NAMES",
+    "Board",
+    "BoardPeriod",
+    "Gate",
+    "Participants",
+    "Plan",
+    "PlanPeriod",
+    "Rep",
+    "Scope",
+    "Team",
+    "Tier",
+    "Window",
+    "is_kpi_name",
+]
+
+KPI_NAMES: frozenset[str] = frozenset(
+    {
+        "revenue",
+        "deals_won",
+        "deals_lost",
+        "win_rate",
+        "avg_deal_size",
+        "renewals_won",
+        "renewals_lost",
+        "retention_rate",
+        "activities",
+    }
+)
+_ACTIVITY_KPI = re.compile(r"activities\.[a-z][a-z0-9_]{0,31}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+PlanPeriod = Literal["week", "month", "quarter", "year"]
+BoardPeriod = Literal["day", "week", "month", "quarter", "year"]
+
+
+def is_kpi_name(name: str) -> bool:
+    """True for a KPI of CONTRACT §3, including `activities.<kind>`."""
+    return name in KPI_NAMES or _ACTIVITY_KPI.fullmatch(name) is not None
+
+
+def _no_control_characters(text: str) -> str:
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    return text
+
+
+def _known_metric(name: str) -> str:
+    if not is_kpi_name(name):
+        raise PydanticCustomError(
+            "unknown_metric",
+            "unknown metric '{metric}': expected one of {known}, or activities.<kind>",
+            {"metric": name, "known": ", ".join(sorted(KPI_NAMES))},
+        )
+    return name
+
+
+def _json_number(number: Decimal) -> int | float:
+    # The contract writes quotas and rates as JSON numbers; configuration reads back the way it was written.
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_control_characters)]
+"""A rep, team, plan, board or tier id: 1–128 characters, no control characters."""
+Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control_characters)]
+"""A display name or title."""
+Number = Annotated[Decimal, PlainSerializer(_json_number, return_type=int | float, when_used="json")]
+"""An exact decimal that is a JSON number on the wire."""
+Metric = Annotated[str, AfterValidator(_known_metric)]
+"""A KPI name of CONTRACT §3."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Config):
+    """One step of a plan: reached at `threshold` × quota, paying `rate` on the value in its band."""
+
+    tier_id: Id
+    name: Label
+    threshold: float = Field(allow_inf_nan=False)
+    rate: Number
+    reward: Label | None = None
+
+    @field_validator("rate")
+    @classmethod
+    def _rate_not_negative(cls, rate: Decimal) -> Decimal:
+        if rate < 0:
+            raise PydanticCustomError(
+                "negative_rate", "rate must not be negative, got {rate}", {"rate": str(rate)}
+            )
+        return rate
+
+
+class Gate(_Config):
+    """Accelerators (tiers above 100 %) pay only while `metric` is at least `min`."""
+
+    metric: Metric
+    min: float = Field(allow_inf_nan=False)
+
+
+class Participants(_Config):
+    """Who a plan covers: listed reps plus members of listed teams; both empty means every rep."""
+
+    teams: list[Id] = Field(default_factory=list)
+    reps: list[Id] = Field(default_factory=list)
+
+
+class Plan(_Config):
+    """An incentive plan (CONTRACT §4)."""
+
+    plan_id: Id
+    name: Label
+    metric: Metric
+    period: PlanPeriod
+    effective_from: date
+    effective_to: date | None = None
+    participants: Participants = Field(default_factory=Participants)
+    quota: Number
+    quota_overrides: dict[Id, Number] = Field(default_factory=dict)
+    tiers: list[Tier]
+    payout_cap: Number | None = None
+    gate: Gate | None = None
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+    @field_validator("effective_to")
+    @classmethod
+    def _ends_after_start(cls, effective_to: date | None, info: ValidationInfo) -> date | None:
+        effective_from = info.data.get("effective_from")
+        if effective_to is not None and effective_from is not None and effective_to < effective_from:
+            raise PydanticCustomError(
+                "effective_to_before_from",
+                "effective_to {to} is before effective_from {start}",
+                {"to": effective_to.isoformat(), "start": effective_from.isoformat()},
+            )
+        return effective_to
+
+    @field_validator("quota")
+    @classmethod
+    def _quota_positive(cls, quota: Decimal) -> Decimal:
+        if quota <= 0:
+            raise PydanticCustomError(
+                "quota_not_positive", "quota must be greater than 0, got {quota}", {"quota": str(quota)}
+            )
+        return quota
+
+    @field_validator("quota_overrides")
+    @classmethod
+    def _overrides_positive(cls, overrides: dict[str, Decimal]) -> dict[str, Decimal]:
+        for rep_id, quota in overrides.items():
+            if quota <= 0:
+                raise PydanticCustomError(
+                    "quota_not_positive",
+                    "quota override for '{rep_id}' must be greater than 0, got {quota}",
+                    {"rep_id": rep_id, "quota": str(quota)},
+                )
+        return overrides
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_table(cls, tiers: list[Tier]) -> list[Tier]:
+        if not tiers:
+            raise PydanticCustomError("no_tiers", "a plan needs at least one tier")
+        if tiers[0].threshold < 0:
+            raise PydanticCustomError(
+                "negative_threshold",
+                "the first tier's threshold must not be negative, got {threshold}",
+                {"threshold": tiers[0].threshold},
+            )
+        for lower, upper in zip(tiers, tiers[1:], strict=False):
+            if upper.threshold <= lower.threshold:
+                raise PydanticCustomError(
+                    "thresholds_not_ascending",
+                    "tier thresholds must be strictly ascending: '{upper}' ({upper_t}) "
+                    "does not come after '{lower}' ({lower_t})",
+                    {
+                        "upper": upper.tier_id,
+                        "upper_t": upper.threshold,
+                        "lower": lower.tier_id,
+                        "lower_t": lower.threshold,
+                    },
+                )
+        seen: set[str] = set()
+        for tier in tiers:
+            if tier.tier_id in seen:
+                raise PydanticCustomError(
+                    "duplicate_tier_id", "duplicate tier_id '{tier_id}'", {"tier_id": tier.tier_id}
+                )
+            seen.add(tier.tier_id)
+        return tiers
+
+    @field_validator("payout_cap")
+    @classmethod
+    def _cap_not_negative(cls, cap: Decimal | None) -> Decimal | None:
+        if cap is not None and cap < 0:
+            raise PydanticCustomError(
+                "negative_cap", "payout_cap must not be negative, got {cap}", {"cap": str(cap)}
+            )
+        return cap
+
+
+class Window(_Config):
+    """A contest's window: credits and activities attributed in [starts_at, ends_at)."""
+
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Window:
+        if self.ends_at <= self.starts_at:
+            raise PydanticCustomError("window_not_ascending", "window.ends_at must be after window.starts_at")
+        return self
+
+
+class Scope(_Config):
+    """Which teams a board ranks; empty means every rep."""
+
+    teams: list[Id] = Field(default_factory=list)
+
+
+class Board(_Config):
+    """A leaderboard over a period, or a contest over a window (CONTRACT §5)."""
+
+    board_id: Id
+    title: Label
+    metric: Metric
+    period: BoardPeriod | None = None
+    window: Window | None = None
+    scope: Scope = Field(default_factory=Scope)
+    size: int = Field(default=10, ge=1, le=100)
+    plan_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _period_xor_window(self) -> Board:
+        if (self.period is None) == (self.window is None):
+            raise PydanticCustomError(
+                "period_xor_window",
+                "a board needs exactly one of period (a leaderboard) or window (a contest)",
+            )
+        return self
+
+    @property
+    def is_contest(self) -> bool:
+        """True when the board ranks a fixed window rather than a rolling period."""
+        return self.window is not None
+
+
+class Rep(_Config):
+    """A sales rep on the roster."""
+
+    rep_id: Id
+    name: Label
+    team_id: Id | None = None
+    email: str | None = Field(default=None, max_length=254)
+    timezone: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_shape(cls, email: str | None) -> str | None:
+        if email is not None and _EMAIL.fullmatch(email) is None:
+            raise PydanticCustomError("invalid_email", "not an email address: '{email}'", {"email": email})
+        return email
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_timezone(cls, timezone: str | None) -> str | None:
+        if timezone is None:
+            return None
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as error:
+            raise PydanticCustomError(
+                "unknown_timezone", "unknown IANA timezone '{timezone}'", {"timezone": timezone}
+            ) from error
+        return timezone
+
+
+class Team(_Config):
+    """A sales team; a team's KPIs are the sums over its current members."""
+
+    team_id: Id
+    name: Label
+    manager_rep_id: Id | None = None

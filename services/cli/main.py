@@ -1,0 +1,112 @@
+"""The `salespulse` command: run the stack or one service, manage keys, migrate, replay, import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from services.common.settings import get_settings
+
+
+def _serve(app_factory: str, port: int) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=settings.host,
+        port=port,
+        log_level=os.environ.get("SALESPULSE_LOG_LEVEL", "warning").lower(),
+        ws="websockets",
+        loop="uvloop" if _has_uvloop() else "asyncio",
+        proxy_headers=False,
+    )
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cmd_ingest(_: argparse.Namespace) -> None:
+    _serve("services.ingest.app:create_app", get_settings().ingest_port)
+
+
+def cmd_api(_: argparse.Namespace) -> None:
+    _serve("services.api.app:create_app", get_settings().api_port)
+
+
+def cmd_scoring(_: argparse.Namespace) -> None:
+    from services.scoring.worker import run
+
+    run()
+
+
+def cmd_migrate(_: argparse.Namespace) -> None:
+    from services.common.db import migrate
+
+    migrate(get_settings().db_url)
+    print("database is at the newest schema")
+
+
+def cmd_topics(_: argparse.Namespace) -> None:
+    from services.common.broker import ensure_topics
+
+    asyncio.run(ensure_topics(get_settings()))
+    print("topics exist")
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from services.cli.up import up
+
+    sys.exit(up(demo=args.demo, rate=args.rate))
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from services.cli.keys import run_keys
+
+    sys.exit(asyncio.run(run_keys(args)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salespulse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the whole stack on this machine (embedded broker and SQLite by default)")
+    up.add_argument("--demo", action="store_true", help="load a demo roster, plans and boards and stream a sales floor")
+    up.add_argument("--rate", type=float, default=20.0, help="demo: live events per second (default 20)")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("ingest", help="run the ingest service").set_defaults(func=cmd_ingest)
+    sub.add_parser("api", help="run the API gateway").set_defaults(func=cmd_api)
+    sub.add_parser("scoring", help="run a scoring worker").set_defaults(func=cmd_scoring)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
+    sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--role", required=True, choices=["admin", "ingest", "viewer"])
+    create.add_argument("--name", required=True)
+    keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("SALESPULSE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""`salespulse up`: the whole stack on one machine — broker, ingest, scoring, gateway — as supervised
+processes with prefixed logs, health waits, and a clean shutdown on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from services.common import db
+from services.common.broker import broker_command, ensure_topics, port_is_free, wait_for_port
+from services.common.settings import Settings, get_settings
+from services.ingest.relay import reset_relay_cursor
+
+COLORS = {"broker": "35", "ingest": "36", "scoring": "33", "api": "32", "demo": "34"}
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    pump: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class StartupError(Exception):
+    pass
+
+
+def admin_key(settings: Settings) -> str:
+    """SALESPULSE_ADMIN_KEY, or a key generated once and kept in the data directory."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = settings.data_dir / "admin.key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = "sp_" + secrets.token_urlsafe(32)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def check_ports(settings: Settings) -> None:
+    wanted = {"SALESPULSE_API_PORT": settings.api_port, "SALESPULSE_INGEST_PORT": settings.ingest_port}
+    if settings.embedded_broker:
+        wanted["SALESPULSE_BROKER_PORT"] = settings.broker_port
+    taken = [f"{name}={port}" for name, port in wanted.items() if not port_is_free(port, settings.host)]
+    if taken:
+        raise StartupError(
+            "these ports are already in use: "
+            + ", ".join(taken)
+            + ". Stop whatever holds them, or choose other ports with those variables."
+        )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prefix(name: str) -> bytes:
+    color = COLORS.get(name, "0")
+    if sys.stdout.isatty():
+        return f"\x1b[{color}m{name:>8} |\x1b[0m ".encode()
+    return f"{name:>8} | ".encode()
+
+
+async def _pump(name: str, stream: asyncio.StreamReader) -> None:
+    prefix = _prefix(name)
+    out = sys.stdout.buffer
+    while line := await stream.readline():
+        out.write(prefix + line)
+        out.flush()
+
+
+async def _spawn(child: Child) -> None:
+    child.proc = await asyncio.create_subprocess_exec(
+        *child.argv,
+        env=child.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+    )
+    assert child.proc.stdout is not None
+    child.pump = asyncio.create_task(_pump(child.name, child.proc.stdout))
+
+
+async def _wait_http(url: str, child: Child, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if child.proc is not None and child.proc.returncode is not None:
+                raise StartupError(f"{child.name} exited with code {child.proc.returncode} while starting")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise StartupError(f"{child.name} did not become healthy at {url} within {timeout:.0f} s")
+
+
+async def _stop(children: list[Child]) -> None:
+    for child in reversed(children):
+        proc = child.proc
+        if proc is None or proc.returncode is not None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if child.pump:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(child.pump, timeout=2)
+
+
+async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asyncio.Event) -> None:
+    check_ports(settings)
+    key = admin_key(settings)
+    await asyncio.to_thread(db.migrate, settings.db_url)
+    env = dict(os.environ)
+    env.update(
+        {
+            "SALESPULSE_ADMIN_KEY": key,
+            "SALESPULSE_DATA_DIR": str(settings.data_dir.resolve()),
+            "SALESPULSE_SCORING_WEB_PORT": str(_free_port()),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    python = [sys.executable, "-m", "services.cli.main"]
+    children: list[Child] = []
+    try:
+        if settings.embedded_broker:
+            broker = Child("broker", broker_command(settings.broker_port, settings.host), env)
+            children.append(broker)
+            await _spawn(broker)
+            await asyncio.to_thread(wait_for_port, settings.broker_port, settings.host)
+            env["SALESPULSE_KAFKA_BOOTSTRAP"] = settings.bootstrap
+            # The embedded broker keeps nothing on disk: rebuild every topic from the ledger.
+            await reset_relay_cursor(settings, 0)
+        await ensure_topics(settings)
+        ingest = Child("ingest", [*python, "ingest"], env)
+        scoring = Child("scoring", [*python, "scoring"], env)
+        api = Child("api", [*python, "api"], env)
+        for child in (ingest, scoring, api):
+            children.append(child)
+            await _spawn(child)
+        base = f"http://{settings.host}"
+        await _wait_http(f"{base}:{settings.ingest_port}/v1/health", ingest)
+        await _wait_http(f"{base}:{env['SALESPULSE_SCORING_WEB_PORT']}/metrics", scoring)
+        await _wait_http(f"{base}:{settings.api_port}/v1/ready", api)
+        key_note = "" if settings.admin_key else f" (kept in {settings.data_dir / 'admin.key'})"
+        print(
+            "\nsalespulse is up\n"
+            f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"
+            f"  ingest        {base}:{settings.ingest_port}/v1/events\n"
+            f"  broker        {settings.bootstrap}{' (embedded)' if settings.embedded_broker else ''}\n"
+            f"  database      {settings.db_url.split('@')[-1]}\n"
+            f"  admin key     {key}{key_note}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        feeder: asyncio.Task[None] | None = None
+        if demo:
+            feeder = asyncio.create_task(_demo(settings, key, rate, stop))
+        watchers = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]  # type: ignore[union-attr]
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        if stopper not in done:
+            dead = [c.name for c in children if c.proc and c.proc.returncode is not None]
+            print(f"salespulse: {', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
+        stop.set()
+        if feeder:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+        for task in (stopper, *watchers):
+            task.cancel()
+    finally:
+        await _stop(children)
+
+
+async def _demo(settings: Settings, key: str, rate: float, stop: asyncio.Event) -> None:
+    from services.demo.floor import run_floor, seed_config
+
+    prefix = _prefix("demo").decode()
+
+    def log(message: str) -> None:
+        print(prefix + message, flush=True)
+
+    base = f"http://{settings.host}"
+    await seed_config(f"{base}:{settings.api_port}", key)
+    log("demo roster, plans and boards loaded")
+    await run_floor(f"{base}:{settings.ingest_port}", key, rate=rate, stop=stop, log=log)
+
+
+def up(*, demo: bool, rate: float) -> int:
+    settings = get_settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_stack(settings, demo=demo, rate=rate, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"salespulse: {exc}", file=sys.stderr)
+        return 2
+    print("salespulse stopped")
+    return 0
+
+
+__all__ = ["admin_key", "run_stack", "up"]

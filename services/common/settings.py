@@ -1,0 +1,76 @@
+"""The one settings object: every knob is an environment variable prefixed SALESPULSE_."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration shared by every service (see README, "Configuration")."""
+
+    model_config = SettingsConfigDict(env_prefix="SALESPULSE_", extra="ignore")
+
+    timezone: str = Field("UTC", description="IANA time zone that defines days, weeks, months")
+    fiscal_year_start_month: int = Field(1, ge=1, le=12)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="reporting currency")
+    strict_roster: bool = False
+
+    data_dir: Path = Path(".salespulse")
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    topic_prefix: str = "salespulse."
+    partitions: int = Field(4, ge=1, le=256)
+
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    ingest_port: int = 8001
+    broker_port: int = 9092
+    admin_key: str | None = None
+
+    # Faust worker tuning; tests shorten the session timeout so a killed worker is replaced quickly.
+    scoring_web_port: int = 6066
+    broker_session_timeout: float = 30.0
+    broker_heartbeat_interval: float = 3.0
+    scoring_batch_size: int = 2000
+    scoring_batch_within: float = 0.02
+
+    relay_batch_size: int = 5000
+    relay_idle_seconds: float = 0.05
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Berlin") from exc
+        return value
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when salespulse starts its own broker (no external Kafka configured)."""
+        return not self.kafka_bootstrap
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'salespulse.db'}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

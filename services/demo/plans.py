@@ -1,0 +1,162 @@
+"""The demo's incentive plans and boards: a quarterly revenue accelerator, a monthly activity SPIFF,
+floor and regional leaderboards, and a call-blitz contest that runs for the whole current day (UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from services.demo.roster import agent_rep_ids, demo_teams
+
+__all__ = ["ACTIVITY_QUOTA", "REVENUE_QUOTA", "demo_boards", "demo_plans"]
+
+REVENUE_QUOTA = 100_000
+"""Quarterly revenue quota per agent.
+
+In the data set a median agent wins about $88k a quarter and the top fifth $125k–$175k (one outlier
+$360k), so a good rep reaches the 1.25 accelerator ($125k) near quarter end and about half never make
+target. The live floor adds to that as fast as `--rate` lets it.
+"""
+ACTIVITY_QUOTA = 120
+"""Monthly activities per agent for the SPIFF; the live floor (about 60 % of its events are activities)
+gets a rep there within minutes at the default rate, so celebrations show up during a demo."""
+
+
+def _utc_midnight(day: date) -> str:
+    return datetime.combine(day, time(0), tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def demo_plans(today: date) -> list[dict[str, Any]]:
+    """The demo's plans, effective from January 1st of `today`'s year.
+
+    Only agents take part: managers carry no quota.
+    """
+    participants = {"teams": [], "reps": agent_rep_ids()}
+    effective_from = date(today.year, 1, 1).isoformat()
+    return [
+        {
+            "plan_id": "ae-revenue",
+            "name": "AE revenue accelerator",
+            "metric": "revenue",
+            "period": "quarter",
+            "effective_from": effective_from,
+            "effective_to": None,
+            "participants": participants,
+            "quota": REVENUE_QUOTA,
+            "quota_overrides": {},
+            "tiers": [
+                {"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.05, "reward": None},
+                {
+                    "tier_id": "target",
+                    "name": "Target",
+                    "threshold": 1.0,
+                    "rate": 0.08,
+                    "reward": "Shout-out at the all-hands",
+                },
+                {
+                    "tier_id": "accel",
+                    "name": "Accelerator",
+                    "threshold": 1.25,
+                    "rate": 0.12,
+                    "reward": "President's Club nomination",
+                },
+            ],
+            "payout_cap": None,
+            # Accelerators pay only for reps who keep their renewals.
+            "gate": {"metric": "retention_rate", "min": 0.8},
+        },
+        {
+            "plan_id": "activity-spiff",
+            "name": "Activity SPIFF",
+            "metric": "activities",
+            "period": "month",
+            "effective_from": effective_from,
+            "effective_to": None,
+            "participants": participants,
+            "quota": ACTIVITY_QUOTA,
+            "quota_overrides": {},
+            # A SPIFF pays in recognition, not commission.
+            "tiers": [
+                {"tier_id": "on-track", "name": "On track", "threshold": 0.5, "rate": 0, "reward": None},
+                {
+                    "tier_id": "target",
+                    "name": "Target",
+                    "threshold": 1.0,
+                    "rate": 0,
+                    "reward": "Team lunch on the house",
+                },
+                {
+                    "tier_id": "stretch",
+                    "name": "Stretch",
+                    "threshold": 1.5,
+                    "rate": 0,
+                    "reward": "Golden headset trophy",
+                },
+            ],
+            "payout_cap": None,
+            "gate": None,
+        },
+    ]
+
+
+def demo_boards(today: date | None = None) -> list[dict[str, Any]]:
+    """The demo's leaderboards, one per region, and a call-blitz contest over the whole of `today`.
+
+    `today` defaults to the current date in UTC.
+    """
+    day = today or datetime.now(UTC).date()
+    boards: list[dict[str, Any]] = [
+        {
+            "board_id": "floor",
+            "title": "Revenue this month",
+            "metric": "revenue",
+            "period": "month",
+            "scope": {"teams": []},
+            "size": 10,
+            "plan_id": None,
+        },
+        {
+            "board_id": "floor-quarter",
+            "title": "Revenue this quarter",
+            "metric": "revenue",
+            "period": "quarter",
+            "scope": {"teams": []},
+            "size": 10,
+            "plan_id": "ae-revenue",
+        },
+        {
+            "board_id": "activity-spiff",
+            "title": "Activity SPIFF this month",
+            "metric": "activities",
+            "period": "month",
+            "scope": {"teams": []},
+            "size": 10,
+            "plan_id": "activity-spiff",
+        },
+    ]
+    for team in demo_teams():
+        boards.append(
+            {
+                "board_id": f"region-{team['team_id']}",
+                "title": f"{team['name']}: revenue this month",
+                "metric": "revenue",
+                "period": "month",
+                "scope": {"teams": [team["team_id"]]},
+                # Room for the whole region: 12 agents and 2 managers.
+                "size": 15,
+                "plan_id": None,
+            }
+        )
+    boards.append(
+        {
+            "board_id": "call-blitz",
+            "title": "Call blitz: most calls today",
+            "metric": "activities.call",
+            "window": {"starts_at": _utc_midnight(day), "ends_at": _utc_midnight(day + timedelta(days=1))},
+            "scope": {"teams": []},
+            "size": 10,
+            "plan_id": None,
+        }
+    )
+    return boards

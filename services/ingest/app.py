@@ -1,0 +1,151 @@
+"""Ingest service: validates events, appends them to the ledger, and relays them to Kafka."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from schemas.events import validate_events
+from services.common import db
+from services.common.auth import KeyStore, ensure_key
+from services.common.deps import AuditKey, IngestKey
+from services.common.models import LedgerEntry
+from services.common.problems import Problem, install_problem_handlers
+from services.common.settings import Settings, get_settings
+from services.ingest.ledger import EventConflict, LedgerWriter, ledger_row
+from services.ingest.relay import Relay
+from services.ingest.roster import RosterCache
+
+log = logging.getLogger("salespulse.ingest")
+
+MAX_BODY = 10 * 1024 * 1024
+MAX_EVENTS = 10_000
+
+
+def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db.create_engine(settings.db_url)
+        sessions = db.sessionmaker(engine)
+        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url))
+        relay = Relay(settings, sessions)
+        writer.on_commit.append(relay.wake)
+        if settings.admin_key:
+            await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
+        app.state.sessions = sessions
+        app.state.keys = KeyStore(sessions)
+        app.state.writer = writer
+        app.state.relay = relay
+        app.state.roster = RosterCache(sessions)
+        writer.start()
+        if run_relay:
+            relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await writer.stop()
+            await engine.dispose()
+
+    app = FastAPI(title="salespulse ingest", version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/events", status_code=202)
+    async def post_events(request: Request, _: IngestKey) -> JSONResponse:
+        body = await _read_limited(request)
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        payload = _as_json_array(body, ndjson=content_type in ("application/x-ndjson", "application/ndjson"))
+        events, problems = validate_events(payload, currency=settings.currency)
+        if not problems and len(events) > MAX_EVENTS:
+            raise Problem(
+                413, f"A request holds at most {MAX_EVENTS:,} events; this one has {len(events):,}. Split it."
+            )
+        if not problems and settings.strict_roster:
+            problems = await request.app.state.roster.unknown_reps(events)
+        if problems:
+            raise Problem(
+                422,
+                f"{len({p.index for p in problems})} of the events are invalid; nothing was accepted.",
+                errors=[{"index": p.index, "field": p.field, "message": p.message} for p in problems],
+            )
+        if not events:
+            raise Problem(422, "The request holds no events.", errors=[])
+        try:
+            result = await request.app.state.writer.append([ledger_row(e) for e in events])
+        except EventConflict as exc:
+            raise Problem(
+                409,
+                "These event_ids were already accepted with a different body: "
+                + ", ".join(exc.event_ids[:20])
+                + ". Send a new event_id for a new fact; nothing was accepted.",
+            ) from exc
+        except (OperationalError, DBAPIError, OSError) as exc:
+            log.warning("ledger unavailable: %s", exc)
+            raise Problem(
+                503,
+                "The ledger database is unavailable; nothing was accepted. Retry later.",
+                headers={"Retry-After": "2"},
+            ) from exc
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status_code=202)
+
+    @app.get("/v1/events/{event_id}")
+    async def get_event(event_id: str, request: Request, _: AuditKey) -> Any:
+        async with request.app.state.sessions() as session:
+            row = (
+                await session.execute(select(LedgerEntry).where(LedgerEntry.event_id == event_id))
+            ).scalar_one_or_none()
+        if row is None:
+            raise Problem(404, f"No event with event_id {event_id!r} was accepted.")
+        return {
+            "event_id": row.event_id,
+            "seq": row.seq,
+            "status": "published" if row.published_at else "accepted",
+            "accepted_at": row.accepted_at.isoformat(),
+            "published_at": row.published_at.isoformat() if row.published_at else None,
+            "event": json.loads(row.body),
+        }
+
+    return app
+
+
+async def _read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise Problem(413, f"The body is {int(declared):,} bytes; the limit is 10 MiB. Send smaller batches.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Problem(413, "The body is over the 10 MiB limit. Send smaller batches.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _as_json_array(body: bytes, *, ndjson: bool) -> bytes | list[Any]:
+    """Turn one event, a JSON array or NDJSON into what validate_events takes, keeping bad lines indexed."""
+    stripped = body.strip()
+    if not stripped:
+        raise Problem(422, "The body is empty; send one event, a JSON array of events, or NDJSON.", errors=[])
+    if ndjson:
+        lines = [line for line in stripped.split(b"\n") if line.strip()]
+        return b"[" + b",".join(lines) + b"]"
+    if stripped[:1] == b"{":
+        return b"[" + stripped + b"]"
+    if stripped[:1] == b"[":
+        return stripped
+    raise Problem(422, "The body must be a JSON object, a JSON array, or NDJSON (application/x-ndjson).", errors=[])

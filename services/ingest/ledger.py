@@ -1,0 +1,185 @@
+"""The ledger: append-only SQL record of every accepted event, written by one group-commit writer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from schemas.events import ActivityEvent, DealEvent, body_hash, canonical_json
+from services.common.models import LedgerEntry
+
+log = logging.getLogger("salespulse.ingest.ledger")
+
+
+class EventConflict(Exception):
+    """The same event_id arrived with a different body."""
+
+    def __init__(self, event_ids: list[str]) -> None:
+        super().__init__(", ".join(event_ids))
+        self.event_ids = event_ids
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    event_id: str
+    type: str
+    key: str
+    body: str
+    body_hash: str
+    occurred_at: datetime
+
+
+def ledger_row(event: DealEvent | ActivityEvent) -> LedgerRow:
+    key = event.deal_id if isinstance(event, DealEvent) else event.rep_id
+    return LedgerRow(
+        event_id=event.event_id,
+        type=event.type,
+        key=key,
+        body=canonical_json(event).decode(),
+        body_hash=body_hash(event),
+        occurred_at=event.occurred_at,
+    )
+
+
+@dataclass
+class _Submission:
+    rows: list[LedgerRow]
+    done: asyncio.Future[tuple[int, int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass
+class AppendResult:
+    accepted: int
+    duplicates: int
+
+
+class LedgerWriter:
+    """Appends events in group commits: concurrent requests share one transaction, so throughput
+    grows with load and sequence numbers are assigned in commit order (what the relay relies on)."""
+
+    def __init__(self, sessions: async_sessionmaker, *, postgres: bool, max_rows: int = 20_000) -> None:
+        self._sessions = sessions
+        self._postgres = postgres
+        self._max_rows = max_rows
+        self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.on_commit: list[object] = []  # callables run after each commit (the relay's wake-up)
+        self.commit_seconds: list[float] = []
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def append(self, rows: list[LedgerRow]) -> AppendResult:
+        """Durably append `rows` (all or nothing). Raises EventConflict, or the database's error."""
+        unique = _dedupe_within(rows)
+        sub = _Submission(unique)
+        await self._queue.put(sub)
+        accepted, duplicates_in_db = await sub.done
+        return AppendResult(accepted=accepted, duplicates=duplicates_in_db + (len(rows) - len(unique)))
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            group = [first]
+            size = len(first.rows)
+            while size < self._max_rows and not self._queue.empty():
+                sub = self._queue.get_nowait()
+                group.append(sub)
+                size += len(sub.rows)
+            try:
+                await self._commit(group)
+            except Exception as exc:  # the database is down or refused: fail this group, keep serving
+                log.warning("ledger commit failed: %s", exc)
+                for sub in group:
+                    if not sub.done.done():
+                        sub.done.set_exception(exc)
+
+    async def _commit(self, group: list[_Submission]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ids = [row.event_id for sub in group for row in sub.rows]
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            if self._postgres:
+                # One writer at a time across processes keeps sequence numbers in commit order.
+                await session.execute(select(_advisory_xact_lock()))
+            known: dict[str, str] = {}
+            for chunk in _chunks(ids, 5000):
+                result = await session.execute(
+                    select(LedgerEntry.event_id, LedgerEntry.body_hash).where(LedgerEntry.event_id.in_(chunk))
+                )
+                known.update(dict(result.tuples().all()))
+            to_insert: list[dict[str, object]] = []
+            outcomes: list[tuple[_Submission, BaseException | tuple[int, int]]] = []
+            for sub in group:
+                conflicts = [r.event_id for r in sub.rows if r.event_id in known and known[r.event_id] != r.body_hash]
+                if conflicts:
+                    outcomes.append((sub, EventConflict(conflicts)))
+                    continue
+                fresh = [r for r in sub.rows if r.event_id not in known]
+                for r in fresh:
+                    known[r.event_id] = r.body_hash
+                    to_insert.append(
+                        {
+                            "event_id": r.event_id,
+                            "type": r.type,
+                            "key": r.key,
+                            "body": r.body,
+                            "body_hash": r.body_hash,
+                            "occurred_at": r.occurred_at,
+                            "accepted_at": now,
+                        }
+                    )
+                outcomes.append((sub, (len(fresh), len(sub.rows) - len(fresh))))
+            if to_insert:
+                for chunk in _chunks(to_insert, 2000):
+                    await session.execute(insert(LedgerEntry), chunk)
+        self.commit_seconds.append(loop.time() - started)
+        for sub, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                sub.done.set_exception(outcome)
+            else:
+                sub.done.set_result(outcome)
+        for hook in self.on_commit:
+            hook()  # type: ignore[operator]
+
+
+def _advisory_xact_lock():  # type: ignore[no-untyped-def]
+    from sqlalchemy import func
+
+    return func.pg_advisory_xact_lock(7461002)
+
+
+def _dedupe_within(rows: list[LedgerRow]) -> list[LedgerRow]:
+    """Drop repeats of one event inside a request; a repeat with another body is a conflict."""
+    seen: dict[str, str] = {}
+    out: list[LedgerRow] = []
+    conflicts: list[str] = []
+    for row in rows:
+        prior = seen.get(row.event_id)
+        if prior is None:
+            seen[row.event_id] = row.body_hash
+            out.append(row)
+        elif prior != row.body_hash:
+            conflicts.append(row.event_id)
+    if conflicts:
+        raise EventConflict(conflicts)
+    return out
+
+
+def _chunks(items: list, size: int):  # type: ignore[no-untyped-def, type-arg]
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,182 @@
+"""Credits: the signed KPI deltas a deal snapshot attributes to each rep at the deal's close instant.
+
+Applying snapshot S after P adds `contribution(S) − contribution(P)` (CONTRACT §1, Credits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from math import lcm
+from typing import Any, Final
+
+from services.scoring.domain.deals import DealSnapshot
+
+__all__ = ["CREDIT_MEASURES", "Credit", "allocate", "contribution", "delta"]
+
+ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
+_CENT: Final = Decimal("0.01")
+_UTC: Final = UTC
+
+# The additive measures a credit carries, in storage order.
+CREDIT_MEASURES: Final = ("revenue", "deals_won", "deals_lost", "renewals_won", "renewals_lost")
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Signed KPI deltas for one rep, attributed to the periods that contain `at` (the close instant)."""
+
+    rep_id: str
+    at: datetime
+    revenue: Decimal = ZERO
+    deals_won: Decimal = ZERO
+    deals_lost: Decimal = ZERO
+    renewals_won: Decimal = ZERO
+    renewals_lost: Decimal = ZERO
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ValueError(f"credit time {self.at.isoformat()} has no UTC offset")
+
+    def is_zero(self) -> bool:
+        """True when the credit changes nothing."""
+        return not (
+            self.revenue or self.deals_won or self.deals_lost or self.renewals_won or self.renewals_lost
+        )
+
+    def __neg__(self) -> Credit:
+        return Credit(
+            self.rep_id,
+            self.at,
+            -self.revenue,
+            -self.deals_won,
+            -self.deals_lost,
+            -self.renewals_won,
+            -self.renewals_lost,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-safe form: decimals as strings, zero measures left out."""
+        data: dict[str, Any] = {"rep_id": self.rep_id, "at": self.at.isoformat()}
+        for name in CREDIT_MEASURES:
+            value = getattr(self, name)
+            if value:
+                data[name] = str(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Credit:
+        """Rebuild a credit from `to_dict()` output."""
+        try:
+            get = data.get
+            return cls(
+                data["rep_id"],
+                datetime.fromisoformat(data["at"]),
+                Decimal(get("revenue", 0)),
+                Decimal(get("deals_won", 0)),
+                Decimal(get("deals_lost", 0)),
+                Decimal(get("renewals_won", 0)),
+                Decimal(get("renewals_lost", 0)),
+            )
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise ValueError(f"not a stored credit: {exc!r}") from exc
+
+
+def _merged_splits(splits: Iterable[tuple[str, Decimal]]) -> list[tuple[str, Decimal]]:
+    """Splits with each rep once (a rep listed twice gets the sum), first-appearance order kept."""
+    merged: dict[str, Decimal] = {}
+    for rep_id, share in splits:
+        merged[rep_id] = merged.get(rep_id, ZERO) + share
+    return list(merged.items())
+
+
+def allocate(amount: Decimal, splits: Sequence[tuple[str, Decimal]]) -> list[tuple[str, Decimal]]:
+    """Split `amount` by share in whole cents so the parts sum exactly to `amount`.
+
+    Largest remainder: each rep gets the floor of its exact cents, and the cents left over go one each
+    to the largest remainders, ties to the smaller rep_id. Shares are normalised by their sum, so shares
+    that miss 1 by rounding still hand out the whole amount. Returns `(rep_id, part)` in split order,
+    each rep once.
+    """
+    reps = _merged_splits(splits)
+    if not reps:
+        raise ValueError("cannot allocate an amount without splits")
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ValueError(f"amount must be a finite Decimal, got {amount!r}")
+    if amount != amount.quantize(_CENT):
+        raise ValueError(f"amount {amount} has more than 2 decimal places")
+    for rep_id, share in reps:
+        if share <= 0:
+            raise ValueError(f"the share of {rep_id!r} must be > 0, got {share}")
+    if len(reps) == 1:
+        return [(reps[0][0], amount)]
+    sign = -1 if amount < 0 else 1
+    cents = int(abs(amount) * 100)
+    # Exact integer arithmetic: every share becomes weight / common denominator.
+    ratios = [share.as_integer_ratio() for _, share in reps]
+    denominator = lcm(*(q for _, q in ratios))
+    weights = [p * (denominator // q) for p, q in ratios]
+    total = sum(weights)
+    floors = [cents * weight // total for weight in weights]
+    remainders = [cents * weight % total for weight in weights]  # all over the same `total`
+    left = cents - sum(floors)
+    ranked = sorted(range(len(reps)), key=lambda i: (-remainders[i], reps[i][0]))
+    for i in ranked[:left]:
+        floors[i] += 1
+    return [(rep_id, Decimal(sign * part).scaleb(-2)) for (rep_id, _), part in zip(reps, floors, strict=True)]
+
+
+def contribution(snapshot: DealSnapshot) -> list[Credit]:
+    """What a snapshot credits, one Credit per rep in split order; open deals credit nothing."""
+    if snapshot.stage == "open":
+        return []
+    at = snapshot.closed_at
+    if at is None:  # DealSnapshot already refuses this; kept so the type checker knows
+        raise ValueError(f"deal {snapshot.deal_id} is {snapshot.stage} without closed_at")
+    renewal = snapshot.kind == "renewal"
+    shares = dict(_merged_splits(snapshot.splits))
+    if snapshot.stage == "won":
+        return [
+            Credit(
+                rep_id,
+                at,
+                revenue=part,
+                deals_won=shares[rep_id],
+                renewals_won=shares[rep_id] if renewal else ZERO,
+            )
+            for rep_id, part in allocate(snapshot.amount, snapshot.splits)
+        ]
+    return [
+        Credit(rep_id, at, deals_lost=share, renewals_lost=share if renewal else ZERO)
+        for rep_id, share in shares.items()
+    ]
+
+
+def delta(previous: DealSnapshot | None, current: DealSnapshot) -> list[Credit]:
+    """`contribution(current) − contribution(previous)`, one credit per (rep, instant), zeros dropped.
+
+    Ordered by instant, then rep_id, so the same pair of snapshots always yields the same list.
+    """
+    if previous is not None and previous.deal_id != current.deal_id:
+        raise ValueError(
+            f"cannot diff snapshots of different deals: {previous.deal_id!r}, {current.deal_id!r}"
+        )
+    # Aware datetimes hash and compare by instant, so one close time given in two offsets merges;
+    # the dict keeps the first key object it saw, which makes the output's `at` deterministic.
+    sums: dict[tuple[str, datetime], list[Decimal]] = {}
+    parts = [(credit, _ONE) for credit in contribution(current)]
+    if previous is not None:
+        parts += [(credit, -_ONE) for credit in contribution(previous)]
+    for credit, sign in parts:
+        measures = sums.setdefault((credit.rep_id, credit.at), [ZERO] * len(CREDIT_MEASURES))
+        for i, name in enumerate(CREDIT_MEASURES):
+            value = getattr(credit, name)
+            if value:
+                measures[i] += value if sign > 0 else -value
+    credits = [Credit(rep_id, at, *measures) for (rep_id, at), measures in sums.items()]
+    credits = [credit for credit in credits if not credit.is_zero()]
+    credits.sort(key=lambda credit: (credit.at.astimezone(_UTC), credit.rep_id))
+    return credits

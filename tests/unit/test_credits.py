@@ -1,0 +1,394 @@
+"""Deal snapshots and credits (CONTRACT §1): ordering, contribution, deltas and exact money splits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.scoring.domain.credits import CREDIT_MEASURES, Credit, allocate, contribution, delta
+from services.scoring.domain.deals import DEAL_KINDS, DEAL_STAGES, DealSnapshot, DealStage, is_newer
+from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.periods import Calendar
+
+REPS = ["ana", "ben", "cy", "dee"]
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = timezone(timedelta(hours=-5))
+# Close times on both sides of month, quarter and fiscal-year edges, some the same instant in two offsets.
+CLOSE_TIMES = [
+    datetime(2026, 1, 31, 23, 30, tzinfo=UTC),
+    datetime(2026, 2, 1, 0, 30, tzinfo=BERLIN),  # = 2026-01-31 23:30 UTC
+    datetime(2026, 2, 1, 9, tzinfo=UTC),
+    datetime(2026, 3, 31, 22, tzinfo=NEW_YORK),
+    datetime(2026, 12, 31, 23, 59, tzinfo=UTC),
+]
+OCCURRED = [
+    datetime(2026, 1, 1, 9, tzinfo=UTC),
+    datetime(2026, 1, 1, 10, tzinfo=BERLIN),  # = 09:00 UTC
+    datetime(2026, 1, 2, 9, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, tzinfo=NEW_YORK),  # = 08:00 UTC, earlier than the line above
+]
+
+Totals = dict[tuple[str, datetime], tuple[Decimal, ...]]
+
+
+def fold(credits: Iterable[Credit]) -> Totals:
+    """Sum credits per (rep, instant), dropping sums that cancel to zero."""
+    sums: dict[tuple[str, datetime], list[Decimal]] = {}
+    for credit in credits:
+        measures = sums.setdefault((credit.rep_id, credit.at.astimezone(UTC)), [Decimal(0)] * 5)
+        for i, name in enumerate(CREDIT_MEASURES):
+            measures[i] += getattr(credit, name)
+    return {key: tuple(values) for key, values in sums.items() if any(values)}
+
+
+def snapshot(
+    stage: str = "won",
+    *,
+    amount: str = "1000.00",
+    closed_at: datetime | None = CLOSE_TIMES[2],
+    owner_id: str = "ana",
+    splits: tuple[tuple[str, Decimal], ...] = (),
+    kind: str = "new",
+    version: int | None = 1,
+    event_id: str = "e1",
+    occurred_at: datetime = OCCURRED[0],
+) -> DealSnapshot:
+    return DealSnapshot(
+        deal_id="deal-1",
+        event_id=event_id,
+        version=version,
+        occurred_at=occurred_at,
+        owner_id=owner_id,
+        stage=stage,  # type: ignore[arg-type]
+        amount=Decimal(amount),
+        closed_at=closed_at,
+        splits=splits,
+        kind=kind,  # type: ignore[arg-type]
+    )
+
+
+@st.composite
+def split_lists(draw: st.DrawFn) -> tuple[tuple[str, Decimal], ...]:
+    """No splits (owner 100 %), or 1–4 reps with positive shares that sum to exactly 1."""
+    reps = draw(st.lists(st.sampled_from(REPS), min_size=0, max_size=4, unique=True))
+    if not reps:
+        return ()
+    weights = [draw(st.integers(min_value=1, max_value=100)) for _ in reps]
+    total = Decimal(sum(weights))
+    shares = [(Decimal(weight) / total).quantize(Decimal("1e-10")) for weight in weights[:-1]]
+    shares.append(Decimal(1) - sum(shares, Decimal(0)))
+    return tuple(zip(reps, shares, strict=True))
+
+
+amounts = st.integers(min_value=0, max_value=10**9).map(lambda cents: Decimal(cents).scaleb(-2))
+
+
+@st.composite
+def deal_snapshot_lists(draw: st.DrawFn) -> list[DealSnapshot]:
+    """Up to six distinct snapshots of one deal, each with its own event_id."""
+    count = draw(st.integers(min_value=1, max_value=6))
+    snapshots = []
+    for index in range(count):
+        stage: DealStage = draw(st.sampled_from(DEAL_STAGES))
+        closed_at: datetime | None = draw(st.sampled_from(CLOSE_TIMES))
+        if stage == "open":
+            closed_at = draw(st.one_of(st.none(), st.just(closed_at)))
+        snapshots.append(
+            DealSnapshot(
+                deal_id="deal-1",
+                event_id=f"e{index}",
+                version=draw(st.one_of(st.none(), st.integers(min_value=0, max_value=3))),
+                occurred_at=draw(st.sampled_from(OCCURRED)),
+                owner_id=draw(st.sampled_from(REPS)),
+                stage=stage,
+                amount=draw(amounts),
+                closed_at=closed_at,
+                splits=draw(split_lists()),
+                kind=draw(st.sampled_from(DEAL_KINDS)),
+            )
+        )
+    return snapshots
+
+
+# -- ordering and staleness ------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), snapshots=deal_snapshot_lists())
+def test_any_reordering_or_duplication_ends_with_the_totals_of_the_newest_snapshot(
+    data: st.DataObject, snapshots: list[DealSnapshot]
+) -> None:
+    duplicates = data.draw(st.lists(st.sampled_from(snapshots), max_size=8))
+    feed = data.draw(st.permutations(snapshots + duplicates))
+    applied: DealSnapshot | None = None
+    credits: list[Credit] = []
+    stale = 0
+    for candidate in feed:
+        if not is_newer(candidate, applied):
+            stale += 1
+            continue
+        credits += delta(applied, candidate)
+        applied = candidate
+    newest = max(snapshots, key=DealSnapshot.order_key)
+    assert applied is newest
+    assert stale == len(feed) - sum(1 for _ in _increasing_prefix_maxima(feed))
+    assert fold(credits) == fold(contribution(newest))
+
+
+def _increasing_prefix_maxima(feed: list[DealSnapshot]) -> Iterable[DealSnapshot]:
+    best = None
+    for candidate in feed:
+        if best is None or candidate.order_key() > best.order_key():
+            best = candidate
+            yield candidate
+
+
+def test_a_snapshot_is_not_newer_than_itself() -> None:
+    assert not is_newer(snapshot(), snapshot())
+    assert is_newer(snapshot(), None)
+
+
+def test_version_orders_snapshots_before_occurred_at() -> None:
+    older = snapshot(version=2, occurred_at=OCCURRED[2], event_id="a")
+    newer = snapshot(version=3, occurred_at=OCCURRED[0], event_id="b")
+    assert is_newer(newer, older) and not is_newer(older, newer)
+
+
+def test_a_missing_version_counts_as_zero() -> None:
+    assert snapshot(version=None).order_key()[0] == 0
+    assert not is_newer(snapshot(version=None, event_id="a"), snapshot(version=0, event_id="a"))
+
+
+def test_occurred_at_is_compared_as_an_instant_not_as_text() -> None:
+    # "2026-01-02T03:00-05:00" sorts after "2026-01-02T09:00Z" as text but happens an hour earlier.
+    earlier = snapshot(occurred_at=OCCURRED[3], event_id="b")
+    later = snapshot(occurred_at=OCCURRED[2], event_id="a")
+    assert is_newer(later, earlier) and not is_newer(earlier, later)
+
+
+def test_event_id_breaks_ties_between_equal_versions_and_instants() -> None:
+    first = snapshot(occurred_at=OCCURRED[0], event_id="e1")
+    second = snapshot(occurred_at=OCCURRED[1], event_id="e2")  # the same instant in Berlin time
+    assert is_newer(second, first) and not is_newer(first, second)
+
+
+def test_snapshots_of_different_deals_cannot_be_ordered() -> None:
+    other = DealSnapshot("deal-2", "x", 1, OCCURRED[0], "ana", "open", Decimal(0))
+    with pytest.raises(ValueError, match="different deals"):
+        is_newer(other, snapshot())
+
+
+# -- contribution ----------------------------------------------------------------------------------
+
+
+def test_won_deal_credits_revenue_and_a_won_deal_in_the_close_period() -> None:
+    assert contribution(snapshot("won")) == [
+        Credit("ana", CLOSE_TIMES[2], revenue=Decimal("1000.00"), deals_won=Decimal(1))
+    ]
+
+
+def test_won_renewal_also_counts_a_won_renewal() -> None:
+    [credit] = contribution(snapshot("won", kind="renewal"))
+    assert (credit.deals_won, credit.renewals_won, credit.renewals_lost) == (1, 1, 0)
+
+
+def test_lost_deal_counts_a_lost_deal_and_no_revenue() -> None:
+    [credit] = contribution(snapshot("lost", kind="renewal"))
+    assert (credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_lost) == (0, 0, 1, 1)
+
+
+def test_open_deal_credits_nothing() -> None:
+    assert contribution(snapshot("open", closed_at=None)) == []
+    assert contribution(snapshot("open", closed_at=CLOSE_TIMES[0])) == []
+
+
+def test_splits_share_revenue_and_deal_counts() -> None:
+    splits = (("ana", Decimal("0.6")), ("ben", Decimal("0.4")))
+    credits = contribution(snapshot("won", amount="999.99", splits=splits))
+    assert [(c.rep_id, c.revenue, c.deals_won) for c in credits] == [
+        ("ana", Decimal("599.99"), Decimal("0.6")),
+        ("ben", Decimal("400.00"), Decimal("0.4")),
+    ]
+
+
+def test_a_rep_listed_twice_in_splits_gets_the_sum_of_both_shares() -> None:
+    splits = (("ana", Decimal("0.25")), ("ben", Decimal("0.5")), ("ana", Decimal("0.25")))
+    credits = contribution(snapshot("won", amount="100.00", splits=splits))
+    assert [(c.rep_id, c.revenue, c.deals_won) for c in credits] == [
+        ("ana", Decimal("50.00"), Decimal("0.50")),
+        ("ben", Decimal("50.00"), Decimal("0.5")),
+    ]
+
+
+def test_no_splits_means_the_owner_gets_100_percent() -> None:
+    assert snapshot(owner_id="cy").splits == (("cy", Decimal(1)),)
+
+
+def test_won_or_lost_without_a_close_time_is_rejected() -> None:
+    with pytest.raises(ValueError, match="closed_at is required"):
+        snapshot("won", closed_at=None)
+
+
+# -- deltas: the one rule that covers every change -------------------------------------------------
+
+
+def test_reversal_claws_back_revenue_in_the_close_period() -> None:
+    won = snapshot("won", event_id="e1")
+    reopened = snapshot("open", closed_at=None, version=2, event_id="e2")
+    assert delta(won, reopened) == [
+        Credit("ana", CLOSE_TIMES[2], revenue=Decimal("-1000.00"), deals_won=Decimal(-1))
+    ]
+
+
+def test_won_then_lost_moves_the_deal_from_won_to_lost() -> None:
+    won = snapshot("won", event_id="e1")
+    lost = snapshot("lost", version=2, event_id="e2")
+    [credit] = delta(won, lost)
+    assert (credit.revenue, credit.deals_won, credit.deals_lost) == (Decimal("-1000.00"), -1, 1)
+
+
+def test_an_amount_change_credits_only_the_difference() -> None:
+    [credit] = delta(snapshot(amount="1000.00"), snapshot(amount="1250.50", version=2))
+    assert (credit.revenue, credit.deals_won) == (Decimal("250.50"), 0)
+
+
+def test_close_date_change_moves_credit_between_periods() -> None:
+    calendar = Calendar()
+    january = snapshot(closed_at=CLOSE_TIMES[0])
+    february = snapshot(closed_at=CLOSE_TIMES[2], version=2)
+    by_month: dict[str, KpiTotals] = {}
+    for credit in contribution(january) + delta(january, february):
+        by_month.setdefault(calendar.key(credit.at, "month"), KpiTotals()).apply_credit(credit)
+    assert by_month["2026-01"].is_zero()
+    assert (by_month["2026-02"].revenue, by_month["2026-02"].deals_won) == (Decimal("1000.00"), 1)
+
+
+def test_the_same_close_instant_in_another_offset_is_no_change() -> None:
+    assert delta(snapshot(closed_at=CLOSE_TIMES[0]), snapshot(closed_at=CLOSE_TIMES[1], version=2)) == []
+
+
+def test_owner_change_moves_credit_between_reps() -> None:
+    credits = delta(snapshot(owner_id="ana"), snapshot(owner_id="ben", version=2))
+    assert [(c.rep_id, c.revenue, c.deals_won) for c in credits] == [
+        ("ana", Decimal("-1000.00"), -1),
+        ("ben", Decimal("1000.00"), 1),
+    ]
+
+
+def test_split_change_moves_only_the_changed_shares() -> None:
+    before = snapshot(splits=(("ana", Decimal("0.5")), ("ben", Decimal("0.5"))))
+    after = snapshot(splits=(("ana", Decimal("0.5")), ("cy", Decimal("0.5"))), version=2)
+    credits = delta(before, after)
+    assert [(c.rep_id, c.revenue, c.deals_won) for c in credits] == [
+        ("ben", Decimal("-500.00"), Decimal("-0.5")),
+        ("cy", Decimal("500.00"), Decimal("0.5")),
+    ]
+
+
+def test_delta_from_nothing_is_the_contribution() -> None:
+    current = snapshot(splits=(("ben", Decimal("0.3")), ("ana", Decimal("0.7"))))
+    assert fold(delta(None, current)) == fold(contribution(current))
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshots=deal_snapshot_lists())
+def test_delta_is_deterministic_and_never_holds_zero_credits(snapshots: list[DealSnapshot]) -> None:
+    previous, current = snapshots[0], snapshots[-1]
+    credits = delta(previous, current)
+    assert credits == delta(previous, current)
+    assert not any(credit.is_zero() for credit in credits)
+    assert len({(c.rep_id, c.at) for c in credits}) == len(credits)
+    assert credits == sorted(credits, key=lambda c: (c.at.astimezone(UTC), c.rep_id))
+
+
+# -- exact money splits ----------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(amount=amounts, splits=split_lists(), data=st.data())
+def test_splits_conserve_the_amount_exactly(
+    amount: Decimal, splits: tuple[tuple[str, Decimal], ...], data: st.DataObject
+) -> None:
+    splits = splits or (("ana", Decimal(1)),)
+    parts = allocate(amount, splits)
+    assert sum(part for _, part in parts) == amount
+    assert [rep for rep, _ in parts] == [rep for rep, _ in splits]
+    for (_, share), (_, part) in zip(splits, parts, strict=True):
+        assert part == part.quantize(Decimal("0.01"))
+        assert abs(part - amount * share) < Decimal("0.01") + amount * Decimal("1e-9")
+    # Deterministic: the order in which the CRM lists the reps does not change who gets which cent.
+    shuffled = data.draw(st.permutations(splits))
+    assert dict(allocate(amount, shuffled)) == dict(parts)
+
+
+def test_leftover_cents_go_to_the_largest_remainders_then_the_smaller_rep_id() -> None:
+    thirds = (("cy", Decimal("0.34")), ("ben", Decimal("0.33")), ("ana", Decimal("0.33")))
+    assert allocate(Decimal("1.00"), thirds) == [
+        ("cy", Decimal("0.34")),
+        ("ben", Decimal("0.33")),
+        ("ana", Decimal("0.33")),
+    ]
+    halves = (("ben", Decimal("0.5")), ("ana", Decimal("0.5")))
+    assert allocate(Decimal("0.01"), halves) == [("ben", Decimal("0.00")), ("ana", Decimal("0.01"))]
+    equal_thirds = tuple((rep, Decimal("0.333333333333")) for rep in ("cy", "ana", "ben"))
+    assert dict(allocate(Decimal("100.00"), equal_thirds)) == {
+        "ana": Decimal("33.34"),
+        "ben": Decimal("33.33"),
+        "cy": Decimal("33.33"),
+    }
+
+
+def test_allocate_rejects_sub_cent_amounts_and_empty_splits() -> None:
+    with pytest.raises(ValueError, match="more than 2 decimal places"):
+        allocate(Decimal("1.001"), (("ana", Decimal(1)),))
+    with pytest.raises(ValueError, match="without splits"):
+        allocate(Decimal("1.00"), ())
+    with pytest.raises(ValueError, match="must be > 0"):
+        allocate(Decimal("1.00"), (("ana", Decimal(0)),))
+
+
+def test_allocate_splits_a_negative_amount_symmetrically() -> None:
+    halves = (("ben", Decimal("0.5")), ("ana", Decimal("0.5")))
+    assert allocate(Decimal("-0.03"), halves) == [("ben", Decimal("-0.01")), ("ana", Decimal("-0.02"))]
+
+
+# -- storage ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(snapshots=deal_snapshot_lists())
+def test_snapshots_and_credits_round_trip_through_json(snapshots: list[DealSnapshot]) -> None:
+    for original in snapshots:
+        stored = json.loads(json.dumps(original.to_dict()))
+        restored = DealSnapshot.from_dict(stored)
+        assert restored == original
+        assert restored.order_key() == original.order_key()
+        assert restored.to_dict() == original.to_dict()
+        for credit in contribution(original):
+            assert Credit.from_dict(json.loads(json.dumps(credit.to_dict()))) == credit
+
+
+def test_credit_storage_leaves_out_zero_measures() -> None:
+    credit = Credit("ana", CLOSE_TIMES[0], deals_lost=Decimal("0.5"))
+    assert credit.to_dict() == {"rep_id": "ana", "at": "2026-01-31T23:30:00+00:00", "deals_lost": "0.5"}
+
+
+def test_from_dict_rejects_something_that_is_not_a_snapshot() -> None:
+    with pytest.raises(ValueError, match="not a stored deal snapshot"):
+        DealSnapshot.from_dict({"deal_id": "d"})
+    with pytest.raises(ValueError, match="not a stored credit"):
+        Credit.from_dict({"at": "2026-01-01T00:00:00+00:00"})
+
+
+def test_naive_times_are_rejected() -> None:
+    with pytest.raises(ValueError, match="UTC offset"):
+        snapshot(occurred_at=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="UTC offset"):
+        Credit("ana", datetime(2026, 1, 1))
