@@ -58,12 +58,10 @@ _ACTIVITY_KIND: Final = r"^[a-z][a-z0-9_]{0,31}$"
 
 # The shape of an RFC 3339 date-time; pydantic's own parser would also take unix timestamps ("1764410400")
 # and bare dates. The offset is optional here so that a naive timestamp gets the specific offset hint.
-_RFC3339: Final = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
-)
+_RFC3339: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
 _RFC3339_SHAPE: Final = re.compile(_RFC3339)
 # Keeps every accepted instant convertible to UTC (year 1 or 9999 plus an offset overflows) and catches
-# typos like 0226 or 20260.
+# typos like 0226.
 _EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST: Final = datetime(3000, 1, 1, tzinfo=UTC)
 # A plain decimal numeral; Python's Decimal() would also take " 1_000 ", "NaN" and "Infinity".
@@ -96,9 +94,7 @@ class _RFC3339Timestamp:
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         moment = core_schema.datetime_schema(tz_constraint="aware", ge=_EARLIEST, lt=_LATEST)
         return core_schema.json_or_python_schema(
-            json_schema=core_schema.chain_schema(
-                [core_schema.str_schema(strict=True, pattern=_RFC3339), moment]
-            ),
+            json_schema=core_schema.chain_schema([core_schema.str_schema(strict=True, pattern=_RFC3339), moment]),
             python_schema=core_schema.no_info_before_validator_function(_timestamp_object, moment),
         )
 
@@ -146,9 +142,7 @@ class _ExactDecimal:
             python_schema=core_schema.no_info_before_validator_function(_decimal_object, value),
         )
 
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         number: dict[str, Any] = {"type": "number"}
         bounds = {
             "minimum": self.ge,
@@ -160,13 +154,9 @@ class _ExactDecimal:
         return {"anyOf": [number, {"type": "string", "pattern": _DECIMAL}]}
 
 
-Identifier = Annotated[
-    str, Field(strict=True, min_length=1, max_length=128, pattern=_NO_CONTROL_CHARS)
-]
+Identifier = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=_NO_CONTROL_CHARS)]
 SourceName = Annotated[str, Field(strict=True, max_length=64, pattern=_NO_CONTROL_CHARS)]
-Timestamp = Annotated[
-    datetime, _RFC3339Timestamp, WithJsonSchema({"type": "string", "format": "date-time"})
-]
+Timestamp = Annotated[datetime, _RFC3339Timestamp, WithJsonSchema({"type": "string", "format": "date-time"})]
 Money = Annotated[Decimal, _ExactDecimal(ge=Decimal(0), lt=AMOUNT_LIMIT, decimal_places=2)]
 Share = Annotated[Decimal, _ExactDecimal(gt=Decimal(0), le=Decimal(1))]
 CurrencyCode = Annotated[str, Field(strict=True, pattern=_CURRENCY_CODE)]
@@ -211,9 +201,7 @@ class DealEvent(BaseModel):
     owner_id: Identifier = Field(description="The rep who owns the deal.")
     stage: Literal["open", "won", "lost"]
     amount: Money = Field(description="Exact decimal >= 0 with at most 2 decimal places, number or string.")
-    currency: CurrencyCode | None = Field(
-        default=None, description="ISO 4217 code; must equal the reporting currency."
-    )
+    currency: CurrencyCode | None = Field(default=None, description="ISO 4217 code; must equal the reporting currency.")
     closed_at: Timestamp | None = Field(
         default=None, validate_default=True, description="Required when stage is won or lost."
     )
@@ -237,9 +225,7 @@ class DealEvent(BaseModel):
 
     @field_validator("closed_at")
     @classmethod
-    def _closed_deals_have_a_close_date(
-        cls, value: datetime | None, info: ValidationInfo
-    ) -> datetime | None:
+    def _closed_deals_have_a_close_date(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         if value is None:
             stage = info.data.get("stage")
             if stage == "won" or stage == "lost":
@@ -250,9 +236,7 @@ class DealEvent(BaseModel):
 
     @field_validator("splits")
     @classmethod
-    def _splits_cover_the_whole_deal_once(
-        cls, value: tuple[Split, ...] | None
-    ) -> tuple[Split, ...] | None:
+    def _splits_cover_the_whole_deal_once(cls, value: tuple[Split, ...] | None) -> tuple[Split, ...] | None:
         if value is None:
             return value
         if not value:
@@ -311,6 +295,8 @@ class ActivityEvent(BaseModel):
 
 Event = Annotated[DealEvent | ActivityEvent, Field(discriminator="type")]
 
+# For request bodies use validate_events: these adapters' validate_json reads JSON numbers through a float,
+# so an amount with more than 15 significant digits could be rounded before it is checked.
 EVENTS_ADAPTER: Final[TypeAdapter[list[DealEvent | ActivityEvent]]] = TypeAdapter(list[Event])
 EVENT_ADAPTER: Final[TypeAdapter[DealEvent | ActivityEvent]] = TypeAdapter(Event)
 
@@ -487,7 +473,7 @@ def validate_events(
     try:
         if isinstance(items, list):
             return EVENTS_ADAPTER.validate_python(items, context=context), []
-        body = items if isinstance(items, bytes) else bytes(items)
+        body = bytes(items)
         if _LONG_DIGIT_RUN not in body.translate(_DIGIT_MAP):
             return EVENTS_ADAPTER.validate_json(body, context=context), []
         try:

@@ -21,7 +21,7 @@ def _serve(app_factory: str, port: int) -> None:
         host=settings.host,
         port=port,
         log_level=os.environ.get("SALESPULSE_LOG_LEVEL", "warning").lower(),
-        ws="websockets",
+        ws="websockets-sansio",
         loop="uvloop" if _has_uvloop() else "asyncio",
         proxy_headers=False,
     )

@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         stream_wait_empty=False,
         datadir=str(settings.data_dir / "scoring"),
     )
+    # Each batch writes one changelog message per touched key; let Faust buffer them without warnings.
+    app.producer.buffer.max_messages = 50_000
     deals_topic = app.topic(topic_name(settings, DEALS), key_type=bytes, value_type=bytes)
     credits_topic = app.topic(topic_name(settings, CREDITS), key_type=bytes, value_type=bytes)
     activities_topic = app.topic(topic_name(settings, ACTIVITIES), key_type=bytes, value_type=bytes)

@@ -14,4 +14,5 @@ def run(loglevel: str = "warning") -> None:
     settings = get_settings()
     app = create_app(settings)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # no terminal spinner: output goes to `salespulse up`'s prefixed log
     sys.exit(worker.execute_from_commandline())
