@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from schemas.events import validate_events
+from schemas.events import ValidationProblem, validate_events
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.deps import AuditKey, IngestKey
@@ -68,8 +68,11 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
     async def post_events(request: Request, _: IngestKey) -> JSONResponse:
         body = await _read_limited(request)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        payload = _as_json_array(body, ndjson=content_type in ("application/x-ndjson", "application/ndjson"))
+        ndjson = content_type in ("application/x-ndjson", "application/ndjson")
+        payload = _as_json_array(body, ndjson=ndjson)
         events, problems = validate_events(payload, currency=settings.currency)
+        if ndjson and any(p.index == -1 for p in problems):
+            problems = _ndjson_line_problems(body) or problems
         if not problems and len(events) > MAX_EVENTS:
             raise Problem(
                 413, f"A request holds at most {MAX_EVENTS:,} events; this one has {len(events):,}. Split it."
@@ -134,6 +137,18 @@ async def _read_limited(request: Request) -> bytes:
             raise Problem(413, "The body is over the 10 MiB limit. Send smaller batches.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _ndjson_line_problems(body: bytes) -> list[ValidationProblem]:
+    """Name each NDJSON line that is not JSON, by its index among the non-empty lines."""
+    problems = []
+    lines = [line for line in body.strip().split(b"\n") if line.strip()]
+    for index, line in enumerate(lines):
+        try:
+            json.loads(line)
+        except ValueError as exc:
+            problems.append(ValidationProblem(index, "", f"line {index + 1} is not valid JSON: {exc}"))
+    return problems
 
 
 def _as_json_array(body: bytes, *, ndjson: bool) -> bytes | list[Any]:
