@@ -13,14 +13,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from schemas.events import ValidationProblem, validate_events
+from schemas.events import ActivityEvent, DealEvent, ValidationProblem, validate_events
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.deps import AuditKey, IngestKey
+from services.common.http_metrics import install_http_metrics
 from services.common.models import LedgerEntry
 from services.common.problems import Problem, install_problem_handlers
 from services.common.settings import Settings, get_settings
 from services.ingest.ledger import EventConflict, LedgerWriter, ledger_row
+from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import Relay
 from services.ingest.roster import RosterCache
 
@@ -37,8 +39,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings.db_url)
         sessions = db.sessionmaker(engine)
-        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url))
-        relay = Relay(settings, sessions)
+        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url), metrics=metrics)
+        relay = Relay(settings, sessions, metrics)
         writer.on_commit.append(relay.wake)
         if settings.admin_key:
             await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
@@ -59,6 +61,15 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
 
     app = FastAPI(title="salespulse ingest", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
+    metrics = IngestMetrics()
+    install_http_metrics(app, metrics.registry, "ingest")
+
+    def count(events: list[DealEvent | ActivityEvent], outcome: str) -> None:
+        deals = sum(1 for e in events if e.type == "deal")
+        if deals:
+            metrics.events.labels("deal", outcome).inc(deals)
+        if len(events) - deals:
+            metrics.events.labels("activity", outcome).inc(len(events) - deals)
 
     @app.get("/v1/health")
     async def health() -> dict[str, str]:
@@ -80,6 +91,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         if not problems and settings.strict_roster:
             problems = await request.app.state.roster.unknown_reps(events)
         if problems:
+            metrics.events.labels("unknown", "rejected").inc(len({p.index for p in problems}))
             raise Problem(
                 422,
                 f"{len({p.index for p in problems})} of the events are invalid; nothing was accepted.",
@@ -90,6 +102,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         try:
             result = await request.app.state.writer.append([ledger_row(e) for e in events])
         except EventConflict as exc:
+            count(events, "conflict")
             raise Problem(
                 409,
                 "These event_ids were already accepted with a different body: "
@@ -103,6 +116,10 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
                 "The ledger database is unavailable; nothing was accepted. Retry later.",
                 headers={"Retry-After": "2"},
             ) from exc
+        for type_, n in result.accepted_by_type.items():
+            metrics.events.labels(type_, "accepted").inc(n)
+        for type_, n in result.duplicates_by_type.items():
+            metrics.events.labels(type_, "duplicate").inc(n)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status_code=202)
 
     @app.get("/v1/events/{event_id}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.events import ActivityEvent, DealEvent, body_hash, canonical_json
 from services.common.models import LedgerEntry
+from services.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("salespulse.ingest.ledger")
 
@@ -49,27 +52,38 @@ def ledger_row(event: DealEvent | ActivityEvent) -> LedgerRow:
 @dataclass
 class _Submission:
     rows: list[LedgerRow]
-    done: asyncio.Future[tuple[int, int]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[tuple[list[LedgerRow], int]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 @dataclass
 class AppendResult:
     accepted: int
     duplicates: int
+    accepted_by_type: dict[str, int]
+    duplicates_by_type: dict[str, int]
 
 
 class LedgerWriter:
     """Appends events in group commits: concurrent requests share one transaction, so throughput
     grows with load and sequence numbers are assigned in commit order (what the relay relies on)."""
 
-    def __init__(self, sessions: async_sessionmaker, *, postgres: bool, max_rows: int = 20_000) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker,
+        *,
+        postgres: bool,
+        metrics: IngestMetrics | None = None,
+        max_rows: int = 20_000,
+    ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or IngestMetrics()
         self._postgres = postgres
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.on_commit: list[object] = []  # callables run after each commit (the relay's wake-up)
-        self.commit_seconds: list[float] = []
+        self.on_commit: list[Callable[[], None]] = []  # run after each commit (the relay's wake-up)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
@@ -87,8 +101,15 @@ class LedgerWriter:
         unique = _dedupe_within(rows)
         sub = _Submission(unique)
         await self._queue.put(sub)
-        accepted, duplicates_in_db = await sub.done
-        return AppendResult(accepted=accepted, duplicates=duplicates_in_db + (len(rows) - len(unique)))
+        fresh, _ = await sub.done
+        accepted_by_type = Counter(row.type for row in fresh)
+        duplicates_by_type = Counter(row.type for row in rows) - accepted_by_type
+        return AppendResult(
+            accepted=len(fresh),
+            duplicates=len(rows) - len(fresh),
+            accepted_by_type=dict(accepted_by_type),
+            duplicates_by_type=dict(duplicates_by_type),
+        )
 
     async def _run(self) -> None:
         while True:
@@ -123,7 +144,7 @@ class LedgerWriter:
                 )
                 known.update(dict(result.tuples().all()))
             to_insert: list[dict[str, object]] = []
-            outcomes: list[tuple[_Submission, BaseException | tuple[int, int]]] = []
+            outcomes: list[tuple[_Submission, BaseException | tuple[list[LedgerRow], int]]] = []
             for sub in group:
                 conflicts = [r.event_id for r in sub.rows if r.event_id in known and known[r.event_id] != r.body_hash]
                 if conflicts:
@@ -143,18 +164,19 @@ class LedgerWriter:
                             "accepted_at": now,
                         }
                     )
-                outcomes.append((sub, (len(fresh), len(sub.rows) - len(fresh))))
+                outcomes.append((sub, (fresh, len(sub.rows) - len(fresh))))
             if to_insert:
                 for chunk in _chunks(to_insert, 2000):
                     await session.execute(insert(LedgerEntry), chunk)
-        self.commit_seconds.append(loop.time() - started)
+        self._metrics.ledger_commit.observe(loop.time() - started)
+        self._metrics.ledger_batch.observe(len(to_insert))
         for sub, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 sub.done.set_exception(outcome)
             else:
                 sub.done.set_result(outcome)
         for hook in self.on_commit:
-            hook()  # type: ignore[operator]
+            hook()
 
 
 def _advisory_xact_lock():  # type: ignore[no-untyped-def]

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.common import db
 from services.common.models import LedgerEntry, RelayCursor
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
+from services.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("salespulse.ingest.relay")
 
@@ -48,9 +51,11 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
 class Relay:
     """Moves ledger rows with seq > cursor to Kafka and advances the cursor once they are acknowledged."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker, metrics: IngestMetrics | None = None) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._metrics = metrics or IngestMetrics()
+        self._leader: LeaderLock | None = None
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -73,11 +78,16 @@ class Relay:
                 pass
         if self._producer:
             await self._producer.stop()
+        if self._leader:
+            await self._leader.release()
 
     async def _run(self) -> None:
         backoff = 0.2
         while True:
             try:
+                if self._leader is None:
+                    self._leader = await LeaderLock.acquire(self._settings)
+                    self._metrics.relay_leader.set(1)
                 if self._producer is None:
                     producer = make_producer(self._settings)
                     await producer.start()
@@ -93,6 +103,7 @@ class Relay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database unreachable: keep the ledger, retry later
+                self._metrics.relay_failures.inc()
                 log.warning("relay paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
                 if self._producer is not None:
                     try:
@@ -125,7 +136,9 @@ class Relay:
             ).all()
         if not rows:
             self.published_seq = cursor
+            self._metrics.relay_backlog.set(0)
             return 0
+        started = time.perf_counter()
         by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = defaultdict(list)
         parts = self._settings.partitions
         for seq, type_, key, body, accepted_at in rows:
@@ -140,10 +153,19 @@ class Relay:
             await session.execute(
                 update(LedgerEntry).where(LedgerEntry.seq > cursor, LedgerEntry.seq <= last).values(published_at=now)
             )
-            updated = await session.execute(update(RelayCursor).where(RelayCursor.name == CURSOR).values(seq=last))
-            if updated.rowcount == 0:
-                session.add(RelayCursor(name=CURSOR, seq=last))
+            # Compare-and-set: a concurrent `salespulse replay` that moved the cursor back wins.
+            updated = await session.execute(
+                update(RelayCursor).where(RelayCursor.name == CURSOR, RelayCursor.seq == cursor).values(seq=last)
+            )
+            if updated.rowcount == 0 and cursor == 0:
+                exists = await session.get(RelayCursor, CURSOR)
+                if exists is None:
+                    session.add(RelayCursor(name=CURSOR, seq=last))
+            latest = (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
         self.published_seq = last
+        self._metrics.relay_published.inc(len(rows))
+        self._metrics.relay_publish.observe(time.perf_counter() - started)
+        self._metrics.relay_backlog.set(max(0, latest - last))
         return len(rows)
 
     async def _send_partition(self, topic: str, partition: int, records: list[tuple[bytes, bytes, int]]) -> None:
@@ -159,10 +181,40 @@ class Relay:
             await (await producer.send_batch(batch, topic, partition=partition))
 
 
+class LeaderLock:
+    """Only one relay per database: on PostgreSQL a session advisory lock held on a dedicated connection
+    (another ingest process takes over when this one dies); on SQLite the single ingest process leads."""
+
+    KEY = 7461003
+
+    def __init__(self, engine: object | None, connection: object | None) -> None:
+        self._engine = engine
+        self._connection = connection
+
+    @classmethod
+    async def acquire(cls, settings: Settings, poll: float = 1.0) -> LeaderLock:
+        if not db.is_postgres(settings.db_url):
+            return cls(None, None)
+        engine = db.create_engine(settings.db_url)
+        while True:
+            connection = await engine.connect()
+            got = (await connection.execute(text(f"SELECT pg_try_advisory_lock({cls.KEY})"))).scalar()
+            await connection.commit()
+            if got:
+                log.info("this process now runs the relay")
+                return cls(engine, connection)
+            await connection.close()
+            await asyncio.sleep(poll)
+
+    async def release(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()  # type: ignore[attr-defined]
+        if self._engine is not None:
+            await self._engine.dispose()  # type: ignore[attr-defined]
+
+
 async def reset_relay_cursor(settings: Settings, seq: int) -> None:
     """Make the relay republish every ledger event after `seq` (replay into fresh topics)."""
-    from services.common import db
-
     engine = db.create_engine(settings.db_url)
     try:
         async with db.sessionmaker(engine)() as session, session.begin():

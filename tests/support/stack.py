@@ -201,3 +201,29 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     os.killpg(service.proc.pid, signal.SIGKILL)
                     service.proc.wait()
+
+
+def run_db(database_url: str, work: Callable[[Any], Any]) -> Any:
+    """Run `await work(session)` against the stack's database from a synchronous test."""
+    from services.common import db
+
+    async def main() -> Any:
+        engine = db.create_engine(database_url)
+        try:
+            async with db.sessionmaker(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def ledger_count(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from services.common.models import LedgerEntry
+
+    async def count(session: Any) -> int:
+        return int((await session.execute(select(func.count()).select_from(LedgerEntry))).scalar())
+
+    return int(run_db(database_url, count))
