@@ -63,6 +63,19 @@ def cmd_topics(_: argparse.Namespace) -> None:
     print("topics exist")
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    from services.common.broker import ensure_topics
+    from services.ingest.relay import replay
+
+    async def main() -> int:
+        settings = get_settings()
+        await ensure_topics(settings)
+        return await replay(settings, args.from_seq)
+
+    total = asyncio.run(main())
+    print(f"replay done: {total:,} events republished")
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     from services.cli.up import up
 
@@ -73,6 +86,27 @@ def cmd_keys(args: argparse.Namespace) -> None:
     from services.cli.keys import run_keys
 
     sys.exit(asyncio.run(run_keys(args)))
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from services.ingest.csv_import import ImportOptions, run_import
+
+    settings = get_settings()
+    options = ImportOptions(
+        file=Path(args.file),
+        type=args.type,
+        mapping=Path(args.mapping),
+        ingest_url=args.ingest_url,
+        key=args.key,
+        rejects=Path(args.rejects) if args.rejects else None,
+        batch=args.batch,
+        dry_run=args.dry_run,
+    )
+    sys.exit(
+        run_import(options, currency=settings.currency, ingest_port=settings.ingest_port, data_dir=settings.data_dir)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scoring", help="run a scoring worker").set_defaults(func=cmd_scoring)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
+    replay = sub.add_parser("replay", help="republish the ledger into the Kafka topics")
+    replay.add_argument("--from-seq", type=int, default=1, help="first ledger sequence number to republish")
+    replay.set_defaults(func=cmd_replay)
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
@@ -96,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+    imp = sub.add_parser("import", help="import deal or activity events from a CSV file with a YAML mapping")
+    imp.add_argument("file", help="the CSV file (UTF-8, header line first)")
+    imp.add_argument("--type", required=True, choices=["deal", "activity"], help="the kind of events to make")
+    imp.add_argument("--mapping", required=True, help="YAML mapping of CSV columns to event fields (docs/import.md)")
+    imp.add_argument("--ingest-url", help="ingest base URL (default http://127.0.0.1:$SALESPULSE_INGEST_PORT)")
+    imp.add_argument("--key", help="API key (default $SALESPULSE_API_KEY, $SALESPULSE_ADMIN_KEY, the data dir's)")
+    imp.add_argument("--rejects", help="CSV file for rejected rows (default FILE.rejects.csv)")
+    imp.add_argument("--batch", type=int, default=1000, help="events per request, at most 10,000 (default 1000)")
+    imp.add_argument("--dry-run", action="store_true", help="map and validate only; write rejects, send nothing")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

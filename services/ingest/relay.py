@@ -7,13 +7,17 @@ recognise by sequence number."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common import db
@@ -182,35 +186,64 @@ class Relay:
 
 
 class LeaderLock:
-    """Only one relay per database: on PostgreSQL a session advisory lock held on a dedicated connection
-    (another ingest process takes over when this one dies); on SQLite the single ingest process leads."""
+    """Only one relay per database. PostgreSQL: a session advisory lock on a dedicated connection;
+    SQLite: an exclusive flock on a file beside the database. Either is released when the process dies,
+    so another ingest process (or `salespulse replay`) takes over."""
 
     KEY = 7461003
 
-    def __init__(self, engine: object | None, connection: object | None) -> None:
-        self._engine = engine
-        self._connection = connection
+    def __init__(self, release: Callable[[], Awaitable[None]]) -> None:
+        self._release = release
 
     @classmethod
-    async def acquire(cls, settings: Settings, poll: float = 1.0) -> LeaderLock:
-        if not db.is_postgres(settings.db_url):
-            return cls(None, None)
-        engine = db.create_engine(settings.db_url)
+    async def acquire(cls, settings: Settings, *, poll: float = 1.0, timeout: float | None = None) -> LeaderLock:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            connection = await engine.connect()
-            got = (await connection.execute(text(f"SELECT pg_try_advisory_lock({cls.KEY})"))).scalar()
-            await connection.commit()
-            if got:
+            lock = await (cls._try_postgres(settings) if db.is_postgres(settings.db_url) else cls._try_file(settings))
+            if lock is not None:
                 log.info("this process now runs the relay")
-                return cls(engine, connection)
-            await connection.close()
+                return lock
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("another process runs the relay")
             await asyncio.sleep(poll)
 
+    @classmethod
+    async def _try_postgres(cls, settings: Settings) -> LeaderLock | None:
+        engine = db.create_engine(settings.db_url)
+        connection = await engine.connect()
+        got = (await connection.execute(text(f"SELECT pg_try_advisory_lock({cls.KEY})"))).scalar()
+        await connection.commit()
+        if not got:
+            await connection.close()
+            await engine.dispose()
+            return None
+
+        async def release() -> None:
+            await connection.close()
+            await engine.dispose()
+
+        return cls(release)
+
+    @classmethod
+    async def _try_file(cls, settings: Settings) -> LeaderLock | None:
+        database = make_url(settings.db_url).database or "memory"
+        path = Path(database + ".relay.lock") if database != "memory" else settings.data_dir / "relay.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115, ASYNC230  (held for the life of the lock; local file)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+
+        async def release() -> None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+        return cls(release)
+
     async def release(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()  # type: ignore[attr-defined]
-        if self._engine is not None:
-            await self._engine.dispose()  # type: ignore[attr-defined]
+        await self._release()
 
 
 async def reset_relay_cursor(settings: Settings, seq: int) -> None:
@@ -223,3 +256,29 @@ async def reset_relay_cursor(settings: Settings, seq: int) -> None:
                 session.add(RelayCursor(name=CURSOR, seq=seq))
     finally:
         await engine.dispose()
+
+
+async def replay(settings: Settings, from_seq: int, *, out: Callable[[str], None] = print) -> int:
+    """`salespulse replay`: republish the ledger from `from_seq` on. Runs the relay here until it has caught
+    up, unless a running ingest process holds the relay, which then does the work. Returns events published."""
+    await reset_relay_cursor(settings, max(0, from_seq - 1))
+    try:
+        lock = await LeaderLock.acquire(settings, poll=0.2, timeout=2.0)
+    except TimeoutError:
+        out(f"the running ingest service's relay republishes the ledger from seq {from_seq}")
+        return 0
+    await lock.release()
+    engine = db.create_engine(settings.db_url)
+    relay = Relay(settings, db.sessionmaker(engine))
+    producer = make_producer(settings)
+    await producer.start()
+    relay._producer = producer  # noqa: SLF001
+    total = 0
+    try:
+        while moved := await relay.publish_once():
+            total += moved
+            out(f"republished up to seq {relay.published_seq} ({total:,} events)")
+    finally:
+        await producer.stop()
+        await engine.dispose()
+    return total
