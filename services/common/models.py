@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
-    Index,
     Integer,
     String,
     Text,
@@ -23,7 +22,8 @@ class Base(DeclarativeBase):
 
 
 class LedgerEntry(Base):
-    """One accepted event, append-only. `seq` orders publication; `event_id` is the idempotency key."""
+    """One accepted event, append-only. `seq` (gapless, assigned by the single ledger writer) orders
+    publication; `event_id` is the idempotency key."""
 
     __tablename__ = "ledger"
 
@@ -35,7 +35,6 @@ class LedgerEntry(Base):
     body_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class RelayCursor(Base):
@@ -45,6 +44,15 @@ class RelayCursor(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class RelayProgress(Base):
+    """When the relay saw each batch acknowledged: events with seq <= seq_end were published by then."""
+
+    __tablename__ = "relay_progress"
+
+    seq_end: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class ConfigEntry(Base):
@@ -90,6 +98,3 @@ class KpiHistoryMark(Base):
 
     rep_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
-
-
-Index("ix_ledger_unpublished", LedgerEntry.published_at, LedgerEntry.seq)

@@ -6,11 +6,12 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from schemas.events import ActivityEvent, DealEvent, ValidationProblem, validate_events
@@ -18,12 +19,12 @@ from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.deps import AuditKey, IngestKey
 from services.common.http_metrics import install_http_metrics
-from services.common.models import LedgerEntry
+from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.problems import Problem, install_problem_handlers
 from services.common.settings import Settings, get_settings
 from services.ingest.ledger import EventConflict, LedgerWriter, ledger_row
 from services.ingest.metrics import IngestMetrics
-from services.ingest.relay import Relay
+from services.ingest.relay import CURSOR, Relay
 from services.ingest.roster import RosterCache
 
 log = logging.getLogger("salespulse.ingest")
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         sessions = db.sessionmaker(engine)
         writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url), metrics=metrics)
         relay = Relay(settings, sessions, metrics)
-        writer.on_commit.append(relay.wake)
+        writer.on_commit.append(relay.offer)
         if settings.admin_key:
             await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
         app.state.sessions = sessions
@@ -103,11 +104,18 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
             result = await request.app.state.writer.append([ledger_row(e) for e in events])
         except EventConflict as exc:
             count(events, "conflict")
+            conflicting = set(exc.event_ids)
             raise Problem(
                 409,
                 "These event_ids were already accepted with a different body: "
                 + ", ".join(exc.event_ids[:20])
+                + (f" and {len(exc.event_ids) - 20} more" if len(exc.event_ids) > 20 else "")
                 + ". Send a new event_id for a new fact; nothing was accepted.",
+                errors=[
+                    {"index": i, "field": "event_id", "message": f"{e.event_id} was accepted before with another body"}
+                    for i, e in enumerate(events)
+                    if e.event_id in conflicting
+                ],
             ) from exc
         except (OperationalError, DBAPIError, OSError) as exc:
             log.warning("ledger unavailable: %s", exc)
@@ -128,18 +136,26 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
             row = (
                 await session.execute(select(LedgerEntry).where(LedgerEntry.event_id == event_id))
             ).scalar_one_or_none()
-        if row is None:
-            raise Problem(404, f"No event with event_id {event_id!r} was accepted.")
+            if row is None:
+                raise Problem(404, f"No event with event_id {event_id!r} was accepted.")
+            cursor = (await session.execute(select(RelayCursor.seq).where(RelayCursor.name == CURSOR))).scalar() or 0
+            first_published = select(func.min(RelayProgress.published_at)).where(RelayProgress.seq_end >= row.seq)
+            published_at = (await session.execute(first_published)).scalar()
+        published = row.seq <= cursor
         return {
             "event_id": row.event_id,
             "seq": row.seq,
-            "status": "published" if row.published_at else "accepted",
-            "accepted_at": row.accepted_at.isoformat(),
-            "published_at": row.published_at.isoformat() if row.published_at else None,
+            "status": "published" if published else "accepted",
+            "accepted_at": _iso(row.accepted_at),
+            "published_at": _iso(published_at) if published and published_at else None,
             "event": json.loads(row.body),
         }
 
     return app
+
+
+def _iso(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 async def _read_limited(request: Request) -> bytes:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from schemas.events import ActivityEvent, DealEvent, body_hash, canonical_json
+from schemas.events import ActivityEvent, DealEvent, canonical_json
 from services.common.models import LedgerEntry
 from services.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("salespulse.ingest.ledger")
+LEDGER = LedgerEntry.__table__
 
 
 class EventConflict(Exception):
@@ -39,14 +42,25 @@ class LedgerRow:
 
 def ledger_row(event: DealEvent | ActivityEvent) -> LedgerRow:
     key = event.deal_id if isinstance(event, DealEvent) else event.rep_id
+    body = canonical_json(event)
     return LedgerRow(
         event_id=event.event_id,
         type=event.type,
         key=key,
-        body=canonical_json(event).decode(),
-        body_hash=body_hash(event),
+        body=body.decode(),
+        body_hash=hashlib.sha256(body).hexdigest(),  # == schemas.events.body_hash(event), computed once
         occurred_at=event.occurred_at,
     )
+
+
+class LedgerRecord(NamedTuple):
+    """A committed ledger row as the relay publishes it."""
+
+    seq: int
+    type: str
+    key: str
+    body: str
+    accepted_at: datetime
 
 
 @dataclass
@@ -83,7 +97,8 @@ class LedgerWriter:
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.on_commit: list[Callable[[], None]] = []  # run after each commit (the relay's wake-up)
+        # Run after each commit with the new records, in sequence order (the relay's hand-off).
+        self.on_commit: list[Callable[[list[LedgerRecord]], None]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
@@ -135,8 +150,8 @@ class LedgerWriter:
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             if self._postgres:
-                # One writer at a time across processes keeps sequence numbers in commit order.
-                await session.execute(select(_advisory_xact_lock()))
+                # One writer at a time across processes keeps sequence numbers gapless and in commit order.
+                await session.execute(select(func.pg_advisory_xact_lock(7461002)))
             known: dict[str, str] = {}
             for chunk in _chunks(ids, 5000):
                 result = await session.execute(
@@ -165,9 +180,16 @@ class LedgerWriter:
                         }
                     )
                 outcomes.append((sub, (fresh, len(sub.rows) - len(fresh))))
+            records: list[LedgerRecord] = []
             if to_insert:
+                base = (await session.execute(select(func.max(LEDGER.c.seq)))).scalar() or 0
+                for offset, values in enumerate(to_insert, start=1):
+                    values["seq"] = base + offset
+                    records.append(
+                        LedgerRecord(base + offset, values["type"], values["key"], values["body"], now)  # type: ignore[arg-type]
+                    )
                 for chunk in _chunks(to_insert, 2000):
-                    await session.execute(insert(LedgerEntry), chunk)
+                    await session.execute(insert(LEDGER), chunk)  # Core executemany: no ORM bookkeeping
         self._metrics.ledger_commit.observe(loop.time() - started)
         self._metrics.ledger_batch.observe(len(to_insert))
         for sub, outcome in outcomes:
@@ -176,13 +198,7 @@ class LedgerWriter:
             else:
                 sub.done.set_result(outcome)
         for hook in self.on_commit:
-            hook()
-
-
-def _advisory_xact_lock():  # type: ignore[no-untyped-def]
-    from sqlalchemy import func
-
-    return func.pg_advisory_xact_lock(7461002)
+            hook(records)
 
 
 def _dedupe_within(rows: list[LedgerRow]) -> list[LedgerRow]:

@@ -10,7 +10,7 @@ import asyncio
 import fcntl
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +21,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common import db
-from services.common.models import LedgerEntry, RelayCursor
+from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
+from services.ingest.ledger import LedgerRecord
 from services.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("salespulse.ingest.relay")
@@ -61,6 +62,10 @@ class Relay:
         self._metrics = metrics or IngestMetrics()
         self._leader: LeaderLock | None = None
         self._wake = asyncio.Event()
+        # Records handed over by the ledger writer after commit: published from memory while they follow
+        # the cursor without a gap; anything else (restart, replay, overflow) is read back from the ledger.
+        self._memory: deque[LedgerRecord] = deque()
+        self._memory_cap = 200_000
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self.published_seq = 0
@@ -69,6 +74,22 @@ class Relay:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def offer(self, records: list[LedgerRecord]) -> None:
+        """Called by the ledger writer after each commit."""
+        if len(self._memory) + len(records) > self._memory_cap:
+            self._memory.clear()  # far behind (broker down): the ledger has them all
+        else:
+            self._memory.extend(records)
+        self._wake.set()
+
+    def _from_memory(self, cursor: int, limit: int) -> list[LedgerRecord] | None:
+        memory = self._memory
+        while memory and memory[0].seq <= cursor:
+            memory.popleft()
+        if not memory or memory[0].seq != cursor + 1:
+            return None
+        return [memory[i] for i in range(min(limit, len(memory)))]
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="relay")
@@ -127,17 +148,19 @@ class Relay:
         """Publish the next batch after the cursor; returns how many events went out."""
         assert self._producer is not None
         cursor = await self.read_cursor()
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
+        limit = self._settings.relay_batch_size
+        rows = self._from_memory(cursor, limit)
+        if rows is None:
+            async with self._sessions() as session:
+                fetched = await session.execute(
                     select(
                         LedgerEntry.seq, LedgerEntry.type, LedgerEntry.key, LedgerEntry.body, LedgerEntry.accepted_at
                     )
                     .where(LedgerEntry.seq > cursor)
                     .order_by(LedgerEntry.seq)
-                    .limit(self._settings.relay_batch_size)
+                    .limit(limit)
                 )
-            ).all()
+                rows = [LedgerRecord(*row) for row in fetched]
         if not rows:
             self.published_seq = cursor
             self._metrics.relay_backlog.set(0)
@@ -151,12 +174,8 @@ class Relay:
             ts = int(accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC).timestamp() * 1000)
             by_partition[(topic, partition_for(key, parts))].append((key.encode(), value, ts))
         await asyncio.gather(*(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items()))
-        last = rows[-1][0]
-        now = datetime.now(UTC)
+        last = rows[-1].seq
         async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(LedgerEntry).where(LedgerEntry.seq > cursor, LedgerEntry.seq <= last).values(published_at=now)
-            )
             # Compare-and-set: a concurrent `salespulse replay` that moved the cursor back wins.
             updated = await session.execute(
                 update(RelayCursor).where(RelayCursor.name == CURSOR, RelayCursor.seq == cursor).values(seq=last)
@@ -165,6 +184,9 @@ class Relay:
                 exists = await session.get(RelayCursor, CURSOR)
                 if exists is None:
                     session.add(RelayCursor(name=CURSOR, seq=last))
+            progress = await session.get(RelayProgress, last)
+            if progress is None:
+                session.add(RelayProgress(seq_end=last, published_at=datetime.now(UTC)))
             latest = (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
         self.published_seq = last
         self._metrics.relay_published.inc(len(rows))
