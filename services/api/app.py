@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
-from typing import Annotated, Any
+from functools import partial
 
-from fastapi import Body, FastAPI, Query, Request, WebSocket
-from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import text
 
-from services.api.config_store import ID_FIELDS, MODELS, ConfigStore, Kind
-from services.api.hub import Hub
-from services.api.kpis import current_kpis, rep_totals, today
-from services.api.read_model import ReadModel, RepView
+from services.api.config_store import ConfigStore
+from services.api.gateway import Gateway
+from services.api.hub import CLOSE_REVOKED, Hub
+from services.api.routes import config as config_routes
+from services.api.routes import live, reads
 from services.common import db
-from services.common.auth import KeyStore, Principal, bearer_token, ensure_key
-from services.common.deps import AdminKey, ViewerKey
-from services.common.problems import Problem, install_problem_handlers
+from services.common.auth import KeyStore, ensure_key
+from services.common.config_feed import ConfigFollower
+from services.common.http_metrics import install_http_metrics
+from services.common.kafka import make_producer
+from services.common.problems import install_problem_handlers
 from services.common.settings import Settings, get_settings
-from services.scoring.domain.periods import Calendar, PeriodKind
+from services.scoring.domain.periods import Calendar
 
 log = logging.getLogger("salespulse.api")
-
-PERIODS: tuple[PeriodKind, ...] = ("day", "week", "month", "quarter", "year")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    calendar = Calendar(settings.timezone, settings.fiscal_year_start_month)
+    registry = CollectorRegistry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,134 +41,113 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions = db.sessionmaker(engine)
         if settings.admin_key:
             await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
-        model = ReadModel(settings)
-        hub = Hub()
+        from services.api.read_model import ReadModel
 
-        def push(view: RepView) -> None:
-            rep_id = view.state.rep_id
-            hub.publish_state(f"rep:{rep_id}", "progress", progress_message(rep_id))
-
-        model.listeners.append(push)
-        app.state.sessions = sessions
-        app.state.keys = KeyStore(sessions)
-        app.state.config = ConfigStore(sessions)
-        app.state.model = model
-        app.state.hub = hub
-        await model.start()
+        gw = Gateway(
+            settings=settings,
+            calendar=Calendar(settings.timezone, settings.fiscal_year_start_month),
+            sessions=sessions,
+            keys=KeyStore(sessions),
+            model=ReadModel(settings),
+            config=ConfigFollower(settings),
+            hub=Hub(registry, max_connections=settings.ws_max_connections),
+            config_store=ConfigStore(sessions),
+        )
+        pusher = live.LivePusher(gw)
+        gw.model.listeners.append(pusher.on_rep)
+        gw.config.listeners.append(pusher.on_config)
+        app.state.gateway = gw
+        app.state.keys = gw.keys  # what the shared role dependencies look up
+        producer = make_producer(settings)
+        background: list[asyncio.Task[None]] = []
+        try:
+            await producer.start()
+            gw.producer = producer
+            await config_routes.republish_all(gw)
+        except Exception as exc:  # broker not reachable yet: serve reads, publish when it returns
+            log.warning("config not republished at start-up (%s); admin changes will retry", exc)
+        gw.config.start()
+        gw.model.start()
+        pusher.start()
+        background.append(asyncio.create_task(_watch_revocations(gw), name="revocations"))
+        _register_gauges(registry, gw)
         try:
             yield
         finally:
-            await model.stop()
+            for task in background:
+                task.cancel()
+            await pusher.stop()
+            await gw.model.stop()
+            await gw.config.stop()
+            with contextlib.suppress(Exception):
+                await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title="salespulse API", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="salespulse API",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Live sales KPIs, incentive progress and leaderboards. Errors are application/problem+json.",
+    )
     install_problem_handlers(app)
+    install_http_metrics(app, registry, "api")
 
-    def progress_message(rep_id: str) -> dict[str, Any]:
-        return {
-            "type": "progress",
-            "rep_id": rep_id,
-            "plans": [],
-            "kpis": current_kpis(calendar, app.state.model, rep_id),
-        }
-
-    @app.get("/v1/health")
+    @app.get("/v1/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/ready")
+    @app.get("/v1/ready", tags=["health"], summary="Broker and database reachable, read model caught up")
     async def ready(request: Request) -> JSONResponse:
-        caught_up = request.app.state.model.caught_up.is_set()
-        body = {"ready": caught_up, "read_model": {"caught_up": caught_up, "reps": len(request.app.state.model.reps)}}
-        return JSONResponse(body, status_code=200 if caught_up else 503)
-
-    # --- configuration: reps, teams, plans, boards -------------------------------------------------
-    def config_routes(kind: Kind, plural: str) -> None:
-        id_field = ID_FIELDS[kind]
-        model_cls = MODELS[kind]
-
-        @app.put(f"/v1/{plural}/{{entry_id}}", name=f"put_{kind}")
-        async def put_entry(entry_id: str, request: Request, _: AdminKey, body: Annotated[Any, Body()]) -> Any:
-            if isinstance(body, dict) and body.setdefault(id_field, entry_id) != entry_id:
-                raise Problem(
-                    422,
-                    f"The path says {entry_id!r} but the body's {id_field} is {body[id_field]!r}; make them equal.",
-                    errors=[{"index": None, "field": id_field, "message": "must equal the id in the path"}],
-                )
-            try:
-                document = model_cls.model_validate(body)
-            except ValidationError as exc:
-                raise Problem(
-                    422,
-                    f"The {kind} is not valid; see errors.",
-                    errors=[
-                        {"index": None, "field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                        for e in exc.errors()
-                    ],
-                ) from exc
-            return await request.app.state.config.put(kind, entry_id, document)
-
-        @app.get(f"/v1/{plural}/{{entry_id}}", name=f"get_{kind}")
-        async def get_entry(entry_id: str, request: Request, _: ViewerKey) -> Any:
-            found = await request.app.state.config.get(kind, entry_id)
-            if found is None:
-                raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
-            return found
-
-        @app.delete(f"/v1/{plural}/{{entry_id}}", status_code=204, name=f"delete_{kind}")
-        async def delete_entry(entry_id: str, request: Request, _: AdminKey) -> Response:
-            if not await request.app.state.config.delete(kind, entry_id):
-                raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
-            return Response(status_code=204)
-
-        @app.get(f"/v1/{plural}", name=f"list_{kind}s")
-        async def list_entries(request: Request, _: ViewerKey) -> Any:
-            return await request.app.state.config.list(kind)
-
-    for kind, plural in (("rep", "reps"), ("team", "teams"), ("plan", "plans"), ("board", "boards")):
-        config_routes(kind, plural)  # type: ignore[arg-type]
-
-    # --- KPIs --------------------------------------------------------------------------------------
-    def period_key(period: str, on: date | None) -> tuple[PeriodKind, str]:
-        if period not in PERIODS:
-            raise Problem(
-                422,
-                f"Unknown period {period!r}; use one of {', '.join(PERIODS)}.",
-                errors=[{"index": None, "field": "period", "message": f"one of {', '.join(PERIODS)}"}],
-            )
-        return period, calendar.key_for_date(on or today(calendar), period)  # type: ignore[return-value]
-
-    @app.get("/v1/reps/{rep_id}/kpis")
-    async def rep_kpis(
-        rep_id: str,
-        request: Request,
-        _: ViewerKey,
-        period: Annotated[str, Query()] = "month",
-        date_: Annotated[date | None, Query(alias="date")] = None,
-    ) -> Any:
-        kind, key = period_key(period, date_)
-        state = request.app.state
-        if rep_id not in state.model.reps and await state.config.get("rep", rep_id) is None:
-            raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
-        totals = await rep_totals(state.model, state.sessions, rep_id, kind, key)
-        return {"rep_id": rep_id, "period": kind, "period_key": key, "kpis": totals.report()}
-
-    # --- WebSockets --------------------------------------------------------------------------------
-    async def websocket_principal(ws: WebSocket, roles: tuple[str, ...]) -> Principal | None:
-        token = ws.query_params.get("token") or bearer_token(ws.headers.get("authorization"))
+        gw: Gateway = request.app.state.gateway
+        database = True
         try:
-            return await ws.app.state.keys.authorize(token, roles)
-        except Problem as exc:
-            # Accept, then close with a reason: a browser sees neither an HTTP status nor a refused handshake's body.
-            await ws.accept()
-            await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail[:120])
-            return None
+            async with gw.sessions() as session:
+                await asyncio.wait_for(session.execute(text("SELECT 1")), 2)
+        except Exception:  # noqa: BLE001
+            database = False
+        checks = {
+            "database": database,
+            "read_model": gw.model.caught_up.is_set(),
+            "config": gw.config.caught_up.is_set(),
+            "reps": len(gw.model.reps),
+        }
+        ok = database and checks["read_model"] and checks["config"]
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
-    @app.websocket("/v1/ws/reps/{rep_id}")
-    async def rep_socket(ws: WebSocket, rep_id: str) -> None:
-        if await websocket_principal(ws, ("viewer",)) is None:
-            return
-        await ws.accept()
-        await ws.app.state.hub.serve(ws, f"rep:{rep_id}", progress_message(rep_id))
-
+    app.include_router(config_routes.router, tags=["configuration"])
+    app.include_router(reads.router, tags=["reads"])
+    app.include_router(live.router)
     return app
+
+
+async def _watch_revocations(gw: Gateway, every: float = 2.0) -> None:
+    """Close screens whose key was revoked (a revoked key stops working within seconds)."""
+    while True:
+        await asyncio.sleep(every)
+        hashes = {getattr(s, "key_hash", "") for screens in gw.hub.screens.values() for s in screens}
+        revoked = set()
+        for digest in hashes - {""}:
+            if await gw.keys.lookup_hash(digest) is None:
+                revoked.add(digest)
+        if revoked:
+            closed = await gw.hub.close_where(
+                partial(_uses_key, frozenset(revoked)), CLOSE_REVOKED, "the API key was revoked"
+            )
+            log.info("closed %d screens opened with a revoked key", closed)
+
+
+def _uses_key(hashes: frozenset[str], screen: object) -> bool:
+    return getattr(screen, "key_hash", "") in hashes
+
+
+def _register_gauges(registry: CollectorRegistry, gw: Gateway) -> None:
+    import time
+
+    lag = Gauge(
+        "salespulse_api_read_model_lag_seconds",
+        "Seconds since the read model last received a rep snapshot",
+        registry=registry,
+    )
+    lag.set_function(lambda: (time.time() - gw.model.last_message_ms / 1000) if gw.model.last_message_ms else 0.0)
+    reps = Gauge("salespulse_api_read_model_reps", "Reps held in the read model", registry=registry)
+    reps.set_function(lambda: len(gw.model.reps))

@@ -1,97 +1,195 @@
 """The WebSocket hub: each screen gets its own sender task and a bounded mailbox in which a newer
-snapshot replaces an unsent older one, so a slow screen never stalls the others."""
+snapshot replaces an unsent older one, so a slow screen never stalls the others; a screen that stays
+stuck past a limit is disconnected with a reason."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict, deque
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 log = logging.getLogger("salespulse.api.hub")
+
+CLOSE_TOO_SLOW = 4408
+CLOSE_AT_CAPACITY = 1013  # "try again later"
+CLOSE_REVOKED = 4401
+
+
+class HubMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.connected = Gauge(
+            "salespulse_ws_connected_clients", "Connected WebSocket screens by channel", ["channel"], registry=registry
+        )
+        self.sent = Counter("salespulse_ws_messages_sent_total", "Messages written to screens", ["channel"],
+                            registry=registry)
+        self.coalesced = Counter(
+            "salespulse_ws_messages_coalesced_total",
+            "Updates replaced by a newer one before being sent, or skipped as unchanged",
+            ["channel"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "salespulse_ws_messages_dropped_total", "One-off messages dropped because a screen's queue was full",
+            ["channel"], registry=registry,
+        )
+        self.disconnected_slow = Counter(
+            "salespulse_ws_disconnected_slow_total", "Screens disconnected for staying behind", ["channel"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "salespulse_ws_rejected_total", "Connections refused at the connection limit", registry=registry
+        )
+        self.event_to_screen = Histogram(
+            "salespulse_event_to_screen_seconds",
+            "From an event's acceptance by ingest to its effect being written to a screen",
+            ["channel"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+
+
+def _kind_of(channel: str) -> str:
+    return channel.split(":", 1)[0]
 
 
 class Screen:
     """One connected WebSocket: a latest-wins slot per message kind plus a short queue of one-off events."""
 
-    def __init__(self, ws: WebSocket, channel: str, *, max_events: int = 100) -> None:
+    def __init__(self, ws: WebSocket, channel: str, metrics: HubMetrics, *, max_events: int, send_timeout: float):
         self.ws = ws
         self.channel = channel
-        self.latest: dict[str, bytes] = {}
-        self.events: deque[bytes] = deque()
+        self.kind = _kind_of(channel)
+        self.metrics = metrics
+        self.latest: dict[str, tuple[bytes, int]] = {}
+        self.events: deque[tuple[bytes, int]] = deque()
         self.max_events = max_events
+        self.send_timeout = send_timeout
         self.wake = asyncio.Event()
         self.closed = False
-        self.replaced = 0
 
-    def offer_state(self, kind: str, payload: bytes) -> None:
+    def offer_state(self, kind: str, payload: bytes, accepted_ms: int = 0) -> None:
         if kind in self.latest:
-            self.replaced += 1
-        self.latest[kind] = payload
+            self.metrics.coalesced.labels(self.kind).inc()
+        self.latest[kind] = (payload, accepted_ms)
         self.wake.set()
 
-    def offer_event(self, payload: bytes) -> bool:
+    def offer_event(self, payload: bytes, accepted_ms: int = 0) -> None:
         if len(self.events) >= self.max_events:
-            return False
-        self.events.append(payload)
+            self.metrics.dropped.labels(self.kind).inc()
+            return
+        self.events.append((payload, accepted_ms))
         self.wake.set()
-        return True
 
     async def pump(self) -> None:
-        """Send whatever is pending until the socket closes."""
+        """Send whatever is pending until the socket closes; give up on a screen stuck past the limit."""
         while not self.closed:
             await self.wake.wait()
             self.wake.clear()
-            while self.latest or self.events:
-                if self.latest:
-                    kind = next(iter(self.latest))
-                    payload = self.latest.pop(kind)
+            while (self.latest or self.events) and not self.closed:
+                if self.events:
+                    payload, accepted_ms = self.events.popleft()
                 else:
-                    payload = self.events.popleft()
-                await self.ws.send_text(payload.decode())
+                    kind = next(iter(self.latest))
+                    payload, accepted_ms = self.latest.pop(kind)
+                try:
+                    await asyncio.wait_for(self.ws.send_text(payload.decode()), self.send_timeout)
+                except TimeoutError:
+                    self.metrics.disconnected_slow.labels(self.kind).inc()
+                    log.info("disconnecting a %s screen that stayed behind", self.kind)
+                    await self.close(CLOSE_TOO_SLOW, "too slow: this screen did not read its updates")
+                    return
+                self.metrics.sent.labels(self.kind).inc()
+                if accepted_ms:
+                    self.metrics.event_to_screen.labels(self.kind).observe(max(0.0, time.time() - accepted_ms / 1000))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = True
+        self.wake.set()
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, reason=reason), 2.0)
+        except Exception:  # noqa: BLE001  (already gone)
+            pass
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, max_connections: int = 20_000, send_timeout: float = 10.0,
+        max_events: int = 100,
+    ) -> None:
         self.screens: dict[str, set[Screen]] = defaultdict(set)
+        self.metrics = HubMetrics(registry)
+        self.max_connections = max_connections
+        self.send_timeout = send_timeout
+        self.max_events = max_events
+        self._count = 0
 
     def count(self) -> int:
-        return sum(len(s) for s in self.screens.values())
+        return self._count
 
-    def publish_state(self, channel: str, kind: str, message: dict[str, Any]) -> None:
+    def watching(self, channel: str) -> bool:
+        return bool(self.screens.get(channel))
+
+    def channels(self, prefix: str) -> list[str]:
+        return [c for c, s in self.screens.items() if s and c.startswith(prefix)]
+
+    def metrics_coalesced(self, kind: str = "board") -> None:
+        self.metrics.coalesced.labels(kind).inc()
+
+    def publish_state(self, channel: str, kind: str, message: dict[str, Any], accepted_ms: int = 0) -> None:
         screens = self.screens.get(channel)
         if not screens:
             return
         payload = orjson.dumps(message)
         for screen in screens:
-            screen.offer_state(kind, payload)
+            screen.offer_state(kind, payload, accepted_ms)
 
-    def publish_event(self, channel: str, message: dict[str, Any]) -> None:
+    def publish_event(self, channel: str, message: dict[str, Any], accepted_ms: int = 0) -> None:
         screens = self.screens.get(channel)
         if not screens:
             return
         payload = orjson.dumps(message)
         for screen in screens:
-            screen.offer_event(payload)
+            screen.offer_event(payload, accepted_ms)
 
-    async def serve(self, ws: WebSocket, channel: str, first: dict[str, Any]) -> None:
+    async def close_where(self, predicate: Any, code: int, reason: str) -> int:
+        """Close every screen for which predicate(screen) is true (e.g. opened with a revoked key)."""
+        doomed = [s for screens in self.screens.values() for s in screens if predicate(s)]
+        for screen in doomed:
+            await screen.close(code, reason)
+        return len(doomed)
+
+    async def serve(self, ws: WebSocket, channel: str, first: dict[str, Any], *, key_hash: str = "") -> None:
         """Run one screen: send `first`, then everything published on `channel`, until it disconnects."""
-        screen = Screen(ws, channel)
+        if self._count >= self.max_connections:
+            self.metrics.rejected.inc()
+            reason = f"at the connection limit ({self.max_connections}); retry later"
+            await ws.close(code=CLOSE_AT_CAPACITY, reason=reason)
+            return
+        screen = Screen(ws, channel, self.metrics, max_events=self.max_events, send_timeout=self.send_timeout)
+        screen.key_hash = key_hash  # type: ignore[attr-defined]
         screen.offer_state(str(first.get("type")), orjson.dumps(first))
         self.screens[channel].add(screen)
+        self._count += 1
+        self.metrics.connected.labels(screen.kind).inc()
         sender = asyncio.create_task(screen.pump())
         try:
-            while True:
+            while not screen.closed:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             screen.closed = True
+            screen.wake.set()
+            self._count -= 1
+            self.metrics.connected.labels(screen.kind).dec()
             self.screens[channel].discard(screen)
             if not self.screens[channel]:
                 del self.screens[channel]

@@ -46,7 +46,10 @@ class KeyStore:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     async def lookup(self, key: str) -> Principal | None:
-        digest = hash_key(key)
+        return await self.lookup_hash(hash_key(key))
+
+    async def lookup_hash(self, digest: str) -> Principal | None:
+        """The active key with this hash (cached for `ttl` seconds)."""
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self._ttl:

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     ingest_port: int = 8001
     broker_port: int = 9092
     admin_key: str | None = None
+    ws_max_connections: int = Field(20_000, ge=1, description="WebSocket screens per gateway process")
 
     # Faust worker tuning; tests shorten the session timeout so a killed worker is replaced quickly.
     scoring_web_port: int = 6066

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common import db
+from services.common.kafka import make_producer
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
@@ -36,21 +37,6 @@ def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
     """The message value on events.* topics: ledger sequence, acceptance time (ms) and the event."""
     accepted_ms = int(accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC).timestamp() * 1000)
     return b'{"seq":%d,"accepted_ms":%d,"event":%s}' % (seq, accepted_ms, body.encode())
-
-
-def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
-    """The one producer configuration: no idempotence (Tansu rejects InitProducerId), acks from the leader."""
-    options: dict[str, object] = {
-        "bootstrap_servers": settings.bootstrap,
-        "enable_idempotence": False,
-        "acks": 1,
-        "linger_ms": 2,
-        "max_batch_size": 1024 * 1024,
-        "max_request_size": 4 * 1024 * 1024,
-        "request_timeout_ms": 15000,
-    }
-    options.update(overrides)
-    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
 
 
 class Relay:

@@ -1,0 +1,192 @@
+"""The gateway's state and its questions: KPIs, plan progress and standings over the read model
+(hot periods), SQL history (older periods) and the configuration feed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from schemas.config import Board, Plan
+from services.api.config_store import ConfigStore
+from services.api.hub import Hub
+from services.api.read_model import ReadModel
+from services.common.auth import KeyStore
+from services.common.config_feed import ConfigFollower
+from services.common.settings import Settings
+from services.scoring.domain.incentives import plan_progress
+from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
+from services.scoring.domain.plans import TierRef, current_tier
+from services.scoring.domain.progress import Progress
+from services.scoring.domain.standings import Entry, rank
+from services.scoring.history import history_totals
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    calendar: Calendar
+    sessions: async_sessionmaker
+    keys: KeyStore
+    model: ReadModel
+    config: ConfigFollower
+    hub: Hub
+    config_store: ConfigStore
+    producer: AIOKafkaProducer | None = None
+    _parsed: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+
+    # --- configuration, parsed once per version ----------------------------------------------------
+    def plans(self) -> list[Plan]:
+        return [self._parse("plan", pid, doc, Plan) for pid, doc in sorted(self.config.state.plans().items())]
+
+    def plan(self, plan_id: str) -> Plan | None:
+        doc = self.config.state.plans().get(plan_id)
+        return self._parse("plan", plan_id, doc, Plan) if doc else None
+
+    def board(self, board_id: str) -> Board | None:
+        doc = self.config.state.boards().get(board_id)
+        return self._parse("board", board_id, doc, Board) if doc else None
+
+    def _parse(self, kind: str, entry_id: str, doc: dict[str, Any], model: type[Any]) -> Any:
+        version = self.config.state.versions.get(f"{kind}:{entry_id}", 0)
+        key = (kind, entry_id, version)
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            parsed = self._parsed[key] = model.model_validate(doc)
+        return parsed
+
+    # --- time --------------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def today(self) -> date:
+        return self.calendar.local_date(self.now())
+
+    # --- KPIs --------------------------------------------------------------------------------------
+    def rep_known(self, rep_id: str) -> bool:
+        return rep_id in self.model.reps or rep_id in self.config.state.reps()
+
+    def hot_totals(self, rep_id: str, kind: PeriodKind, key: str) -> KpiTotals | None:
+        """Totals from the read model, or None when the period is older than the rep's hot state."""
+        view = self.model.reps.get(rep_id)
+        if view is None:
+            return KpiTotals()
+        return view.state.totals(kind, key) if view.state.holds(kind, key) else None
+
+    async def rep_totals(self, rep_id: str, kind: PeriodKind, key: str) -> KpiTotals:
+        hot = self.hot_totals(rep_id, kind, key)
+        if hot is not None:
+            return hot
+        return await history_totals(self.sessions, rep_id, kind, key) or KpiTotals()
+
+    async def team_totals(self, team_id: str, kind: PeriodKind, key: str) -> KpiTotals:
+        members = self.config.state.members(team_id)
+        return KpiTotals().merged([await self.rep_totals(rep, kind, key) for rep in members])
+
+    def current_kpis(self, rep_id: str) -> dict[str, object]:
+        """KPIs of the current day, week, month, quarter and year (the live part of a rep screen)."""
+        on = self.today()
+        out: dict[str, object] = {}
+        for kind in PERIOD_KINDS:
+            key = self.calendar.key_for_date(on, kind)
+            totals = self.hot_totals(rep_id, kind, key) or KpiTotals()
+            out[kind] = {"period_key": key, "kpis": totals.report()}
+        return out
+
+    # --- plans -------------------------------------------------------------------------------------
+    async def progress(self, rep_id: str, on: date) -> list[Progress]:
+        team = self.config.state.team_of(rep_id)
+        now = self.now()
+        cache: dict[tuple[PeriodKind, str], KpiTotals] = {}
+        for plan in self.plans():
+            kind: PeriodKind = plan.period  # type: ignore[assignment]
+            key = self.calendar.key_for_date(on, kind)
+            if (kind, key) not in cache:
+                cache[(kind, key)] = await self.rep_totals(rep_id, kind, key)
+        out = []
+        for plan in self.plans():
+            progress = plan_progress(
+                plan, rep_id=rep_id, team_id=team, totals=lambda k, key: cache[(k, key)],
+                calendar=self.calendar, on=on, now=now,
+            )
+            if progress is not None:
+                out.append(progress)
+        return out
+
+    def live_progress(self, rep_id: str) -> list[dict[str, object]]:
+        """Progress for today from hot state only (no I/O): what rep screens are pushed."""
+        team = self.config.state.team_of(rep_id)
+        now, on = self.now(), self.today()
+
+        def totals(kind: PeriodKind, key: str) -> KpiTotals:
+            return self.hot_totals(rep_id, kind, key) or KpiTotals()
+
+        out = []
+        for plan in self.plans():
+            progress = plan_progress(plan, rep_id=rep_id, team_id=team, totals=totals, calendar=self.calendar,
+                                     on=on, now=now)
+            if progress is not None:
+                out.append(progress.to_dict())
+        return out
+
+    # --- boards ------------------------------------------------------------------------------------
+    def board_reps(self, board: Board) -> list[str]:
+        teams = set(board.scope.teams)
+        roster = self.config.state.reps()
+        if teams:
+            return sorted(r for r, doc in roster.items() if doc.get("team_id") in teams)
+        return sorted(set(roster) | set(self.model.reps))
+
+    def standings(self, board: Board, on: date | None = None) -> dict[str, object]:
+        """Standings from hot state (boards show current periods; older dates use the same rule)."""
+        on = on or self.today()
+        roster = self.config.state.reps()
+        plan = self.plan(board.plan_id) if board.plan_id else None
+        now = self.now()
+        if board.window is not None:
+            period_key = f"{board.window.starts_at.isoformat()}/{board.window.ends_at.isoformat()}"
+        else:
+            period_key = self.calendar.key_for_date(on, board.period)  # type: ignore[arg-type]
+        entries = []
+        for rep_id in self.board_reps(board):
+            doc = roster.get(rep_id, {})
+            if board.window is not None:
+                view = self.model.reps.get(rep_id)
+                contest = view.contests.get(board.board_id) if view else None
+                value = contest.value(board.metric) if contest else Decimal(0)
+            else:
+                totals = self.hot_totals(rep_id, board.period, period_key) or KpiTotals()  # type: ignore[arg-type]
+                value = totals.value(board.metric)
+            attainment = tier = None
+            if plan is not None:
+                rep_progress = plan_progress(
+                    plan, rep_id=rep_id, team_id=doc.get("team_id"),
+                    totals=lambda k, key, r=rep_id: self.hot_totals(r, k, key) or KpiTotals(),
+                    calendar=self.calendar, on=on, now=now,
+                )
+                if rep_progress is not None:
+                    attainment = rep_progress.attainment
+                    reached = current_tier(attainment, plan.tiers)
+                    tier = TierRef.of(reached) if reached else None
+            entries.append(
+                Entry(rep_id=rep_id, value=value if value is not None else Decimal(0), name=doc.get("name"),
+                      team_id=doc.get("team_id"), attainment=attainment, tier=tier)
+            )
+        ranked = rank(entries, board.size)
+        updated = max((self.model.reps[r].updated_ms for r in self.board_reps(board) if r in self.model.reps),
+                      default=0)
+        return {
+            "board_id": board.board_id,
+            "title": board.title,
+            "metric": board.metric,
+            "period_key": period_key,
+            "updated_at": datetime.fromtimestamp(updated / 1000, UTC).isoformat() if updated else None,
+            "entries": [r.to_dict(metric=board.metric, with_plan=plan is not None) for r in ranked],
+        }

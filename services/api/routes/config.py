@@ -1,0 +1,92 @@
+"""Admin routes for configuration as data: reps, teams, plans and boards (SQL, then the config topic)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Response
+from pydantic import BaseModel, ValidationError
+
+from services.api.config_store import ID_FIELDS, MODELS, Kind
+from services.api.deps import GatewayDep
+from services.common.config_feed import publish_config
+from services.common.deps import AdminKey, ViewerKey
+from services.common.problems import Problem
+
+router = APIRouter(prefix="/v1")
+
+PLURALS: dict[Kind, str] = {"rep": "reps", "team": "teams", "plan": "plans", "board": "boards"}
+
+
+def _validate(kind: Kind, entry_id: str, body: Any) -> BaseModel:
+    id_field = ID_FIELDS[kind]
+    if isinstance(body, dict) and body.setdefault(id_field, entry_id) != entry_id:
+        raise Problem(
+            422,
+            f"The path says {entry_id!r} but the body's {id_field} is {body[id_field]!r}; make them equal.",
+            errors=[{"index": None, "field": id_field, "message": "must equal the id in the path"}],
+        )
+    try:
+        return MODELS[kind].model_validate(body)
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            f"The {kind} is not valid: " + "; ".join(e["msg"] for e in exc.errors()[:5]),
+            errors=[
+                {"index": None, "field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+            ],
+        ) from exc
+
+
+async def _publish(gw: Any, kind: Kind, entry_id: str, body: dict[str, Any] | None) -> None:
+    if gw.producer is not None:
+        updated_ms = int(datetime.now(UTC).timestamp() * 1000)
+        await publish_config(gw.producer, gw.settings, kind, entry_id, body, updated_ms)
+
+
+def _routes(kind: Kind) -> None:
+    plural = PLURALS[kind]
+    id_field = ID_FIELDS[kind]
+
+    @router.put(f"/{plural}/{{entry_id}}", name=f"put_{kind}", summary=f"Create or replace a {kind}")
+    async def put_entry(entry_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> Any:
+        document = _validate(kind, entry_id, body)
+        stored = await gw.config_store.put(kind, entry_id, document)
+        await _publish(gw, kind, entry_id, stored)
+        return stored
+
+    @router.get(f"/{plural}/{{entry_id}}", name=f"get_{kind}", summary=f"Read a {kind}")
+    async def get_entry(entry_id: str, gw: GatewayDep, _: ViewerKey) -> Any:
+        found = await gw.config_store.get(kind, entry_id)
+        if found is None:
+            raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
+        return found
+
+    @router.delete(f"/{plural}/{{entry_id}}", status_code=204, name=f"delete_{kind}", summary=f"Delete a {kind}")
+    async def delete_entry(entry_id: str, gw: GatewayDep, _: AdminKey) -> Response:
+        if not await gw.config_store.delete(kind, entry_id):
+            raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
+        await _publish(gw, kind, entry_id, None)
+        return Response(status_code=204)
+
+    @router.get(f"/{plural}", name=f"list_{plural}", summary=f"List {plural}")
+    async def list_entries(gw: GatewayDep, _: ViewerKey) -> Any:
+        return await gw.config_store.list(kind)
+
+
+for _kind in PLURALS:
+    _routes(_kind)
+
+
+async def republish_all(gw: Any) -> int:
+    """Publish every stored entry (the config topic of a fresh embedded broker starts empty)."""
+    count = 0
+    for kind in PLURALS:
+        for body in await gw.config_store.list(kind):
+            await _publish(gw, kind, body[ID_FIELDS[kind]], body)
+            count += 1
+    return count
+
+
+__all__ = ["republish_all", "router"]

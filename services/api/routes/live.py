@@ -1,0 +1,137 @@
+"""WebSockets: a rep's live progress, and boards pushed at most once per 250 ms each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+
+from services.api.gateway import Gateway
+from services.api.read_model import RepView
+from services.common.auth import bearer_token, hash_key
+from services.common.problems import Problem
+
+log = logging.getLogger("salespulse.api.live")
+router = APIRouter(prefix="/v1")
+
+
+def rep_channel(rep_id: str) -> str:
+    return f"rep:{rep_id}"
+
+
+def board_channel(board_id: str) -> str:
+    return f"board:{board_id}"
+
+
+def progress_message(gw: Gateway, rep_id: str) -> dict[str, Any]:
+    return {"type": "progress", "rep_id": rep_id, "plans": gw.live_progress(rep_id), "kpis": gw.current_kpis(rep_id)}
+
+
+async def _authorize(ws: WebSocket, roles: tuple[str, ...]) -> str | None:
+    """The key's hash when it may open this socket; otherwise the socket is closed with a reason."""
+    token = ws.query_params.get("token") or bearer_token(ws.headers.get("authorization"))
+    try:
+        await ws.app.state.gateway.keys.authorize(token, roles)
+    except Problem as exc:
+        # Accept, then close with a reason: a browser cannot read the body of a refused handshake.
+        await ws.accept()
+        await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail[:120])
+        return None
+    return hash_key(token or "")
+
+
+@router.websocket("/ws/reps/{rep_id}")
+async def rep_socket(ws: WebSocket, rep_id: str) -> None:
+    key_hash = await _authorize(ws, ("viewer",))
+    if key_hash is None:
+        return
+    gw: Gateway = ws.app.state.gateway
+    await ws.accept()
+    await gw.hub.serve(ws, rep_channel(rep_id), progress_message(gw, rep_id), key_hash=key_hash)
+
+
+@router.websocket("/ws/boards/{board_id}")
+async def board_socket(ws: WebSocket, board_id: str) -> None:
+    key_hash = await _authorize(ws, ("viewer",))
+    if key_hash is None:
+        return
+    gw: Gateway = ws.app.state.gateway
+    board = gw.board(board_id)
+    await ws.accept()
+    if board is None:
+        await ws.close(code=4404, reason=f"no board {board_id!r}")
+        return
+    first = {"type": "standings", **gw.standings(board)}
+    await gw.hub.serve(ws, board_channel(board_id), first, key_hash=key_hash)
+
+
+class LivePusher:
+    """Turns read-model changes into pushes: a rep's progress at once (latest wins per screen), and each
+    watched board's standings at most once per `interval`, only when they changed."""
+
+    def __init__(self, gw: Gateway, interval: float = 0.25, refresh: float = 30.0) -> None:
+        self.gw = gw
+        self.interval = interval
+        self.refresh = refresh
+        self.dirty: set[str] = set()
+        self.last_sent: dict[str, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def on_rep(self, view: RepView) -> None:
+        rep_id = view.state.rep_id
+        gw = self.gw
+        channel = rep_channel(rep_id)
+        if gw.hub.watching(channel):
+            gw.hub.publish_state(channel, "progress", progress_message(gw, rep_id))
+        self.dirty.add(rep_id)
+
+    def on_config(self, change: dict[str, Any]) -> None:
+        if change["kind"] == "board":
+            self.last_sent.pop(change["id"], None)
+        self.dirty.add("*")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="board-pusher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time() + self.refresh
+        while True:
+            await asyncio.sleep(self.interval)
+            if loop.time() >= next_refresh:
+                self.dirty.add("*")  # periods roll over and pace moves with time
+                next_refresh = loop.time() + self.refresh
+            if not self.dirty:
+                continue
+            dirty, self.dirty = self.dirty, set()
+            try:
+                self.push_boards(dirty)
+            except Exception:  # a bad board must not stop the others
+                log.exception("could not push standings")
+
+    def push_boards(self, dirty: set[str]) -> None:
+        gw = self.gw
+        for channel in gw.hub.channels("board:"):
+            board_id = channel.split(":", 1)[1]
+            board = gw.board(board_id)
+            if board is None:
+                continue
+            if "*" not in dirty and not dirty.intersection(gw.board_reps(board)):
+                continue
+            standings = gw.standings(board)
+            comparable = {k: v for k, v in standings.items() if k != "updated_at"}
+            if self.last_sent.get(board_id) == comparable:
+                gw.hub.metrics_coalesced()
+                continue
+            self.last_sent[board_id] = comparable
+            gw.hub.publish_state(channel, "standings", {"type": "standings", **standings})

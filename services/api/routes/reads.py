@@ -1,0 +1,47 @@
+"""Read routes: KPIs, plan progress, standings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.api.deps import DateQuery, GatewayDep, PeriodQuery
+from services.common.deps import ViewerKey
+from services.common.problems import Problem
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get("/reps/{rep_id}/kpis", summary="A rep's KPIs for one period")
+async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+    if not gw.rep_known(rep_id):
+        raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
+    key = gw.calendar.key_for_date(date or gw.today(), period)
+    totals = await gw.rep_totals(rep_id, period, key)
+    return {"rep_id": rep_id, "period": period, "period_key": key, "kpis": totals.report()}
+
+
+@router.get("/teams/{team_id}/kpis", summary="A team's KPIs (sums over its current members)")
+async def team_kpis(team_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+    if team_id not in gw.config.state.teams() and not gw.config.state.members(team_id):
+        raise Problem(404, f"No team {team_id!r}.")
+    key = gw.calendar.key_for_date(date or gw.today(), period)
+    totals = await gw.team_totals(team_id, period, key)
+    return {"team_id": team_id, "period": period, "period_key": key, "kpis": totals.report()}
+
+
+@router.get("/reps/{rep_id}/progress", summary="A rep's progress in every plan that covers them")
+async def rep_progress(rep_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:
+    if not gw.rep_known(rep_id):
+        raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
+    plans = await gw.progress(rep_id, date or gw.today())
+    return {"rep_id": rep_id, "plans": [p.to_dict() for p in plans]}
+
+
+@router.get("/boards/{board_id}/standings", summary="A board's standings")
+async def standings(board_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:
+    board = gw.board(board_id)
+    if board is None:
+        raise Problem(404, f"No board {board_id!r}.")
+    return gw.standings(board, date)

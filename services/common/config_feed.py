@@ -1,0 +1,108 @@
+"""Configuration as data on the compacted `config` topic: the gateway publishes every change; every
+process that needs the roster, plans or boards follows the whole topic and keeps it in memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from services.common.follower import TopicFollower
+from services.common.settings import Settings
+from services.common.topics import CONFIG, partition_for, topic_name
+
+log = logging.getLogger("salespulse.config")
+
+KINDS = ("rep", "team", "plan", "board")
+
+
+def config_key(kind: str, entry_id: str) -> str:
+    return f"{kind}:{entry_id}"
+
+
+def config_message(kind: str, entry_id: str, body: dict[str, Any] | None, updated_ms: int) -> bytes:
+    """A config change; `body` None means deleted. `updated_ms` orders changes to one entry."""
+    return orjson.dumps({"kind": kind, "id": entry_id, "body": body, "updated_ms": updated_ms})
+
+
+async def publish_config(
+    producer: AIOKafkaProducer, settings: Settings, kind: str, entry_id: str, body: dict[str, Any] | None,
+    updated_ms: int,
+) -> None:
+    key = config_key(kind, entry_id)
+    await producer.send_and_wait(
+        topic_name(settings, CONFIG),
+        config_message(kind, entry_id, body, updated_ms),
+        key=key.encode(),
+        partition=partition_for(key, settings.partitions),
+    )
+
+
+@dataclass
+class ConfigState:
+    """The newest document of every configuration entry, by kind and id."""
+
+    entries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, message: dict[str, Any]) -> bool:
+        """Apply one change; False when it is older than what is known."""
+        kind, entry_id, body, updated = message["kind"], message["id"], message["body"], message["updated_ms"]
+        key = config_key(kind, entry_id)
+        if self.versions.get(key, -1) > updated:
+            return False
+        self.versions[key] = updated
+        bucket = self.entries.setdefault(kind, {})
+        if body is None:
+            bucket.pop(entry_id, None)
+        else:
+            bucket[entry_id] = body
+        return True
+
+    def reps(self) -> dict[str, dict[str, Any]]:
+        return self.entries["rep"]
+
+    def teams(self) -> dict[str, dict[str, Any]]:
+        return self.entries["team"]
+
+    def plans(self) -> dict[str, dict[str, Any]]:
+        return self.entries["plan"]
+
+    def boards(self) -> dict[str, dict[str, Any]]:
+        return self.entries["board"]
+
+    def team_of(self, rep_id: str) -> str | None:
+        rep = self.entries["rep"].get(rep_id)
+        return rep.get("team_id") if rep else None
+
+    def members(self, team_id: str) -> list[str]:
+        return sorted(r for r, doc in self.entries["rep"].items() if doc.get("team_id") == team_id)
+
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class ConfigFollower:
+    """Keeps a ConfigState current from the whole config topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.state = ConfigState()
+        self.listeners: list[Listener] = []
+        self._follower = TopicFollower(settings, topic_name(settings, CONFIG), self._apply, name="config feed")
+        self.caught_up = self._follower.caught_up
+
+    def _apply(self, raw: bytes) -> None:
+        change = orjson.loads(raw)
+        if self.state.apply(change):
+            for listener in self.listeners:
+                listener(change)
+
+    def start(self) -> None:
+        self._follower.start()
+
+    async def stop(self) -> None:
+        await self._follower.stop()

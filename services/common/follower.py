@@ -1,0 +1,93 @@
+"""Follow a whole topic (every partition, from the beginning, no consumer group) and hand each message
+to a callback; `caught_up` is set once everything that existed at start-up has been read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.settings import Settings
+
+log = logging.getLogger("salespulse.follower")
+
+
+class TopicFollower:
+    def __init__(self, settings: Settings, topic: str, handle: Callable[[bytes], None], *, name: str) -> None:
+        self._settings = settings
+        self.topic = topic
+        self._handle = handle
+        self._name = name
+        self.caught_up = asyncio.Event()
+        self.last_message_ms = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                fetch_max_wait_ms=20,
+                max_partition_fetch_bytes=8 * 1024 * 1024,
+            )
+            try:
+                await consumer.start()
+                await self._follow(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker unreachable: keep what we have and reconnect
+                log.warning("%s paused (%s: %s); reconnecting in %.1f s", self._name, type(exc).__name__, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    await consumer.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        deadline = time.monotonic() + 30
+        partitions = consumer.partitions_for_topic(self.topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {self.topic} does not exist; create it with `salespulse topics`")
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                await asyncio.sleep(0.2)
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        handle = self._handle
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for messages in batches.values():
+                for message in messages:
+                    if message.value:
+                        handle(message.value)
+                if messages:
+                    self.last_message_ms = int(time.time() * 1000)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+            if not pending and not self.caught_up.is_set():
+                log.info("%s caught up", self._name)
+                self.caught_up.set()
