@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=KeyStore(sessions),
             model=ReadModel(settings),
             config=ConfigFollower(settings),
-            hub=Hub(registry, max_connections=settings.ws_max_connections),
+            hub=Hub(registry, max_connections=settings.ws_max_connections, send_timeout=settings.ws_send_timeout),
             config_store=ConfigStore(sessions),
         )
         pusher = live.LivePusher(gw)

@@ -22,6 +22,8 @@ def _serve(app_factory: str, port: int) -> None:
         port=port,
         log_level=os.environ.get("SALESPULSE_LOG_LEVEL", "warning").lower(),
         ws="websockets-sansio",
+        ws_ping_interval=settings.ws_ping_interval,  # keepalive: a screen that stops reading is closed
+        ws_ping_timeout=settings.ws_ping_timeout,
         loop="uvloop" if _has_uvloop() else "asyncio",
         proxy_headers=False,
     )

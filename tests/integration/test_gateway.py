@@ -1,0 +1,278 @@
+"""The gateway on a real stack: live WebSockets, slow screens, revoked keys, roles on every route, replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import websockets
+
+from tests.support.stack import ROOT, Stack, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def activity(event_id: str, rep: str, when: str = "2026-11-20T10:00:00Z") -> dict[str, object]:
+    return {"event_id": event_id, "type": "activity", "occurred_at": when, "rep_id": rep, "kind": "call"}
+
+
+def won(event_id: str, rep: str, amount: str) -> dict[str, object]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "event_id": event_id,
+        "type": "deal",
+        "occurred_at": now,
+        "deal_id": f"d-{event_id}",
+        "owner_id": rep,
+        "stage": "won",
+        "amount": amount,
+        "closed_at": now,
+    }
+
+
+def make_key(stack: Stack, role: str) -> tuple[str, str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", role, "--name", f"t-{role}"],
+        env=stack.env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return fields["key_id"].strip(), fields["key"].strip()
+
+
+@pytest.fixture(scope="module")
+def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:  # type: ignore[misc]
+    import secrets
+    import uuid
+
+    stack = Stack(
+        bootstrap=broker,
+        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('gw') / 'gw.db'}",
+        data_dir=tmp_path_factory.mktemp("gwdata"),
+        topic_prefix=f"gw{uuid.uuid4().hex[:6]}.",
+        admin_key="sp_test_" + secrets.token_hex(8),
+        extra_env={
+            "SALESPULSE_WS_SEND_TIMEOUT": "2",
+            "SALESPULSE_WS_PING_INTERVAL": "1",
+            "SALESPULSE_WS_PING_TIMEOUT": "2",
+        },
+    ).start()
+    headers = stack.headers
+    httpx.put(f"{stack.api}/v1/teams/east", json={"name": "East"}, headers=headers).raise_for_status()
+    for rep, name in (("ada", "Ada"), ("bob", "Bob"), ("cy", "Cy")):
+        httpx.put(
+            f"{stack.api}/v1/reps/{rep}", json={"name": name, "team_id": "east"}, headers=headers
+        ).raise_for_status()
+    board = {"title": "Revenue this month", "metric": "revenue", "period": "month", "size": 10}
+    httpx.put(f"{stack.api}/v1/boards/floor", json=board, headers=headers).raise_for_status()
+    yield stack
+    stack.stop()
+
+
+def post(stack: Stack, events: list[dict[str, object]]) -> None:
+    r = httpx.post(f"{stack.ingest}/v1/events", json=events, headers=stack.headers, timeout=30)
+    assert r.status_code == 202, r.text
+
+
+async def recv_json(ws: websockets.ClientConnection, timeout: float = 10) -> dict:  # type: ignore[type-arg]
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def test_board_socket_sends_standings_on_connect_and_after_an_event(stack: Stack) -> None:
+    async def scenario() -> None:
+        url = f"{stack.ws}/v1/ws/boards/floor?token={stack.admin_key}"
+        async with websockets.connect(url) as ws:
+            first = await recv_json(ws)
+            assert first["type"] == "standings" and first["board_id"] == "floor"
+            assert {e["rep_id"] for e in first["entries"]} >= {"ada", "bob", "cy"}
+            post(stack, [won("bs1", "bob", "500.00")])
+            while True:
+                message = await recv_json(ws, 10)
+                if message["type"] == "standings" and message["entries"][0]["rep_id"] == "bob":
+                    break
+            assert message["entries"][0]["value"] >= 500.0 and message["entries"][0]["rank"] == 1
+            assert message["entries"][0]["name"] == "Bob"
+
+    asyncio.run(scenario())
+
+
+def test_unknown_board_and_bad_keys_close_with_a_reason(stack: Stack) -> None:
+    async def scenario() -> None:
+        for url, code in (
+            (f"{stack.ws}/v1/ws/boards/nope?token={stack.admin_key}", 4404),
+            (f"{stack.ws}/v1/ws/boards/floor?token=wrong", 4401),
+            (f"{stack.ws}/v1/ws/reps/ada", 4401),
+        ):
+            async with websockets.connect(url) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+                assert closed.value.rcvd.reason
+
+    asyncio.run(scenario())
+
+
+def connected_screens(stack: Stack, channel: str) -> float:
+    text = httpx.get(f"{stack.api}/metrics").text
+    prefix = f'salespulse_ws_connected_clients{{channel="{channel}"}}'
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+
+def test_a_screen_that_never_reads_does_not_delay_others_and_is_dropped(stack: Stack) -> None:
+    rounds = 20
+
+    async def scenario() -> list[float]:
+        url = f"{stack.ws}/v1/ws/reps/cy?token={stack.admin_key}"
+        # The stuck screen: a tiny TCP window and a client that never reads (so it never answers a ping either).
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        raw.connect(("127.0.0.1", stack.ports["api"]))
+        stuck = await websockets.connect(url, sock=raw, max_queue=1, ping_interval=None)
+        stuck.transport.pause_reading()
+        delays: list[float] = []
+        async with websockets.connect(url) as healthy:
+            await recv_json(healthy)
+            for round_no in range(rounds):
+                sent = time.monotonic()
+                await asyncio.to_thread(post, stack, [activity(f"slow-{round_no}-{i}", "cy") for i in range(20)])
+                while True:
+                    message = await recv_json(healthy, 10)
+                    if message["kpis"]["year"]["kpis"]["activities"] >= 20 * (round_no + 1):
+                        break
+                delays.append(time.monotonic() - sent)
+            # The stuck screen is dropped (keepalive), the healthy one stays.
+            deadline = time.monotonic() + 30
+            while await asyncio.to_thread(connected_screens, stack, "rep") != 1:
+                assert time.monotonic() < deadline, "the stuck screen was not dropped"
+                await asyncio.sleep(0.2)
+            assert healthy.state is websockets.State.OPEN
+        stuck.transport.close()
+        return delays
+
+    delays = asyncio.run(scenario())
+    assert len(delays) == rounds  # the healthy screen saw the effect of every round while the other was stuck
+
+
+def test_revoked_key_closes_its_open_socket(stack: Stack) -> None:
+    key_id, key = make_key(stack, "viewer")
+
+    async def scenario() -> int:
+        async with websockets.connect(f"{stack.ws}/v1/ws/boards/floor?token={key}") as ws:
+            await recv_json(ws)
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "services.cli.main", "keys", "revoke", key_id],
+                env=stack.env(),
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 15)
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code
+
+    assert asyncio.run(scenario()) == 4401
+    r = httpx.get(f"{stack.api}/v1/boards", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 401
+
+
+ROUTES: list[tuple[str, str, object, str]] = [
+    # method, path, body, the least role that may call it
+    ("GET", "/v1/reps", None, "viewer"),
+    ("GET", "/v1/reps/ada", None, "viewer"),
+    ("PUT", "/v1/reps/zed", {"name": "Zed"}, "admin"),
+    ("DELETE", "/v1/reps/zed", None, "admin"),
+    ("GET", "/v1/teams", None, "viewer"),
+    ("GET", "/v1/teams/east", None, "viewer"),
+    ("PUT", "/v1/teams/west", {"name": "West"}, "admin"),
+    ("DELETE", "/v1/teams/west", None, "admin"),
+    ("GET", "/v1/plans", None, "viewer"),
+    (
+        "PUT",
+        "/v1/plans/p1",
+        {
+            "name": "P",
+            "metric": "revenue",
+            "period": "month",
+            "effective_from": "2026-01-01",
+            "quota": 1000,
+            "tiers": [{"tier_id": "t", "name": "T", "threshold": 1.0, "rate": 0.1}],
+        },
+        "admin",
+    ),
+    ("GET", "/v1/plans/p1", None, "viewer"),
+    ("DELETE", "/v1/plans/p1", None, "admin"),
+    ("GET", "/v1/boards", None, "viewer"),
+    ("GET", "/v1/boards/floor", None, "viewer"),
+    ("PUT", "/v1/boards/b2", {"title": "B", "metric": "revenue", "period": "week"}, "admin"),
+    ("DELETE", "/v1/boards/b2", None, "admin"),
+    ("GET", "/v1/reps/ada/kpis", None, "viewer"),
+    ("GET", "/v1/teams/east/kpis", None, "viewer"),
+    ("GET", "/v1/reps/ada/progress", None, "viewer"),
+    ("GET", "/v1/boards/floor/standings", None, "viewer"),
+]
+
+
+def test_authorization_matrix(stack: Stack) -> None:
+    keys = {"viewer": make_key(stack, "viewer")[1], "ingest": make_key(stack, "ingest")[1], "admin": stack.admin_key}
+    allowed = {"viewer": {"viewer", "admin"}, "admin": {"admin"}}
+    failures = []
+    with httpx.Client(base_url=stack.api, timeout=10) as client:
+        for method, path, body, least in ROUTES:
+            for who in ("none", "bad", "ingest", "viewer", "admin"):
+                headers = {} if who == "none" else {"Authorization": f"Bearer {keys.get(who, 'sp_bad')}"}
+                r = client.request(method, path, json=body, headers=headers)
+                if who in ("none", "bad"):
+                    expected = {401}
+                elif who in allowed[least]:
+                    expected = {200, 204}
+                else:
+                    expected = {403}
+                if r.status_code not in expected:
+                    failures.append(f"{method} {path} as {who}: {r.status_code} (expected {sorted(expected)})")
+                if r.status_code >= 400:
+                    assert r.headers["content-type"].startswith("application/problem+json")
+        health = client.get("/v1/health")
+        assert health.status_code == 200  # health needs no key
+    assert not failures, "\n".join(failures)
+
+
+def test_two_gateway_replicas_answer_identically(stack: Stack) -> None:
+    post(stack, [won("rep2-1", "ada", "700.00"), activity("rep2-2", "bob")])
+    stack.start_service("api", instance="api2")
+    stack.wait_healthy("api2", "/v1/ready")
+    second = f"http://127.0.0.1:{stack.ports['api2']}"
+    paths = [
+        "/v1/reps/ada/kpis?period=month",
+        "/v1/teams/east/kpis?period=year",
+        "/v1/reps/bob/progress",
+        "/v1/reps",
+        "/v1/boards",
+        "/v1/boards/floor/standings",
+    ]
+
+    def same() -> bool:
+        for path in paths:
+            a = httpx.get(stack.api + path, headers=stack.headers).json()
+            b = httpx.get(second + path, headers=stack.headers).json()
+            if isinstance(a, dict):
+                a.pop("updated_at", None)
+                b.pop("updated_at", None)
+            if a != b:
+                return False
+        return True
+
+    wait_until(same, timeout=20, what="both replicas giving the same answers")
+    ada = httpx.get(second + "/v1/reps/ada/kpis?period=year", headers=stack.headers).json()
+    assert ada["kpis"]["revenue"] >= 700.0
