@@ -1,0 +1,215 @@
+"""Fan-out: event-to-screen latency with N connected screens at R events/s, and memory per idle screen.
+
+    .venv/bin/python -m bench.fanout [--screens 1000] [--rate 1000] [--seconds 30] [--idle 10000]
+
+Latency is measured from the client side: the generator posts activities (10 ms batches) and records
+when ingest answered 202; each rep screen records when its pushed `progress` first shows the new count.
+The figure is therefore 202-to-screen (the contract's freshness promise), through ledger, relay, Kafka,
+scoring, the read model and the hub, all on this machine, with the client in its own process.
+Memory: the gateway's RSS before and after N idle board screens connect, divided by N."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import resource
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import websockets
+
+from bench.common import bench_stack
+
+REPS = 200
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def seed(stack: object) -> None:
+    api, headers = stack.api, stack.headers  # type: ignore[attr-defined]
+    with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
+        client.put("/v1/teams/floor", json={"name": "Floor"}).raise_for_status()
+        for i in range(REPS):
+            client.put(f"/v1/reps/r{i}", json={"name": f"Rep {i}", "team_id": "floor"}).raise_for_status()
+        for b in range(5):
+            board = {"title": f"Board {b}", "metric": "activities", "period": "day", "size": 10}
+            client.put(f"/v1/boards/b{b}", json=board).raise_for_status()
+
+
+async def _latency_run(ws_base: str, ingest: str, key: str, screens: int, rate: int, seconds: float) -> dict:  # type: ignore[type-arg]
+    """Runs in the client process: connects screens, drives events, returns latencies (s)."""
+    rep_screens = screens * 4 // 5
+    posted: dict[tuple[str, int], float] = {}  # (rep, count) -> time ingest acknowledged it
+    seen: dict[tuple[str, int], float] = {}
+    counts: dict[str, int] = {}
+    sockets = []
+
+    async def rep_screen(rep: str) -> None:
+        async with websockets.connect(f"{ws_base}/v1/ws/reps/{rep}?token={key}", max_size=None) as ws:
+            sockets.append(ws)
+            async for raw in ws:
+                now = time.monotonic()
+                message = json.loads(raw)
+                if message.get("type") != "progress":
+                    continue
+                count = message["kpis"]["year"]["kpis"]["activities"]
+                seen.setdefault((rep, count), now)
+
+    async def board_screen(board: str) -> None:
+        async with websockets.connect(f"{ws_base}/v1/ws/boards/{board}?token={key}", max_size=None) as ws:
+            sockets.append(ws)
+            async for _ in ws:
+                pass
+
+    tasks = [asyncio.create_task(rep_screen(f"r{i % REPS}")) for i in range(rep_screens)]
+    tasks += [asyncio.create_task(board_screen(f"b{i % 5}")) for i in range(screens - rep_screens)]
+    deadline = time.monotonic() + 120
+    while len(sockets) < screens:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(sockets)} of {screens} screens connected")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)
+    run = uuid.uuid4().hex[:6]
+    rng = random.Random(7)
+    per_tick = max(1, rate // 100)
+    n = 0
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        start = time.monotonic()
+        tick = start
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def send(batch: list[dict], reps: list[str]) -> None:  # type: ignore[type-arg]
+            r = await client.post(f"{ingest}/v1/events", json=batch)
+            acked = time.monotonic()
+            assert r.status_code == 202, r.text
+            for rep in reps:
+                counts[rep] = counts.get(rep, 0) + 1
+                posted[(rep, counts[rep])] = acked
+
+        while time.monotonic() - start < seconds:
+            reps = [f"r{rng.randrange(REPS)}" for _ in range(per_tick)]
+            now_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            batch = [
+                {
+                    "event_id": f"{run}-{n + i}",
+                    "type": "activity",
+                    "occurred_at": now_iso,
+                    "rep_id": rep,
+                    "kind": "call",
+                }
+                for i, rep in enumerate(reps)
+            ]
+            n += per_tick
+            task = asyncio.create_task(send(batch, reps))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            tick += 0.01
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        await asyncio.gather(*inflight)
+        elapsed = time.monotonic() - start
+    await asyncio.sleep(5)  # let the last pushes arrive
+    for task in tasks:
+        task.cancel()
+    # The count a screen shows can jump past a value (coalescing): an event is on screen at the first
+    # message showing a count >= its own.
+    latencies = []
+    missing = 0
+    by_rep: dict[str, list[tuple[int, float]]] = {}
+    for (rep, count), t in seen.items():
+        by_rep.setdefault(rep, []).append((count, t))
+    for rep in by_rep:
+        by_rep[rep].sort()
+    for (rep, count), acked in posted.items():
+        shown = next((t for c, t in by_rep.get(rep, []) if c >= count), None)
+        if shown is None:
+            missing += 1
+        else:
+            latencies.append(max(0.0, shown - acked))
+    return {"events": n, "seconds": elapsed, "latencies": latencies, "missing": missing}
+
+
+def _client(args: tuple) -> dict:  # type: ignore[type-arg]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+    return asyncio.run(_latency_run(*args))
+
+
+async def _idle(ws_base: str, key: str, n: int, hold: float, ready: object) -> int:
+    sockets = []
+    for i in range(n):
+        sockets.append(await websockets.connect(f"{ws_base}/v1/ws/boards/b{i % 5}?token={key}", max_size=None))
+        await sockets[-1].recv()
+    ready.set()  # type: ignore[attr-defined]
+    await asyncio.sleep(hold)
+    for ws in sockets:
+        await ws.close()
+    return len(sockets)
+
+
+def _idle_client(args: tuple) -> int:  # type: ignore[type-arg]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+    return asyncio.run(_idle(*args))
+
+
+def quantile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--screens", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--idle", type=int, default=10000)
+    args = parser.parse_args()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+    ctx = multiprocessing.get_context("spawn")
+    with bench_stack("sqlite", SALESPULSE_WS_MAX_CONNECTIONS="20000") as stack:
+        stack.start()
+        seed(stack)
+        time.sleep(2)
+        with ctx.Pool(1) as pool:
+            result = pool.apply(
+                _client, ((stack.ws, stack.ingest, stack.admin_key, args.screens, args.rate, args.seconds),)
+            )
+        lat = sorted(result["latencies"])
+        print(
+            f"fan-out: {args.screens} screens, {result['events'] / result['seconds']:,.0f} events/s for "
+            f"{result['seconds']:.0f} s ({result['events']:,} events, {result['missing']} never shown)"
+        )
+        if lat:
+            p50, p95, p99 = (quantile(lat, q) * 1000 for q in (0.5, 0.95, 0.99))
+            print(
+                f"  202-to-screen latency  p50 {p50:,.0f} ms   p95 {p95:,.0f} ms   p99 {p99:,.0f} ms"
+                "   (targets p50 ≤ 50 ms, p99 ≤ 250 ms)"
+            )
+        if args.idle:
+            pid = stack.services["api"].proc.pid
+            before = rss_kib(pid)
+            ready = ctx.Manager().Event()
+            proc = ctx.Process(target=_idle_client, args=((stack.ws, stack.admin_key, args.idle, 20.0, ready),))
+            proc.start()
+            if not ready.wait(timeout=600):
+                raise RuntimeError("idle screens did not connect")
+            time.sleep(3)
+            after = rss_kib(pid)
+            proc.join()
+            per = (after - before) / args.idle
+            print(
+                f"memory: {args.idle:,} idle screens on one gateway: +{(after - before) / 1024:,.1f} MiB RSS, "
+                f"{per:.1f} KiB per screen (target ≤ 30 KiB; websockets alone ~14–19 KiB)"
+            )
+
+
+if __name__ == "__main__":
+    main()
