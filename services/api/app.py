@@ -18,7 +18,7 @@ from services.api.config_store import ConfigStore
 from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
 from services.api.routes import config as config_routes
-from services.api.routes import live, reads
+from services.api.routes import live, reads, screens
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.config_feed import ConfigFollower
@@ -116,7 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(config_routes.router, tags=["configuration"])
     app.include_router(reads.router, tags=["reads"])
-    app.include_router(live.router)
+    live.install_sockets(app)
+    app.include_router(screens.router)
     return app
 
 

@@ -59,7 +59,13 @@ def _kind_of(channel: str) -> str:
 
 
 class Screen:
-    """One connected WebSocket: a latest-wins slot per message kind plus a short queue of one-off events."""
+    """One connected WebSocket: a latest-wins slot per message kind plus a short queue of one-off events.
+
+    An idle screen owns no task: a sender task exists only while there is something to send, which keeps
+    ten thousand idle screens cheap."""
+
+    __slots__ = ("ws", "channel", "kind", "metrics", "latest", "events", "max_events", "send_timeout", "closed",
+                 "sender", "key_hash")
 
     def __init__(self, ws: WebSocket, channel: str, metrics: HubMetrics, *, max_events: int, send_timeout: float):
         self.ws = ws
@@ -67,30 +73,35 @@ class Screen:
         self.kind = _kind_of(channel)
         self.metrics = metrics
         self.latest: dict[str, tuple[bytes, int]] = {}
-        self.events: deque[tuple[bytes, int]] = deque()
+        self.events: deque[tuple[bytes, int]] | None = None
         self.max_events = max_events
         self.send_timeout = send_timeout
-        self.wake = asyncio.Event()
         self.closed = False
+        self.sender: asyncio.Task[None] | None = None
+        self.key_hash = ""
 
     def offer_state(self, kind: str, payload: bytes, accepted_ms: int = 0) -> None:
         if kind in self.latest:
             self.metrics.coalesced.labels(self.kind).inc()
         self.latest[kind] = (payload, accepted_ms)
-        self.wake.set()
+        self._kick()
 
     def offer_event(self, payload: bytes, accepted_ms: int = 0) -> None:
+        if self.events is None:
+            self.events = deque()
         if len(self.events) >= self.max_events:
             self.metrics.dropped.labels(self.kind).inc()
             return
         self.events.append((payload, accepted_ms))
-        self.wake.set()
+        self._kick()
 
-    async def pump(self) -> None:
-        """Send whatever is pending until the socket closes; give up on a screen stuck past the limit."""
-        while not self.closed:
-            await self.wake.wait()
-            self.wake.clear()
+    def _kick(self) -> None:
+        if self.sender is None and not self.closed:
+            self.sender = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Send whatever is pending; give up on a screen stuck past the limit."""
+        try:
             while (self.latest or self.events) and not self.closed:
                 if self.events:
                     payload, accepted_ms = self.events.popleft()
@@ -98,19 +109,24 @@ class Screen:
                     kind = next(iter(self.latest))
                     payload, accepted_ms = self.latest.pop(kind)
                 try:
-                    await asyncio.wait_for(self.ws.send_text(payload.decode()), self.send_timeout)
+                    async with asyncio.timeout(self.send_timeout):
+                        await self.ws.send_text(payload.decode())
                 except TimeoutError:
                     self.metrics.disconnected_slow.labels(self.kind).inc()
                     log.info("disconnecting a %s screen that stayed behind", self.kind)
                     await self.close(CLOSE_TOO_SLOW, "too slow: this screen did not read its updates")
                     return
+                except Exception:  # noqa: BLE001  (the socket went away; the receive side cleans up)
+                    self.closed = True
+                    return
                 self.metrics.sent.labels(self.kind).inc()
                 if accepted_ms:
                     self.metrics.event_to_screen.labels(self.kind).observe(max(0.0, time.time() - accepted_ms / 1000))
+        finally:
+            self.sender = None
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = True
-        self.wake.set()
         try:
             await asyncio.wait_for(self.ws.close(code=code, reason=reason), 2.0)
         except Exception:  # noqa: BLE001  (already gone)
@@ -172,12 +188,11 @@ class Hub:
             await ws.close(code=CLOSE_AT_CAPACITY, reason=reason)
             return
         screen = Screen(ws, channel, self.metrics, max_events=self.max_events, send_timeout=self.send_timeout)
-        screen.key_hash = key_hash  # type: ignore[attr-defined]
+        screen.key_hash = key_hash
         screen.offer_state(str(first.get("type")), orjson.dumps(first))
         self.screens[channel].add(screen)
         self._count += 1
         self.metrics.connected.labels(screen.kind).inc()
-        sender = asyncio.create_task(screen.pump())
         try:
             while not screen.closed:
                 message = await ws.receive()
@@ -187,14 +202,15 @@ class Hub:
             pass
         finally:
             screen.closed = True
-            screen.wake.set()
             self._count -= 1
             self.metrics.connected.labels(screen.kind).dec()
             self.screens[channel].discard(screen)
             if not self.screens[channel]:
                 del self.screens[channel]
-            sender.cancel()
-            try:
-                await sender
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+            sender = screen.sender
+            if sender is not None:
+                sender.cancel()
+                try:
+                    await sender
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass

@@ -24,6 +24,7 @@ def _serve(app_factory: str, port: int) -> None:
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval,  # keepalive: a screen that stops reading is closed
         ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=False,  # a deflate context costs ~50 KiB per screen; standings are small
         loop="uvloop" if _has_uvloop() else "asyncio",
         proxy_headers=False,
     )
@@ -43,6 +44,10 @@ def cmd_ingest(_: argparse.Namespace) -> None:
 
 def cmd_api(_: argparse.Namespace) -> None:
     _serve("services.api.app:create_app", get_settings().api_port)
+
+
+def cmd_notifier(_: argparse.Namespace) -> None:
+    _serve("services.notifier.app:create_app", get_settings().notifier_port)
 
 
 def cmd_scoring(_: argparse.Namespace) -> None:
@@ -121,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the ingest service").set_defaults(func=cmd_ingest)
     sub.add_parser("api", help="run the API gateway").set_defaults(func=cmd_api)
     sub.add_parser("scoring", help="run a scoring worker").set_defaults(func=cmd_scoring)
+    sub.add_parser("notifier", help="run the notifier (tier crossings, deliveries, digests)").set_defaults(
+        func=cmd_notifier
+    )
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
     replay = sub.add_parser("replay", help="republish the ledger into the Kafka topics")

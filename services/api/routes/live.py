@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import FastAPI, WebSocket
+from starlette.routing import WebSocketRoute
 
 from services.api.gateway import Gateway
 from services.api.read_model import RepView
@@ -14,7 +15,12 @@ from services.common.auth import bearer_token, hash_key
 from services.common.problems import Problem
 
 log = logging.getLogger("salespulse.api.live")
-router = APIRouter(prefix="/v1")
+
+
+def install_sockets(app: FastAPI) -> None:
+    """Plain Starlette WebSocket routes: no per-connection dependency machinery (memory per screen)."""
+    app.router.routes.append(WebSocketRoute("/v1/ws/reps/{rep_id}", rep_socket))
+    app.router.routes.append(WebSocketRoute("/v1/ws/boards/{board_id}", board_socket))
 
 
 def rep_channel(rep_id: str) -> str:
@@ -42,8 +48,9 @@ async def _authorize(ws: WebSocket, roles: tuple[str, ...]) -> str | None:
     return hash_key(token or "")
 
 
-@router.websocket("/ws/reps/{rep_id}")
-async def rep_socket(ws: WebSocket, rep_id: str) -> None:
+async def rep_socket(ws: WebSocket) -> None:
+    """WS /v1/ws/reps/{rep_id}: the rep's progress now, then on every change."""
+    rep_id = ws.path_params["rep_id"]
     key_hash = await _authorize(ws, ("viewer",))
     if key_hash is None:
         return
@@ -52,8 +59,9 @@ async def rep_socket(ws: WebSocket, rep_id: str) -> None:
     await gw.hub.serve(ws, rep_channel(rep_id), progress_message(gw, rep_id), key_hash=key_hash)
 
 
-@router.websocket("/ws/boards/{board_id}")
-async def board_socket(ws: WebSocket, board_id: str) -> None:
+async def board_socket(ws: WebSocket) -> None:
+    """WS /v1/ws/boards/{board_id}: standings now, then at most every 250 ms when they change."""
+    board_id = ws.path_params["board_id"]
     key_hash = await _authorize(ws, ("viewer",))
     if key_hash is None:
         return

@@ -1,0 +1,177 @@
+"""Notifications in the gateway: the delivery log (`GET /v1/notifications`), each rep's preferences
+(`PUT|GET /v1/reps/{rep_id}/preferences`), and the feed that pushes the notifier's messages to screens —
+`notification` on the rep's socket, `celebration` on every board the rep is on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Annotated, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from fastapi import APIRouter, Body, Query
+from pydantic import ValidationError
+
+from services.api.deps import GatewayDep
+from services.api.gateway import Gateway
+from services.api.routes.live import board_channel, rep_channel
+from services.common.deps import AdminKey, ViewerKey
+from services.common.problems import Problem
+from services.common.topics import NOTIFICATIONS, topic_name
+from services.notifier.preferences import Preferences, default_preferences, read_preferences, write_preferences
+from services.notifier.store import notification_log
+
+log = logging.getLogger("salespulse.api.notifications")
+router = APIRouter(prefix="/v1")
+
+__all__ = ["NotificationFeed", "follow_notifications", "router"]
+
+
+@router.get("/notifications", summary="Tier-crossing notifications and their deliveries, newest first")
+async def list_notifications(
+    gw: GatewayDep,
+    _: ViewerKey,
+    rep_id: Annotated[str | None, Query(max_length=128, description="only this rep's notifications")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    return await notification_log(gw.sessions, rep_id=rep_id, limit=limit)
+
+
+def _preferences_body(rep_id: str, prefs: Preferences, *, stored: bool) -> dict[str, Any]:
+    return {"rep_id": rep_id, **prefs.model_dump(mode="json"), "default": not stored}
+
+
+@router.get("/reps/{rep_id}/preferences", summary="A rep's notification preferences (defaults if never set)")
+async def get_preferences(rep_id: str, gw: GatewayDep, _: ViewerKey) -> dict[str, Any]:
+    prefs = await read_preferences(gw.sessions, rep_id)
+    if prefs is None:
+        return _preferences_body(rep_id, default_preferences(gw.settings), stored=False)
+    return _preferences_body(rep_id, prefs, stored=True)
+
+
+@router.put("/reps/{rep_id}/preferences", summary="Set a rep's channels, quiet hours and hourly cap (admin)")
+async def put_preferences(rep_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> dict[str, Any]:
+    if isinstance(body, dict):
+        # What GET returns may be PUT back: rep_id (if it matches) and the read-only `default` are accepted.
+        body = dict(body)
+        if body.pop("rep_id", rep_id) != rep_id:
+            raise Problem(
+                422,
+                "The body's rep_id differs from the one in the path; make them equal.",
+                errors=[{"index": None, "field": "rep_id", "message": "must equal the id in the path"}],
+            )
+        body.pop("default", None)
+    try:
+        prefs = Preferences.model_validate(body)
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "The preferences are not valid: " + "; ".join(e["msg"] for e in exc.errors()[:5]),
+            errors=[
+                {"index": None, "field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+            ],
+        ) from exc
+    await write_preferences(gw.sessions, rep_id, prefs)
+    return _preferences_body(rep_id, prefs, stored=True)
+
+
+class NotificationFeed:
+    """Follows the notifications topic from its end (what arrives while this gateway runs) and pushes each
+    message once: a repeat of a notification_id already pushed — a resend after a notifier crash — is
+    dropped."""
+
+    def __init__(self, gw: Gateway, remember: int = 50_000) -> None:
+        self.gw = gw
+        self.topic = topic_name(gw.settings, NOTIFICATIONS)
+        self.seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.remember = remember
+        self.pushed = 0
+        self.ready = asyncio.Event()
+
+    def handle(self, raw: bytes) -> None:
+        try:
+            message = orjson.loads(raw)
+            kind, notification_id, rep_id = message["type"], message["notification_id"], message["rep_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("skipped an unreadable message on %s", self.topic)
+            return
+        key = (kind, notification_id)
+        if key in self.seen:
+            return
+        self.seen[key] = None
+        if len(self.seen) > self.remember:
+            self.seen.popitem(last=False)
+        message.pop("sent_ms", None)
+        hub = self.gw.hub
+        if kind == "notification":
+            hub.publish_event(rep_channel(rep_id), message)
+        elif kind == "celebration":
+            for board_id in list(self.gw.config.state.boards()):
+                board = self.gw.board(board_id)
+                if board is not None and rep_id in self.gw.board_reps(board):
+                    hub.publish_event(board_channel(board_id), message)
+        self.pushed += 1
+
+    async def run(self) -> None:
+        positions: dict[TopicPartition, int] = {}
+        backoff = 0.2
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.gw.settings.bootstrap, enable_auto_commit=False, group_id=None,
+                fetch_max_wait_ms=20,
+            )
+            try:
+                await consumer.start()
+                tps = await self._partitions(consumer)
+                consumer.assign(tps)
+                fresh = [tp for tp in tps if tp not in positions]
+                if fresh:
+                    await consumer.seek_to_end(*fresh)
+                for tp in tps:
+                    if tp in positions:
+                        consumer.seek(tp, positions[tp])
+                    else:
+                        positions[tp] = await consumer.position(tp)
+                self.ready.set()
+                backoff = 0.2
+                while True:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                    for tp, messages in batches.items():
+                        for message in messages:
+                            if message.value:
+                                self.handle(message.value)
+                            positions[tp] = message.offset + 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away: resume where we were
+                log.warning("notification feed paused (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc,
+                            backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    await consumer.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        deadline = time.monotonic() + 30
+        partitions = consumer.partitions_for_topic(self.topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {self.topic} does not exist; create it with `salespulse topics`")
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                await asyncio.sleep(0.2)
+        return [TopicPartition(self.topic, p) for p in sorted(partitions)]
+
+
+def follow_notifications(gw: Gateway) -> asyncio.Task[None]:
+    """Start pushing the notifier's messages to screens; the task runs until cancelled (app shutdown)."""
+    feed = NotificationFeed(gw)
+    gw.notification_feed = feed  # type: ignore[attr-defined]
+    return asyncio.create_task(feed.run(), name="notification-feed")

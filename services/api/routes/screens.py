@@ -1,0 +1,115 @@
+"""Web screens: the sales-floor TV board (and a rotation of boards), a rep's own progress page and a manager's
+team page. Static HTML, CSS and JavaScript under a strict Content-Security-Policy; the data comes from /v1,
+with the API key taken from the page's own `?token=` (see docs/screens.md)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+
+from services.common.problems import Problem
+from services.common.settings import Settings, get_settings
+
+__all__ = ["STATIC_DIR", "router", "security_headers"]
+
+STATIC_DIR: Final = Path(__file__).resolve().parents[1] / "static"
+
+router = APIRouter(prefix="/screens", include_in_schema=False)
+
+_MEDIA_TYPES: Final = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+_ASSET_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*\.(js|css|svg)")
+# A Host header is echoed into connect-src only when it looks like host[:port]; anything else gets 'self' alone.
+_HOST: Final = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def security_headers(request: Request) -> dict[str, str]:
+    """Headers every screen response carries: scripts, styles and connections from this origin only."""
+    connect = ["'self'"]
+    host = request.headers.get("host", "")
+    if _HOST.fullmatch(host):
+        # 'self' covers ws:// and wss:// only in CSP Level 3 browsers; naming them explicitly covers the rest.
+        connect += [f"ws://{host}", f"wss://{host}"]
+    policy = "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            f"connect-src {' '.join(connect)}",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    }
+
+
+def _settings(request: Request) -> Settings:
+    gateway = getattr(request.app.state, "gateway", None)
+    return gateway.settings if gateway is not None else get_settings()
+
+
+def _page(request: Request, name: str) -> Response:
+    """An HTML page with the business calendar filled in (periods are turned into dates in the browser)."""
+    settings = _settings(request)
+    calendar = {
+        "timezone": settings.timezone,
+        "fiscal_year_start_month": settings.fiscal_year_start_month,
+        "currency": settings.currency,
+    }
+    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    text = text.replace("{{calendar}}", html.escape(json.dumps(calendar), quote=True))
+    headers = security_headers(request) | {"Cache-Control": "no-store"}
+    return Response(text, media_type="text/html; charset=utf-8", headers=headers)
+
+
+@router.get("/", summary="Index of boards, teams and reps")
+async def index(request: Request) -> Response:
+    return _page(request, "index.html")
+
+
+@router.get("/board/{board_id}", summary="The sales-floor TV board")
+async def board(request: Request, board_id: str) -> Response:
+    return _page(request, "board.html")
+
+
+@router.get("/rotate", summary="Several boards in turn: ?boards=a,b,c&every=20")
+async def rotate(request: Request) -> Response:
+    return _page(request, "board.html")
+
+
+@router.get("/rep/{rep_id}", summary="A rep's own progress page")
+async def rep(request: Request, rep_id: str) -> Response:
+    return _page(request, "rep.html")
+
+
+@router.get("/team/{team_id}", summary="A manager's team page")
+async def team(request: Request, team_id: str) -> Response:
+    return _page(request, "team.html")
+
+
+@router.get("/static/{name}", summary="Script, style sheet or icon of the screens")
+async def asset(request: Request, name: str) -> Response:
+    path = STATIC_DIR / name
+    if not _ASSET_NAME.fullmatch(name) or not path.is_file():
+        raise Problem(404, f"No screen asset {name!r}.")
+    headers = security_headers(request) | {"Cache-Control": "no-cache"}
+    return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=headers)
