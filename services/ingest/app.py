@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from schemas.events import ActivityEvent, DealEvent, ValidationProblem, validate_events
+from schemas.events import EVENT_ADAPTER, ActivityEvent, DealEvent, ValidationProblem, validate_events
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.deps import AuditKey, IngestKey
@@ -76,7 +76,12 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/events", status_code=202)
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Accept one event, a JSON array of up to 10,000, or NDJSON (all or nothing)",
+        openapi_extra=_EVENTS_OPENAPI,
+    )
     async def post_events(request: Request, _: IngestKey) -> JSONResponse:
         body = await _read_limited(request)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -151,7 +156,50 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
             "event": json.loads(row.body),
         }
 
+    _with_event_schemas(app)
     return app
+
+
+_EVENT = {"$ref": "#/components/schemas/Event"}
+_EVENTS_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"oneOf": [_EVENT, {"type": "array", "items": _EVENT, "maxItems": 10000}]}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one event per line"}},
+        },
+    },
+    "responses": {
+        "202": {
+            "description": "durable in the ledger",
+            "content": {"application/json": {"example": {"accepted": 2, "duplicates": 1}}},
+        },
+        "401": {"description": "missing, unknown or revoked key"},
+        "403": {"description": "the key has no ingest role"},
+        "409": {"description": "an event_id was accepted before with another body; nothing was accepted"},
+        "413": {"description": "over 10 MiB or over 10,000 events"},
+        "422": {"description": "invalid items, each listed in `errors` as {index, field, message}; nothing accepted"},
+        "503": {"description": "the ledger database is unavailable; retry after `Retry-After` seconds"},
+    },
+}
+
+
+def _with_event_schemas(app: FastAPI) -> None:
+    """Put the event models in the OpenAPI components so the request body above resolves."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = original()
+        schema = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schema.pop("$defs", {}))
+        components["Event"] = schema
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _iso(moment: datetime) -> str:

@@ -7,13 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.api.deps import DateQuery, GatewayDep, PeriodQuery
+from services.api.responses import PROBLEMS, RepKpis, RepProgress, Standings, TeamKpis
 from services.common.deps import ViewerKey
 from services.common.problems import Problem
 
 router = APIRouter(prefix="/v1")
 
 
-@router.get("/reps/{rep_id}/kpis", summary="A rep's KPIs for one period")
+@router.get("/reps/{rep_id}/kpis", summary="A rep's KPIs for one period", response_model=RepKpis, responses=PROBLEMS)
 async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
@@ -22,7 +23,12 @@ async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuer
     return {"rep_id": rep_id, "period": period, "period_key": key, "kpis": totals.report()}
 
 
-@router.get("/teams/{team_id}/kpis", summary="A team's KPIs (sums over its current members)")
+@router.get(
+    "/teams/{team_id}/kpis",
+    summary="A team's KPIs (sums over its current members)",
+    response_model=TeamKpis,
+    responses=PROBLEMS,
+)
 async def team_kpis(team_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
     if team_id not in gw.config.state.teams() and not gw.config.state.members(team_id):
         raise Problem(404, f"No team {team_id!r}.")
@@ -31,7 +37,12 @@ async def team_kpis(team_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQu
     return {"team_id": team_id, "period": period, "period_key": key, "kpis": totals.report()}
 
 
-@router.get("/reps/{rep_id}/progress", summary="A rep's progress in every plan that covers them")
+@router.get(
+    "/reps/{rep_id}/progress",
+    summary="A rep's progress in every plan that covers them",
+    response_model=RepProgress,
+    responses=PROBLEMS,
+)
 async def rep_progress(rep_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
@@ -39,7 +50,7 @@ async def rep_progress(rep_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuer
     return {"rep_id": rep_id, "plans": [p.to_dict() for p in plans]}
 
 
-@router.get("/boards/{board_id}/standings", summary="A board's standings")
+@router.get("/boards/{board_id}/standings", summary="A board's standings", response_model=Standings, responses=PROBLEMS)
 async def standings(board_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:
     board = gw.board(board_id)
     if board is None:

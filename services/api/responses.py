@@ -1,0 +1,116 @@
+"""Response models: they make the OpenAPI document describe exactly what the routes return (FastAPI
+validates every response against them, so a drift fails loudly instead of misleading a client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProblemDetail(BaseModel):
+    """application/problem+json (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(None, description="for validation problems: [{index, field, message}]")
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetail, "description": text, "content": {"application/problem+json": {}}}
+    for status, text in (
+        (401, "missing, unknown or revoked API key"),
+        (403, "the key's role may not do this"),
+        (404, "not found"),
+        (422, "invalid input; `errors` lists what to change"),
+    )
+}
+
+KPI_EXAMPLE = {
+    "revenue": 48250.0,
+    "deals_won": 7.0,
+    "deals_lost": 3.0,
+    "win_rate": 0.7,
+    "avg_deal_size": 6892.86,
+    "renewals_won": 2.0,
+    "renewals_lost": 0.0,
+    "retention_rate": 1.0,
+    "activities": 64,
+    "activities.call": 40,
+}
+
+
+class KpiReport(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"example": KPI_EXAMPLE})
+
+    revenue: float
+    deals_won: float
+    deals_lost: float
+    win_rate: float | None
+    avg_deal_size: float | None
+    renewals_won: float
+    renewals_lost: float
+    retention_rate: float | None
+    activities: int
+
+
+class RepKpis(BaseModel):
+    rep_id: str
+    period: str = Field(examples=["month"])
+    period_key: str = Field(examples=["2026-11"])
+    kpis: KpiReport
+
+
+class TeamKpis(BaseModel):
+    team_id: str
+    period: str = Field(examples=["quarter"])
+    period_key: str = Field(examples=["FY2026-Q4"])
+    kpis: KpiReport
+
+
+class TierRefModel(BaseModel):
+    tier_id: str
+    name: str
+    threshold: float
+
+
+class PlanProgress(BaseModel):
+    plan_id: str
+    period_key: str
+    metric: str
+    value: float
+    quota: float
+    attainment: float
+    tier: TierRefModel | None
+    next_tier: TierRefModel | None
+    gap_to_next: float | None
+    payout: float
+    rewards: list[str]
+    pace: float | None
+    forecast_attainment: float | None
+
+
+class RepProgress(BaseModel):
+    rep_id: str
+    plans: list[PlanProgress]
+
+
+class StandingsEntry(BaseModel):
+    rank: int
+    rep_id: str
+    name: str
+    team_id: str | None
+    value: float
+    attainment: float | None = Field(None, description="only on boards linked to a plan")
+    tier: TierRefModel | None = Field(None, description="only on boards linked to a plan")
+
+
+class Standings(BaseModel):
+    board_id: str
+    title: str
+    metric: str
+    period_key: str = Field(description="the period, or for a contest its window as start/end")
+    updated_at: str | None
+    entries: list[StandingsEntry]
