@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
-from services.scoring.domain.rep_state import DEFAULT_RETENTION, RepState
+from services.scoring.domain.rep_state import DEFAULT_MINUTE_HORIZON, DEFAULT_RETENTION, RepState, epoch_minute
 
 CALENDAR = Calendar("America/New_York", fiscal_year_start_month=2)
 AT = datetime(2026, 3, 15, 18, tzinfo=UTC)
@@ -194,9 +194,7 @@ def test_eviction_keeps_state_bounded_and_loses_nothing(
         for kind, key in CALENDAR.keys(at).items():
             totals = expected.setdefault((kind, key), KpiTotals())
             if what == "credit":
-                totals.apply_credit(
-                    Credit("ana", at, revenue=Decimal(cents).scaleb(-2), deals_won=Decimal(1))
-                )
+                totals.apply_credit(Credit("ana", at, revenue=Decimal(cents).scaleb(-2), deals_won=Decimal(1)))
             else:
                 totals.add_activity("call")
 
@@ -258,3 +256,326 @@ def test_from_dict_rejects_something_that_is_not_a_rep_state() -> None:
         RepState.from_dict({"version": 1})
     with pytest.raises(ValueError, match="unknown period kind"):
         RepState.from_dict({"rep_id": "ana", "periods": {"fortnight": {}}})
+
+
+# -- minutes (contest windows) ---------------------------------------------------------------------
+
+NOON = datetime(2026, 3, 15, 12, tzinfo=UTC)
+
+
+def minute(hour: int, minute: int, second: int = 0) -> datetime:
+    return NOON.replace(hour=hour, minute=minute, second=second)
+
+
+def test_epoch_minute_is_whole_utc_minutes_since_1970_in_any_offset() -> None:
+    assert epoch_minute(datetime(1970, 1, 1, 0, 1, 59, 999999, tzinfo=UTC)) == 1
+    assert epoch_minute(datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)) == -1
+    berlin = datetime(2026, 3, 15, 13, 5, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert epoch_minute(berlin) == epoch_minute(minute(12, 5)) == int(minute(12, 5).timestamp()) // 60
+
+
+def test_credits_and_activities_are_kept_per_utc_minute_of_their_attribution_time() -> None:
+    state = RepState("ana")
+    state.apply_credit(won("100.00", minute(12, 5, 10)), source="deals/0", seq=1, calendar=CALENDAR)
+    state.apply_credit(won("50.00", minute(12, 5, 59)), source="deals/0", seq=2, calendar=CALENDAR)
+    state.apply_activity("call", minute(12, 6), source="activities/0", seq=1, calendar=CALENDAR)
+    assert sorted(state.minutes) == [epoch_minute(minute(12, 5)), epoch_minute(minute(12, 6))]
+    assert state.minutes[epoch_minute(minute(12, 5))].revenue == Decimal("150.00")
+    assert state.minutes[epoch_minute(minute(12, 6))].activities_by_kind == {"call": 1}
+
+
+def test_a_window_sums_the_minutes_that_start_inside_it() -> None:
+    state = RepState("ana")
+    for seq, (at, amount) in enumerate([(minute(11, 59, 59), "1"), (minute(12, 0), "10"), (minute(12, 59, 59), "100")]):
+        state.apply_credit(won(amount, at), source="deals/0", seq=seq, calendar=CALENDAR)
+    state.apply_credit(won("1000", minute(13, 0)), source="deals/0", seq=9, calendar=CALENDAR)
+    totals = state.window_totals(minute(12, 0), minute(13, 0))
+    assert (totals.revenue, totals.deals_won) == (Decimal("110"), 2)
+
+
+def test_a_window_bound_inside_a_minute_counts_that_minute_by_its_start() -> None:
+    state = RepState("ana")
+    state.apply_credit(won("10", minute(12, 0, 45)), source="deals/0", seq=1, calendar=CALENDAR)
+    state.apply_credit(won("20", minute(13, 0, 50)), source="deals/0", seq=2, calendar=CALENDAR)
+    # 12:00 starts before 12:00:30, so none of it counts; 13:00 starts before 13:00:30, so all of it counts.
+    assert state.window_totals(minute(12, 0, 30), minute(13, 0, 30)).revenue == Decimal("20")
+    assert state.window_totals(minute(12, 0, 30), minute(12, 0, 50)) == KpiTotals()
+
+
+def test_a_reversal_subtracts_in_the_window_of_its_close_time_only() -> None:
+    state = RepState("ana")
+    state.apply_credit(won("500.00", minute(12, 10)), source="deals/0", seq=1, calendar=CALENDAR)
+    state.apply_credit(won("70.00", minute(14, 10)), source="deals/0", seq=2, calendar=CALENDAR)
+    reversal = Credit("ana", minute(12, 10), revenue=Decimal("-500.00"), deals_won=Decimal(-1))
+    state.apply_credit(reversal, source="deals/0", seq=3, calendar=CALENDAR)
+    assert state.window_totals(minute(12, 0), minute(13, 0)).value("deals_won") == 0
+    assert state.window_totals(minute(12, 0), minute(13, 0)).revenue == 0
+    assert state.window_totals(minute(14, 0), minute(15, 0)).revenue == Decimal("70.00")
+
+
+def test_a_close_date_change_moves_the_credit_between_windows() -> None:
+    state = RepState("ana")
+    state.apply_credit(won("300.00", minute(12, 10)), source="deals/0", seq=1, calendar=CALENDAR)
+    moved = [
+        Credit("ana", minute(12, 10), revenue=Decimal("-300.00"), deals_won=Decimal(-1)),
+        won("300.00", minute(14, 20)),
+    ]
+    state.apply_credits(moved, source="deals/0", seq=2, calendar=CALENDAR)
+    assert state.window_totals(minute(12, 0), minute(13, 0)).revenue == 0
+    assert state.window_totals(minute(14, 0), minute(15, 0)).revenue == Decimal("300.00")
+    assert state.window_totals(minute(12, 0), minute(15, 0)).value("deals_won") == 1
+
+
+def test_a_replayed_event_is_not_counted_again_in_any_window() -> None:
+    state = RepState("ana")
+    state.apply_activity("call", minute(12, 1), source="activities/0", seq=4, calendar=CALENDAR)
+    state.apply_activity("call", minute(12, 1), source="activities/0", seq=4, calendar=CALENDAR)
+    assert state.window_totals(minute(12, 0), minute(13, 0)).activities == 1
+
+
+def test_a_window_that_ends_before_it_starts_or_has_a_naive_bound_is_refused() -> None:
+    state = RepState("ana")
+    assert state.window_totals(minute(12, 0), minute(12, 0)) == KpiTotals()
+    with pytest.raises(ValueError, match="before it starts"):
+        state.window_totals(minute(13, 0), minute(12, 0))
+    with pytest.raises(ValueError, match="before it starts"):
+        state.window_totals(minute(12, 0, 40), minute(12, 0, 30))
+    with pytest.raises(ValueError, match="no UTC offset"):
+        state.window_totals(datetime(2026, 3, 15, 12), minute(13, 0))
+
+
+def test_minutes_older_than_the_horizon_behind_the_newest_are_dropped() -> None:
+    state = RepState("ana", minute_horizon=timedelta(hours=1))
+    state.apply_activity("call", minute(12, 0), source="activities/0", seq=1, calendar=CALENDAR)
+    state.apply_activity("call", minute(12, 30), source="activities/0", seq=2, calendar=CALENDAR)
+    state.apply_activity("call", minute(13, 0), source="activities/0", seq=3, calendar=CALENDAR)
+    assert len(state.minutes) == 3  # 12:00 is exactly one hour behind 13:00: still kept
+    state.apply_activity("call", minute(13, 1), source="activities/0", seq=4, calendar=CALENDAR)
+    assert sorted(state.minutes) == [epoch_minute(minute(h, m)) for h, m in [(12, 30), (13, 0), (13, 1)]]
+    assert state.window_totals(minute(0, 0), minute(23, 0)).activities == 3
+    assert state.totals("day", "2026-03-15").activities == 4  # periods keep everything
+
+
+def test_a_late_event_older_than_the_horizon_counts_in_its_periods_but_in_no_minute() -> None:
+    state = RepState("ana", minute_horizon=timedelta(hours=1))
+    state.apply_credit(won("10", minute(15, 0)), source="deals/0", seq=1, calendar=CALENDAR)
+    state.apply_credit(won("20", minute(12, 0)), source="deals/0", seq=2, calendar=CALENDAR)
+    state.apply_credit(won("40", minute(14, 30)), source="deals/0", seq=3, calendar=CALENDAR)
+    state.apply_credit(won("80", minute(14, 0, 59)), source="deals/0", seq=4, calendar=CALENDAR)  # on the edge
+    state.apply_credit(won("160", minute(13, 59, 59)), source="deals/0", seq=5, calendar=CALENDAR)
+    assert sorted(state.minutes) == [epoch_minute(minute(h, m)) for h, m in [(14, 0), (14, 30), (15, 0)]]
+    assert state.window_totals(minute(0, 0), minute(23, 0)).revenue == Decimal("130")
+    assert state.totals("day", "2026-03-15").revenue == Decimal("310")
+
+
+def test_the_default_horizon_keeps_35_days_of_minutes() -> None:
+    assert DEFAULT_MINUTE_HORIZON == timedelta(days=35)
+    state = RepState("ana")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for seq, days in enumerate([0, 1, 35, 36]):
+        state.apply_activity("call", start + timedelta(days=days), source="activities/0", seq=seq, calendar=CALENDAR)
+    assert sorted(state.minutes) == [epoch_minute(start + timedelta(days=d)) for d in (1, 35, 36)]
+
+
+def test_the_minute_horizon_must_be_at_least_a_minute() -> None:
+    with pytest.raises(ValueError, match="minute_horizon"):
+        RepState("ana", minute_horizon=timedelta(seconds=59))
+
+
+def test_a_stored_state_restored_with_a_shorter_horizon_drops_minutes_on_the_way_in() -> None:
+    state = RepState("ana")
+    for seq, hour in enumerate([10, 12, 13]):
+        state.apply_activity("call", minute(hour, 0), source="activities/0", seq=seq, calendar=CALENDAR)
+    restored = RepState.from_dict(state.to_dict(), minute_horizon=timedelta(hours=1))
+    assert sorted(restored.minutes) == [epoch_minute(minute(12, 0)), epoch_minute(minute(13, 0))]
+    restored.apply_activity("call", minute(11, 0), source="activities/0", seq=9, calendar=CALENDAR)
+    assert len(restored.minutes) == 2
+
+
+def test_the_stored_form_carries_the_minutes_and_the_public_form_leaves_them_out() -> None:
+    state = RepState("ana")
+    state.apply_credit(won("100.00", minute(12, 5, 10)), source="deals/0", seq=1, calendar=CALENDAR)
+    stored = json.loads(json.dumps(state.to_dict()))
+    assert stored["minutes"] == {str(epoch_minute(minute(12, 5))): {"revenue": "100.00", "deals_won": "1"}}
+    assert RepState.from_dict(stored) == state
+    public = json.loads(json.dumps(state.to_dict(include_minutes=False)))
+    assert "minutes" not in public
+    assert {key: value for key, value in stored.items() if key != "minutes"} == public
+    from_public = RepState.from_dict(public)
+    assert from_public.minutes == {} and from_public.periods == state.periods
+
+
+def test_the_stored_form_follows_every_change_to_the_minutes() -> None:
+    state = RepState("ana", minute_horizon=timedelta(minutes=30))
+    state.apply_activity("call", minute(12, 0), source="activities/0", seq=1, calendar=CALENDAR)
+    first = state.to_dict()["minutes"]
+    state.apply_activity("call", minute(12, 0), source="activities/0", seq=2, calendar=CALENDAR)
+    state.apply_credit(won("5", minute(12, 10)), source="deals/0", seq=1, calendar=CALENDAR)
+    assert first == {str(epoch_minute(minute(12, 0))): {"activities": 1, "activities_by_kind": {"call": 1}}}
+    assert state.to_dict()["minutes"] == {
+        str(epoch_minute(minute(12, 0))): {"activities": 2, "activities_by_kind": {"call": 2}},
+        str(epoch_minute(minute(12, 10))): {"revenue": "5", "deals_won": "1"},
+    }
+    state.apply_credit(won("7", minute(12, 10, 30)), source="deals/0", seq=2, calendar=CALENDAR)
+    assert state.to_dict()["minutes"][str(epoch_minute(minute(12, 10)))] == {"revenue": "12", "deals_won": "2"}
+    state.apply_activity("email", minute(12, 40), source="activities/0", seq=3, calendar=CALENDAR)
+    assert sorted(state.to_dict()["minutes"]) == [str(epoch_minute(minute(12, m))) for m in (10, 40)]
+
+
+# Seconds after the start: anywhere in three days, or crowded into the first twenty minutes so that
+# minutes get several events.
+instants = st.one_of(st.integers(min_value=0, max_value=3 * 86_400 - 1), st.integers(min_value=0, max_value=1_200))
+timed_events = st.lists(
+    st.tuples(
+        st.sampled_from(["credit", "activity", "close-date change"]),
+        instants,
+        instants,  # a second instant (close-date changes)
+        st.integers(min_value=-(10**6), max_value=10**6),  # cents
+        st.sampled_from(["call", "email"]),
+    ),
+    max_size=40,
+)
+# Windows as (start, length) in seconds, bounds anywhere (inside minutes too), around the events.
+windows = st.lists(
+    st.tuples(
+        st.integers(min_value=-3_600, max_value=3 * 86_400),
+        st.integers(min_value=0, max_value=86_400),
+    ),
+    min_size=1,
+    max_size=6,
+)
+EVENTS_START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _credits_of(event: tuple[str, int, int, int, str]) -> list[Credit]:
+    what, offset, other, cents, _ = event
+    at, amount = EVENTS_START + timedelta(seconds=offset), Decimal(cents).scaleb(-2)
+    credit = Credit("ana", at, revenue=amount, deals_won=Decimal(1))
+    if what == "close-date change":
+        return [-credit, Credit("ana", EVENTS_START + timedelta(seconds=other), revenue=amount, deals_won=Decimal(1))]
+    return [credit]
+
+
+def _fold(state: RepState, feed: list[tuple[int, tuple[str, int, int, int, str]]]) -> None:
+    for seq, event in feed:
+        if event[0] == "activity":
+            at = EVENTS_START + timedelta(seconds=event[1])
+            state.apply_activity(event[4], at, source="activities/0", seq=seq, calendar=CALENDAR)
+        else:
+            state.apply_credits(_credits_of(event), source="deals/0", seq=seq, calendar=CALENDAR)
+
+
+def _brute_force(
+    events: list[tuple[str, int, int, int, str]], starts_at: datetime, ends_at: datetime, kept_from: int | None = None
+) -> KpiTotals:
+    """Every applied credit and activity whose minute starts in the window (and is not before `kept_from`)."""
+    totals = KpiTotals()
+
+    def counts(at: datetime) -> bool:
+        minute_start = at.replace(second=0, microsecond=0)
+        kept = kept_from is None or epoch_minute(at) >= kept_from
+        return kept and starts_at <= minute_start < ends_at
+
+    for event in events:
+        if event[0] == "activity":
+            at = EVENTS_START + timedelta(seconds=event[1])
+            if counts(at):
+                totals.add_activity(event[4])
+        else:
+            for credit in _credits_of(event):
+                if counts(credit.at):
+                    totals.apply_credit(credit)
+    return totals
+
+
+def _same(left: KpiTotals, right: KpiTotals) -> bool:
+    # A minute whose credits cancel holds zeros; compare sums, not the presence of zero entries.
+    return left.to_dict() == right.to_dict()
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=timed_events, replays=st.lists(st.integers(min_value=0, max_value=39), max_size=8), windows=windows)
+def test_window_totals_equal_a_brute_force_sum_of_everything_applied(
+    events: list[tuple[str, int, int, int, str]], replays: list[int], windows: list[tuple[int, int]]
+) -> None:
+    state = RepState("ana")
+    _fold(state, list(enumerate(events)) + [(i, events[i]) for i in replays if i < len(events)])
+    for start, length in windows:
+        starts_at = EVENTS_START + timedelta(seconds=start)
+        ends_at = starts_at + timedelta(seconds=length)
+        assert _same(state.window_totals(starts_at, ends_at), _brute_force(events, starts_at, ends_at))
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=timed_events, horizon=st.integers(min_value=1, max_value=2 * 1440), windows=windows)
+def test_the_minute_store_keeps_exactly_the_horizon_behind_the_newest_minute(
+    events: list[tuple[str, int, int, int, str]], horizon: int, windows: list[tuple[int, int]]
+) -> None:
+    state = RepState("ana", minute_horizon=timedelta(minutes=horizon))
+    _fold(state, list(enumerate(events)))
+    instants = [EVENTS_START + timedelta(seconds=e[1]) for e in events]
+    instants += [EVENTS_START + timedelta(seconds=e[2]) for e in events if e[0] == "close-date change"]
+    kept_from = max(map(epoch_minute, instants)) - horizon if instants else None
+    assert not state.minutes if kept_from is None else min(state.minutes) >= kept_from
+    before, after = EVENTS_START - timedelta(days=1), EVENTS_START + timedelta(days=4)
+    assert _same(state.window_totals(before, after), _brute_force(events, before, after, kept_from))
+    for start, length in windows:
+        starts_at = EVENTS_START + timedelta(seconds=start)
+        ends_at = starts_at + timedelta(seconds=length)
+        assert _same(state.window_totals(starts_at, ends_at), _brute_force(events, starts_at, ends_at, kept_from))
+    restored = RepState.from_dict(json.loads(json.dumps(state.to_dict())), minute_horizon=timedelta(minutes=horizon))
+    assert restored == state
+
+
+@settings(max_examples=100, deadline=None)
+@given(events=timed_events, cuts=st.sets(st.integers(min_value=0, max_value=40), max_size=5))
+def test_the_stored_minutes_round_trip_whenever_the_state_is_written(
+    events: list[tuple[str, int, int, int, str]], cuts: set[int]
+) -> None:
+    state = RepState("ana", minute_horizon=timedelta(hours=20))
+    for seq, event in enumerate(events):
+        _fold(state, [(seq, event)])
+        if seq in cuts:  # a table write in the middle of the stream
+            stored = json.loads(json.dumps(state.to_dict()))
+            assert RepState.from_dict(stored, minute_horizon=timedelta(hours=20)) == state
+    stored = json.loads(json.dumps(state.to_dict()))
+    assert stored.get("minutes", {}) == {str(m): t.to_dict() for m, t in state.minutes.items()}
+    restored = RepState.from_dict(stored, minute_horizon=timedelta(hours=20))
+    assert restored == state and restored.to_dict() == state.to_dict()
+    _fold(restored, [(len(events), ("activity", 3 * 86_400, 0, 0, "call"))])
+    _fold(state, [(len(events), ("activity", 3 * 86_400, 0, 0, "call"))])
+    assert restored == state and restored.to_dict() == state.to_dict()
+
+
+# -- tiers reached ---------------------------------------------------------------------------------
+
+TIERS = [("base", 0.0), ("target", 1.0), ("accel", 1.25)]
+
+
+def test_recording_tiers_bumps_the_version_only_when_a_tier_is_new() -> None:
+    state = RepState("ana")
+    assert state.record_tiers("ae", "FY2026-Q1", TIERS, Decimal("1.3"), NOON) == ["target", "accel"]
+    assert state.version == 1
+    assert state.record_tiers("ae", "FY2026-Q1", TIERS, Decimal("1.4"), NOON) == []
+    assert state.version == 1
+
+
+def test_tiers_reached_survive_storage_and_a_replay_does_not_cross_again() -> None:
+    state = RepState("ana")
+    state.record_tiers("ae", "FY2026-Q1", TIERS, Decimal("1.0"), NOON)
+    restored = RepState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert restored == state
+    assert restored.reached.reached_for("ae", "FY2026-Q1") == {"target": "2026-03-15T12:00:00Z"}
+    assert restored.record_tiers("ae", "FY2026-Q1", TIERS, Decimal("1.0"), NOON + timedelta(hours=1)) == []
+    assert RepState.from_dict(state.to_dict(include_minutes=False)).reached == state.reached
+
+
+def test_pruning_reached_plan_periods_bumps_the_version() -> None:
+    state = RepState("ana")
+    state.record_tiers("ae", "FY2025-Q1", TIERS, 2, NOON)
+    state.record_tiers("ae", "FY2026-Q1", TIERS, 2, NOON)
+    version = state.version
+    assert state.prune_reached(lambda plan_id, key: key >= "FY2026") == 1
+    assert state.version == version + 1
+    assert state.prune_reached(lambda plan_id, key: True) == 0
+    assert state.version == version + 1

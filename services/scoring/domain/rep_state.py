@@ -1,21 +1,25 @@
 """One rep's rolling KPI totals per period, with the dedup marks that guard them, kept in one table value.
 
 It keeps the most recent N periods of each kind; older ones leave as evictions bound for SQL history.
+Beside them: totals per UTC minute for contest windows (a few weeks, then dropped) and the tiers reached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
 from services.scoring.domain.credits import Credit
+from services.scoring.domain.crossings import TiersReached, TierThreshold
 from services.scoring.domain.kpis import ACTIVITY_KIND_PATTERN, KpiTotals, is_activity_kind
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 
-__all__ = ["DEFAULT_RETENTION", "PeriodEviction", "RepState"]
+__all__ = ["DEFAULT_MINUTE_HORIZON", "DEFAULT_RETENTION", "PeriodEviction", "RepState", "epoch_minute"]
 
 # How many periods of each kind a rep's state keeps: two months of days, half a year of weeks,
 # two years of months, two years of quarters, and the current plus three past fiscal years.
@@ -23,8 +27,26 @@ DEFAULT_RETENTION: Final[Mapping[PeriodKind, int]] = MappingProxyType(
     {"day": 62, "week": 27, "month": 25, "quarter": 9, "year": 4}
 )
 
+# How far behind the newest minute seen the per-minute totals reach: contests are live events, not history.
+DEFAULT_MINUTE_HORIZON: Final = timedelta(days=35)
+
 # The five period kinds paired with their position in Calendar.period_keys(), for the hot loop.
 _KIND_POSITIONS: Final = tuple(enumerate(PERIOD_KINDS))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE: Final = timedelta(minutes=1)
+
+
+def epoch_minute(at: datetime) -> int:
+    """The UTC minute that contains the aware instant `at`, as whole minutes since 1970-01-01T00:00Z."""
+    # Exact integer arithmetic on timedeltas (no float rounding), and cheaper than .timestamp().
+    return (at - _EPOCH) // _MINUTE
+
+
+def _ceil_minute(at: datetime) -> int:
+    """The first minute that starts at or after `at`."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"window bound {at.isoformat()} has no UTC offset; naive times are ambiguous")
+    return -((_EPOCH - at) // _MINUTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +90,12 @@ class RepState:
     `"deals/3"`) to the highest sequence applied from it; they sit in the same value as the totals they
     guard, so a restore from the changelog never separates the two. `evictions` is an outbox for SQL
     history: take it with `drain_evicted`, or write it and then `acknowledge_evictions`.
+
+    `minutes[m]` holds the totals of UTC minute `m` (see `epoch_minute`) for every minute that had a credit
+    or an activity, back to `minute_horizon` behind the newest minute seen; older minutes are dropped, and
+    credits or activities older than that are counted in their periods but not in any minute. It answers
+    contest windows (`window_totals`). `reached` holds the tiers each plan-period has reached, so a tier
+    crossing is emitted once (`record_tiers`).
     """
 
     rep_id: str
@@ -78,9 +106,23 @@ class RepState:
     version: int = 0
     evictions: list[PeriodEviction] = field(default_factory=list)
     eviction_seq: int = 0
+    minutes: dict[int, KpiTotals] = field(default_factory=dict)
+    reached: TiersReached = field(default_factory=TiersReached)
     retention: Mapping[PeriodKind, int] = field(
         default_factory=lambda: DEFAULT_RETENTION, compare=False, repr=False
     )
+    minute_horizon: timedelta = field(default=DEFAULT_MINUTE_HORIZON, compare=False, repr=False)
+    # Derived from `minutes`, never stored: the horizon in minutes; the oldest minute still accepted (newest
+    # seen − horizon); a min-heap of the stored minutes, so dropping the oldest costs O(log n); and the
+    # stored form of each minute with the minutes changed since, because a busy rep has thousands of
+    # minutes and the whole state is serialised on every table write while only a few minutes change.
+    _horizon_minutes: int = field(default=0, init=False, compare=False, repr=False)
+    _minute_floor: int | None = field(default=None, init=False, compare=False, repr=False)
+    _minute_heap: list[int] = field(default_factory=list, init=False, compare=False, repr=False)
+    _minute_forms: dict[int, tuple[str, dict[str, Any]]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    _changed_minutes: set[int] = field(default_factory=set, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for kind in PERIOD_KINDS:
@@ -88,6 +130,16 @@ class RepState:
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise ValueError(f"retention for {kind} must be an integer ≥ 1, got {limit!r}")
             self.periods.setdefault(kind, {})
+        horizon = self.minute_horizon
+        if not isinstance(horizon, timedelta) or horizon < _MINUTE:
+            raise ValueError(f"minute_horizon must be a timedelta of at least one minute, got {horizon!r}")
+        self._horizon_minutes = horizon // _MINUTE
+        self._minute_heap = list(self.minutes)
+        heapq.heapify(self._minute_heap)
+        self._changed_minutes = set(self.minutes)
+        if self.minutes:
+            self._minute_floor = max(self.minutes) - self._horizon_minutes
+            self._drop_minutes_before(self._minute_floor)
 
     # -- folding ----------------------------------------------------------------------------------
 
@@ -100,15 +152,29 @@ class RepState:
             if credit.rep_id != rep_id:
                 raise ValueError(f"credit for rep {credit.rep_id!r} applied to the state of rep {rep_id!r}")
         periods, zone, keys_for = self.periods, calendar.zone, calendar.keys_for_local_date
+        minutes, changed, epoch, one_minute = self.minutes, self._changed_minutes, _EPOCH, _MINUTE
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
         for credit in credits:
-            keys = keys_for(credit.at.astimezone(zone).date())
+            at = credit.at
+            keys = keys_for(at.astimezone(zone).date())
             for position, kind in _KIND_POSITIONS:
                 key = keys[position]
                 totals = periods[kind].get(key)
                 if totals is None:
                     totals = self._open_period(kind, key, late)
                 totals.apply_credit(credit)
+            minute = (at - epoch) // one_minute  # epoch_minute(at), inlined: this loop runs per credit
+            in_minute = minutes.get(minute)
+            if in_minute is not None:
+                in_minute.apply_credit(credit)
+                changed.add(minute)
+            else:
+                self._add_minute(
+                    minute,
+                    KpiTotals(
+                        credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_won, credit.renewals_lost
+                    ),
+                )
         self._finish_change(late)
         self.credit_marks[source] = seq
         return True
@@ -134,6 +200,13 @@ class RepState:
             if totals is None:
                 totals = self._open_period(period_kind, key, late)
             totals.add_activity(kind, count)
+        minute = (at - _EPOCH) // _MINUTE
+        in_minute = self.minutes.get(minute)
+        if in_minute is not None:
+            in_minute.add_activity(kind, count)
+            self._changed_minutes.add(minute)
+        else:
+            self._add_minute(minute, KpiTotals(activities=count, activities_by_kind={kind: count} if count else {}))
         self._finish_change(late)
         self.activity_marks[source] = seq
         return True
@@ -149,6 +222,29 @@ class RepState:
         totals = KpiTotals()
         self.periods[kind][key] = totals
         return totals
+
+    def _add_minute(self, minute: int, totals: KpiTotals) -> None:
+        """Keep `totals` as the first totals of `minute`, unless it is older than the horizon (it would be
+        dropped at once); a minute newer than any before moves the horizon and drops what falls behind."""
+        floor = self._minute_floor
+        if floor is not None and minute < floor:
+            return
+        self.minutes[minute] = totals
+        self._changed_minutes.add(minute)
+        heap = self._minute_heap
+        heapq.heappush(heap, minute)
+        newest_floor = minute - self._horizon_minutes
+        if floor is None or newest_floor > floor:
+            self._minute_floor = newest_floor
+            if heap[0] < newest_floor:
+                self._drop_minutes_before(newest_floor)
+
+    def _drop_minutes_before(self, floor: int) -> None:
+        heap, minutes, forms = self._minute_heap, self.minutes, self._minute_forms
+        while heap and heap[0] < floor:
+            minute = heapq.heappop(heap)
+            minutes.pop(minute, None)
+            forms.pop(minute, None)
 
     def _finish_change(self, late: dict[tuple[PeriodKind, str], KpiTotals]) -> None:
         for (kind, key), totals in late.items():
@@ -206,10 +302,62 @@ class RepState:
         """The retained keys of one kind, oldest first."""
         return sorted(self.periods[kind])
 
+    def window_totals(self, starts_at: datetime, ends_at: datetime) -> KpiTotals:
+        """The totals of every credit and activity attributed in the window `[starts_at, ends_at)`.
+
+        A window has minute resolution: it counts each UTC minute whose START lies in `[starts_at,
+        ends_at)`, so a bound inside a minute counts that minute by its start — `starts_at` 12:00:30 leaves
+        out the minute 12:00 (all of it, also what came at 12:00:45), and `ends_at` 13:00:30 takes in the
+        minute 13:00 (all of it, also 13:00:50). Bounds on whole minutes are exact. Only minutes back to
+        `minute_horizon` behind the newest minute seen are kept: a window reaching further back counts
+        what is left. An empty window (`ends_at == starts_at`) gives zeros.
+        """
+        first, end = _ceil_minute(starts_at), _ceil_minute(ends_at)
+        # Instants compared through the UTC epoch: two datetimes sharing a tzinfo compare by wall time.
+        if ends_at - _EPOCH < starts_at - _EPOCH:
+            raise ValueError(f"window ends at {ends_at.isoformat()}, before it starts at {starts_at.isoformat()}")
+        minutes = self.minutes
+        if end - first <= len(minutes):
+            get = minutes.get
+            inside = [totals for totals in map(get, range(first, end)) if totals is not None]
+        else:
+            inside = [totals for minute, totals in minutes.items() if first <= minute < end]
+        return KpiTotals().merged(inside)
+
+    # -- tier crossings ---------------------------------------------------------------------------
+
+    def record_tiers(
+        self,
+        plan_id: str,
+        period_key: str,
+        tiers: Sequence[TierThreshold],
+        attainment: Decimal | float | int,
+        at: datetime,
+    ) -> list[str]:
+        """Record the tiers newly reached in a plan-period (see `TiersReached.record`) and return them,
+        lowest first: the tier crossings to emit. The version goes up when there is one."""
+        crossed = self.reached.record(plan_id, period_key, tiers, attainment, at)
+        if crossed:
+            self.version += 1
+        return crossed
+
+    def prune_reached(self, keep: Callable[[str, str], bool]) -> int:
+        """Forget the tiers reached of plan-periods that ended long ago (see `TiersReached.prune`)."""
+        dropped = self.reached.prune(keep)
+        if dropped:
+            self.version += 1
+        return dropped
+
     # -- storage ----------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """A compact JSON-safe form that `from_dict` turns back into an equal state."""
+    def to_dict(self, *, include_minutes: bool = True) -> dict[str, Any]:
+        """A compact JSON-safe form that `from_dict` turns back into an equal state.
+
+        The stored form (table value, changelog) needs the minutes; a snapshot for consumers that read
+        contest totals elsewhere can leave them out with `include_minutes=False` — a state rebuilt from
+        that has no minutes and answers every window with zeros. The minute entries are shared with an
+        encoding cache: serialise the result, don't edit it.
+        """
         data: dict[str, Any] = {"rep_id": self.rep_id, "version": self.version}
         periods = {
             kind: {key: totals.to_dict() for key, totals in bucket.items()}
@@ -228,13 +376,35 @@ class RepState:
             data["evictions"] = [eviction.to_dict() for eviction in self.evictions]
         if self.eviction_seq:
             data["eviction_seq"] = self.eviction_seq
+        if include_minutes and self.minutes:
+            data["minutes"] = self._minutes_form()
+        if self.reached:
+            data["reached"] = self.reached.to_dict()
         return data
+
+    def _minutes_form(self) -> dict[str, dict[str, Any]]:
+        # Only the minutes changed since the last call are encoded again; the entries are shared with the
+        # cache, which is why `to_dict` output is for serialising, not for editing.
+        forms, minutes = self._minute_forms, self.minutes
+        for minute in self._changed_minutes:
+            totals = minutes.get(minute)
+            if totals is None:
+                forms.pop(minute, None)
+            else:
+                forms[minute] = (str(minute), totals.to_dict())
+        self._changed_minutes.clear()
+        return dict(forms.values())
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, retention: Mapping[PeriodKind, int] = DEFAULT_RETENTION
+        cls,
+        data: Mapping[str, Any],
+        *,
+        retention: Mapping[PeriodKind, int] = DEFAULT_RETENTION,
+        minute_horizon: timedelta = DEFAULT_MINUTE_HORIZON,
     ) -> RepState:
-        """Rebuild a state from `to_dict()` output; `retention` is configuration, not stored."""
+        """Rebuild a state from `to_dict()` output; `retention` and `minute_horizon` are configuration,
+        not stored (a shorter horizon drops minutes on the way in; a longer one brings none back)."""
         try:
             periods = _empty_periods()
             from_totals = KpiTotals.from_dict
@@ -256,7 +426,10 @@ class RepState:
                 version=int(data.get("version", 0)),
                 evictions=[PeriodEviction.from_dict(item) for item in data.get("evictions", ())],
                 eviction_seq=int(data.get("eviction_seq", 0)),
+                minutes={int(minute): from_totals(totals) for minute, totals in data.get("minutes", {}).items()},
+                reached=TiersReached.from_dict(data.get("reached", {})),
                 retention=retention,
+                minute_horizon=minute_horizon,
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a stored rep state: {exc!r}") from exc
