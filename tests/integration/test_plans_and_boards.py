@@ -1,0 +1,202 @@
+"""Plans and boards on a real stack: live plan edits, progress, standings with ties, scopes, plans, contests."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.support.stack import Stack, wait_until
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def won(event_id: str, rep: str, amount: str, at: datetime = NOW, kind: str = "new") -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "type": "deal",
+        "occurred_at": iso(at),
+        "deal_id": f"d-{event_id}",
+        "owner_id": rep,
+        "stage": "won",
+        "amount": amount,
+        "closed_at": iso(at),
+        "kind": kind,
+    }
+
+
+def call(event_id: str, rep: str, at: datetime) -> dict[str, object]:
+    return {"event_id": event_id, "type": "activity", "occurred_at": iso(at), "rep_id": rep, "kind": "call"}
+
+
+PLAN = {
+    "name": "AE revenue",
+    "metric": "revenue",
+    "period": "month",
+    "effective_from": "2020-01-01",
+    "participants": {"teams": ["east"], "reps": ["solo"]},
+    "quota": 1000,
+    "quota_overrides": {"bo": 2000},
+    "tiers": [
+        {"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.05, "reward": None},
+        {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.10, "reward": "Shout-out"},
+        {"tier_id": "accel", "name": "Accelerator", "threshold": 1.5, "rate": 0.20, "reward": "PTO day"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:  # type: ignore[misc]
+    import secrets
+    import uuid
+
+    stack = Stack(
+        bootstrap=broker,
+        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('pb') / 'pb.db'}",
+        data_dir=tmp_path_factory.mktemp("pbdata"),
+        topic_prefix=f"pb{uuid.uuid4().hex[:6]}.",
+        admin_key="sp_test_" + secrets.token_hex(8),
+    ).start()
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        for team in ("east", "west"):
+            api.put(f"/v1/teams/{team}", json={"name": team.title()}).raise_for_status()
+        for rep, team in (
+            ("al", "east"),
+            ("bo", "east"),
+            ("cy", "east"),
+            ("di", "west"),
+            ("ed", "west"),
+            ("solo", None),
+        ):
+            api.put(f"/v1/reps/{rep}", json={"name": rep.title(), "team_id": team}).raise_for_status()
+        api.put("/v1/plans/ae", json=PLAN).raise_for_status()
+    yield stack
+    stack.stop()
+
+
+def post(stack: Stack, events: list[dict[str, object]]) -> None:
+    r = httpx.post(f"{stack.ingest}/v1/events", json=events, headers=stack.headers, timeout=30)
+    assert r.status_code == 202, r.text
+
+
+def get(stack: Stack, path: str, **params: str) -> dict:  # type: ignore[type-arg]
+    r = httpx.get(f"{stack.api}{path}", params=params, headers=stack.headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def progress(stack: Stack, rep: str) -> dict | None:  # type: ignore[type-arg]
+    plans = get(stack, f"/v1/reps/{rep}/progress")["plans"]
+    return plans[0] if plans else None
+
+
+def test_participants_by_team_and_by_rep(stack: Stack) -> None:
+    assert progress(stack, "al") is not None  # team east
+    assert progress(stack, "solo") is not None  # listed by rep
+    assert progress(stack, "di") is None  # west is not in the plan
+
+
+def test_progress_tiers_payout_and_override(stack: Stack) -> None:
+    post(stack, [won("p1", "al", "1200.00"), won("p2", "bo", "1200.00")])
+    al = wait_until(lambda: (p := progress(stack, "al")) and p["value"] == 1200.0 and p, timeout=20, what="al 1200")
+    assert al["quota"] == 1000.0 and al["attainment"] == 1.2
+    assert al["tier"]["tier_id"] == "target" and al["next_tier"]["tier_id"] == "accel"
+    assert al["gap_to_next"] == 300.0
+    assert al["payout"] == 1000 * 0.05 + 200 * 0.10
+    assert al["rewards"] == ["Shout-out"]
+    bo = wait_until(lambda: (p := progress(stack, "bo")) and p["value"] == 1200.0 and p, timeout=20, what="bo 1200")
+    assert bo["quota"] == 2000.0 and bo["tier"]["tier_id"] == "base" and bo["rewards"] == []
+
+
+def test_a_plan_edited_while_events_flow_takes_effect_without_restarts(stack: Stack) -> None:
+    stop = threading.Event()
+
+    def flow() -> None:
+        n = 0
+        while not stop.is_set():
+            post(stack, [call(f"flow-{n}-{i}", "cy", NOW) for i in range(20)])
+            n += 1
+
+    thread = threading.Thread(target=flow)
+    thread.start()
+    try:
+        edited = dict(PLAN, quota=5000)
+        r = httpx.put(f"{stack.api}/v1/plans/ae", json=edited, headers=stack.headers)
+        assert r.status_code == 200
+        wait_until(lambda: (p := progress(stack, "cy")) and p["quota"] == 5000.0, timeout=10, what="new quota")
+    finally:
+        stop.set()
+        thread.join()
+        httpx.put(f"{stack.api}/v1/plans/ae", json=PLAN, headers=stack.headers).raise_for_status()
+    wait_until(lambda: (p := progress(stack, "cy")) and p["quota"] == 1000.0, timeout=10, what="quota restored")
+
+
+def test_standings_ties_scope_and_plan(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        api.put(
+            "/v1/boards/east-ties",
+            json={
+                "title": "East",
+                "metric": "deals_won",
+                "period": "month",
+                "scope": {"teams": ["east"]},
+                "size": 10,
+                "plan_id": "ae",
+            },
+        ).raise_for_status()
+    post(stack, [won("t1", "cy", "10.00"), won("t2", "cy", "10.00"), won("t3", "di", "10.00")])
+    # al 1 deal (1200), bo 1 deal, cy 2 deals: ranks 1 (cy), 2 (al), 2 (bo)
+
+    def settled() -> dict | None:  # type: ignore[type-arg]
+        body = get(stack, "/v1/boards/east-ties/standings")
+        values = {e["rep_id"]: e["value"] for e in body["entries"]}
+        return body if values.get("cy") == 2.0 and values.get("al") == 1.0 and values.get("bo") == 1.0 else None
+
+    body = wait_until(settled, timeout=20, what="east standings")
+    entries = body["entries"]
+    assert [(e["rank"], e["rep_id"]) for e in entries] == [(1, "cy"), (2, "al"), (2, "bo")]
+    assert "di" not in {e["rep_id"] for e in entries}  # west is out of scope
+    al = entries[1]
+    assert al["attainment"] == 1.2 and al["tier"]["tier_id"] == "target"
+    assert body["period_key"] == NOW.strftime("%Y-%m")
+
+
+def test_contest_window_that_cuts_through_a_day(stack: Stack) -> None:
+    start = NOW.replace(second=0) - timedelta(hours=2)
+    end = start + timedelta(hours=1)
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        api.put(
+            "/v1/boards/blitz",
+            json={
+                "title": "Call blitz",
+                "metric": "activities",
+                "window": {"starts_at": iso(start), "ends_at": iso(end)},
+                "size": 5,
+            },
+        ).raise_for_status()
+    post(
+        stack,
+        [
+            call("c-in-1", "di", start),  # first minute: in
+            call("c-in-2", "di", end - timedelta(seconds=1)),  # last second: in
+            call("c-in-3", "ed", start + timedelta(minutes=30)),  # in
+            call("c-before", "ed", start - timedelta(seconds=1)),  # out
+            call("c-after", "ed", end),  # out (end is exclusive)
+        ],
+    )
+
+    def settled() -> dict | None:  # type: ignore[type-arg]
+        body = get(stack, "/v1/boards/blitz/standings")
+        values = {e["rep_id"]: e["value"] for e in body["entries"]}
+        return body if values.get("di") == 2 and values.get("ed") == 1 else None
+
+    body = wait_until(settled, timeout=20, what="contest standings")
+    assert [(e["rank"], e["rep_id"], e["value"]) for e in body["entries"][:2]] == [(1, "di", 2), (2, "ed", 1)]
