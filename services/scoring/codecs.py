@@ -9,27 +9,55 @@ import orjson
 from faust.serializers import codecs
 
 from services.scoring.domain.deals import DealSnapshot
+from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.rep_state import RepState
+from services.scoring.events import snapshot_from_event
 
 
-@dataclass
+@dataclass(slots=True)
 class DealState:
     """A deal's last applied snapshot and the ledger sequence of the last event seen for it.
 
     `seq` is the dedup marker: it lives in the same table value as the snapshot it guards, so a
-    changelog restore can never separate them."""
+    changelog restore can never separate them. `event_json` is the canonical event JSON the snapshot was
+    read from: stored as it came, it needs no encoding on the hot path."""
 
     seq: int
     snapshot: DealSnapshot
+    event_json: bytes | None = None
+
+
+def encode_deal_state(state: DealState) -> bytes:
+    """The changelog form of a deal's table value: `{"seq", "event"}` (or `{"seq", "snapshot"}` without
+    the event's JSON)."""
+    if state.event_json is not None:
+        return b'{"seq":%d,"event":%s}' % (state.seq, state.event_json)
+    return orjson.dumps({"seq": state.seq, "snapshot": state.snapshot.to_dict()})
+
+
+def decode_deal_state(raw: bytes) -> DealState:
+    data = orjson.loads(raw)
+    if "event" in data:
+        event = data["event"]
+        return DealState(data["seq"], snapshot_from_event(event), orjson.dumps(event))
+    return DealState(data["seq"], DealSnapshot.from_dict(data["snapshot"]))
+
+
+def event_json(envelope: bytes) -> bytes | None:
+    """The event inside a relay envelope `{"seq":N,"accepted_ms":M,"event":{...}}`, as it is, without a
+    decode and an encode; None if the envelope is not in that form."""
+    start = envelope.find(b'"event":')  # the header before it holds only digits
+    if start < 0 or not envelope.endswith(b"}"):
+        return None
+    return envelope[start + 8 : -1]
 
 
 class DealStateCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps({"seq": obj.seq, "snapshot": obj.snapshot.to_dict()})
+        return encode_deal_state(obj)
 
     def _loads(self, s: bytes) -> Any:
-        data = orjson.loads(s)
-        return DealState(seq=data["seq"], snapshot=DealSnapshot.from_dict(data["snapshot"]))
+        return decode_deal_state(s)
 
 
 class RepStateCodec(codecs.Codec):
@@ -42,3 +70,66 @@ class RepStateCodec(codecs.Codec):
 
 codecs.register("sp_deal_state", DealStateCodec())
 codecs.register("sp_rep_state", RepStateCodec())
+
+
+_Fingerprint = tuple[Any, ...]
+
+
+def _fingerprint(totals: KpiTotals) -> _Fingerprint:
+    # Every change the rep agent makes moves one of these: credits move the sums, an activity moves the count.
+    return (
+        totals.revenue,
+        totals.deals_won,
+        totals.deals_lost,
+        totals.renewals_won,
+        totals.renewals_lost,
+        totals.activities,
+        len(totals.activities_by_kind),
+    )
+
+
+class RepStateEncoder:
+    """`orjson.dumps(state.to_dict())`, re-encoding only the periods whose totals changed since the last call.
+
+    A rep's state holds ~130 periods and a batch touches a handful, yet the whole state goes to the changelog
+    and the snapshot after every batch; encoding each period's totals (Decimals to strings) was most of the
+    rep agent's time. Periods are cached per rep by (kind, key) with the totals object and its fingerprint,
+    so a replaced or changed totals object is always re-encoded. At most `max_reps` reps are cached.
+    """
+
+    def __init__(self, max_reps: int = 20_000) -> None:
+        self._max_reps = max_reps
+        self._periods: dict[str, dict[tuple[str, str], tuple[KpiTotals, _Fingerprint, bytes]]] = {}
+
+    def encode(self, state: RepState) -> bytes:
+        cached = self._periods.get(state.rep_id)
+        if cached is None:
+            if len(self._periods) >= self._max_reps:
+                self._periods.clear()
+            cached = {}
+        fresh: dict[tuple[str, str], tuple[KpiTotals, _Fingerprint, bytes]] = {}
+        periods: dict[str, dict[str, orjson.Fragment]] = {}
+        for kind, bucket in state.periods.items():
+            if not bucket:
+                continue
+            encoded: dict[str, orjson.Fragment] = {}
+            for key, totals in bucket.items():
+                fingerprint = _fingerprint(totals)
+                entry = cached.get((kind, key))
+                if entry is None or entry[0] is not totals or entry[1] != fingerprint:
+                    entry = (totals, fingerprint, orjson.dumps(totals.to_dict()))
+                fresh[(kind, key)] = entry
+                encoded[key] = orjson.Fragment(entry[2])
+            periods[kind] = encoded
+        self._periods[state.rep_id] = fresh
+        # Everything but the periods comes from to_dict() itself, so whatever else the state stores is
+        # stored here too: the periods are set aside for that call and put back at once.
+        saved = state.periods
+        state.periods = {}
+        try:
+            data = state.to_dict()
+        finally:
+            state.periods = saved
+        if periods:
+            data["periods"] = periods
+        return orjson.dumps(data)

@@ -1,8 +1,12 @@
-"""Scoring metrics, grouped in one object built on its own registry."""
+"""Scoring metrics, grouped in one object built on its own registry (no rep ids in labels)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+AGENTS = ("deal-state", "rep-kpis")
 
 _AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, float("inf"))
 
@@ -44,6 +48,41 @@ class ScoringMetrics:
             ["agent"],
             registry=r,
         )
+
+        self.dead_letters = Counter(
+            "salespulse_scoring_dead_letters_total",
+            "Unreadable messages moved to the dead-letter topic, by agent",
+            ["agent"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "salespulse_scoring_consumer_lag_messages",
+            "High watermark minus committed offset of each source partition this worker owns",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "salespulse_scoring_assigned_partitions",
+            "Source partitions this worker owns, by topic",
+            ["topic"],
+            registry=r,
+        )
+
+        # Every agent's series exist from the start (at zero), so dashboards and alerts see them before traffic.
+        for agent in AGENTS:
+            for family in (self.events, self.batch_size, self.processing, self.event_age, self.duplicates):
+                family.labels(agent)
+            self.dead_letters.labels(agent)
+
+    def set_assignment(self, lag: Mapping[tuple[str, int], int], topics: tuple[str, ...]) -> None:
+        """Replace the per-partition lag and assignment gauges with the current assignment's values."""
+        self.consumer_lag.clear()
+        counts = dict.fromkeys(topics, 0)
+        for (topic, partition), value in lag.items():
+            self.consumer_lag.labels(topic, str(partition)).set(value)
+            counts[topic] = counts.get(topic, 0) + 1
+        for topic, count in counts.items():
+            self.assigned_partitions.labels(topic).set(count)
 
     def observe_batch(self, agent: str, size: int, seconds: float) -> None:
         self.events.labels(agent).inc(size)

@@ -242,9 +242,7 @@ def test_won_or_lost_without_a_close_time_is_rejected() -> None:
 def test_reversal_claws_back_revenue_in_the_close_period() -> None:
     won = snapshot("won", event_id="e1")
     reopened = snapshot("open", closed_at=None, version=2, event_id="e2")
-    assert delta(won, reopened) == [
-        Credit("ana", CLOSE_TIMES[2], revenue=Decimal("-1000.00"), deals_won=Decimal(-1))
-    ]
+    assert delta(won, reopened) == [Credit("ana", CLOSE_TIMES[2], revenue=Decimal("-1000.00"), deals_won=Decimal(-1))]
 
 
 def test_won_then_lost_moves_the_deal_from_won_to_lost() -> None:

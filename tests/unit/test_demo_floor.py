@@ -265,9 +265,7 @@ def test_live_floor_has_activities_of_every_kind_and_wins_and_losses(live: list[
 
 
 def test_live_wins_carry_amounts_from_the_data_set(live: list[dict[str, Any]]) -> None:
-    won_values = {
-        int(row["close_value"]) for row in data_rows("sales_pipeline.csv") if row["deal_stage"] == "Won"
-    }
+    won_values = {int(row["close_value"]) for row in data_rows("sales_pipeline.csv") if row["deal_stage"] == "Won"}
 
     assert {event["amount"] for event in live if event.get("stage") == "won"} <= won_values
 
@@ -383,9 +381,7 @@ async def test_run_floor_keeps_an_earlier_days_history_on_conflict() -> None:
         nonlocal live_posts
         batch = ndjson_lines(request)
         if batch[0]["event_id"].startswith("demo-"):
-            return httpx.Response(
-                409, json={"status": 409, "detail": "already accepted with a different body"}
-            )
+            return httpx.Response(409, json={"status": 409, "detail": "already accepted with a different body"})
         live_posts += 1
         stop.set()
         return httpx.Response(202, json={"accepted": len(batch), "duplicates": 0})
@@ -406,14 +402,10 @@ async def test_run_floor_keeps_an_earlier_days_history_on_conflict() -> None:
 @pytest.mark.usefixtures("quick_retries")
 async def test_run_floor_raises_with_the_problem_detail_on_a_refused_key() -> None:
     async def ingest(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            401, json={"status": 401, "title": "Unauthorized", "detail": "Unknown API key."}
-        )
+        return httpx.Response(401, json={"status": 401, "title": "Unauthorized", "detail": "Unknown API key."})
 
     with pytest.raises(DemoRequestFailed, match="Unknown API key"):
-        await run_floor(
-            "http://ingest.test", "bad", rate=10, log=lambda _: None, transport=httpx.MockTransport(ingest)
-        )
+        await run_floor("http://ingest.test", "bad", rate=10, log=lambda _: None, transport=httpx.MockTransport(ingest))
 
 
 @pytest.mark.usefixtures("quick_retries")

@@ -39,9 +39,7 @@ def rate_at(x: Decimal, quota: Decimal, tiers: list[Band], *, gate_open: bool) -
 def brute_force(value: int, quota: Decimal, tiers: list[Band], *, gate_open: bool) -> Decimal:
     # Band edges are whole units: the rate is constant on each unit, so midpoints give the exact integral.
     half = Decimal("0.5")
-    return sum(
-        (rate_at(Decimal(x) + half, quota, tiers, gate_open=gate_open) for x in range(value)), Decimal(0)
-    )
+    return sum((rate_at(Decimal(x) + half, quota, tiers, gate_open=gate_open) for x in range(value)), Decimal(0))
 
 
 @given(tier_tables(), st.integers(min_value=0, max_value=800), st.booleans())
@@ -78,9 +76,7 @@ def test_a_closed_gate_never_pays_more_than_an_open_one_when_rates_accelerate(
 ) -> None:
     quota, drawn = table
     # With a rate that falls above quota, the contract's fallback to the rate at quota would pay more.
-    tiers = [
-        (threshold, rate) for (threshold, _), rate in zip(drawn, sorted(r for _, r in drawn), strict=True)
-    ]
+    tiers = [(threshold, rate) for (threshold, _), rate in zip(drawn, sorted(r for _, r in drawn), strict=True)]
 
     assert payout(value, quota, tiers, cap=None, gate_open=False) <= payout(
         value, quota, tiers, cap=None, gate_open=True
@@ -104,15 +100,11 @@ def test_a_value_below_the_first_threshold_earns_nothing() -> None:
 
 
 def test_the_cap_limits_the_payout() -> None:
-    assert payout(Decimal(130000), QUOTA, CONTRACT_TIERS, cap=Decimal(6000), gate_open=True) == Decimal(
-        "6000.00"
-    )
+    assert payout(Decimal(130000), QUOTA, CONTRACT_TIERS, cap=Decimal(6000), gate_open=True) == Decimal("6000.00")
 
 
 def test_a_cap_above_the_payout_changes_nothing() -> None:
-    assert payout(Decimal(130000), QUOTA, CONTRACT_TIERS, cap=Decimal(9000), gate_open=True) == Decimal(
-        "7600.00"
-    )
+    assert payout(Decimal(130000), QUOTA, CONTRACT_TIERS, cap=Decimal(9000), gate_open=True) == Decimal("7600.00")
 
 
 def test_a_closed_gate_pays_accelerator_bands_at_the_rate_at_quota() -> None:
@@ -146,9 +138,7 @@ def test_money_is_exact_and_rounded_half_up_to_cents() -> None:
     tiers: list[Band] = [(0.0, Decimal("0.1"))]
 
     assert payout(Decimal("0.05"), Decimal(1), tiers, cap=None, gate_open=True) == Decimal("0.01")  # 0.005
-    assert payout(Decimal("0.1") + Decimal("0.2"), Decimal(1), tiers, cap=None, gate_open=True) == Decimal(
-        "0.03"
-    )
+    assert payout(Decimal("0.1") + Decimal("0.2"), Decimal(1), tiers, cap=None, gate_open=True) == Decimal("0.03")
 
 
 def test_thresholds_are_exact_decimals_not_binary_floats() -> None:

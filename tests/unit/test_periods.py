@@ -31,9 +31,7 @@ ZONES = [
     "Pacific/Apia",  # skipped 2011-12-30 entirely
 ]
 
-instants = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
-)
+instants = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC))
 calendars = st.builds(Calendar, st.sampled_from(ZONES), st.integers(min_value=1, max_value=12))
 kinds = st.sampled_from(PERIOD_KINDS)
 

@@ -66,9 +66,7 @@ def tier(tier_id: str, threshold: float, rate: float = 0.05) -> dict[str, Any]:
     return {"tier_id": tier_id, "name": tier_id.title(), "threshold": threshold, "rate": rate, "reward": None}
 
 
-def reasons(
-    document: dict[str, Any], model: type[Plan] | type[Board] = Plan
-) -> list[tuple[tuple[Any, ...], str]]:
+def reasons(document: dict[str, Any], model: type[Plan] | type[Board] = Plan) -> list[tuple[tuple[Any, ...], str]]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate_json(json.dumps(document))
     return [(error["loc"], error["msg"]) for error in caught.value.errors()]

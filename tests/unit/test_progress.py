@@ -197,9 +197,7 @@ def test_count_metrics_are_reported_to_six_places_not_cents() -> None:
         (date(2026, 7, 1), False),  # the quarter after the plan ends
     ],
 )
-def test_a_plan_applies_to_periods_starting_within_its_effective_dates(
-    period_start: date, applies: bool
-) -> None:
+def test_a_plan_applies_to_periods_starting_within_its_effective_dates(period_start: date, applies: bool) -> None:
     assert applies_to_period(date(2026, 1, 1), date(2026, 6, 30), period_start) is applies
 
 

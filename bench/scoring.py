@@ -1,0 +1,316 @@
+"""Scoring throughput: events/s through a real scoring worker (deal-state agent → credits → rep agent →
+rep-snapshots), next to a reference measured in the same run on the same broker: raw aiokafka consume →
+fold per key (a dict of Decimal sums) → produce.
+
+    .venv/bin/python -m bench.scoring [--events 200000] [--profile scoring.prof]
+
+Ingest and its ledger are NOT included: the events are pre-loaded onto events.deals and events.activities
+in the relay's envelope format (ledger sequence, acceptance time, canonical event JSON) with a raw aiokafka
+producer, exactly as the relay would publish them. Then a scoring worker process is launched and timed until
+its agents have folded every event and published the snapshots (read from its /metrics every 20 ms).
+The feed is the demo's simulated sales floor (opens, 3–10 activities per deal, wins, losses, reversals;
+~30 reps) on a simulated clock, so periods roll over and evictions reach SQL history as they do live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.common import bench_stack
+from schemas.events import EVENT_ADAPTER, canonical_json
+from services.common.settings import Settings
+from services.common.topics import ACTIVITIES, CREDITS, DEALS, topic_name
+from services.demo.floor import live_events
+from services.ingest.relay import envelope
+from services.scoring.publisher import Publisher
+from tests.support.stack import ROOT, Stack, free_port
+
+REFERENCE_OUT = "bench.reference-out"
+
+
+@dataclass
+class Feed:
+    deals: list[tuple[bytes, bytes]]
+    activities: list[tuple[bytes, bytes]]
+
+    @property
+    def size(self) -> int:
+        return len(self.deals) + len(self.activities)
+
+
+def make_feed(count: int, seed: int = 1) -> Feed:
+    """`count` events of the simulated floor as relay envelopes, keyed as the relay keys them."""
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    ticks = iter(range(10**9))
+
+    def clock() -> datetime:  # one simulated second per event: a day of floor every 86,400 events
+        return start + timedelta(seconds=next(ticks))
+
+    feed = Feed([], [])
+    accepted = datetime.now(UTC)
+    for seq, raw in enumerate(live_events(start, rng, clock=clock, source="bench"), start=1):
+        if seq > count:
+            break
+        event = EVENT_ADAPTER.validate_python(raw)
+        value = envelope(seq, accepted, canonical_json(event).decode())
+        if raw["type"] == "deal":
+            feed.deals.append((raw["deal_id"].encode(), value))
+        else:
+            feed.activities.append((raw["rep_id"].encode(), value))
+    return feed
+
+
+async def preload(settings: Settings, feed: Feed) -> None:
+    publisher = Publisher(settings)
+    try:
+        await publisher.publish(topic_name(settings, DEALS), feed.deals)
+        await publisher.publish(topic_name(settings, ACTIVITIES), feed.activities)
+    finally:
+        await publisher.stop()
+
+
+# --- the reference: raw aiokafka consume → fold per key → produce ------------------------------------
+
+
+async def reference(settings: Settings, total: int, batch: int) -> float:
+    """Seconds for one raw aiokafka process to fold every event into per-rep Decimal sums and produce the
+    touched sums after each batch (acknowledged), reading both event topics from the beginning."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    publisher = Publisher(settings)
+    await consumer.start()
+    await publisher.start()
+    try:
+        topics = [topic_name(settings, DEALS), topic_name(settings, ACTIVITIES)]
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        sums: dict[str, list[Any]] = {}
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=100, max_records=batch)
+            touched: dict[str, list[Any]] = {}
+            for messages in batches.values():
+                for message in messages:
+                    event = orjson.loads(message.value)["event"]
+                    if event["type"] == "deal":
+                        rep = event["owner_id"]
+                        rep_sums = sums.get(rep) or sums.setdefault(rep, [Decimal(0), 0, 0, 0])
+                        if event["stage"] == "won":
+                            rep_sums[0] += Decimal(event["amount"])
+                            rep_sums[1] += 1
+                        elif event["stage"] == "lost":
+                            rep_sums[2] += 1
+                    else:
+                        rep = event["rep_id"]
+                        rep_sums = sums.get(rep) or sums.setdefault(rep, [Decimal(0), 0, 0, 0])
+                        rep_sums[3] += 1
+                    touched[rep] = rep_sums
+                seen += len(messages)
+            await publisher.publish(
+                REFERENCE_OUT,
+                [(rep.encode(), orjson.dumps([str(s[0]), s[1], s[2], s[3]])) for rep, s in touched.items()],
+            )
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await publisher.stop()
+
+
+# --- the scoring worker ------------------------------------------------------------------------------
+
+
+def _samples(port: int) -> dict[tuple[str, str], float]:
+    """(sample name, agent) → value for the worker's per-agent series."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "agent" in sample.labels and "le" not in sample.labels:
+                found[(sample.name, sample.labels["agent"])] = sample.value
+    return found
+
+
+def _counters(port: int) -> dict[str, float]:
+    return {agent: v for (name, agent), v in _samples(port).items() if name == "salespulse_scoring_events_total"}
+
+
+async def _end_offsets(settings: Settings, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class ScoringRun:
+    agents: dict[tuple[str, str], float]
+    launch_to_first_batch: float
+    processing: float
+    processed_after_first: int
+    launch_to_done: float
+
+
+def run_scoring(stack: Stack, settings: Settings, feed: Feed, profile: str | None, py_spy: str | None) -> ScoringRun:
+    port = free_port()
+    command = [sys.executable, "-m", "services.cli.main", "scoring"]
+    if profile:
+        command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "services.cli.main", "scoring"]
+    log = open(stack.data_dir / "scoring.log", "ab")  # noqa: SIM115
+    launched = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env=stack.env(SALESPULSE_SCORING_WEB_PORT=str(port)),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    sampler = None
+    if py_spy:
+        sampler = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw", "--output", py_spy, "--rate", "250"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        first_at = None
+        first_count = 0.0
+        rep_target = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"scoring exited with {proc.returncode}; see {stack.data_dir / 'scoring.log'}")
+            try:
+                counts = _counters(port)
+            except httpx.HTTPError:
+                time.sleep(0.02)
+                continue
+            now = time.perf_counter()
+            deals, reps = counts.get("deal-state", 0), counts.get("rep-kpis", 0)
+            if first_at is None and deals + reps > 0:
+                first_at, first_count = now, deals + reps
+            if rep_target is None and deals >= len(feed.deals):
+                credits = asyncio.run(_end_offsets(settings, topic_name(settings, CREDITS)))
+                rep_target = len(feed.activities) + credits
+            if rep_target is not None and reps >= rep_target:
+                assert first_at is not None
+                return ScoringRun(
+                    agents=_samples(port),
+                    launch_to_first_batch=first_at - launched,
+                    processing=now - first_at,
+                    # Events of both agents count once each toward "events": the feed's events, not credits.
+                    processed_after_first=int(feed.size - min(first_count, feed.size)),
+                    launch_to_done=now - launched,
+                )
+            time.sleep(0.02)
+        raise SystemExit("scoring did not catch up within 600 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if sampler is not None:
+            sampler.wait(timeout=60)
+        log.close()
+
+
+def summarize_py_spy(path: str, top: int = 30) -> None:
+    """Self and inclusive shares of the sampled frames in py-spy's raw (collapsed stack) output."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    with open(path) as samples:
+        for line in samples:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")") for frame in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+    print(f"py-spy: {total} samples")
+    for title, table in (("self", own), ("inclusive", inclusive)):
+        print(f"  top {top} by {title} time:")
+        for frame, n in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            print(f"    {100 * n / total:5.1f} %  {frame}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--profile", help="write a cProfile of the scoring worker to this file and print its top")
+    parser.add_argument("--py-spy", help="sample the scoring worker with py-spy into this file and summarise it")
+    args = parser.parse_args()
+
+    print(f"generating {args.events:,} events of the simulated floor …", flush=True)
+    feed = make_feed(args.events)
+    print(f"  {len(feed.deals):,} deal snapshots, {len(feed.activities):,} activities")
+    with bench_stack("sqlite") as stack:
+        settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
+        asyncio.run(preload(settings, feed))
+        batch = settings.scoring_batch_size
+        ref_seconds = asyncio.run(reference(settings, feed.size, batch))
+        ref_rate = feed.size / ref_seconds
+        print(f"reference (raw aiokafka consume → fold → produce): {feed.size:,} events in {ref_seconds:.2f} s")
+        run = run_scoring(stack, settings, feed, args.profile, args.py_spy)
+        rate = run.processed_after_first / run.processing
+        print(
+            f"scoring worker: launch → first batch {run.launch_to_first_batch:.2f} s (start-up, rebalance, "
+            f"table recovery); then {run.processed_after_first:,} events in {run.processing:.2f} s; "
+            f"launch → caught up {run.launch_to_done:.2f} s"
+        )
+        print()
+        print(f"  scoring    {rate:>10,.0f} events/s   (batch {batch}, within {settings.scoring_batch_within} s)")
+        print(f"  reference  {ref_rate:>10,.0f} events/s")
+        print(f"  ratio      {rate / ref_rate:>10.2f}")
+        print(f"  incl. start-up: {feed.size / run.launch_to_done:,.0f} events/s")
+        for agent in ("deal-state", "rep-kpis"):
+            batches = run.agents[("salespulse_scoring_batch_size_count", agent)]
+            events = run.agents[("salespulse_scoring_batch_size_sum", agent)]
+            busy = run.agents[("salespulse_scoring_batch_processing_seconds_sum", agent)]
+            print(
+                f"  {agent}: {events:,.0f} messages in {batches:,.0f} batches (avg {events / max(batches, 1):,.0f}),"
+                f" {busy:.2f} s in its batch code ({1e6 * busy / max(events, 1):.1f} µs/message)"
+            )
+    if args.profile:
+        print()
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
+    if args.py_spy:
+        print()
+        summarize_py_spy(args.py_spy)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The plans, roster and contests a scoring worker applies to rep states, followed from the config topic:
+after each batch a touched rep's progress is recomputed, newly reached tiers are recorded in its state
+(so they are stored with it, exactly once), and contest totals are added to its snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from schemas.config import Board, Plan
+from services.common.config_feed import ConfigFollower
+from services.common.settings import Settings
+from services.scoring.domain.contests import contest_totals
+from services.scoring.domain.incentives import plan_progress
+from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.periods import Calendar, PeriodKind
+from services.scoring.domain.rep_state import RepState
+
+log = logging.getLogger("salespulse.scoring.plans")
+
+
+class PlanBook:
+    def __init__(self, settings: Settings, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self.follower = ConfigFollower(settings)
+        self.changed = asyncio.Event()
+        self._plans: list[Plan] | None = None
+        self._contests: list[Board] | None = None
+        self.follower.listeners.append(self._on_change)
+
+    def start(self) -> None:
+        self.follower.start()
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+
+    def _on_change(self, change: dict[str, Any]) -> None:
+        self._plans = None
+        self._contests = None
+        self.changed.set()
+
+    def plans(self) -> list[Plan]:
+        if self._plans is None:
+            plans = []
+            for plan_id, doc in sorted(self.follower.state.plans().items()):
+                try:
+                    plans.append(Plan.model_validate(doc))
+                except ValueError as exc:  # validated by the gateway; a stale shape must not stop scoring
+                    log.error("ignoring plan %s: %s", plan_id, exc)
+            self._plans = plans
+        return self._plans
+
+    def contests(self) -> list[Board]:
+        if self._contests is None:
+            boards = []
+            for board_id, doc in sorted(self.follower.state.boards().items()):
+                if doc.get("window"):
+                    try:
+                        boards.append(Board.model_validate(doc))
+                    except ValueError as exc:
+                        log.error("ignoring board %s: %s", board_id, exc)
+            self._contests = boards
+        return self._contests
+
+    def refresh(self, state: RepState, now: datetime) -> list[dict[str, object]]:
+        """The rep's progress in every plan covering them today; records tiers newly reached in `state`."""
+        team = self.follower.state.team_of(state.rep_id)
+        on = self.calendar.local_date(now)
+
+        def totals(kind: PeriodKind, key: str) -> KpiTotals:
+            return state.totals(kind, key)
+
+        out = []
+        for plan in self.plans():
+            progress = plan_progress(
+                plan, rep_id=state.rep_id, team_id=team, totals=totals, calendar=self.calendar, on=on, now=now
+            )
+            if progress is None:
+                continue
+            tiers = [(tier.tier_id, tier.threshold) for tier in plan.tiers]
+            state.record_tiers(plan.plan_id, progress.period_key, tiers, progress.attainment, now)
+            out.append(progress.to_dict())
+        return out
+
+    def extras(self, state: RepState, progress: list[dict[str, object]]) -> dict[str, Any]:
+        """What a rep snapshot carries beyond the KPI state: progress, tiers reached, contest totals."""
+        contests = {}
+        for board in self.contests():
+            assert board.window is not None
+            totals = contest_totals(state, board.window.starts_at, board.window.ends_at)
+            if not totals.is_zero():
+                contests[board.board_id] = totals.to_dict()
+        return {"progress": progress, "reached": state.reached.to_dict(), "contests": contests}

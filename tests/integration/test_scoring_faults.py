@@ -1,0 +1,197 @@
+"""Scoring stays exact through crashes and scaling: a worker killed with SIGKILL at any step of a batch, or
+from outside while events flow, is replaced and the KPIs end exactly as if nothing happened; two workers
+give what one gives; a replacement republishes every rep's snapshot, and a gateway started late gets all.
+
+The feed and the independent expectation are the replay test's (CONTRACT §1–3, not services.scoring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.integration.test_scoring_replay import (
+    STACK_ENV,
+    crm_feed,
+    expected_kpis,
+    metric,
+    post_feed,
+    scrape,
+    wait_for_kpis,
+)
+from tests.support.stack import Stack, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _sqlite_url(tmp_path: Any) -> str:
+    # The database is not what these tests are about; SQLite keeps them quick.
+    return f"sqlite+aiosqlite:///{tmp_path / 'faults.db'}"
+
+
+def start_without_scoring(stack: Stack) -> Stack:
+    stack.prepare()
+    stack.start_service("ingest")
+    stack.wait_healthy("ingest", "/v1/health")
+    return stack
+
+
+def start_scoring(stack: Stack, label: str, **env: str) -> None:
+    stack.start_service("scoring", instance=label, **env)
+    stack.wait_healthy(label, "/metrics")
+
+
+def start_api(stack: Stack, label: str = "api") -> str:
+    stack.start_service("api", instance=label)
+    stack.wait_healthy(label, "/v1/ready", timeout=90)
+    return f"http://127.0.0.1:{stack.ports[label]}"
+
+
+def owned_partitions(stack: Stack, label: str) -> float:
+    return metric(scrape(stack, label), "salespulse_scoring_assigned_partitions")
+
+
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "deal-state:credits-sent:2",
+        "deal-state:table-written:2",
+        "rep-kpis:state-written:2",
+        "rep-kpis:history-written:2",
+    ],
+)
+def test_a_worker_killed_at_any_step_of_a_batch_is_replaced_without_loss_or_double_count(
+    stack_factory: Any, tmp_path: Any, crash_at: str
+) -> None:
+    feed = crm_feed()
+    expected = expected_kpis(feed.events)
+    stack = start_without_scoring(stack_factory(_sqlite_url(tmp_path), **STACK_ENV))
+    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT=crash_at)
+    crashed = stack.services["scoring"]
+
+    post_feed(stack, feed.batches(2500))
+    wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what=f"the worker to crash at {crash_at}")
+    assert crashed.proc.returncode == -9, stack.tail("scoring")
+    assert f"crash point {crash_at.rsplit(':', 1)[0]} reached" in stack.tail("scoring", 200)
+    stack.kill("scoring")
+
+    start_scoring(stack, "scoring-2")
+    # The gateway starts after the worker: it rebuilds everything from the snapshots topic.
+    api = start_api(stack)
+    wait_for_kpis(stack, expected, api=api, timeout=120)
+
+    # The replacement really met the risky case: it saw messages the crashed worker had already applied.
+    samples = scrape(stack, "scoring-2")
+    agent = "rep-kpis" if crash_at.startswith("rep-kpis") or "credits-sent" in crash_at else "deal-state"
+    assert metric(samples, "salespulse_scoring_duplicates_total", agent=agent) > 0
+
+
+def test_a_worker_killed_while_events_flow_is_replaced_and_the_replacement_republishes_every_rep(
+    stack_factory: Any, tmp_path: Any
+) -> None:
+    feed = crm_feed()
+    expected = expected_kpis(feed.events)
+    stack = stack_factory(_sqlite_url(tmp_path), **STACK_ENV).start()
+    deal_events = len({event["event_id"] for event in feed.events if event["type"] == "deal"})
+    # The feed goes in at a steady pace (1,000 events every 0.25 s), so the worker is killed while it scores.
+    posting = threading.Thread(target=post_feed, args=(stack, feed.batches(1000)), kwargs={"pause": 0.25})
+    posting.start()
+    try:
+        scored = wait_until(
+            lambda: _over(metric(scrape(stack), "salespulse_scoring_events_total", agent="deal-state"), 4000),
+            timeout=60,
+            what="scoring well into the feed",
+        )
+        stack.kill("scoring")  # SIGKILL
+        assert posting.is_alive() and scored < deal_events, "the kill must come while events flow"
+        start_scoring(stack, "scoring-2")
+    finally:
+        posting.join()
+    wait_for_kpis(stack, expected, timeout=120)
+
+    # Replace the worker once more while nothing flows: the new one republishes every rep's snapshot at the
+    # version the gateway already has, and a gateway started after it gets everything.
+    before = read_snapshots(stack)
+    restart_ms = int(time.time() * 1000)
+    stack.kill("scoring-2")
+    start_scoring(stack, "scoring-3")
+
+    def republished() -> bool:
+        latest = read_snapshots(stack)
+        return all(
+            any(updated >= restart_ms and version == max(v for v, _ in before[rep]) for version, updated in latest[rep])
+            for rep in expected.reps
+        )
+
+    wait_until(republished, timeout=60, interval=0.5, what="every rep's snapshot republished by the replacement")
+    api = start_api(stack, "api-2")
+    wait_for_kpis(stack, expected, api=api, timeout=60)
+
+
+def _over(value: float, threshold: float) -> float | None:
+    return value if value > threshold else None
+
+
+def test_two_workers_share_the_partitions_and_give_what_one_gives(stack_factory: Any, tmp_path: Any) -> None:
+    feed = crm_feed()
+    expected = expected_kpis(feed.events)
+    stack = start_without_scoring(stack_factory(_sqlite_url(tmp_path), **STACK_ENV))
+    start_scoring(stack, "scoring")
+    start_scoring(stack, "scoring-b")
+    # 4 partitions each of events.deals, credits and events.activities, split between the two.
+    wait_until(
+        lambda: owned_partitions(stack, "scoring") == 6 and owned_partitions(stack, "scoring-b") == 6,
+        timeout=60,
+        interval=0.5,
+        what="the two workers to split the 12 source partitions",
+    )
+    api = start_api(stack)
+    post_feed(stack, feed.batches(2500))
+    wait_for_kpis(stack, expected, api=api, timeout=120)
+    for label in ("scoring", "scoring-b"):
+        samples = scrape(stack, label)
+        assert metric(samples, "salespulse_scoring_events_total", agent="deal-state") > 0, label
+        assert metric(samples, "salespulse_scoring_events_total", agent="rep-kpis") > 0, label
+    deal_events = sum(
+        metric(scrape(stack, label), "salespulse_scoring_events_total", agent="deal-state")
+        for label in ("scoring", "scoring-b")
+    )
+    assert deal_events == len({event["event_id"] for event in feed.events if event["type"] == "deal"})
+
+
+# --- reading rep-snapshots directly -------------------------------------------------------------------
+
+
+def read_snapshots(stack: Stack) -> dict[str, list[tuple[int, int]]]:
+    """Every (version, updated_ms) on the rep-snapshots topic, by rep."""
+    return asyncio.run(_read_snapshots(stack.bootstrap, f"{stack.topic_prefix}rep-snapshots"))
+
+
+async def _read_snapshots(bootstrap: str, topic: str) -> dict[str, list[tuple[int, int]]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: dict[str, list[tuple[int, int]]] = {}
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for messages in batches.values():
+                for message in messages:
+                    data = orjson.loads(message.value)
+                    found.setdefault(data["rep_id"], []).append((data["version"], data["updated_ms"]))
+        return found
+    finally:
+        await consumer.stop()
