@@ -18,7 +18,7 @@ from services.api.config_store import ConfigStore
 from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
 from services.api.routes import config as config_routes
-from services.api.routes import live, reads, screens
+from services.api.routes import live, notifications, reads, screens
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.config_feed import ConfigFollower
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gw.model.start()
         pusher.start()
         background.append(asyncio.create_task(_watch_revocations(gw), name="revocations"))
+        background.append(notifications.follow_notifications(gw))
         _register_gauges(registry, gw)
         try:
             yield
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(config_routes.router, tags=["configuration"])
     app.include_router(reads.router, tags=["reads"])
+    app.include_router(notifications.router, tags=["notifications"])
     live.install_sockets(app)
     app.include_router(screens.router)
     return app

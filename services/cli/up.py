@@ -19,7 +19,7 @@ from services.common.broker import broker_command, ensure_topics, port_is_free, 
 from services.common.settings import Settings, get_settings
 from services.ingest.relay import reset_relay_cursor
 
-COLORS = {"broker": "35", "ingest": "36", "scoring": "33", "api": "32", "demo": "34"}
+COLORS = {"broker": "35", "ingest": "36", "scoring": "33", "api": "32", "notifier": "31", "demo": "34"}
 
 
 @dataclass
@@ -50,7 +50,11 @@ def admin_key(settings: Settings) -> str:
 
 
 def check_ports(settings: Settings) -> None:
-    wanted = {"SALESPULSE_API_PORT": settings.api_port, "SALESPULSE_INGEST_PORT": settings.ingest_port}
+    wanted = {
+        "SALESPULSE_API_PORT": settings.api_port,
+        "SALESPULSE_INGEST_PORT": settings.ingest_port,
+        "SALESPULSE_NOTIFIER_PORT": settings.notifier_port,
+    }
     if settings.embedded_broker:
         wanted["SALESPULSE_BROKER_PORT"] = settings.broker_port
     taken = [f"{name}={port}" for name, port in wanted.items() if not port_is_free(port, settings.host)]
@@ -156,18 +160,21 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         ingest = Child("ingest", [*python, "ingest"], env)
         scoring = Child("scoring", [*python, "scoring"], env)
         api = Child("api", [*python, "api"], env)
-        for child in (ingest, scoring, api):
+        notifier = Child("notifier", [*python, "notifier"], env)
+        for child in (ingest, scoring, api, notifier):
             children.append(child)
             await _spawn(child)
         base = f"http://{settings.host}"
         await _wait_http(f"{base}:{settings.ingest_port}/v1/health", ingest)
         await _wait_http(f"{base}:{env['SALESPULSE_SCORING_WEB_PORT']}/metrics", scoring)
         await _wait_http(f"{base}:{settings.api_port}/v1/ready", api)
+        await _wait_http(f"{base}:{settings.notifier_port}/v1/health", notifier)
         key_note = "" if settings.admin_key else f" (kept in {settings.data_dir / 'admin.key'})"
         print(
             "\nsalespulse is up\n"
             f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"
             f"  ingest        {base}:{settings.ingest_port}/v1/events\n"
+            f"  notifier      {base}:{settings.notifier_port}/metrics\n"
             f"  broker        {settings.bootstrap}{' (embedded)' if settings.embedded_broker else ''}\n"
             f"  database      {settings.db_url.split('@')[-1]}\n"
             f"  admin key     {key}{key_note}\n"

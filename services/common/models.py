@@ -7,9 +7,12 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
+    Index,
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -98,3 +101,96 @@ class KpiHistoryMark(Base):
 
     rep_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+# --- notifier: tier crossings, their deliveries, rep preferences, coaching digests ------------------------------
+
+
+class NotificationPreference(Base):
+    """How a rep wants to hear about tier crossings: channels, quiet hours (rep's local time), hourly cap."""
+
+    __tablename__ = "notification_preferences"
+
+    rep_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channels: Mapped[str] = mapped_column(Text, nullable=False)
+    quiet_start: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    quiet_end: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    max_per_hour: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class TierCrossing(Base):
+    """One tier crossing, recorded once: the unique (rep, plan, period, tier) key is what makes a crossing
+    notify exactly once across restarts, replays, rebalances and duplicate snapshots. `seq` orders a rep's
+    deliveries (ascending threshold when several tiers are crossed at once)."""
+
+    __tablename__ = "tier_crossings"
+    __table_args__ = (
+        UniqueConstraint("rep_id", "plan_id", "period_key", "tier_id", name="uq_tier_crossings_key"),
+        Index("ix_tier_crossings_rep_seq", "rep_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
+    rep_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    plan_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    period_key: Mapped[str] = mapped_column(String(32), nullable=False)
+    tier_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    tier_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reward: Mapped[str | None] = mapped_column(Text, nullable=True)
+    crossed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    details: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class NotificationDelivery(Base):
+    """One channel's delivery of one crossing: status pending | deferred | sent | failed, with attempts,
+    the last error, when it is due next, and a lease so one notifier process sends it at a time."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "channel", name="uq_notification_deliveries_channel"),
+        Index("ix_notification_deliveries_due", "status", "due_at"),
+        Index("ix_notification_deliveries_order", "rep_id", "channel", "seq"),
+    )
+
+    delivery_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    rep_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    targets_done: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CoachingDigest(Base):
+    """One coaching digest e-mail to a team's manager for one schedule slot (unique: sent once per slot)."""
+
+    __tablename__ = "coaching_digests"
+    __table_args__ = (
+        UniqueConstraint("team_id", "slot", name="uq_coaching_digests_slot"),
+        Index("ix_coaching_digests_due", "status", "due_at"),
+    )
+
+    digest_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    slot: Mapped[str] = mapped_column(String(64), nullable=False)
+    manager_rep_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -46,6 +46,31 @@ class Settings(BaseSettings):
     relay_batch_size: int = 5000
     relay_idle_seconds: float = 0.05
 
+    # Notifier (docs/notifications.md): channels, delivery retries, quiet hours and the coaching digest.
+    notifier_port: int = 8002
+    notify_default_channels: str = Field(
+        "in_app,webhook,email", description="channels of a rep without preferences (unavailable ones skipped)"
+    )
+    notify_slack_webhook_urls: str = Field("", description="comma-separated Slack-compatible incoming webhooks")
+    notify_webhook_urls: str = Field("", description="comma-separated generic JSON webhooks (HMAC-signed)")
+    notify_webhook_secret: str | None = Field(None, description="HMAC-SHA256 key for generic webhooks")
+    notify_smtp_host: str | None = None
+    notify_smtp_port: int = 25
+    notify_smtp_from: str = "salespulse@localhost"
+    notify_smtp_username: str | None = None
+    notify_smtp_password: str | None = None
+    notify_smtp_starttls: bool = False
+    notify_send_timeout: float = Field(10.0, gt=0, description="seconds one webhook call or SMTP session may take")
+    notify_max_attempts: int = Field(8, ge=1, description="attempts per delivery before it is marked failed")
+    notify_retry_base_seconds: float = Field(2.0, gt=0, description="first retry delay; doubles per attempt")
+    notify_retry_max_seconds: float = Field(600.0, gt=0, description="longest retry delay")
+    notify_lease_seconds: float = Field(60.0, gt=0, description="a claimed delivery is retried after this")
+    notify_poll_seconds: float = Field(0.5, gt=0, description="how often due deliveries are looked for")
+    notify_digest_schedule: str = Field("weekdays", pattern=r"^(off|daily|weekdays|weekly)$")
+    notify_digest_at: str = Field("08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time")
+    notify_digest_pace_below: float = Field(0.8, gt=0, description="reps with a pace below this are listed")
+    notify_digest_min_elapsed: float = Field(0.4, ge=0, le=1, description="share of the period gone first")
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

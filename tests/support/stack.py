@@ -143,6 +143,9 @@ class Stack:
         elif name == "scoring":
             self.ports.setdefault(label, free_port())
             extra["SALESPULSE_SCORING_WEB_PORT"] = str(self.ports[label])
+        elif name == "notifier":
+            self.ports.setdefault(label, free_port())
+            extra["SALESPULSE_NOTIFIER_PORT"] = str(self.ports[label])
         log = self.data_dir / f"{label}.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(

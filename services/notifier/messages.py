@@ -1,0 +1,229 @@
+"""What each channel says about a tier crossing (in-app, Slack, signed JSON webhook, e-mail) and about a
+coaching digest, and how generic webhooks are signed. Pure functions; no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from typing import Any
+
+from services.notifier.tier_crossings import TierCrossing
+
+__all__ = [
+    "MESSAGE_ID_DOMAIN",
+    "celebration_message",
+    "digest_email",
+    "generic_payload",
+    "headline",
+    "in_app_message",
+    "sign",
+    "slack_payload",
+    "tier_email",
+    "verify_signature",
+]
+
+MESSAGE_ID_DOMAIN = "salespulse.notifier"
+MONEY_METRICS = frozenset({"revenue", "avg_deal_size"})
+
+
+def _percent(ratio: float | None) -> str:
+    return "?" if ratio is None else f"{ratio * 100:.0f}%"
+
+
+def _amount(value: float | None, details: Mapping[str, Any]) -> str:
+    if value is None:
+        return "?"
+    metric = details.get("metric") or ""
+    if metric in MONEY_METRICS:
+        return f"{details.get('currency') or 'USD'} {value:,.2f}"
+    return f"{value:,.6g} {metric.replace('_', ' ')}".strip()
+
+
+def rep_name(crossing: TierCrossing) -> str:
+    return str(crossing.details.get("rep_name") or crossing.rep_id)
+
+
+def _plan_name(crossing: TierCrossing) -> str:
+    return str(crossing.details.get("plan_name") or crossing.plan_id)
+
+
+def headline(crossing: TierCrossing) -> str:
+    """One line: who reached which tier of which plan, in which period."""
+    return (
+        f"{rep_name(crossing)} reached {crossing.tier_name} ({_percent(crossing.threshold)}) in "
+        f"{_plan_name(crossing)}, {crossing.period_key}"
+    )
+
+
+def gap_line(crossing: TierCrossing) -> str:
+    """What is left to the next tier, as of when the crossing was seen."""
+    details = crossing.details
+    nxt = details.get("next_tier")
+    if nxt and details.get("gap_to_next") is not None:
+        return (
+            f"{_amount(details['gap_to_next'], details)} to go to {nxt.get('name', nxt.get('tier_id'))} "
+            f"({_percent(nxt.get('threshold'))})"
+        )
+    if "next_tier" in details and nxt is None:
+        return "That is the top tier of the plan."
+    return ""
+
+
+def _common(crossing: TierCrossing) -> dict[str, Any]:
+    details = crossing.details
+    return {
+        "notification_id": crossing.notification_id,
+        "rep_id": crossing.rep_id,
+        "name": rep_name(crossing),
+        "plan_id": crossing.plan_id,
+        "plan_name": _plan_name(crossing),
+        "period_key": crossing.period_key,
+        "tier": crossing.tier(),
+        "reward": crossing.reward,
+        "crossed_at": crossing.crossed_at.isoformat(),
+        "attainment": details.get("attainment"),
+        "next_tier": details.get("next_tier"),
+        "gap_to_next": details.get("gap_to_next"),
+    }
+
+
+def in_app_message(crossing: TierCrossing) -> dict[str, Any]:
+    """The `notifications` topic message the gateway pushes on `rep:{rep_id}` as `{"type": "notification"}`."""
+    return {"type": "notification", **_common(crossing), "text": headline(crossing)}
+
+
+def celebration_message(crossing: TierCrossing) -> dict[str, Any]:
+    """The `notifications` topic message the gateway pushes on every board the rep is on (CONTRACT §6)."""
+    return {
+        "type": "celebration",
+        "notification_id": crossing.notification_id,
+        "rep_id": crossing.rep_id,
+        "name": rep_name(crossing),
+        "plan_id": crossing.plan_id,
+        "period_key": crossing.period_key,
+        "tier": crossing.tier(),
+        "at": crossing.crossed_at.isoformat(),
+    }
+
+
+def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
+    """A Slack-compatible incoming-webhook body: `text` (fallback) and Block Kit `blocks`."""
+    text = f":tada: {headline(crossing)}."
+    lines = [f":tada: *{rep_name(crossing)}* reached *{crossing.tier_name}* ({_percent(crossing.threshold)}) "
+             f"in _{_plan_name(crossing)}_, {crossing.period_key}."]
+    if crossing.reward:
+        lines.append(f":gift: Reward: {crossing.reward}")
+    gap = gap_line(crossing)
+    if gap:
+        lines.append(gap)
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"salespulse · {crossing.notification_id}"}]},
+        ],
+    }
+
+
+def generic_payload(crossing: TierCrossing, sent_at: int) -> dict[str, Any]:
+    """The generic JSON webhook body; `sent_at` (Unix seconds) equals the X-Salespulse-Timestamp header and
+    is inside the signed body, so a receiver can reject stale replays."""
+    return {"type": "tier_crossing", "sent_at": sent_at, **_common(crossing)}
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-Salespulse-Signature value: `sha256=` + hex HMAC-SHA256 of the raw body under `secret`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """True when `header` is the signature of `body` (constant-time compare): what a receiver does."""
+    return bool(header) and hmac.compare_digest(sign(secret, body), header or "")
+
+
+def message_id(local_part: str) -> str:
+    return f"<{local_part}@{MESSAGE_ID_DOMAIN}>"
+
+
+def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
+    """A multipart (plain text + HTML) e-mail with the tier, the reward and the gap to the next tier.
+    The Message-ID is derived from the notification id, so a resend after a crash is recognisable."""
+    name = rep_name(crossing)
+    reward = crossing.reward or "—"
+    gap = gap_line(crossing)
+    attainment = crossing.details.get("attainment")
+    msg = EmailMessage()
+    msg["Subject"] = f"You reached {crossing.tier_name} in {_plan_name(crossing)} ({crossing.period_key})"
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Message-ID"] = message_id(crossing.notification_id)
+    msg["X-Salespulse-Notification-Id"] = crossing.notification_id
+    plain = [
+        f"Congratulations, {name}!",
+        "",
+        f"You reached the {crossing.tier_name} tier ({_percent(crossing.threshold)} of quota) in "
+        f"{_plan_name(crossing)} for {crossing.period_key}.",
+        "",
+        f"Tier:       {crossing.tier_name} ({_percent(crossing.threshold)})",
+        f"Reward:     {reward}",
+    ]
+    if attainment is not None:
+        plain.append(f"Attainment: {_percent(attainment)}")
+    if gap:
+        plain.append(f"Next:       {gap}")
+    plain += ["", f"Reached at {crossing.crossed_at.isoformat()}."]
+    msg.set_content("\n".join(plain) + "\n")
+    e = html.escape
+    rows = [("Tier", f"{crossing.tier_name} ({_percent(crossing.threshold)})"), ("Reward", reward)]
+    if attainment is not None:
+        rows.append(("Attainment", _percent(attainment)))
+    if gap:
+        rows.append(("Next", gap))
+    table = "".join(f"<tr><th align=\"left\">{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
+    msg.add_alternative(
+        "<html><body>"
+        f"<h2>Congratulations, {e(name)}!</h2>"
+        f"<p>You reached the <strong>{e(crossing.tier_name)}</strong> tier in {e(_plan_name(crossing))} "
+        f"for {e(crossing.period_key)}.</p>"
+        f"<table>{table}</table>"
+        "</body></html>",
+        subtype="html",
+    )
+    return msg
+
+
+def digest_email(
+    *, digest_id: str, team_name: str, manager_name: str, to: str, sender: str, rows: Sequence[Mapping[str, Any]]
+) -> EmailMessage:
+    """The coaching digest: the team's reps whose pace in a plan is below the configured level."""
+    msg = EmailMessage()
+    count = len({row["rep_id"] for row in rows})
+    msg["Subject"] = f"Coaching digest for {team_name}: {count} rep{'s' if count != 1 else ''} behind pace"
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Message-ID"] = message_id(digest_id)
+    msg["X-Salespulse-Digest-Id"] = digest_id
+    plain = [f"Hello {manager_name},", "", f"These reps of {team_name} are behind pace:", ""]
+    for row in rows:
+        plain.append(
+            f"- {row['name']}: {row['plan_name']} {row['period_key']} — attainment {_percent(row['attainment'])}, "
+            f"pace {row['pace']:.2f} with {_percent(row['elapsed'])} of the period gone"
+        )
+    msg.set_content("\n".join(plain) + "\n")
+    e = html.escape
+    body = "".join(
+        f"<tr><td>{e(str(row['name']))}</td><td>{e(str(row['plan_name']))}</td><td>{e(str(row['period_key']))}</td>"
+        f"<td>{_percent(row['attainment'])}</td><td>{row['pace']:.2f}</td><td>{_percent(row['elapsed'])}</td></tr>"
+        for row in rows
+    )
+    msg.add_alternative(
+        "<html><body>"
+        f"<p>Hello {e(manager_name)},</p><p>These reps of {e(team_name)} are behind pace:</p>"
+        "<table><tr><th>Rep</th><th>Plan</th><th>Period</th><th>Attainment</th><th>Pace</th><th>Period gone</th></tr>"
+        f"{body}</table></body></html>",
+        subtype="html",
+    )
+    return msg

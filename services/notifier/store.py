@@ -1,0 +1,471 @@
+"""The notifier's durable record in SQL: tier crossings (unique per rep, plan, period and tier), one delivery
+row per channel with its status, attempts and lease, coaching digests, and the delivery log the gateway
+serves. Every write that decides "is this new?" is an INSERT … ON CONFLICT DO NOTHING on a unique key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from services.common.models import CoachingDigest, NotificationDelivery
+from services.common.models import TierCrossing as CrossingRow
+from services.notifier.preferences import Preferences, load_preferences
+from services.notifier.tier_crossings import CrossingKey, TierCrossing
+
+__all__ = [
+    "BOARD",
+    "OPEN",
+    "ClaimedDelivery",
+    "ClaimedDigest",
+    "NewDelivery",
+    "begin_attempt",
+    "claim_due_deliveries",
+    "claim_due_digests",
+    "count_open",
+    "create_digest",
+    "defer",
+    "mark_failed",
+    "mark_retry",
+    "mark_sent",
+    "mark_target_done",
+    "next_due",
+    "notification_log",
+    "record_crossings",
+    "sent_in_window",
+    "utc",
+]
+
+BOARD = "board"
+"""The pseudo-channel of board celebrations: never deferred, not subject to the rep's preferences."""
+OPEN = ("pending", "deferred")
+"""Statuses of a delivery that still has to go out."""
+
+
+def utc(at: datetime) -> datetime:
+    """An aware UTC datetime; SQLite hands back naive ones that were written as UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _insert(session: AsyncSession, model: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery to create with a crossing: its channel, first status, when it is due, and why."""
+
+    channel: str
+    status: str = "pending"
+    due_at: datetime | None = None
+    last_error: str | None = None
+    reason: str | None = None
+    """"quiet_hours" when created deferred; for metrics and logs."""
+
+
+Router = Callable[[TierCrossing, Preferences | None], list[NewDelivery]]
+"""Decides a new crossing's deliveries from the rep's stored preferences (None: never set)."""
+
+
+def _crossing_of(row: CrossingRow) -> TierCrossing:
+    return TierCrossing(
+        rep_id=row.rep_id,
+        plan_id=row.plan_id,
+        period_key=row.period_key,
+        tier_id=row.tier_id,
+        tier_name=row.tier_name,
+        threshold=row.threshold,
+        reward=row.reward,
+        crossed_at=utc(row.crossed_at),
+        details=orjson.loads(row.details),
+    )
+
+
+async def record_crossings(
+    sessions: async_sessionmaker, crossings: Sequence[TierCrossing], *, route: Router, now: datetime
+) -> list[tuple[TierCrossing, list[NewDelivery]]]:
+    """Record the crossings not recorded yet, each with its deliveries, in one transaction; return those
+    that were new (in the given order) with the deliveries made for them.
+
+    A crossing already in the table — recorded before a restart, by another notifier during a rebalance,
+    or seen in an earlier snapshot — is skipped: the unique key decides, so each is new exactly once.
+    """
+    wanted: dict[CrossingKey, TierCrossing] = {}
+    for crossing in crossings:
+        wanted.setdefault(crossing.key, crossing)
+    if not wanted:
+        return []
+    now = utc(now)
+    created: list[tuple[TierCrossing, list[NewDelivery]]] = []
+    async with sessions() as session, session.begin():
+        known: set[CrossingKey] = set()
+        keys = list(wanted)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = await session.execute(
+                select(CrossingRow.rep_id, CrossingRow.plan_id, CrossingRow.period_key, CrossingRow.tier_id).where(
+                    tuple_(CrossingRow.rep_id, CrossingRow.plan_id, CrossingRow.period_key, CrossingRow.tier_id).in_(
+                        chunk
+                    )
+                )
+            )
+            known.update(tuple(row) for row in rows)  # type: ignore[misc]
+        fresh = [c for key, c in wanted.items() if key not in known]
+        if not fresh:
+            return []
+        prefs = await load_preferences(session, {c.rep_id for c in fresh})
+        for crossing in fresh:
+            # One statement per crossing, in order, so `seq` ascends the way the notifications must go out.
+            inserted = await session.execute(
+                _insert(session, CrossingRow)
+                .values(
+                    notification_id=crossing.notification_id,
+                    rep_id=crossing.rep_id,
+                    plan_id=crossing.plan_id,
+                    period_key=crossing.period_key,
+                    tier_id=crossing.tier_id,
+                    tier_name=crossing.tier_name[:200],
+                    threshold=crossing.threshold,
+                    reward=crossing.reward,
+                    crossed_at=utc(crossing.crossed_at),
+                    recorded_at=now,
+                    details=orjson.dumps(crossing.details).decode(),
+                )
+                .on_conflict_do_nothing()
+                .returning(CrossingRow.seq)
+            )
+            seq = inserted.scalar()
+            if seq is None:
+                continue  # recorded by someone else a moment ago
+            deliveries = route(crossing, prefs.get(crossing.rep_id))
+            for delivery in deliveries:
+                await session.execute(
+                    _insert(session, NotificationDelivery)
+                    .values(
+                        notification_id=crossing.notification_id,
+                        seq=seq,
+                        rep_id=crossing.rep_id,
+                        channel=delivery.channel,
+                        status=delivery.status,
+                        attempts=0,
+                        last_error=delivery.last_error,
+                        due_at=utc(delivery.due_at or now),
+                        targets_done="[]",
+                        created_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+            created.append((crossing, deliveries))
+    return created
+
+
+# --- the delivery worker's side -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    """A delivery this process holds the lease on, with the crossing it is about."""
+
+    delivery_id: int
+    notification_id: str
+    rep_id: str
+    channel: str
+    status: str
+    attempts: int
+    targets_done: list[str]
+    created_at: datetime
+    crossing: TierCrossing
+
+
+@dataclass(slots=True)
+class ClaimedDigest:
+    digest_id: str
+    team_id: str
+    slot: str
+    email: str | None
+    attempts: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+async def _lease(session: AsyncSession, model: Any, id_col: Any, ids: Iterable[Any], *, owner: str, now: datetime,
+                 until: datetime) -> list[Any]:
+    """Take the lease on each row that is still open and unleased (compare-and-set); the ids taken."""
+    taken = []
+    for row_id in ids:
+        result = await session.execute(
+            update(model)
+            .where(
+                id_col == row_id,
+                model.status.in_(OPEN),
+                or_(model.lease_until.is_(None), model.lease_until < now),
+            )
+            .values(lease_until=until, lease_owner=owner)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            taken.append(row_id)
+    return taken
+
+
+async def claim_due_deliveries(
+    sessions: async_sessionmaker, *, now: datetime, owner: str, lease_until: datetime, limit: int = 50
+) -> list[ClaimedDelivery]:
+    """Lease up to `limit` deliveries that are due, at most one per (rep, channel): the oldest open one, so
+    a rep's notifications go out on each channel in the order they were recorded (a deferred or retrying
+    one holds back the later ones)."""
+    now, lease_until = utc(now), utc(lease_until)
+    earlier = aliased(NotificationDelivery)
+    blocked = exists().where(
+        and_(
+            earlier.rep_id == NotificationDelivery.rep_id,
+            earlier.channel == NotificationDelivery.channel,
+            earlier.seq < NotificationDelivery.seq,
+            earlier.status.in_(OPEN),
+        )
+    )
+    async with sessions() as session, session.begin():
+        candidates = (
+            await session.execute(
+                select(NotificationDelivery.delivery_id)
+                .where(
+                    NotificationDelivery.status.in_(OPEN),
+                    NotificationDelivery.due_at <= now,
+                    or_(NotificationDelivery.lease_until.is_(None), NotificationDelivery.lease_until < now),
+                    ~blocked,
+                )
+                .order_by(NotificationDelivery.seq)
+                .limit(limit)
+            )
+        ).scalars().all()
+        if not candidates:
+            return []
+        taken = await _lease(session, NotificationDelivery, NotificationDelivery.delivery_id, candidates,
+                             owner=owner, now=now, until=lease_until)
+        if not taken:
+            return []
+        rows = (
+            await session.execute(
+                select(NotificationDelivery, CrossingRow)
+                .join(CrossingRow, CrossingRow.notification_id == NotificationDelivery.notification_id)
+                .where(NotificationDelivery.delivery_id.in_(taken))
+                .order_by(NotificationDelivery.seq)
+            )
+        ).all()
+    return [
+        ClaimedDelivery(
+            delivery_id=d.delivery_id,
+            notification_id=d.notification_id,
+            rep_id=d.rep_id,
+            channel=d.channel,
+            status=d.status,
+            attempts=d.attempts,
+            targets_done=orjson.loads(d.targets_done or "[]"),
+            created_at=utc(d.created_at),
+            crossing=_crossing_of(c),
+        )
+        for d, c in rows
+    ]
+
+
+async def next_due(sessions: async_sessionmaker) -> datetime | None:
+    """When the earliest open delivery or digest comes due (leases aside), or None when none is open."""
+    async with sessions() as session:
+        first = (
+            await session.execute(
+                select(func.min(NotificationDelivery.due_at)).where(NotificationDelivery.status.in_(OPEN))
+            )
+        ).scalar()
+        digest = (
+            await session.execute(select(func.min(CoachingDigest.due_at)).where(CoachingDigest.status.in_(OPEN)))
+        ).scalar()
+    times = [utc(t) for t in (first, digest) if t is not None]
+    return min(times) if times else None
+
+
+async def sent_in_window(sessions: async_sessionmaker, rep_id: str, channel: str, start: datetime,
+                         end: datetime) -> int:
+    """How many of the rep's deliveries on `channel` were sent in [start, end): what the hourly cap counts."""
+    async with sessions() as session:
+        return int(
+            (
+                await session.execute(
+                    select(func.count()).select_from(NotificationDelivery).where(
+                        NotificationDelivery.rep_id == rep_id,
+                        NotificationDelivery.channel == channel,
+                        NotificationDelivery.status == "sent",
+                        NotificationDelivery.sent_at >= utc(start),
+                        NotificationDelivery.sent_at < utc(end),
+                    )
+                )
+            ).scalar()
+            or 0
+        )
+
+
+def _model(kind: str) -> tuple[Any, Any]:
+    if kind == "digest":
+        return CoachingDigest, CoachingDigest.digest_id
+    return NotificationDelivery, NotificationDelivery.delivery_id
+
+
+async def _update(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, **values: Any) -> bool:
+    """Update a row this process holds the lease on; False when the lease was lost (someone else took over)."""
+    model, id_col = _model(kind)
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            update(model).where(id_col == row_id, model.lease_owner == owner).values(**values)
+        )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+async def defer(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, due_at: datetime) -> bool:
+    """Not now (quiet hours, hourly cap): status deferred, due again at `due_at`, lease released."""
+    return await _update(sessions, kind, row_id, owner, status="deferred", due_at=utc(due_at), lease_until=None,
+                         lease_owner=None)
+
+
+async def begin_attempt(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, attempts: int,
+                        lease_until: datetime) -> bool:
+    """Count the attempt before it is made (a crash mid-send still shows it) and renew the lease."""
+    return await _update(sessions, kind, row_id, owner, attempts=attempts, status="pending",
+                         lease_until=utc(lease_until))
+
+
+async def mark_target_done(sessions: async_sessionmaker, row_id: int, owner: str, targets: list[str],
+                           lease_until: datetime) -> bool:
+    """Remember that one webhook URL has the message, so a retry of the delivery skips it."""
+    return await _update(sessions, "delivery", row_id, owner, targets_done=orjson.dumps(targets).decode(),
+                         lease_until=utc(lease_until))
+
+
+async def mark_sent(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, now: datetime) -> bool:
+    return await _update(sessions, kind, row_id, owner, status="sent", sent_at=utc(now), lease_until=None,
+                         lease_owner=None)
+
+
+async def mark_retry(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, error: str,
+                     due_at: datetime) -> bool:
+    return await _update(sessions, kind, row_id, owner, status="pending", last_error=error[:2000],
+                         due_at=utc(due_at), lease_until=None, lease_owner=None)
+
+
+async def mark_failed(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, error: str) -> bool:
+    return await _update(sessions, kind, row_id, owner, status="failed", last_error=error[:2000], lease_until=None,
+                         lease_owner=None)
+
+
+# --- coaching digests ---------------------------------------------------------------------------------------
+
+
+async def create_digest(
+    sessions: async_sessionmaker, *, digest_id: str, team_id: str, slot: str, manager_rep_id: str,
+    email: str | None, body: dict[str, Any], status: str, last_error: str | None, now: datetime,
+) -> bool:
+    """Record the team's digest for `slot` unless it exists; True when this call created it."""
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            _insert(session, CoachingDigest)
+            .values(
+                digest_id=digest_id, team_id=team_id, slot=slot, manager_rep_id=manager_rep_id, email=email,
+                body=orjson.dumps(body).decode(), status=status, attempts=0, last_error=last_error,
+                due_at=utc(now), created_at=utc(now),
+            )
+            .on_conflict_do_nothing()
+            .returning(CoachingDigest.digest_id)
+        )
+        return result.scalar() is not None
+
+
+async def claim_due_digests(
+    sessions: async_sessionmaker, *, now: datetime, owner: str, lease_until: datetime, limit: int = 20
+) -> list[ClaimedDigest]:
+    now, lease_until = utc(now), utc(lease_until)
+    async with sessions() as session, session.begin():
+        candidates = (
+            await session.execute(
+                select(CoachingDigest.digest_id)
+                .where(
+                    CoachingDigest.status.in_(OPEN),
+                    CoachingDigest.due_at <= now,
+                    or_(CoachingDigest.lease_until.is_(None), CoachingDigest.lease_until < now),
+                )
+                .order_by(CoachingDigest.due_at)
+                .limit(limit)
+            )
+        ).scalars().all()
+        taken = await _lease(session, CoachingDigest, CoachingDigest.digest_id, candidates, owner=owner, now=now,
+                             until=lease_until)
+        if not taken:
+            return []
+        rows = (await session.execute(select(CoachingDigest).where(CoachingDigest.digest_id.in_(taken)))).scalars()
+        return [
+            ClaimedDigest(
+                digest_id=row.digest_id, team_id=row.team_id, slot=row.slot, email=row.email, attempts=row.attempts,
+                body=orjson.loads(row.body),
+            )
+            for row in rows
+        ]
+
+
+# --- the delivery log (GET /v1/notifications) ---------------------------------------------------------------
+
+
+async def notification_log(sessions: async_sessionmaker, *, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first (in the order crossings were recorded), each with its deliveries (CONTRACT §6)."""
+    async with sessions() as session:
+        query = select(CrossingRow).order_by(CrossingRow.seq.desc()).limit(limit)
+        if rep_id is not None:
+            query = query.where(CrossingRow.rep_id == rep_id)
+        crossings = (await session.execute(query)).scalars().all()
+        ids = [c.notification_id for c in crossings]
+        deliveries: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        if ids:
+            rows = await session.execute(
+                select(NotificationDelivery)
+                .where(NotificationDelivery.notification_id.in_(ids))
+                .order_by(NotificationDelivery.delivery_id)
+            )
+            for d in rows.scalars():
+                deliveries[d.notification_id].append(
+                    {
+                        "channel": d.channel,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "due_at": utc(d.due_at).isoformat() if d.status in OPEN else None,
+                        "sent_at": utc(d.sent_at).isoformat() if d.sent_at else None,
+                    }
+                )
+    return [
+        {
+            "notification_id": c.notification_id,
+            "rep_id": c.rep_id,
+            "plan_id": c.plan_id,
+            "period_key": c.period_key,
+            "tier": {"tier_id": c.tier_id, "name": c.tier_name, "threshold": c.threshold},
+            "reward": c.reward,
+            "crossed_at": utc(c.crossed_at).isoformat(),
+            "deliveries": deliveries[c.notification_id],
+        }
+        for c in crossings
+    ]
+
+
+async def count_open(sessions: async_sessionmaker) -> int:
+    """Deliveries still to go out (pending or deferred)."""
+    async with sessions() as session:
+        return int(
+            (
+                await session.execute(
+                    select(func.count()).select_from(NotificationDelivery).where(NotificationDelivery.status.in_(OPEN))
+                )
+            ).scalar()
+            or 0
+        )

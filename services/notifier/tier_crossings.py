@@ -1,0 +1,125 @@
+"""Tier crossings derived from a rep snapshot: every tier in its `reached` map is a crossing, identified by
+(rep, plan, period, tier). Which of them are new is decided against the notifier's durable record (SQL),
+not here. Pure functions; no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["CrossingKey", "TierCrossing", "crossings_in_snapshot", "notification_id", "parse_instant"]
+
+CrossingKey = tuple[str, str, str, str]
+"""(rep_id, plan_id, period_key, tier_id): what the durable record is unique on."""
+
+
+def notification_id(rep_id: str, plan_id: str, period_key: str, tier_id: str) -> str:
+    """A stable id for a crossing: the same crossing always gets the same id, in every process and after any
+    replay, so it also serves as the idempotency key on the wire (webhook header, e-mail Message-ID)."""
+    digest = hashlib.sha256("\x1f".join((rep_id, plan_id, period_key, tier_id)).encode()).hexdigest()
+    return "tc_" + digest[:32]
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 time with offset (`Z` allowed) as an aware UTC datetime."""
+    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        raise ValueError(f"time {text!r} has no UTC offset")
+    return at.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TierCrossing:
+    """One tier a rep reached in a plan-period, with what the messages say about it."""
+
+    rep_id: str
+    plan_id: str
+    period_key: str
+    tier_id: str
+    tier_name: str
+    threshold: float | None
+    reward: str | None
+    crossed_at: datetime
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Progress at the time it was seen: plan_name, metric, currency, value, quota, attainment, next_tier,
+    gap_to_next, payout, rewards — whatever the snapshot and the plan knew."""
+
+    @property
+    def key(self) -> CrossingKey:
+        return (self.rep_id, self.plan_id, self.period_key, self.tier_id)
+
+    @property
+    def notification_id(self) -> str:
+        return notification_id(*self.key)
+
+    def tier(self) -> dict[str, Any]:
+        """`{tier_id, name, threshold}` as the API shows a tier."""
+        return {"tier_id": self.tier_id, "name": self.tier_name, "threshold": self.threshold}
+
+
+def _tiers_of(plan: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    if not plan:
+        return {}
+    return {tier["tier_id"]: tier for tier in plan.get("tiers", [])}
+
+
+def _progress_for(progress: list[Mapping[str, Any]], plan_id: str, period_key: str) -> Mapping[str, Any] | None:
+    for entry in progress:
+        if entry.get("plan_id") == plan_id and entry.get("period_key") == period_key:
+            return entry
+    return None
+
+
+def crossings_in_snapshot(snapshot: Mapping[str, Any], plans: Mapping[str, Mapping[str, Any]]) -> list[TierCrossing]:
+    """Every tier the snapshot says the rep has reached, oldest first and, for tiers reached at the same
+    moment, lowest threshold first: the order their notifications go out in.
+
+    `plans` (plan_id → plan document) supplies tier names, thresholds and rewards; a plan deleted since is
+    still reported, with what the snapshot's progress knows.
+    """
+    rep_id = snapshot["rep_id"]
+    progress = list(snapshot.get("progress") or [])
+    out: list[TierCrossing] = []
+    for plan_id, periods in (snapshot.get("reached") or {}).items():
+        plan = plans.get(plan_id)
+        tiers = _tiers_of(plan)
+        for period_key, reached in periods.items():
+            entry = _progress_for(progress, plan_id, period_key)
+            for tier_id, when in reached.items():
+                tier = tiers.get(tier_id)
+                if tier is None and entry is not None and (entry.get("tier") or {}).get("tier_id") == tier_id:
+                    tier = entry["tier"]
+                threshold = float(tier["threshold"]) if tier is not None else None
+                if threshold is not None and threshold <= 0:
+                    continue  # a tier at 0 is where everyone starts, not a crossing (CONTRACT §4)
+                details: dict[str, Any] = {"plan_name": plan.get("name", plan_id) if plan else plan_id}
+                if plan:
+                    details["metric"] = plan.get("metric")
+                    details["currency"] = plan.get("currency", "USD")
+                if entry is not None:
+                    details.update(
+                        {
+                            k: entry.get(k)
+                            for k in ("metric", "value", "quota", "attainment", "tier", "next_tier", "gap_to_next",
+                                      "payout", "rewards")
+                        }
+                    )
+                out.append(
+                    TierCrossing(
+                        rep_id=rep_id,
+                        plan_id=plan_id,
+                        period_key=period_key,
+                        tier_id=tier_id,
+                        tier_name=(tier or {}).get("name") or tier_id,
+                        threshold=threshold,
+                        reward=(tier or {}).get("reward"),
+                        crossed_at=parse_instant(when),
+                        details=details,
+                    )
+                )
+    out.sort(key=lambda c: (c.crossed_at, math.inf if c.threshold is None else c.threshold, c.plan_id, c.tier_id))
+    return out

@@ -1,0 +1,520 @@
+"""The notifier against real parts: the real broker, SQLite and PostgreSQL, a real SMTP server (aiosmtpd) and a
+real HTTP receiver. The notifier runs in the test's event loop with a clock the test controls; snapshots are
+produced onto rep-snapshots in the format scoring publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.controller import Controller
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from services.common import db
+from services.common.broker import ensure_topics
+from services.common.config_feed import publish_config
+from services.common.kafka import make_producer
+from services.common.models import CoachingDigest, NotificationDelivery, TierCrossing
+from services.common.settings import Settings
+from services.common.topics import NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
+from services.notifier.messages import verify_signature
+from services.notifier.preferences import Preferences, write_preferences
+from services.notifier.service import Notifier
+from services.notifier.store import notification_log
+from tests.support.kafka import read_topic
+from tests.support.stack import free_port
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_test"
+PLAN: dict[str, Any] = {
+    "plan_id": "ae-revenue",
+    "name": "AE revenue accelerator",
+    "metric": "revenue",
+    "period": "month",
+    "effective_from": "2026-01-01",
+    "quota": 1000,
+    "tiers": [
+        {"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.05},
+        {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.08, "reward": "Shout-out at all-hands"},
+        {"tier_id": "accel", "name": "Accelerator", "threshold": 1.25, "rate": 0.12, "reward": "1 extra day of PTO"},
+    ],
+}
+
+
+# --- receivers a user would point the notifier at ---------------------------------------------------------------
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd in its own thread) that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+        raw = envelope.original_content or envelope.content
+        self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))  # type: ignore[arg-type]
+        return "250 OK"
+
+    def ids(self) -> list[str]:
+        return [str(m["X-Salespulse-Notification-Id"] or m["X-Salespulse-Digest-Id"]) for m in self.messages]
+
+    def __enter__(self) -> Mailbox:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+
+@dataclass
+class Hook:
+    """A real HTTP server receiving webhooks; answers `fail_with` to the first `failures` requests."""
+
+    failures: int = 0
+    fail_with: int = 500
+    delay: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if hook.delay:
+                    time.sleep(hook.delay)
+                with hook.lock:
+                    failing = hook.failures > 0
+                    if failing:
+                        hook.failures -= 1
+                    hook.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                          "accepted": not failing})
+                try:
+                    self.send_response(hook.fail_with if failing else 200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender was killed while we answered: it counts as received here
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def accepted(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["accepted"] and r["path"] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- a notifier in this event loop ------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    sessions: Any
+    producer: AIOKafkaProducer
+    clock: Clock
+    notifiers: list[Notifier] = field(default_factory=list)
+    version: int = 0
+
+    async def start_notifier(self, **kw: Any) -> Notifier:
+        notifier = Notifier(self.settings, sessions=self.sessions, registry=CollectorRegistry(), clock=self.clock)
+        await notifier.start(**kw)
+        self.notifiers.append(notifier)
+        return notifier
+
+    async def config(self, kind: str, entry_id: str, body: dict[str, Any]) -> None:
+        await publish_config(self.producer, self.settings, kind, entry_id, body, int(time.time() * 1000))
+
+    async def snapshot(self, rep_id: str, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None,
+                       version: int | None = None) -> None:
+        self.version += 1
+        message = {
+            "rep_id": rep_id, "version": version if version is not None else self.version,
+            "updated_ms": int(time.time() * 1000), "accepted_ms": 0, "state": {}, "contests": {},
+            "progress": progress or [], "reached": reached,
+        }
+        await self.producer.send_and_wait(
+            topic_name(self.settings, REP_SNAPSHOTS), orjson.dumps(message), key=rep_id.encode(),
+            partition=partition_for(rep_id, self.settings.partitions),
+        )
+
+    async def log(self, rep_id: str | None = None) -> list[dict[str, Any]]:
+        return await notification_log(self.sessions, rep_id=rep_id, limit=500)
+
+    async def count(self, model: Any) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(model))).scalar() or 0)
+
+
+async def until(probe: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+async def harness(broker: str, database_url: str) -> AsyncIterator[Harness]:
+    await asyncio.to_thread(db.migrate, database_url)
+    settings = Settings(
+        kafka_bootstrap=broker,
+        database_url=database_url,
+        topic_prefix=f"n{uuid.uuid4().hex[:8]}.",
+        broker_session_timeout=3,
+        broker_heartbeat_interval=0.5,
+        notify_retry_base_seconds=0.05,
+        notify_retry_max_seconds=0.5,
+        notify_poll_seconds=0.05,
+        notify_send_timeout=3,
+        notify_lease_seconds=5,
+        notify_digest_schedule="off",
+    )
+    await ensure_topics(settings)
+    engine = db.create_engine(database_url)
+    producer = make_producer(settings)
+    await producer.start()
+    h = Harness(settings, db.sessionmaker(engine), producer, Clock())
+    await h.config("plan", "ae-revenue", PLAN)
+    await h.config("team", "east", {"team_id": "east", "name": "East", "manager_rep_id": "mia"})
+    for rep, zone in (("ada", "America/Los_Angeles"), ("bob", None), ("cy", None), ("mia", "Europe/Berlin")):
+        await h.config("rep", rep, {"rep_id": rep, "name": rep.title(), "team_id": "east",
+                                    "email": f"{rep}@example.com", "timezone": zone})
+    try:
+        yield h
+    finally:
+        for notifier in h.notifiers:
+            await notifier.stop()
+        await producer.stop()
+        await engine.dispose()
+
+
+def receivers_settings(mailbox: Mailbox, hook: Hook) -> dict[str, Any]:
+    return {
+        "notify_smtp_host": "127.0.0.1",
+        "notify_smtp_port": mailbox.port,
+        "notify_smtp_from": "salespulse@example.com",
+        "notify_slack_webhook_urls": hook.url("/slack"),
+        "notify_webhook_urls": hook.url("/json"),
+        "notify_webhook_secret": SECRET,
+    }
+
+
+@pytest.fixture
+def mailbox() -> Any:
+    with Mailbox() as box:
+        yield box
+
+
+@pytest.fixture
+def hook() -> Any:
+    receiver = Hook()
+    yield receiver
+    receiver.close()
+
+
+def reached(*tiers: str, period: str = "2026-11", at: str = "2026-11-20T10:00:00.000001Z") -> dict[str, Any]:
+    return {"ae-revenue": {period: {tier: at for tier in tiers}}}
+
+
+def in_app_messages(h: Harness) -> list[dict[str, Any]]:
+    return read_topic(h.settings.bootstrap, topic_name(h.settings, NOTIFICATIONS))
+
+
+def all_sent(log: list[dict[str, Any]], count: int) -> bool:
+    return len(log) == count and all(d["status"] == "sent" for entry in log for d in entry["deliveries"])
+
+
+# --- tests ------------------------------------------------------------------------------------------------------
+
+
+async def test_each_crossing_is_delivered_once_per_channel_through_duplicates_replays_and_restarts(
+    harness: Harness, mailbox: Mailbox, hook: Hook
+) -> None:
+    h = harness
+    for key, value in receivers_settings(mailbox, hook).items():
+        setattr(h.settings, key, value)
+    first = await h.start_notifier()
+    progress = [{"plan_id": "ae-revenue", "period_key": "2026-11", "metric": "revenue", "value": 1300.0,
+                 "quota": 1000.0, "attainment": 1.3, "tier": None, "next_tier": None, "gap_to_next": None,
+                 "payout": 0, "rewards": [], "pace": 1.5, "forecast_attainment": 1.5}]
+    # Two tiers at once, then the same snapshot again, then an older one, then a newer one that adds nothing.
+    await h.snapshot("ada", reached("accel", "target"), progress)
+    await h.snapshot("ada", reached("accel", "target"), progress, version=h.version)
+    await h.snapshot("ada", reached("target"), version=1)
+    await h.snapshot("ada", reached("accel", "target"), progress)
+    await until(lambda: h.log("ada"), what="crossings recorded")
+    log = await until(lambda: _sent(h, 2), what="every delivery sent")
+    assert [entry["tier"]["tier_id"] for entry in log] == ["accel", "target"]  # newest first
+    assert {d["channel"] for d in log[0]["deliveries"]} == {"board", "in_app", "webhook", "email"}
+
+    # A replay of the topic and a restart with a fresh in-memory state: nothing is new.
+    await first.stop()
+    h.notifiers.remove(first)
+    await h.snapshot("ada", reached("accel", "target"), progress)
+    second = await h.start_notifier()
+    await until(lambda: second.consumer.batches > 0, what="the restarted notifier read the snapshot")
+    await asyncio.sleep(0.5)
+    assert await h.count(TierCrossing) == 2
+    assert await h.count(NotificationDelivery) == 8
+
+    # Counted at the receivers: once per channel, lowest tier first.
+    assert sorted(mailbox.ids()) == sorted(e["notification_id"] for e in log) and len(mailbox.messages) == 2
+    assert "Target" in mailbox.messages[0]["Subject"] and "Accelerator" in mailbox.messages[1]["Subject"]
+    mail = mailbox.messages[1]
+    assert mail["To"] == "ada@example.com"
+    assert mail["Message-ID"] == f"<{log[0]['notification_id']}@salespulse.notifier>"
+    assert "1 extra day of PTO" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "That is the top tier" in mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    slack, generic = hook.accepted("/slack"), hook.accepted("/json")
+    assert len(slack) == 2 and len(generic) == 2
+    assert [json.loads(r["body"])["tier"]["tier_id"] for r in generic] == ["target", "accel"]
+    assert "Ada reached Target" in json.loads(slack[0]["body"])["text"] and json.loads(slack[0]["body"])["blocks"]
+    for request in generic:
+        headers = request["headers"]
+        assert verify_signature(SECRET, request["body"], headers["X-Salespulse-Signature"])
+        assert headers["Idempotency-Key"] == json.loads(request["body"])["notification_id"]
+        assert int(headers["X-Salespulse-Timestamp"]) == json.loads(request["body"])["sent_at"]
+    messages = await asyncio.to_thread(in_app_messages, h)
+    assert sorted((m["type"], m["tier"]["tier_id"]) for m in messages) == [
+        ("celebration", "accel"), ("celebration", "target"), ("notification", "accel"), ("notification", "target")
+    ]
+
+
+async def _sent(h: Harness, count: int) -> list[dict[str, Any]] | None:
+    log = await h.log()
+    return log if all_sent(log, count) else None
+
+
+async def test_a_failing_webhook_is_retried_with_backoff_and_delivered_once(
+    harness: Harness, mailbox: Mailbox
+) -> None:
+    h = harness
+    hook = Hook(failures=3, fail_with=500)
+    try:
+        h.settings.notify_webhook_urls = hook.url("/json")
+        h.settings.notify_webhook_secret = SECRET
+        notifier = await h.start_notifier()
+        await write_preferences(h.sessions, "bob", Preferences(channels=["webhook"]))
+        await h.snapshot("bob", reached("target"))
+        log = await until(lambda: _sent(h, 1), what="the webhook delivered after the receiver recovered")
+        webhook = next(d for d in log[0]["deliveries"] if d["channel"] == "webhook")
+        assert webhook["attempts"] == 4 and "HTTP 500" in webhook["last_error"]
+        assert len(hook.requests) == 4 and len(hook.accepted("/json")) == 1
+        assert len({r["headers"]["Idempotency-Key"] for r in hook.requests}) == 1
+        assert notifier.metrics.retried.labels("webhook")._value.get() == 3
+        assert notifier.metrics.sent.labels("webhook")._value.get() == 1
+        assert mailbox.messages == []  # bob chose the webhook only
+    finally:
+        hook.close()
+
+
+async def test_a_webhook_that_answers_4xx_is_not_retried(harness: Harness) -> None:
+    h = harness
+    hook = Hook(failures=100, fail_with=404)
+    try:
+        h.settings.notify_slack_webhook_urls = hook.url("/slack")
+        await h.start_notifier()
+        await write_preferences(h.sessions, "bob", Preferences(channels=["webhook", "email"]))
+        await h.snapshot("bob", reached("target"))
+
+        async def settled() -> list[dict[str, Any]] | None:
+            log = await h.log()
+            done = log and all(d["status"] in ("sent", "failed") for d in log[0]["deliveries"])
+            return log if done else None
+
+        log = await until(settled, what="the deliveries settled")
+        by_channel = {d["channel"]: d for d in log[0]["deliveries"]}
+        assert by_channel["webhook"]["status"] == "failed" and by_channel["webhook"]["attempts"] == 1
+        assert "HTTP 404" in by_channel["webhook"]["last_error"]
+        # e-mail was chosen explicitly but no SMTP server is configured: failed at once, saying why.
+        assert by_channel["email"]["status"] == "failed" and "SMTP" in by_channel["email"]["last_error"]
+        assert by_channel["board"]["status"] == "sent"
+    finally:
+        hook.close()
+
+
+async def test_quiet_hours_defer_across_the_reps_midnight_and_the_hourly_cap_spreads_a_burst(
+    harness: Harness, mailbox: Mailbox
+) -> None:
+    h = harness
+    h.settings.notify_smtp_host, h.settings.notify_smtp_port = "127.0.0.1", mailbox.port
+    # Ada works in Los Angeles: 06:30 UTC on Nov 30 is 22:30 on Nov 29 there.
+    h.clock.now = datetime(2026, 11, 30, 6, 30, tzinfo=UTC)
+    await write_preferences(h.sessions, "ada", Preferences.model_validate(
+        {"channels": ["email"], "quiet_hours": {"start": "22:00", "end": "07:00"}, "max_per_hour": 1}))
+    notifier = await h.start_notifier()
+    await h.snapshot("ada", reached("target", "accel", at="2026-11-30T06:29:00Z"))
+    log = await until(lambda: h.log("ada"), what="crossings recorded")
+    await until(lambda: asyncio.to_thread(in_app_messages, h), what="the board celebration, not deferred")
+    log = await h.log("ada")
+    emails = [next(d for d in e["deliveries"] if d["channel"] == "email") for e in log]
+    assert [d["status"] for d in emails] == ["deferred", "deferred"]
+    assert {d["due_at"] for d in emails} == {"2026-11-30T15:00:00+00:00"}  # 07:00 in Los Angeles
+    assert notifier.metrics.deferred.labels("email", "quiet_hours")._value.get() == 2
+    await asyncio.sleep(0.5)
+    assert mailbox.messages == []
+
+    # 07:00:30 in Los Angeles: the first goes; the cap of one per hour holds the second to 08:00.
+    h.clock.now = datetime(2026, 11, 30, 15, 0, 30, tzinfo=UTC)
+    notifier.wake.set()
+    await until(lambda: len(mailbox.messages) == 1, what="the first e-mail after quiet hours")
+
+    async def capped() -> list[dict[str, Any]] | None:
+        log = await h.log("ada")
+        email = next(d for d in log[0]["deliveries"] if d["channel"] == "email")
+        return log if email["status"] == "deferred" and email["due_at"] == "2026-11-30T16:00:00+00:00" else None
+
+    await until(capped, what="the second e-mail deferred to the next hour window")
+    assert notifier.metrics.deferred.labels("email", "hourly_cap")._value.get() >= 1
+    assert "Target" in mailbox.messages[0]["Subject"]
+    await asyncio.sleep(0.3)
+    assert len(mailbox.messages) == 1
+
+    h.clock.now = datetime(2026, 11, 30, 16, 0, 5, tzinfo=UTC)
+    notifier.wake.set()
+    await until(lambda: len(mailbox.messages) == 2, what="the second e-mail in the next hour")
+    assert "Accelerator" in mailbox.messages[1]["Subject"]
+    assert all_sent([e for e in await h.log("ada")], 2)
+
+
+async def test_coaching_digest_goes_to_the_manager_once_per_slot(harness: Harness, mailbox: Mailbox) -> None:
+    h = harness
+    h.settings.notify_smtp_host, h.settings.notify_smtp_port = "127.0.0.1", mailbox.port
+    h.settings.notify_digest_schedule = "daily"
+    h.settings.notify_digest_at = "08:00"
+    # 08:05 in Berlin (the manager's zone) on Nov 19: 18 of 30 days of the month gone.
+    h.clock.now = datetime(2026, 11, 19, 7, 5, tzinfo=UTC)
+    await h.config("plan", "ae-revenue", {**PLAN, "participants": {"teams": ["east"], "reps": []}})
+    await h.snapshot("ada", {}, [{"plan_id": "ae-revenue", "period_key": "2026-11", "attainment": 0.9}])
+    await h.snapshot("bob", {}, [{"plan_id": "ae-revenue", "period_key": "2026-11", "attainment": 0.2}])
+    one = await h.start_notifier(digests=False)
+    two = await h.start_notifier(consume=False, digests=False)
+    for n in (one, two):
+        await until(lambda n=n: n.progress.progress.get("bob") and n.config.caught_up.is_set(), what="feeds")
+        await until(lambda n=n: n.config.state.plans().get("ae-revenue", {}).get("participants"), what="plan")
+    made = await one.run_scheduled_digests()
+    assert [d["team_id"] for d in made] == ["east"]
+    assert [r["rep_id"] for r in made[0]["rows"]] == ["cy", "bob"]  # cy has no progress: attainment 0
+    assert await two.run_scheduled_digests() == []  # the other notifier finds the slot taken
+    assert await one.run_scheduled_digests() == []
+    await until(lambda: len(mailbox.messages) == 1, what="the digest e-mail")
+    await asyncio.sleep(0.3)
+    assert len(mailbox.messages) == 1 and await h.count(CoachingDigest) == 1
+    digest = mailbox.messages[0]
+    assert digest["To"] == "mia@example.com" and "2 reps behind pace" in digest["Subject"]
+    body = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Bob" in body and "Cy" in body and "Ada:" not in body
+
+    # Before 08:00 Berlin the next day nothing new; after it, the next slot.
+    h.clock.now = datetime(2026, 11, 20, 6, 55, tzinfo=UTC)
+    assert await one.run_scheduled_digests() == []
+    h.clock.now = datetime(2026, 11, 20, 7, 1, tzinfo=UTC)
+    assert [d["slot"] for d in await one.run_scheduled_digests()] == ["daily:2026-11-20"]
+    # A manual run always makes a fresh one.
+    assert len(await one.run_digests_now()) == 1
+    await until(lambda: len(mailbox.messages) == 3, what="the next and the manual digest")
+
+
+async def test_a_crossing_seen_by_two_notifiers_at_once_is_recorded_once(harness: Harness) -> None:
+    h = harness
+    a = await h.start_notifier(consume=False, deliver=False, digests=False)
+    b = await h.start_notifier(consume=False, deliver=False, digests=False)
+    await until(lambda: a.config.caught_up.is_set() and b.config.caught_up.is_set(), what="config")
+    raw = orjson.dumps({"rep_id": "cy", "version": 1, "progress": [], "reached": reached("target", "accel")})
+    results = await asyncio.gather(*(n.handle_snapshots([raw]) for n in (a, b, a, b)))
+    assert sum(len(r) for r in results) == 2
+    assert await h.count(TierCrossing) == 2
+    assert await h.count(NotificationDelivery) == 4  # board + in_app for each (no webhook or SMTP configured)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_deliveries_left_by_a_crashed_worker_are_taken_over_after_the_lease(harness: Harness) -> None:
+    h = harness
+    h.settings.notify_lease_seconds = 1
+    a = await h.start_notifier(deliver=False, digests=False)
+    await h.snapshot("cy", reached("target"))
+    await until(lambda: h.log("cy"), what="recorded")
+    # `a` claims the deliveries and "crashes" before sending anything.
+    from services.notifier import store
+
+    now = datetime.now(UTC)
+    claimed = await store.claim_due_deliveries(h.sessions, now=now, owner=a.owner,
+                                               lease_until=now + timedelta(seconds=1))
+    assert {c.channel for c in claimed} == {"board", "in_app"}
+    b = await h.start_notifier(consume=False, digests=False)
+    log = await until(lambda: _sent(h, 1), timeout=10, what="the other notifier took over")
+    assert all(d["attempts"] == 1 for d in log[0]["deliveries"])
+    assert b.metrics.sent.labels("in_app")._value.get() == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_crossing_of_a_plan_the_config_feed_has_not_delivered_yet_waits_for_its_names(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.start_notifier()
+    await h.snapshot("bob", {"new-plan": {"2026-11": {"gold": "2026-11-20T10:00:00Z"}}})
+    await asyncio.sleep(1.0)
+    await h.config("plan", "new-plan", {**PLAN, "plan_id": "new-plan", "name": "New plan", "tiers": [
+        {"tier_id": "gold", "name": "Gold", "threshold": 1.0, "rate": 0.1, "reward": "A trophy"}]})
+    log = await until(lambda: h.log("bob"), what="the crossing recorded")
+    assert log[0]["tier"] == {"tier_id": "gold", "name": "Gold", "threshold": 1.0}
+    assert log[0]["reward"] == "A trophy"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_unreadable_snapshots_are_skipped_without_stalling_the_others(harness: Harness) -> None:
+    h = harness
+    n = await h.start_notifier(consume=False, deliver=False, digests=False)
+    await until(lambda: n.config.caught_up.is_set(), what="config")
+    good = orjson.dumps({"rep_id": "cy", "version": 1, "progress": [], "reached": reached("target")})
+    bad = [b"not json", orjson.dumps({"no": "rep"}), orjson.dumps({"rep_id": "bob", "reached": [1, 2]}),
+           orjson.dumps({"rep_id": "ada", "reached": {"ae-revenue": {"2026-11": {"target": "yesterday"}}}})]
+    created = await n.handle_snapshots([*bad, good])
+    assert [(c.rep_id, c.tier_id) for c in created] == [("cy", "target")]
+    assert n.metrics.unreadable._value.get() == 4
