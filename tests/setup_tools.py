@@ -34,6 +34,13 @@ def ensure_debian_packages(packages: dict[str, str]) -> None:
 
 def main() -> None:
     ensure_broker()
+    ensure_debian_packages(
+        {
+            "chromium": "chromium",  # the screens' end-to-end tests drive the system browser
+            "prometheus": "prometheus",  # tests/integration/test_observability.py runs a real Prometheus
+            "promtool": "prometheus",  # tests/unit/test_dashboards.py checks the config, rules and alert tests
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ class LivePusher:
         self.gw = gw
         self.interval = interval
         self.refresh = refresh
-        self.dirty: set[str] = set()
+        self.dirty: dict[str, int] = {}  # rep id (or "*") -> newest ingest acceptance time behind the change
         self.last_sent: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -92,13 +92,13 @@ class LivePusher:
         gw = self.gw
         channel = rep_channel(rep_id)
         if gw.hub.watching(channel):
-            gw.hub.publish_state(channel, "progress", progress_message(gw, rep_id))
-        self.dirty.add(rep_id)
+            gw.hub.publish_state(channel, "progress", progress_message(gw, rep_id), view.accepted_ms)
+        self.dirty[rep_id] = max(self.dirty.get(rep_id, 0), view.accepted_ms)
 
     def on_config(self, change: dict[str, Any]) -> None:
         if change["kind"] == "board":
             self.last_sent.pop(change["id"], None)
-        self.dirty.add("*")
+        self.dirty["*"] = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="board-pusher")
@@ -117,24 +117,26 @@ class LivePusher:
         while True:
             await asyncio.sleep(self.interval)
             if loop.time() >= next_refresh:
-                self.dirty.add("*")  # periods roll over and pace moves with time
+                self.dirty["*"] = 0  # periods roll over and pace moves with time
                 next_refresh = loop.time() + self.refresh
             if not self.dirty:
                 continue
-            dirty, self.dirty = self.dirty, set()
+            dirty, self.dirty = self.dirty, {}
             try:
                 self.push_boards(dirty)
             except Exception:  # a bad board must not stop the others
                 log.exception("could not push standings")
 
-    def push_boards(self, dirty: set[str]) -> None:
+    def push_boards(self, dirty: dict[str, int]) -> None:
         gw = self.gw
         for channel in gw.hub.channels("board:"):
             board_id = channel.split(":", 1)[1]
             board = gw.board(board_id)
             if board is None:
                 continue
-            if "*" not in dirty and not dirty.intersection(gw.board_reps(board)):
+            reps = gw.board_reps(board)
+            changed = [dirty[r] for r in reps if r in dirty]
+            if "*" not in dirty and not changed:
                 continue
             standings = gw.standings(board)
             comparable = {k: v for k, v in standings.items() if k != "updated_at"}
@@ -142,4 +144,4 @@ class LivePusher:
                 gw.hub.metrics_coalesced()
                 continue
             self.last_sent[board_id] = comparable
-            gw.hub.publish_state(channel, "standings", {"type": "standings", **standings})
+            gw.hub.publish_state(channel, "standings", {"type": "standings", **standings}, max(changed, default=0))
