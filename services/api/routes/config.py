@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.api.config_store import ID_FIELDS, MODELS, Kind
 from services.api.deps import GatewayDep
+from services.api.responses import PROBLEMS
 from services.common.config_feed import publish_config
 from services.common.deps import AdminKey, ViewerKey
 from services.common.problems import Problem
@@ -49,28 +50,54 @@ def _routes(kind: Kind) -> None:
     plural = PLURALS[kind]
     id_field = ID_FIELDS[kind]
 
-    @router.put(f"/{plural}/{{entry_id}}", name=f"put_{kind}", summary=f"Create or replace a {kind}")
+    model = MODELS[kind]
+
+    @router.put(
+        f"/{plural}/{{entry_id}}",
+        name=f"put_{kind}",
+        summary=f"Create or replace a {kind}",
+        response_model=model,
+        responses=PROBLEMS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            }
+        },
+    )
     async def put_entry(entry_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> Any:
         document = _validate(kind, entry_id, body)
         stored = await gw.config_store.put(kind, entry_id, document)
         await _publish(gw, kind, entry_id, stored)
         return stored
 
-    @router.get(f"/{plural}/{{entry_id}}", name=f"get_{kind}", summary=f"Read a {kind}")
+    @router.get(
+        f"/{plural}/{{entry_id}}",
+        name=f"get_{kind}",
+        summary=f"Read a {kind}",
+        response_model=model,
+        responses=PROBLEMS,
+    )
     async def get_entry(entry_id: str, gw: GatewayDep, _: ViewerKey) -> Any:
         found = await gw.config_store.get(kind, entry_id)
         if found is None:
             raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
         return found
 
-    @router.delete(f"/{plural}/{{entry_id}}", status_code=204, name=f"delete_{kind}", summary=f"Delete a {kind}")
+    @router.delete(
+        f"/{plural}/{{entry_id}}",
+        status_code=204,
+        name=f"delete_{kind}",
+        summary=f"Delete a {kind}",
+        responses=PROBLEMS,
+    )
     async def delete_entry(entry_id: str, gw: GatewayDep, _: AdminKey) -> Response:
         if not await gw.config_store.delete(kind, entry_id):
             raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
         await _publish(gw, kind, entry_id, None)
         return Response(status_code=204)
 
-    @router.get(f"/{plural}", name=f"list_{plural}", summary=f"List {plural}")
+    @router.get(f"/{plural}", name=f"list_{plural}", summary=f"List {plural}", response_model=list[model])
     async def list_entries(gw: GatewayDep, _: ViewerKey) -> Any:
         return await gw.config_store.list(kind)
 
