@@ -28,3 +28,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .salespulse
+
+.PHONY: screens
+screens: install  ## refresh docs/screens/*.png from a stack fed with the demo floor
+	$(BIN)/python -m tests.setup_tools
+	$(BIN)/python -m tests.e2e.screenshots

@@ -32,6 +32,18 @@ const MAX_ROWS = clamp(Number(params.get("rows")) || 10, 1, 100);
 const ARROW_MS = 20_000;
 
 const plans = new Map();
+let teamNames = null;
+
+/** Team names for the rows (fetched once; the team id is shown until they arrive). */
+function loadTeamNames() {
+  teamNames ||= api("/v1/teams")
+    .then((teams) => new Map(teams.map((team) => [team.team_id, team.name])))
+    .catch(() => {
+      teamNames = null;
+      return new Map();
+    });
+  return teamNames;
+}
 
 /** A plan's document (cached per page; reloaded after a reconnect in case an admin changed it). */
 function loadPlan(planId, { fresh = false } = {}) {
@@ -62,7 +74,7 @@ class BoardView {
     this.status = h("div", { class: "status", role: "status" });
     this.updated = h("div", { class: "updated" });
     this.columns = h("div", { class: "columns" });
-    this.list = h("ol", { class: "entries", "aria-live": "polite" });
+    this.list = h("ol", { class: "entries" });
     this.empty = h("p", { class: "empty", hidden: true }, "No results yet for this period.");
     this.banner = h("div", { class: "banner", hidden: true }, "Connection lost — reconnecting…");
     this.root = h(
@@ -87,7 +99,9 @@ class BoardView {
     this.socket = new LiveSocket(`/v1/ws/boards/${encodeURIComponent(this.boardId)}`, {
       onMessage: (message) => this.onMessage(message),
       onState: (state, detail) => this.onState(state, detail),
-      onOpen: () => this.loadConfig(this.renders > 0),
+      onOpen: () => {
+        if (this.renders > 0) this.loadConfig(true); // back after a lost connection: the board may have changed
+      },
     }).start();
     this.loadConfig(false);
   }
@@ -98,6 +112,7 @@ class BoardView {
       if (!board) return;
       this.board = board;
       this.plan = board.plan_id ? await loadPlan(board.plan_id, { fresh }) : null;
+      this.teams = await loadTeamNames();
       if (this.standings) this.render(this.standings);
     } catch {
       // the socket's state already tells the floor the feed is down; config comes with the next connect
@@ -131,12 +146,13 @@ class BoardView {
     this.updated.textContent = standings.updated_at
       ? `Updated ${formatClock(standings.updated_at)}`
       : "No sales recorded yet";
-    this.columns.replaceChildren(
+    const columns = [
       h("span", { class: "col-rank" }, "#"),
       h("span", { class: "col-name" }, "Rep"),
       this.plan ? h("span", { class: "col-progress" }, `${this.plan.name}: next tier`) : null,
       h("span", { class: "col-value" }, metricLabel(metric)),
-    );
+    ];
+    this.columns.replaceChildren(...columns.filter(Boolean));
     this.root.classList.toggle("with-plan", Boolean(this.plan));
 
     const visible = !this.root.hidden;
@@ -177,6 +193,7 @@ class BoardView {
     this.renders += 1;
     this.root.dataset.renders = String(this.renders);
     document.body.dataset.ready = "1";
+    if (this.onChange) this.onChange();
   }
 
   renderPeriod() {
@@ -220,7 +237,7 @@ class BoardView {
     row.classList.toggle("podium", entry.rank <= 3);
     row.querySelector(".rank").textContent = String(entry.rank);
     row.querySelector(".name").textContent = entry.name || entry.rep_id;
-    row.querySelector(".team").textContent = entry.team_id || "";
+    row.querySelector(".team").textContent = this.teams?.get(entry.team_id) || entry.team_id || "";
     row.querySelector(".value").textContent = formatMetric(metric, entry.value, { currency, cents: false });
     this.fillMove(row, entry.rep_id);
     const progress = row.querySelector(".progress");

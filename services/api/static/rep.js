@@ -24,6 +24,7 @@ import {
   screenHref,
   showNotice,
   tierAt,
+  unitOf,
 } from "./common.js";
 
 const repId = pathId();
@@ -72,8 +73,11 @@ async function renderHeader(rep) {
   }
 }
 
-/** Plans may change while the page is open: fetch them again after each (re)connect. */
+let connections = 0;
+
+/** Plans may change while the page is open: fetch them again after each reconnect. */
 async function reloadPlans() {
+  if (connections++ === 0) return;
   try {
     for (const plan of await api("/v1/plans")) plansById.set(plan.plan_id, plan);
   } catch {
@@ -110,6 +114,7 @@ function planCard(p, plan) {
   const currency = plan?.currency || calendar.currency;
   const metric = p.metric;
   const fmt = (amount) => formatMetric(metric, amount, { currency, cents: false });
+  const withUnit = (amount) => `${fmt(amount)}${metricKind(metric) === "count" ? ` ${unitOf(metric, amount)}` : ""}`;
   const top = !p.next_tier;
   const tierName = p.tier?.name;
   const paysMoney = (plan?.tiers || []).some((tier) => Number(tier.rate) > 0);
@@ -130,11 +135,13 @@ function planCard(p, plan) {
     "dl",
     { class: "facts" },
     fact("So far", fmt(p.value)),
-    fact(
-      "Payout so far",
-      paysMoney || !plan ? formatMoney(p.payout, currency) : "Rewards only",
-      plan?.payout_cap != null ? `cap ${formatMoney(plan.payout_cap, currency, { cents: false })}` : null,
-    ),
+    paysMoney || !plan
+      ? fact(
+          "Payout",
+          formatMoney(p.payout, currency),
+          plan?.payout_cap != null ? `so far, cap ${formatMoney(plan.payout_cap, currency, { cents: false })}` : "so far",
+        )
+      : fact("Payout", "—", "rewards only"),
     fact(
       "Pace",
       pace === null ? "—" : formatPace(pace),
@@ -173,7 +180,7 @@ function planCard(p, plan) {
     plan ? track(plan, p) : null,
     facts,
     rewards,
-    plan ? ladder(plan, p, fmt, paysMoney) : null,
+    plan ? ladder(plan, p, withUnit, paysMoney) : null,
   );
 }
 
@@ -189,11 +196,13 @@ function track(plan, p) {
   fill.style.width = `${Math.min(100, (p.attainment / end) * 100).toFixed(2)}%`;
   const ticks = plan.tiers
     .filter((t) => t.threshold > 0)
-    .map((t) => {
+    .map((t, index) => {
       const at = (t.threshold / end) * 100;
       const tick = h(
         "div",
-        { class: `track-tick${t.threshold <= p.attainment ? " reached" : ""}${at > 85 ? " edge-right" : ""}` },
+        {
+          class: `track-tick${t.threshold <= p.attainment ? " reached" : ""}${at > 85 ? " edge-right" : ""}${index % 2 ? " low" : ""}`,
+        },
         h("span", {}, `${t.name} ${formatPercent(t.threshold)}`),
       );
       tick.style.left = `${at.toFixed(2)}%`;
@@ -210,7 +219,7 @@ function ladder(plan, p, fmt, paysMoney) {
       "tr",
       { class: `${reached ? "reached" : ""}${t.tier_id === current ? " current" : ""}`, dataset: { tierId: t.tier_id } },
       h("td", {}, t.name),
-      h("td", { class: "num" }, `${formatPercent(t.threshold)} · ${fmt(t.threshold * p.quota)}`),
+      h("td", { class: "num" }, formatPercent(t.threshold), h("small", { class: "amount" }, fmt(t.threshold * p.quota))),
       paysMoney ? h("td", { class: "num" }, formatPercent(Number(t.rate), Number(t.rate) * 100 % 1 ? 1 : 0)) : null,
       h("td", { class: "reward" }, t.reward || "—"),
     );
@@ -235,7 +244,7 @@ function ladder(plan, p, fmt, paysMoney) {
           "tr",
           {},
           h("th", {}, "Tier"),
-          h("th", { class: "num" }, "Reached at"),
+          h("th", { class: "num" }, "From"),
           paysMoney ? h("th", { class: "num" }, "Rate") : null,
           h("th", {}, "Reward"),
         ),
@@ -273,7 +282,7 @@ function renderKpis(kpis) {
         h(
           "td",
           { class: `num${kind === "year" ? " hide-narrow" : ""}` },
-          formatMetric(metric, kpis[kind]?.kpis?.[metric] ?? null, { cents: false, compact: metricKind(metric) === "money" && (kpis[kind]?.kpis?.[metric] ?? 0) >= 100_000 }),
+          formatMetric(metric, kpis[kind]?.kpis?.[metric] ?? null, { cents: false }),
         ),
       ),
     ),
@@ -317,7 +326,7 @@ function renderNotifications(fresh) {
         h(
           "div",
           {},
-          h("div", { class: "what" }, `Reached ${tierName} in ${plan?.name || n.plan_id}`),
+          h("div", { class: "what" }, `Reached ${tierName} in ${plan?.name || n.plan_name || n.plan_id}`),
           reward ? h("div", {}, `Reward: ${reward}`) : null,
           h("div", { class: "when" }, [n.period_key ? periodLabel(n.period_key) : null, when ? formatAgo(when) : null].filter(Boolean).join(" · ")),
         ),

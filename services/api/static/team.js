@@ -111,7 +111,6 @@ async function refreshTeam({ full = false } = {}) {
     try {
       const kpis = await api(`/v1/teams/${encodeURIComponent(teamId)}/kpis?period=${period}`);
       state.kpis = kpis;
-      renderTiles(kpis);
       if (full || !state.buckets.length) state.buckets = buckets(kpis.period_key);
       const today = businessToday();
       const due = state.buckets.filter((b) => b.date <= today && (full || b.current || b.kpis === undefined));
@@ -121,6 +120,7 @@ async function refreshTeam({ full = false } = {}) {
         );
         bucket.kpis = found.kpis;
       });
+      renderTiles(kpis); // with the chart, so the two never disagree
       renderCharts();
       el("updated").textContent = `Updated ${formatClock(new Date())}`;
       lastRefresh = Date.now();
@@ -321,15 +321,16 @@ function scheduleRender() {
   });
 }
 
-/** The plan shown: ?plan=, else the one covering most members. */
+/** The plan shown: ?plan=, else the one covering most members, then one over the page's own period. */
 function currentPlanId() {
   const counts = new Map();
   for (const entries of state.progress.values()) {
     for (const entry of entries) counts.set(entry.plan_id, (counts.get(entry.plan_id) || 0) + 1);
   }
   if (state.planId && counts.has(state.planId)) return { planId: state.planId, counts };
+  const score = (planId) => counts.get(planId) * 2 + (state.plans.get(planId)?.period === period ? 1 : 0);
   let best = null;
-  for (const [planId, count] of counts) if (!best || count > counts.get(best)) best = planId;
+  for (const planId of counts.keys()) if (!best || score(planId) > score(best)) best = planId;
   return { planId: best, counts };
 }
 

@@ -1,0 +1,28 @@
+"""Helpers for tests that open screens: their URLs, waiting until a page shows its data, measured figures."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from tests.support.stack import Stack
+
+__all__ = ["MEASUREMENTS", "report", "screen_url", "wait_ready"]
+
+MEASUREMENTS: list[tuple[str, str]] = []
+"""(what, figure) pairs measured by tests, printed at the end of the run: timings are reported, never asserted."""
+
+
+def report(what: str, figure: str) -> None:
+    MEASUREMENTS.append((what, figure))
+    print(f"{what}: {figure}")
+
+
+def screen_url(stack: Stack, path: str, **query: str) -> str:
+    """A screen's URL with the stack's key in ?token=, as a TV or a phone opens it."""
+    return f"{stack.api}{path}?{urlencode({**query, 'token': stack.admin_key})}"
+
+
+def wait_ready(page: Any, timeout_ms: float = 15_000) -> None:
+    """Wait until the page has drawn its data (each screen sets body[data-ready] then)."""
+    page.wait_for_selector("body[data-ready='1']", timeout=timeout_ms)

@@ -1,0 +1,214 @@
+"""`make screens`: screenshots of every screen, taken in headless Chromium from a whole stack fed with the demo
+sales floor (services/demo), into docs/screens/*.png.
+
+Run with `python -m tests.e2e.screenshots [--out DIR]`. It starts its own broker and stack on free ports in a
+temporary directory and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import secrets
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from services.demo.floor import live_events, run_floor, seed_config
+from tests.e2e.browser import launch, new_page
+from tests.e2e.screens import screen_url, wait_ready
+from tests.support.stack import ROOT, Stack, free_port, start_broker_process, wait_until
+
+TV = (1920, 1080)
+PHONE = (390, 844)
+LIVE_EVENTS = 4_000
+"""Live events on top of the history, so that today and this week have figures too."""
+
+
+def log(text: str) -> None:
+    print(f"screens: {text}", flush=True)
+
+
+def start_notifier(stack: Stack) -> None:
+    """The notifier, so the rep page lists the tiers reached; the pictures are still taken without it."""
+    try:
+        stack.start_service("notifier")
+        stack.wait_healthy("notifier", "/v1/ready", timeout=60)
+    except AssertionError as exc:
+        log(f"no notifier ({exc}); the rep page will list no notifications")
+
+
+def feed_demo_floor(stack: Stack) -> None:
+    """The demo's roster, plans and boards, its CRM history, and a burst of live floor events."""
+    asyncio.run(seed_config(stack.api, stack.admin_key))
+    asyncio.run(run_floor(stack.ingest, stack.admin_key, rate=0, history=True, log=log))
+    events = list(itertools.islice(live_events(datetime.now(UTC), random.Random(7)), LIVE_EVENTS))
+    headers = {**stack.headers, "Content-Type": "application/x-ndjson"}
+    for start in range(0, len(events), 1_000):
+        body = b"\n".join(orjson.dumps(event) for event in events[start : start + 1_000])
+        httpx.post(f"{stack.ingest}/v1/events", content=body, headers=headers, timeout=60).raise_for_status()
+    log(f"{len(events):,} live events posted")
+
+
+def get(stack: Stack, path: str) -> Any:
+    response = httpx.get(f"{stack.api}{path}", headers=stack.headers, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_settled(stack: Stack) -> None:
+    """Until the quarter's standings stop changing: scoring has folded everything posted."""
+    last: list[Any] = [None]
+
+    def settled() -> bool:
+        now = get(stack, "/v1/boards/floor-quarter/standings")["entries"]
+        same = now == last[0] and any(entry["value"] for entry in now)
+        last[0] = now
+        return same
+
+    wait_until(settled, timeout=180, interval=3.0, what="the demo floor folded into the standings")
+
+
+def featured_rep(stack: Stack) -> dict[str, Any]:
+    """The rep whose page shows the most: the best attainment that still has a tier to go."""
+    best: tuple[float, str] | None = None
+    for entry in get(stack, "/v1/boards/floor-quarter/standings")["entries"]:
+        attainment = entry.get("attainment") or 0
+        if attainment < 1.25 and (best is None or attainment > best[0]):
+            best = (attainment, entry["rep_id"])
+    rep_id = best[1] if best else get(stack, "/v1/reps")[0]["rep_id"]
+    return get(stack, f"/v1/reps/{rep_id}")  # type: ignore[no-any-return]
+
+
+def shoot(page: Any, out: Path, name: str, settle_ms: int = 1_500) -> None:
+    page.wait_for_timeout(settle_ms)  # let transitions finish
+    path = out / f"{name}.png"
+    page.screenshot(path=str(path))
+    log(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def board_with_a_climb(browser: Any, stack: Stack, out: Path) -> None:
+    """The quarter's board just after a rep climbed two places (arrow and highlight)."""
+    page = new_page(browser, width=TV[0], height=TV[1])
+    page.goto(screen_url(stack, "/screens/board/floor-quarter"))
+    wait_ready(page)
+    page.wait_for_selector(".entry .progress:not([hidden])")
+    page.wait_for_timeout(1_500)
+    entries = get(stack, "/v1/boards/floor-quarter/standings")["entries"]
+    climber, passed = entries[3], entries[1]
+    amount = passed["value"] - climber["value"] + 1_850
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event = {"event_id": f"screens-{uuid.uuid4().hex[:10]}", "type": "deal", "occurred_at": now,
+             "deal_id": f"screens-{uuid.uuid4().hex[:8]}", "owner_id": climber["rep_id"], "stage": "won",
+             "amount": f"{amount:.2f}", "closed_at": now}
+    httpx.post(f"{stack.ingest}/v1/events", json=event, headers=stack.headers, timeout=30).raise_for_status()
+    page.wait_for_selector(f".entry[data-rep-id='{climber['rep_id']}'][data-rank='2']", timeout=15_000)
+    shoot(page, out, "board", settle_ms=900)
+    page.context.close()
+
+
+def celebration(browser: Any, stack: Stack, out: Path) -> None:
+    """The overlay as a board shows it on a tier crossing (the message is handed to the page's socket)."""
+    page = new_page(browser, width=TV[0], height=TV[1])
+    sockets: list[Any] = []
+
+    def relay(route: Any) -> None:
+        route.connect_to_server()
+        sockets.append(route)
+
+    page.route_web_socket("**/v1/ws/boards/*", relay)
+    page.goto(screen_url(stack, "/screens/board/floor-quarter", celebrate="60"))
+    wait_ready(page)
+    top = get(stack, "/v1/boards/floor-quarter/standings")["entries"][0]
+    reached = top.get("tier") or {"tier_id": "target", "name": "Target", "threshold": 1.0}
+    quarter = get(stack, f"/v1/reps/{top['rep_id']}/kpis?period=quarter")["period_key"]
+    sockets[-1].send(json.dumps({
+        "type": "celebration", "rep_id": top["rep_id"], "name": top["name"], "plan_id": "ae-revenue",
+        "period_key": quarter, "tier": reached, "at": datetime.now(UTC).isoformat(),
+    }))
+    page.wait_for_selector("#celebration.show")
+    shoot(page, out, "celebration", settle_ms=1_800)
+    page.context.close()
+
+
+def simple(browser: Any, stack: Stack, out: Path, name: str, path: str, size: tuple[int, int], **query: str) -> None:
+    page = new_page(browser, width=size[0], height=size[1])
+    page.goto(screen_url(stack, path, **query))
+    wait_ready(page)
+    shoot(page, out, name)
+    page.context.close()
+
+
+def reconnecting(browser: Any, stack: Stack, out: Path) -> None:
+    """A board whose gateway went away: last standings dimmed, a banner, and the next try counting down."""
+    page = new_page(browser, width=TV[0], height=TV[1])
+    page.goto(screen_url(stack, "/screens/board/floor"))
+    wait_ready(page)
+    page.wait_for_timeout(1_000)
+    stack.kill("api")
+    page.wait_for_selector(".board[data-connection='reconnecting']", timeout=15_000)
+    page.wait_for_function("() => /Reconnecting in [4-9]/.test(document.querySelector('.status').textContent)",
+                           timeout=30_000)
+    shoot(page, out, "reconnecting", settle_ms=200)
+    page.context.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screens")
+    args = parser.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="salespulse-screens-") as tmp:
+        port = free_port()
+        broker = start_broker_process(port)
+        stack = Stack(
+            bootstrap=f"127.0.0.1:{port}",
+            database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'screens.db'}",
+            data_dir=Path(tmp) / "data",
+            topic_prefix="screens.",
+            admin_key="sp_screens_" + secrets.token_hex(8),
+            extra_env={"SALESPULSE_NOTIFY_DIGEST_SCHEDULE": "off"},
+        )
+        try:
+            log("starting a stack")
+            stack.start()
+            start_notifier(stack)
+            feed_demo_floor(stack)
+            wait_settled(stack)
+            with sync_playwright() as playwright:
+                browser = launch(playwright)
+                try:
+                    board_with_a_climb(browser, stack, out)
+                    rep = featured_rep(stack)
+                    simple(browser, stack, out, "rotate", "/screens/rotate", TV,
+                           boards="activity-spiff,floor,call-blitz", every="60")
+                    celebration(browser, stack, out)
+                    simple(browser, stack, out, "rep", f"/screens/rep/{rep['rep_id']}", TV)
+                    simple(browser, stack, out, "rep-phone", f"/screens/rep/{rep['rep_id']}", PHONE)
+                    simple(browser, stack, out, "team", f"/screens/team/{rep['team_id']}", TV, plan="ae-revenue")
+                    simple(browser, stack, out, "index", "/screens/", TV)
+                    reconnecting(browser, stack, out)
+                finally:
+                    browser.close()
+        finally:
+            stack.stop()
+            broker.terminate()
+            broker.wait(timeout=10)
+    log(f"done in {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
