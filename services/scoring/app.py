@@ -294,6 +294,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.task
     async def rep_agent() -> None:
         """Credits and activities in, per-rep KPI state and snapshots out."""
+
         async def fold_reps_exclusively(events: Sequence[Any]) -> None:
             async with config_lock:
                 await fold_reps(events)
@@ -330,9 +331,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         changed = {r: s for r, s in states.items() if s.version != before[r]}
         if changed:
             await rep_table.write(changed, {r: encode_rep(s) for r, s in changed.items()})
-        snapshots = [
-            (r.encode(), _snapshot(s, plan_book.extras(s, progress[r]), 0, now_ms)) for r, s in states.items()
-        ]
+        snapshots = [(r.encode(), _snapshot(s, plan_book.extras(s, progress[r]), 0, now_ms)) for r, s in states.items()]
         return await publisher.publish(snapshots_name, snapshots)
 
     @app.task
@@ -360,7 +359,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 done = committed.get(tp)
                 if done is None:
                     done = await consumer.position(tp) or 0
-                lag[(tp.topic, tp.partition)] = max(0, highwaters.get(tp, 0) - done)
+                # ListOffsets can fall short of the log end on the embedded broker (see publisher.py); the
+                # high watermark of the last fetch response is exact, so take the larger.
+                end = max(highwaters.get(tp) or 0, consumer.highwater(tp) or 0)
+                lag[(tp.topic, tp.partition)] = max(0, end - done)
         metrics.set_assignment(lag, source_topics)
 
     @app.page("/metrics")

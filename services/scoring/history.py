@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common import db
@@ -24,35 +24,67 @@ class HistoryWriter:
         self._sessions: async_sessionmaker | None = None
 
     async def add(self, evictions: Sequence[tuple[str, Sequence[PeriodEviction]]]) -> None:
-        """Add each rep's evictions (those above its mark) to kpi_history, in one transaction."""
+        """Add each rep's evictions (those above its mark) to kpi_history, in one transaction.
+
+        A rep's first batch can evict hundreds of days at once: marks and existing rows are read in a few
+        queries, the deltas summed in memory, and the rows written together (not a read per eviction)."""
         if self._sessions is None:
             self._sessions = db.sessionmaker(db.create_engine(self._url))
         now = datetime.now(UTC)
+        reps = sorted({rep_id for rep_id, _ in evictions})
         async with self._sessions() as session, session.begin():
+            marks = {
+                mark.rep_id: mark
+                for mark in (
+                    await session.execute(
+                        select(KpiHistoryMark).where(KpiHistoryMark.rep_id.in_(reps)).with_for_update()
+                    )
+                ).scalars()
+            }
+            deltas: dict[tuple[str, str, str], KpiTotals] = {}
+            tops: dict[str, int] = {}
             for rep_id, items in evictions:
-                mark = await session.get(KpiHistoryMark, rep_id, with_for_update=True)
-                done = mark.seq if mark else 0
+                mark = marks.get(rep_id)
+                done = max(mark.seq if mark else 0, tops.get(rep_id, 0))
                 fresh = [e for e in items if e.seq > done]
                 if not fresh:
                     continue
                 for eviction in fresh:
-                    row = await session.get(KpiHistory, (rep_id, eviction.kind, eviction.key), with_for_update=True)
-                    if row is None:
-                        session.add(
-                            KpiHistory(
-                                rep_id=rep_id,
-                                period=eviction.kind,
-                                period_key=eviction.key,
-                                totals=orjson.dumps(eviction.totals.to_dict()).decode(),
-                                updated_at=now,
-                            )
+                    key = (rep_id, eviction.kind, eviction.key)
+                    known = deltas.get(key)
+                    deltas[key] = eviction.totals if known is None else known + eviction.totals
+                tops[rep_id] = max(e.seq for e in fresh)
+            if not deltas:
+                return
+            existing: dict[tuple[str, str, str], KpiHistory] = {}
+            wanted = list(deltas)
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = await session.execute(
+                    select(KpiHistory)
+                    .where(tuple_(KpiHistory.rep_id, KpiHistory.period, KpiHistory.period_key).in_(chunk))
+                    .with_for_update()
+                )
+                for row in rows.scalars():
+                    existing[(row.rep_id, row.period, row.period_key)] = row
+            for (rep_id, kind, key), totals in deltas.items():
+                row = existing.get((rep_id, kind, key))
+                if row is None:
+                    session.add(
+                        KpiHistory(
+                            rep_id=rep_id,
+                            period=kind,
+                            period_key=key,
+                            totals=orjson.dumps(totals.to_dict()).decode(),
+                            updated_at=now,
                         )
-                        await session.flush()
-                    else:
-                        total = KpiTotals.from_dict(orjson.loads(row.totals)) + eviction.totals
-                        row.totals = orjson.dumps(total.to_dict()).decode()
-                        row.updated_at = now
-                top = max(e.seq for e in fresh)
+                    )
+                else:
+                    total = KpiTotals.from_dict(orjson.loads(row.totals)) + totals
+                    row.totals = orjson.dumps(total.to_dict()).decode()
+                    row.updated_at = now
+            for rep_id, top in tops.items():
+                mark = marks.get(rep_id)
                 if mark is None:
                     session.add(KpiHistoryMark(rep_id=rep_id, seq=top))
                 else:

@@ -13,7 +13,7 @@ from services.scoring.app import create_app
 
 def _use_uvloop() -> None:
     """uvloop where it is installed (uvicorn[standard] brings it): Faust hands every message through several
-    futures and tasks, and uvloop roughly halves what those cost."""
+    futures and tasks, and uvloop makes those cheaper (about a fifth more events/s measured here)."""
     try:
         import uvloop
     except ImportError:

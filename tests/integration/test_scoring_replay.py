@@ -344,8 +344,11 @@ def year_queries(expected: Expected) -> list[Query]:
 
 
 def all_queries(expected: Expected, kinds: tuple[str, ...] = ("week", "month", "quarter")) -> list[Query]:
-    """Every rep × every week, month and fiscal quarter of the data set's span (zeros included)."""
+    """Every rep × every month and fiscal quarter of the data set's span (zeros included), and every week for
+    every third rep: weeks older than the hot state's 27 come from SQL history, and a third of the reps
+    (~10 × 56 weeks, most of them evicted) checks that path while keeping the gateway's work in bounds."""
     zone = ZoneInfo(TIMEZONE)
+    week_reps = sorted(expected.reps)[::3]
     dates = _dates_in_span(expected.first, expected.last, timedelta(days=7))
     queries: list[Query] = []
     for kind in kinds:
@@ -353,7 +356,8 @@ def all_queries(expected: Expected, kinds: tuple[str, ...] = ("week", "month", "
         for on in dates:
             key = period_keys(datetime(on.year, on.month, on.day, 12, tzinfo=zone), zone, FISCAL_YEAR_START_MONTH)
             by_key.setdefault(key[kind], on)
-        queries += [(rep, kind, on) for rep in sorted(expected.reps) for on in by_key.values()]
+        reps = week_reps if kind == "week" else sorted(expected.reps)
+        queries += [(rep, kind, on) for rep in reps for on in by_key.values()]
     return queries
 
 

@@ -1,0 +1,82 @@
+"""The scoring worker's hot-path encodings store exactly what the domain's own forms say.
+
+No broker: these check the worker's shortcuts (incremental rep-state encoding, deal state stored as the
+event JSON it came from, intake ordering) against the plain, obviously right forms."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from services.ingest.relay import envelope
+from services.scoring.codecs import DealState, RepStateEncoder, decode_deal_state, encode_deal_state, event_json
+from services.scoring.domain.credits import Credit
+from services.scoring.domain.periods import Calendar
+from services.scoring.domain.rep_state import RepState
+from services.scoring.events import snapshot_from_event
+
+
+def test_incremental_rep_state_encoding_equals_the_state_s_own_form() -> None:
+    calendar = Calendar("Pacific/Auckland", 4)
+    rng = random.Random(3)
+    encoder = RepStateEncoder()
+    state = RepState("rep-1")
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for seq in range(1, 2500):
+        at = start + timedelta(hours=rng.randint(0, 24 * 500))
+        if rng.random() < 0.5:
+            credit = Credit("rep-1", at, revenue=Decimal(rng.randint(-50, 100)), deals_won=Decimal(1))
+            state.apply_credits([credit], source="deals/1", seq=seq, calendar=calendar)
+        else:
+            state.apply_activity(rng.choice(["call", "email"]), at, source="activities/1", seq=seq, calendar=calendar)
+        if seq % 7 == 0 and state.evictions:
+            state.acknowledge_evictions(state.evictions[-1].seq)
+        encoded = encoder.encode(state)
+        assert orjson.loads(encoded) == orjson.loads(orjson.dumps(state.to_dict())), seq
+        if seq % 500 == 0:  # a restored state is a new object: nothing cached may leak into it
+            state = RepState.from_dict(orjson.loads(encoded))
+
+
+def test_deal_state_is_stored_as_the_event_it_came_from_and_restores_equal() -> None:
+    body = (
+        '{"event_id":"e1","type":"deal","occurred_at":"2026-01-01T10:00:00Z","deal_id":"d \\"event\\": 1",'
+        '"owner_id":"rep-1","stage":"won","amount":"12.50","closed_at":"2026-01-01T10:00:00Z","kind":"new"}'
+    )
+    raw = envelope(7, datetime.now(UTC), body)
+    assert event_json(raw) == body.encode()
+    state = DealState(7, snapshot_from_event(orjson.loads(raw)["event"]), event_json(raw))
+    restored = decode_deal_state(encode_deal_state(state))
+    assert (restored.seq, restored.snapshot) == (7, state.snapshot)
+    # The older stored form (the snapshot's own dict) still restores.
+    old_form = orjson.dumps({"seq": 7, "snapshot": state.snapshot.to_dict()})
+    assert decode_deal_state(old_form).snapshot == state.snapshot
+
+
+class _Message:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.tp = ("t", partition)
+        self.offset = offset
+
+
+def test_intake_keeps_each_partition_in_offset_order_when_messages_come_again() -> None:
+    from services.scoring.intake import BatchIntake
+
+    intake: Any = BatchIntake.__new__(BatchIntake)  # the queue side only: no app needed
+    intake._events, intake._newest, intake._pressure_drops = [], {}, {}
+    intake.high_water = 1000
+
+    class _Flag:
+        def set(self) -> None: ...
+
+    intake._arrived = _Flag()
+    for offset in (10, 11, 12, 13):
+        intake.put_nowait_enhanced(_Message(0, offset), on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
+    intake.put_nowait_enhanced(_Message(1, 5), on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
+    # A seek back to offset 11 of partition 0: the buffered 11–13 give way to the new, in-order copies.
+    for offset in (11, 12):
+        intake.put_nowait_enhanced(_Message(0, offset), on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
+    assert [(m.tp[1], m.offset) for m in intake._events] == [(0, 10), (1, 5), (0, 11), (0, 12)]
