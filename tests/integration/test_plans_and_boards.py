@@ -200,3 +200,33 @@ def test_contest_window_that_cuts_through_a_day(stack: Stack) -> None:
 
     body = wait_until(settled, timeout=20, what="contest standings")
     assert [(e["rank"], e["rep_id"], e["value"]) for e in body["entries"][:2]] == [(1, "di", 2), (2, "ed", 1)]
+
+
+def test_team_kpis_sum_current_members_and_recompute_rates(stack: Stack) -> None:
+    post(stack, [won("tk1", "di", "300.00"), {**won("tk2", "ed", "0.00"), "stage": "lost"}])
+
+    def west() -> dict | None:  # type: ignore[type-arg]
+        body = get(stack, "/v1/teams/west/kpis", period="month")
+        di = get(stack, "/v1/reps/di/kpis", period="month")["kpis"]
+        ed = get(stack, "/v1/reps/ed/kpis", period="month")["kpis"]
+        if ed["deals_lost"] < 1 or di["revenue"] < 300:
+            return None
+        return {"team": body["kpis"], "di": di, "ed": ed}
+
+    seen = wait_until(west, timeout=20, what="west team KPIs")
+    team, di, ed = seen["team"], seen["di"], seen["ed"]
+    assert team["revenue"] == di["revenue"] + ed["revenue"]
+    assert team["deals_won"] == di["deals_won"] + ed["deals_won"]
+    assert team["deals_lost"] == di["deals_lost"] + ed["deals_lost"]
+    won_, lost = team["deals_won"], team["deals_lost"]
+    assert team["win_rate"] == round(won_ / (won_ + lost), 6)  # recomputed from the sums, not averaged
+    assert team["activities"] == di["activities"] + ed["activities"]
+    # a rep who moves teams counts for the new team from then on
+    httpx.put(
+        f"{stack.api}/v1/reps/ed", json={"name": "Ed", "team_id": "east"}, headers=stack.headers
+    ).raise_for_status()
+    wait_until(
+        lambda: get(stack, "/v1/teams/west/kpis", period="month")["kpis"]["deals_lost"] == di["deals_lost"],
+        timeout=10,
+        what="ed no longer counted for west",
+    )
