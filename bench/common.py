@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from tests.support.stack import Stack, free_port, start_broker_process
+from tests.support.stack import (
+    Stack,
+    create_postgres_database,
+    drop_postgres_database,
+    free_port,
+    start_broker_process,
+)
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def new_postgres_database() -> str:
-    import asyncpg
-
-    name = f"sp_bench_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(POSTGRES)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_postgres_database(url: str) -> None:
-    import asyncpg
-
-    name = url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(POSTGRES)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 @contextmanager
@@ -50,7 +24,7 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
     """A Stack on a fresh broker and a fresh `sqlite` or `postgresql` database (services not started)."""
     port = free_port()
     broker = start_broker_process(port)
-    url = new_postgres_database() if database == "postgresql" else None
+    url = create_postgres_database(POSTGRES, "sp_bench") if database == "postgresql" else None
     with TemporaryDirectory(prefix="sp-bench-") as tmp:
         stack = Stack(
             bootstrap=f"127.0.0.1:{port}",
@@ -68,4 +42,4 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
             broker.terminate()
             broker.wait(timeout=10)
             if url:
-                drop_postgres_database(url)
+                drop_postgres_database(POSTGRES, url)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import Stack, free_port, postgres_available, start_broker_process
+from tests.support.stack import Stack, create_postgres_database, free_port, postgres_available, start_broker_process
 
 POSTGRES_ADMIN_URL = os.environ.get("SALESPULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -28,25 +28,6 @@ def broker() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def _create_postgres_db() -> str:
-    import asyncio
-
-    import asyncpg
-
-    name = f"sp_test_{uuid.uuid4().hex[:10]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database: SQLite in a temp dir, or a new PostgreSQL database on 127.0.0.1:5432."""
@@ -54,7 +35,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'salespulse.db'}"
     if not postgres_available(POSTGRES_ADMIN_URL):
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}; start it (see README, Testing)")
-    return _create_postgres_db()
+    return create_postgres_database(POSTGRES_ADMIN_URL, "sp_test")
 
 
 @pytest.fixture

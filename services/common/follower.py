@@ -15,6 +15,20 @@ from services.common.settings import Settings
 log = logging.getLogger("salespulse.follower")
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, *, timeout: float = 30.0) -> list[TopicPartition]:
+    """Every partition of `topic`, waiting for its metadata; a clear error when the topic doesn't exist."""
+    deadline = time.monotonic() + timeout
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic} does not exist; create it with `salespulse topics`")
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await asyncio.sleep(0.2)
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 class TopicFollower:
     def __init__(self, settings: Settings, topic: str, handle: Callable[[bytes], None], *, name: str) -> None:
         self._settings = settings
@@ -62,16 +76,7 @@ class TopicFollower:
                     pass
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        deadline = time.monotonic() + 30
-        partitions = consumer.partitions_for_topic(self.topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {self.topic} does not exist; create it with `salespulse topics`")
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                await asyncio.sleep(0.2)
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(consumer, self.topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

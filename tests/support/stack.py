@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,3 +231,28 @@ def ledger_count(database_url: str) -> int:
         return int((await session.execute(select(func.count()).select_from(LedgerEntry))).scalar())
 
     return int(run_db(database_url, count))
+
+
+def _admin_sql(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def create_postgres_database(admin_url: str, prefix: str) -> str:
+    """A new, empty database on the server of `admin_url` (postgresql://…); returns its asyncpg URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin_sql(admin_url, f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    _admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from services.api.deps import GatewayDep
 from services.api.gateway import Gateway
 from services.api.routes.live import board_channel, rep_channel
 from services.common.deps import AdminKey, ViewerKey
+from services.common.follower import topic_partitions
 from services.common.problems import Problem
 from services.common.topics import NOTIFICATIONS, topic_name
 from services.notifier.preferences import Preferences, default_preferences, read_preferences, write_preferences
@@ -158,16 +158,7 @@ class NotificationFeed:
                     pass
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        deadline = time.monotonic() + 30
-        partitions = consumer.partitions_for_topic(self.topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {self.topic} does not exist; create it with `salespulse topics`")
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                await asyncio.sleep(0.2)
-        return [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        return await topic_partitions(consumer, self.topic)
 
 
 def follow_notifications(gw: Gateway) -> asyncio.Task[None]:
