@@ -23,6 +23,9 @@ test: install
 	$(BIN)/python -m tests.setup_tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+bench: install  ## every benchmark; writes docs/BENCHMARKS.md (generated section) and docs/benchmarks.png
+	$(BIN)/python -m bench
+
 lint: install
 	$(BIN)/ruff check services schemas tests bench
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -43,3 +44,52 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
             broker.wait(timeout=10)
             if url:
                 drop_postgres_database(POSTGRES, url)
+
+
+@dataclass
+class Figure:
+    """One measured figure, next to its target and the reference measured in the same run."""
+
+    bench: str
+    name: str
+    value: float
+    unit: str
+    target: float | None = None
+    higher_is_better: bool = True
+    reference: float | None = None
+    reference_label: str = ""
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value >= self.target if self.higher_is_better else self.value <= self.target
+
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return "—"
+        return f"{'≥' if self.higher_is_better else '≤'} {number(self.target)} {self.unit}"
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.reference if self.reference else None
+
+    def line(self) -> str:
+        text = f"{self.bench:<8} {self.name:<52} {number(self.value):>10} {self.unit:<9}"
+        if self.target is not None:
+            text += f"  target {self.target_text} ({'met' if self.met else 'NOT met'})"
+        if self.reference is not None:
+            text += f"  reference {number(self.reference)} {self.unit} ({self.reference_label}; ratio {self.ratio:.2f})"
+        return text
+
+
+def number(value: float) -> str:
+    """Figures as people read them: thousands separated, one decimal below 100."""
+    return f"{value:,.1f}" if abs(value) < 100 and value != int(value) else f"{value:,.0f}"
+
+
+def print_figures(figures: list[Figure]) -> None:
+    for figure in figures:
+        print(figure.line(), flush=True)

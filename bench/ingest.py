@@ -18,7 +18,7 @@ import uuid
 
 import aiohttp
 
-from bench.common import bench_stack
+from bench.common import Figure, bench_stack, print_figures
 from tests.support.stack import ROOT, free_port, wait_until
 
 
@@ -123,23 +123,38 @@ def measure(database: str, requests: int, batches: int) -> dict[str, float]:
         return {"single_rps": single_rps, "batch_eps": batches * 1000 / seconds}
 
 
+def run(
+    requests: int = 20_000, batches: int = 100, databases: tuple[str, ...] = ("sqlite", "postgresql")
+) -> list[Figure]:
+    """Every ingest figure, each next to its target and the same-run reference where there is one."""
+    ref = reference(requests, json.dumps(_event(1, "ref")).encode())
+    figures = []
+    for database in databases:
+        measured = measure(database, requests, batches)
+        figures.append(
+            Figure(
+                "ingest",
+                f"one event per request, {database}",
+                measured["single_rps"],
+                "req/s",
+                target=2_000,
+                reference=ref,
+                reference_label="trivial FastAPI JSON route",
+            )
+        )
+        figures.append(
+            Figure("ingest", f"NDJSON batches of 1,000, {database}", measured["batch_eps"], "events/s", target=50_000)
+        )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--databases", default="sqlite,postgresql")
     args = parser.parse_args()
-    body = json.dumps(_event(1, "ref")).encode()
-    ref = reference(args.requests, body)
-    print(f"reference: trivial FastAPI JSON route          {ref:>10,.0f} req/s")
-    for database in args.databases.split(","):
-        figures = measure(database, args.requests, args.batches)
-        print(
-            f"{database:<10} single event per request      {figures['single_rps']:>10,.0f} req/s"
-            f"   ({figures['single_rps'] / ref:.0%} of reference; target 2,000)"
-        )
-        batch = figures["batch_eps"]
-        print(f"{database:<10} NDJSON batches of 1,000        {batch:>10,.0f} events/s   (target 50,000)")
+    print_figures(run(args.requests, args.batches, tuple(args.databases.split(","))))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import pstats
 import random
@@ -33,7 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import bench_stack
+from bench.common import Figure, bench_stack, print_figures
 from schemas.events import EVENT_ADAPTER, canonical_json
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, CREDITS, DEALS, topic_name
@@ -55,8 +56,8 @@ class Feed:
         return len(self.deals) + len(self.activities)
 
 
-def make_feed(count: int, seed: int = 1) -> Feed:
-    """`count` events of the simulated floor as relay envelopes, keyed as the relay keys them."""
+def floor_events(count: int, seed: int = 1) -> list[dict[str, Any]]:
+    """`count` raw events of the simulated floor on a simulated clock (one second per event)."""
     rng = random.Random(seed)
     start = datetime(2026, 1, 5, 8, tzinfo=UTC)
     ticks = iter(range(10**9))
@@ -64,11 +65,14 @@ def make_feed(count: int, seed: int = 1) -> Feed:
     def clock() -> datetime:  # one simulated second per event: a day of floor every 86,400 events
         return start + timedelta(seconds=next(ticks))
 
+    return list(itertools.islice(live_events(start, rng, clock=clock, source="bench"), count))
+
+
+def make_feed(count: int, seed: int = 1) -> Feed:
+    """`count` events of the simulated floor as relay envelopes, keyed as the relay keys them."""
     feed = Feed([], [])
     accepted = datetime.now(UTC)
-    for seq, raw in enumerate(live_events(start, rng, clock=clock, source="bench"), start=1):
-        if seq > count:
-            break
+    for seq, raw in enumerate(floor_events(count, seed), start=1):
         event = EVENT_ADAPTER.validate_python(raw)
         value = envelope(seq, accepted, canonical_json(event).decode())
         if raw["type"] == "deal":
@@ -178,6 +182,44 @@ class ScoringRun:
     launch_to_done: float
 
 
+def watch_until_caught_up(
+    proc: subprocess.Popen[bytes], port: int, settings: Settings, deals: int, activities: int, launched: float
+) -> ScoringRun:
+    """Poll the worker's /metrics every 20 ms until its agents have counted `deals` deal snapshots, then
+    every activity and every credit those produced; times from `launched`."""
+    first_at = None
+    first_count = 0.0
+    rep_target = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"scoring exited with {proc.returncode}; see its log")
+        try:
+            counts = _counters(port)
+        except httpx.HTTPError:
+            time.sleep(0.02)
+            continue
+        now = time.perf_counter()
+        done_deals, reps = counts.get("deal-state", 0), counts.get("rep-kpis", 0)
+        if first_at is None and done_deals + reps > 0:
+            first_at, first_count = now, done_deals + reps
+        if rep_target is None and done_deals >= deals:
+            credits = asyncio.run(_end_offsets(settings, topic_name(settings, CREDITS)))
+            rep_target = activities + credits
+        if rep_target is not None and reps >= rep_target:
+            assert first_at is not None
+            return ScoringRun(
+                agents=_samples(port),
+                launch_to_first_batch=first_at - launched,
+                processing=now - first_at,
+                # Events of both agents count once each toward "events": the feed's events, not credits.
+                processed_after_first=int(deals + activities - min(first_count, deals + activities)),
+                launch_to_done=now - launched,
+            )
+        time.sleep(0.02)
+    raise SystemExit("scoring did not catch up within 600 s")
+
+
 def run_scoring(stack: Stack, settings: Settings, feed: Feed, profile: str | None, py_spy: str | None) -> ScoringRun:
     port = free_port()
     command = [sys.executable, "-m", "services.cli.main", "scoring"]
@@ -201,37 +243,7 @@ def run_scoring(stack: Stack, settings: Settings, feed: Feed, profile: str | Non
             stderr=subprocess.DEVNULL,
         )
     try:
-        first_at = None
-        first_count = 0.0
-        rep_target = None
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"scoring exited with {proc.returncode}; see {stack.data_dir / 'scoring.log'}")
-            try:
-                counts = _counters(port)
-            except httpx.HTTPError:
-                time.sleep(0.02)
-                continue
-            now = time.perf_counter()
-            deals, reps = counts.get("deal-state", 0), counts.get("rep-kpis", 0)
-            if first_at is None and deals + reps > 0:
-                first_at, first_count = now, deals + reps
-            if rep_target is None and deals >= len(feed.deals):
-                credits = asyncio.run(_end_offsets(settings, topic_name(settings, CREDITS)))
-                rep_target = len(feed.activities) + credits
-            if rep_target is not None and reps >= rep_target:
-                assert first_at is not None
-                return ScoringRun(
-                    agents=_samples(port),
-                    launch_to_first_batch=first_at - launched,
-                    processing=now - first_at,
-                    # Events of both agents count once each toward "events": the feed's events, not credits.
-                    processed_after_first=int(feed.size - min(first_count, feed.size)),
-                    launch_to_done=now - launched,
-                )
-            time.sleep(0.02)
-        raise SystemExit("scoring did not catch up within 600 s")
+        return watch_until_caught_up(proc, port, settings, len(feed.deals), len(feed.activities), launched)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -267,49 +279,55 @@ def summarize_py_spy(path: str, top: int = 30) -> None:
             print(f"    {100 * n / total:5.1f} %  {frame}")
 
 
+def run(events: int = 200_000, profile: str | None = None, py_spy: str | None = None) -> list[Figure]:
+    """Scoring throughput (ingest excluded) next to raw aiokafka consume → fold → produce, same broker."""
+    print(f"generating {events:,} events of the simulated floor …", flush=True)
+    feed = make_feed(events)
+    print(f"  {len(feed.deals):,} deal snapshots, {len(feed.activities):,} activities")
+    with bench_stack("sqlite") as stack:
+        settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
+        asyncio.run(preload(settings, feed))
+        batch = settings.scoring_batch_size
+        ref_rate = feed.size / asyncio.run(reference(settings, feed.size, batch))
+        run = run_scoring(stack, settings, feed, profile, py_spy)
+    rate = run.processed_after_first / run.processing
+    print(
+        f"scoring worker: launch → first batch {run.launch_to_first_batch:.2f} s (start-up, rebalance, "
+        f"table recovery); then {run.processed_after_first:,} events in {run.processing:.2f} s; "
+        f"launch → caught up {run.launch_to_done:.2f} s"
+    )
+    for agent in ("deal-state", "rep-kpis"):
+        batches = run.agents[("salespulse_scoring_batch_size_count", agent)]
+        count = run.agents[("salespulse_scoring_batch_size_sum", agent)]
+        busy = run.agents[("salespulse_scoring_batch_processing_seconds_sum", agent)]
+        print(
+            f"  {agent}: {count:,.0f} messages in {batches:,.0f} batches (avg {count / max(batches, 1):,.0f}),"
+            f" {busy:.2f} s in its batch code ({1e6 * busy / max(count, 1):.1f} µs/message)"
+        )
+    if profile:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    if py_spy:
+        summarize_py_spy(py_spy)
+    reference_label = "raw aiokafka consume → fold → produce"
+    return [
+        Figure(
+            "scoring",
+            f"scoring worker alone (batch {batch}, within {settings.scoring_batch_within} s)",
+            rate,
+            "events/s",
+            reference=ref_rate,
+            reference_label=reference_label,
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--profile", help="write a cProfile of the scoring worker to this file and print its top")
     parser.add_argument("--py-spy", help="sample the scoring worker with py-spy into this file and summarise it")
     args = parser.parse_args()
-
-    print(f"generating {args.events:,} events of the simulated floor …", flush=True)
-    feed = make_feed(args.events)
-    print(f"  {len(feed.deals):,} deal snapshots, {len(feed.activities):,} activities")
-    with bench_stack("sqlite") as stack:
-        settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
-        asyncio.run(preload(settings, feed))
-        batch = settings.scoring_batch_size
-        ref_seconds = asyncio.run(reference(settings, feed.size, batch))
-        ref_rate = feed.size / ref_seconds
-        print(f"reference (raw aiokafka consume → fold → produce): {feed.size:,} events in {ref_seconds:.2f} s")
-        run = run_scoring(stack, settings, feed, args.profile, args.py_spy)
-        rate = run.processed_after_first / run.processing
-        print(
-            f"scoring worker: launch → first batch {run.launch_to_first_batch:.2f} s (start-up, rebalance, "
-            f"table recovery); then {run.processed_after_first:,} events in {run.processing:.2f} s; "
-            f"launch → caught up {run.launch_to_done:.2f} s"
-        )
-        print()
-        print(f"  scoring    {rate:>10,.0f} events/s   (batch {batch}, within {settings.scoring_batch_within} s)")
-        print(f"  reference  {ref_rate:>10,.0f} events/s")
-        print(f"  ratio      {rate / ref_rate:>10.2f}")
-        print(f"  incl. start-up: {feed.size / run.launch_to_done:,.0f} events/s")
-        for agent in ("deal-state", "rep-kpis"):
-            batches = run.agents[("salespulse_scoring_batch_size_count", agent)]
-            events = run.agents[("salespulse_scoring_batch_size_sum", agent)]
-            busy = run.agents[("salespulse_scoring_batch_processing_seconds_sum", agent)]
-            print(
-                f"  {agent}: {events:,.0f} messages in {batches:,.0f} batches (avg {events / max(batches, 1):,.0f}),"
-                f" {busy:.2f} s in its batch code ({1e6 * busy / max(events, 1):.1f} µs/message)"
-            )
-    if args.profile:
-        print()
-        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
-    if args.py_spy:
-        print()
-        summarize_py_spy(args.py_spy)
+    print_figures(run(args.events, args.profile, args.py_spy))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""`make bench`: run every benchmark, print each figure, and write docs/BENCHMARKS.md's generated section
+(each figure next to its target and its same-run reference) and docs/benchmarks.png.
+
+    .venv/bin/python -m bench [--quick] [--only ingest,e2e,scoring,restart,fanout] [--no-write]
+
+`--quick` runs every benchmark at a small size (a smoke run; its figures are not written unless asked)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import endtoend, fanout, ingest, restart, scoring
+from bench.common import Figure, print_figures
+from bench.report import chart, section, write_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL: dict[str, Callable[[], list[Figure]]] = {
+    "ingest": lambda: ingest.run(20_000, 100),
+    "e2e": lambda: endtoend.run(100_000),
+    "scoring": lambda: scoring.run(200_000),
+    "restart": lambda: restart.run(100_000),
+    "fanout": lambda: fanout.run(1000, 1000, 30, 10_000),
+}
+QUICK: dict[str, Callable[[], list[Figure]]] = {
+    "ingest": lambda: ingest.run(2_000, 10),
+    "e2e": lambda: endtoend.run(10_000),
+    "scoring": lambda: scoring.run(20_000),
+    "restart": lambda: restart.run(5_000),
+    "fanout": lambda: fanout.run(100, 100, 5, 500),
+}
+
+
+def context() -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit `{commit.stdout.strip() or '?'}` on "
+        f"{os.cpu_count()} CPUs ({platform.machine()}, Python {platform.python_version()}); load average "
+        f"before the run: {load}."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
+    parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(FULL))
+    parser.add_argument("--write", action="store_true", help="write the report even after --quick")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    names = args.only.split(",") if args.only else list(plan)
+    unknown = set(names) - set(plan)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(plan)}")
+    about = context()
+    started = time.monotonic()
+    figures: list[Figure] = []
+    for name in names:
+        print(f"== {name}", flush=True)
+        got = plan[name]()
+        print_figures(got)
+        figures += got
+    print(f"== all benchmarks took {time.monotonic() - started:,.0f} s")
+    if args.no_write or (args.quick and not args.write):
+        return
+    command = "make bench" if not (args.quick or args.only) else " ".join(["python -m bench", *sys.argv[1:]])
+    chart(figures, ROOT / "docs" / "benchmarks.png")
+    write_markdown(ROOT / "docs" / "BENCHMARKS.md", section(figures, command, about, "benchmarks.png"))
+    print("wrote docs/BENCHMARKS.md and docs/benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""End to end: events/s from the first NDJSON post to the last snapshot — ingest (durable in the ledger),
+relay to Kafka, the scoring worker's two agents — next to the same-run reference: one raw aiokafka process
+consuming the same events from the same broker, folding them per rep and producing the sums.
+
+    .venv/bin/python -m bench.endtoend [--events 100000] [--database sqlite]
+
+The feed is the demo's simulated floor (deal snapshots with wins, losses and reversals, and activities),
+posted as NDJSON batches of 1,000 by 4 concurrent clients in their own process. The clock starts at the
+first post and stops when the worker's /metrics show every deal snapshot, every activity and every credit
+those produced counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+
+from bench.common import Figure, bench_stack, print_figures
+from bench.ingest import run_client
+from bench.scoring import floor_events, reference, watch_until_caught_up
+from services.common.settings import Settings
+
+TARGET = 20_000
+
+
+def run(events: int = 100_000, database: str = "sqlite") -> list[Figure]:
+    raw = floor_events(events, seed=2)
+    deals = sum(1 for event in raw if event["type"] == "deal")
+    bodies = ["\n".join(json.dumps(event) for event in raw[i : i + 1000]).encode() for i in range(0, len(raw), 1000)]
+    with bench_stack(database) as stack:
+        settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
+        stack.start_service("ingest")
+        stack.start_service("scoring")
+        stack.wait_healthy("ingest", "/v1/health")
+        stack.wait_healthy("scoring", "/metrics")
+        headers = {"Authorization": f"Bearer {stack.admin_key}", "Content-Type": "application/x-ndjson"}
+        posted: list[tuple[float, int]] = []
+        poster = threading.Thread(
+            target=lambda: posted.append(run_client(f"{stack.ingest}/v1/events", bodies, headers, 4)), daemon=True
+        )
+        started = time.perf_counter()
+        poster.start()
+        scoring = stack.services["scoring"].proc
+        run = watch_until_caught_up(scoring, stack.ports["scoring"], settings, deals, len(raw) - deals, started)
+        poster.join()
+        ingest_seconds, failures = posted[0]
+        if failures:
+            raise SystemExit(f"{failures} batches were refused; see {stack.data_dir}")
+        ref_rate = len(raw) / asyncio.run(reference(settings, len(raw), settings.scoring_batch_size))
+    label = "raw aiokafka consume → fold → produce, same events and broker"
+    return [
+        Figure(
+            "e2e",
+            f"ingest → ledger → Kafka → scoring → snapshots ({database})",
+            len(raw) / run.launch_to_done,
+            "events/s",
+            target=TARGET,
+            reference=ref_rate,
+            reference_label=label,
+        ),
+        Figure("e2e", f"of which ingest alone accepted ({database})", len(raw) / ingest_seconds, "events/s"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    print_figures(run(args.events, args.database))
+
+
+if __name__ == "__main__":
+    main()
