@@ -24,6 +24,9 @@ def _use_uvloop() -> None:
 def run(loglevel: str = "warning") -> None:
     _use_uvloop()
     settings = get_settings()
+    # Faust makes its datadir (data_dir/scoring) without parents: a data dir that does not exist yet, such as
+    # the image's /home/salespulse/data, would stop the worker at start-up.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # no terminal spinner: output goes to `salespulse up`'s prefixed log
