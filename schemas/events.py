@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
@@ -31,8 +31,10 @@ from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_sc
 __all__ = [
     "AMOUNT_LIMIT",
     "DEFAULT_CURRENCY",
+    "VERSION_LIMIT",
     "EVENTS_ADAPTER",
     "EVENT_ADAPTER",
+    "AcceptWindow",
     "ActivityEvent",
     "DealEvent",
     "Event",
@@ -41,11 +43,14 @@ __all__ = [
     "body_hash",
     "canonical_json",
     "event_from_canonical",
+    "utf8_problem",
     "validate_events",
 ]
 
 DEFAULT_CURRENCY: Final = "USD"
 AMOUNT_LIMIT: Final = Decimal(10**15)
+# A CRM revision fits a signed 64-bit integer (BIGINT, a Java long); orjson and Kafka tooling stop there too.
+VERSION_LIMIT: Final = 2**63 - 1
 SHARE_TOLERANCE: Final = Decimal("1e-9")
 
 TIMESTAMP_EXAMPLE: Final = "2026-11-29T10:00:00Z"
@@ -154,6 +159,49 @@ class _ExactDecimal:
         return {"anyOf": [number, {"type": "string", "pattern": _DECIMAL}]}
 
 
+class AcceptWindow(NamedTuple):
+    """The instants ingest accepts in a timestamp, fixed per request (see docs/decisions.md).
+
+    Outside it a timestamp is a typo or a wrong clock: a year 2999 credit would sit in a period no board
+    shows and push the rep's contest minutes out of their 35-day horizon."""
+
+    not_before: datetime
+    not_after: datetime
+    ahead: timedelta
+    """How far past now `not_after` lies; only for the message."""
+
+    @classmethod
+    def around(cls, now: datetime, *, not_before: datetime, ahead: timedelta) -> AcceptWindow:
+        return cls(not_before, now + ahead, ahead)
+
+    def too_early(self, field: str) -> str:
+        return f"{field} must not be before {_iso_z(self.not_before)}; check the date"
+
+    def too_late(self, field: str) -> str:
+        days = self.ahead / timedelta(days=1)
+        return (
+            f"{field} must not be after {_iso_z(self.not_after)} ({days:g} days from now); "
+            "check the date and the sender's clock"
+        )
+
+
+def _iso_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _within_window(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    """A timestamp inside the context's AcceptWindow; no window in the context (stored events) checks nothing."""
+    window = info.context.get("window") if value is not None and isinstance(info.context, dict) else None
+    if window is None or value is None:
+        return value
+    field = info.field_name or "timestamp"
+    if value < window.not_before:
+        raise PydanticCustomError("timestamp_too_early", window.too_early(field))
+    if value > window.not_after:
+        raise PydanticCustomError("timestamp_too_late", window.too_late(field))
+    return value
+
+
 Identifier = Annotated[str, Field(strict=True, min_length=1, max_length=128, pattern=_NO_CONTROL_CHARS)]
 SourceName = Annotated[str, Field(strict=True, max_length=64, pattern=_NO_CONTROL_CHARS)]
 Timestamp = Annotated[datetime, _RFC3339Timestamp, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -195,7 +243,7 @@ class DealEvent(BaseModel):
     occurred_at: Timestamp = Field(description="RFC 3339 with offset.")
     source: SourceName | None = Field(default=None, description='e.g. "salesforce", "csv".')
     deal_id: Identifier
-    version: Annotated[int, Field(strict=True, ge=0)] | None = Field(
+    version: Annotated[int, Field(strict=True, ge=0, le=VERSION_LIMIT)] | None = Field(
         default=None, description="CRM revision; orders a deal's snapshots before occurred_at."
     )
     owner_id: Identifier = Field(description="The rep who owns the deal.")
@@ -222,6 +270,8 @@ class DealEvent(BaseModel):
                 {"currency": value, "reporting": reporting},
             )
         return value
+
+    _timestamps_within_window = field_validator("occurred_at", "closed_at")(_within_window)
 
     @field_validator("closed_at")
     @classmethod
@@ -288,6 +338,8 @@ class ActivityEvent(BaseModel):
     deal_id: Identifier | None = None
     customer_id: Identifier | None = None
 
+    _timestamps_within_window = field_validator("occurred_at")(_within_window)
+
     def rep_ids(self) -> set[str]:
         """Every rep the event names: the one who did the activity."""
         return {self.rep_id}
@@ -340,7 +392,15 @@ _PATTERN_MESSAGES: Final = {
 }
 # Our own errors (PydanticCustomError) already read as whole sentences.
 _SENTENCE_ERRORS: Final = frozenset(
-    {"closed_at_required", "currency_mismatch", "splits_empty", "split_rep_repeated", "split_shares_sum"}
+    {
+        "closed_at_required",
+        "currency_mismatch",
+        "splits_empty",
+        "split_rep_repeated",
+        "split_shares_sum",
+        "timestamp_too_early",
+        "timestamp_too_late",
+    }
 )
 # pydantic error types -> what follows the field name; {placeholders} come from the error's ctx.
 _PREDICATES: Final = {
@@ -385,6 +445,9 @@ def _body_problem(error: ErrorDetails) -> ValidationProblem:
     """A problem with the batch as a whole rather than with one of its events."""
     if error["type"] == "json_invalid":
         detail = (error.get("ctx") or {}).get("error", error["msg"])
+        if detail.startswith("recursion limit exceeded"):  # the parser stops at 200 levels
+            where = detail.removeprefix("recursion limit exceeded ")
+            return ValidationProblem(-1, "", f"body nests arrays or objects too deeply ({where}); events are flat")
         return ValidationProblem(-1, "", f"body is not valid JSON: {detail}")
     if error["type"] == "list_type":
         return ValidationProblem(-1, "", "body must be a JSON array of events")
@@ -434,7 +497,7 @@ def _predicate(field: str, kind: str, ctx: dict[str, Any]) -> str:
         # A JSON number too big for a float arrives as inf.
         if kind == "less_than" or (kind == "finite_number" and ctx.get("input") == "inf"):
             return f"must be less than {_format_limit(AMOUNT_LIMIT)}"
-        if kind == "greater_than_equal":
+        if kind == "greater_than_equal" or (kind == "finite_number" and ctx.get("input") == "-inf"):
             return "must not be negative"
     template = _PREDICATES.get(kind)
     if template is None:
@@ -442,15 +505,36 @@ def _predicate(field: str, kind: str, ctx: dict[str, Any]) -> str:
     return template.format(**{key: _format_limit(value) for key, value in ctx.items()})
 
 
-def _problems(error: ValidationError) -> list[ValidationProblem]:
+def _outside_window(details: ErrorDetails, window: AcceptWindow | None) -> ValidationProblem | None:
+    """A timestamp outside the years any timestamp may have, worded as the window that applies at ingest."""
+    index, field = details["loc"][0], str(details["loc"][-1])
+    if window is None or field not in _TIMESTAMP_FIELDS or not isinstance(index, int):
+        return None
+    if details["type"] == "greater_than_equal":
+        return ValidationProblem(index, field, window.too_early(field))
+    if details["type"] == "less_than":
+        return ValidationProblem(index, field, window.too_late(field))
+    return None
+
+
+def _problems(error: ValidationError, window: AcceptWindow | None) -> list[ValidationProblem]:
     problems = []
     for details in error.errors(include_url=False):
         if not details["loc"] or not isinstance(details["loc"][0], int):
             problems.append(_body_problem(details))
             continue
+        outside = _outside_window(details, window)
+        if outside is not None:
+            problems.append(outside)
+            continue
+        if details["type"] == "int_type" and isinstance(details["input"], Decimal):
+            # A whole number too long for int() (see _parse_int): say the bound it is beyond.
+            beyond_top = details["input"] > 0
+            details["type"] = "less_than_equal" if beyond_top else "greater_than_equal"  # type: ignore[typeddict-item]
+            details["ctx"] = {"le": VERSION_LIMIT} if beyond_top else {"ge": 0}
         if details["type"] == "finite_number":
             value = details["input"]
-            details["ctx"] = {"input": "nan" if value != value else "inf"}
+            details["ctx"] = {"input": "nan" if value != value else ("-inf" if value < 0 else "inf")}
         elif details["type"] not in _SENTENCE_ERRORS and details["type"] not in _PREDICATES:
             details["ctx"] = {**details.get("ctx", {}), "message": details["msg"]}
         problems.append(_event_problem(details))
@@ -461,28 +545,65 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Python refuses int() of more than 4,300 digits; such a number becomes a Decimal, so the field holding it
+# gets its own error ("amount must be less than ...") instead of the whole body being unreadable.
+_INT_DIGITS: Final = 4000
+
+
+def _parse_int(text: str) -> int | Decimal:
+    return int(text) if len(text) <= _INT_DIGITS else Decimal(text)
+
+
+def utf8_problem(body: bytes) -> ValidationProblem | None:
+    """The body-level problem of a body that is not UTF-8 (CONTRACT §1), else None."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ValidationProblem(
+            -1,
+            "",
+            f"body is not UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start} is invalid; "
+            "send JSON encoded as UTF-8",
+        )
+    return None
+
+
+def _parse_exactly(body: bytes) -> tuple[Any, list[ValidationProblem]]:
+    """Parse with every number exact (Decimal); the body-level problem when it cannot be parsed."""
+    try:
+        return json.loads(body, parse_float=Decimal, parse_int=_parse_int, parse_constant=_reject_constant), []
+    except RecursionError:
+        return None, [ValidationProblem(-1, "", "body nests arrays or objects too deeply; events are flat")]
+    except ValueError as exc:
+        return None, [utf8_problem(body) or ValidationProblem(-1, "", f"body is not valid JSON: {exc}")]
+
+
 def validate_events(
-    items: bytes | list[Any], *, currency: str = DEFAULT_CURRENCY
+    items: bytes | list[Any], *, currency: str = DEFAULT_CURRENCY, window: AcceptWindow | None = None
 ) -> tuple[list[DealEvent | ActivityEvent], list[ValidationProblem]]:
     """Validate a batch: a JSON array body (bytes) or already-parsed objects (list).
 
     Returns the events and every problem of every item; when there are problems, the events are [].
     Pass bytes to keep amounts exact: in a list, floats have already lost whatever a float cannot hold.
+    With a `window`, timestamps outside it are problems too (ingest passes one; stored events are not
+    checked again).
     """
-    context = {"currency": currency}
+    context = {"currency": currency, "window": window}
     try:
         if isinstance(items, list):
             return EVENTS_ADAPTER.validate_python(items, context=context), []
         body = bytes(items)
         if _LONG_DIGIT_RUN not in body.translate(_DIGIT_MAP):
             return EVENTS_ADAPTER.validate_json(body, context=context), []
-        try:
-            parsed = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
-        except ValueError as exc:
-            return [], [ValidationProblem(-1, "", f"body is not valid JSON: {exc}")]
+        parsed, unreadable = _parse_exactly(body)
+        if unreadable:
+            return [], unreadable
         return EVENTS_ADAPTER.validate_python(parsed, context=context), []
     except ValidationError as exc:
-        return [], _problems(exc)
+        problems = _problems(exc, window)
+        if isinstance(items, bytes | bytearray) and any(p.index == -1 for p in problems):
+            problems = [utf8_problem(bytes(items)) or p if p.index == -1 else p for p in problems]
+        return [], problems
 
 
 # --- canonical encoding -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import text
 
+from services.api.admission import OriginPolicy
 from services.api.config_store import ConfigStore
 from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
@@ -24,7 +25,9 @@ from services.common.auth import KeyStore, ensure_key
 from services.common.config_feed import ConfigFollower
 from services.common.http_metrics import install_http_metrics
 from services.common.kafka import make_producer
-from services.common.problems import install_problem_handlers
+from services.common.problems import install_body_limit, install_problem_handlers
+from services.common.ratelimit import RateLimits
+from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
 from services.scoring.domain.periods import Calendar
 
@@ -91,15 +94,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Live sales KPIs, incentive progress and leaderboards. Errors are application/problem+json.",
     )
     install_problem_handlers(app)
+    install_body_limit(app, config_routes.MAX_CONFIG_BODY)
     install_http_metrics(app, registry, "api")
+    install_security_headers(app)
+    app.state.rate_limits = RateLimits.for_api(settings, registry)
+    app.state.origins = OriginPolicy(settings.ws_allowed_origins, registry)
 
     @app.get("/v1/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/ready", tags=["health"], summary="Broker and database reachable, read model caught up")
+    @app.get(
+        "/v1/ready",
+        tags=["health"],
+        summary="Broker and database reachable, read model caught up",
+        responses={503: {"description": "not ready: the same checks, some false", "content": {"application/json": {}}}},
+    )
     async def ready(request: Request) -> JSONResponse:
         gw: Gateway = request.app.state.gateway
+        feed = getattr(gw, "notification_feed", None)
         database = True
         try:
             async with gw.sessions() as session:
@@ -111,8 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "read_model": gw.model.caught_up.is_set(),
             "config": gw.config.caught_up.is_set(),
             "reps": len(gw.model.reps),
+            # Notifications are pushed from the end of their topic: ready once this gateway holds its place.
+            "notifications": bool(feed and feed.ready.is_set()),
         }
-        ok = database and checks["read_model"] and checks["config"]
+        ok = database and checks["read_model"] and checks["config"] and checks["notifications"]
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
     app.include_router(config_routes.router, tags=["configuration"])

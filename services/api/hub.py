@@ -19,6 +19,12 @@ log = logging.getLogger("salespulse.api.hub")
 CLOSE_TOO_SLOW = 4408
 CLOSE_AT_CAPACITY = 1013  # "try again later"
 CLOSE_REVOKED = 4401
+CLOSE_POLICY = 1008  # "policy violation"
+# Screens only listen. uvicorn closes a connection that sends a bigger message with 1009 (ws_max_size);
+# a screen that keeps sending small ones is closed once it exceeds a burst and a steady rate.
+MAX_SCREEN_MESSAGE = 4096
+FLOOD_BURST = 50
+FLOOD_RATE = 10.0
 
 
 class HubMetrics:
@@ -45,6 +51,10 @@ class HubMetrics:
         self.rejected = Counter(
             "salespulse_ws_rejected_total", "Connections refused at the connection limit", registry=registry
         )
+        self.flooded = Counter(
+            "salespulse_ws_disconnected_flooding_total", "Screens disconnected for sending too many messages",
+            ["channel"], registry=registry,
+        )
         self.event_to_screen = Histogram(
             "salespulse_event_to_screen_seconds",
             "From an event's acceptance by ingest to its effect being written to a screen",
@@ -56,6 +66,22 @@ class HubMetrics:
 
 def _kind_of(channel: str) -> str:
     return channel.split(":", 1)[0]
+
+
+class _FloodGuard:
+    """A token bucket over what a screen sends: FLOOD_BURST messages at once, FLOOD_RATE a second after."""
+
+    __slots__ = ("allowance", "last")
+
+    def __init__(self) -> None:
+        self.allowance = float(FLOOD_BURST)
+        self.last = time.monotonic()
+
+    def exceeded(self) -> bool:
+        now = time.monotonic()
+        self.allowance = min(float(FLOOD_BURST), self.allowance + (now - self.last) * FLOOD_RATE) - 1
+        self.last = now
+        return self.allowance < 0
 
 
 class Screen:
@@ -193,10 +219,16 @@ class Hub:
         self.screens[channel].add(screen)
         self._count += 1
         self.metrics.connected.labels(screen.kind).inc()
+        guard = _FloodGuard()
         try:
             while not screen.closed:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
+                    break
+                if guard.exceeded():
+                    self.metrics.flooded.labels(screen.kind).inc()
+                    reason = f"screens only listen; this one sent more than {FLOOD_RATE:g} messages a second"
+                    await screen.close(CLOSE_POLICY, reason)
                     break
         except (WebSocketDisconnect, RuntimeError):
             pass

@@ -3,30 +3,15 @@ validates every response against them, so a drift fails loudly instead of mislea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.problems import KEYED, problem_responses
 
-class ProblemDetail(BaseModel):
-    """application/problem+json (RFC 9457)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[dict[str, Any]] | None = Field(None, description="for validation problems: [{index, field, message}]")
-
-
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProblemDetail, "description": text, "content": {"application/problem+json": {}}}
-    for status, text in (
-        (401, "missing, unknown or revoked API key"),
-        (403, "the key's role may not do this"),
-        (404, "not found"),
-        (422, "invalid input; `errors` lists what to change"),
-    )
-}
+# The problems every keyed route can answer; routes add 404, 413, ... with problem_responses.
+KEYED_PROBLEMS: Final = problem_responses(*KEYED)
+PROBLEMS: Final = problem_responses(*KEYED, 404)
 
 KPI_EXAMPLE = {
     "revenue": 48250.0,

@@ -8,25 +8,48 @@ import logging
 import os
 import sys
 
+from services.common.redaction import install_on_root
 from services.common.settings import get_settings
+
+
+def refuse_weak_admin_key() -> None:
+    """Stop before serving when a production-shaped deployment (a database server) has a guessable admin key."""
+    weakness = get_settings().admin_key_weakness()
+    if weakness:
+        print(
+            f"salespulse: refusing to start: SALESPULSE_ADMIN_KEY is not safe with a database server ({weakness}). "
+            "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def _serve(app_factory: str, port: int) -> None:
     import uvicorn
 
+    from services.api.hub import MAX_SCREEN_MESSAGE
+    from services.common.http_protocol import header_deadline_protocol
+    from services.common.redaction import uvicorn_log_config
+
+    refuse_weak_admin_key()
     settings = get_settings()
     uvicorn.run(
         app_factory,
         factory=True,
         host=settings.host,
         port=port,
+        log_config=uvicorn_log_config(),  # keys in `?token=` are masked in the access log
         log_level=os.environ.get("SALESPULSE_LOG_LEVEL", "warning").lower(),
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval,  # keepalive: a screen that stops reading is closed
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=False,  # a deflate context costs ~50 KiB per screen; standings are small
+        ws_max_size=MAX_SCREEN_MESSAGE,  # screens only listen: a bigger message is closed with 1009
+        http=header_deadline_protocol(settings.http_header_timeout),  # slow-loris: headers due in time
         loop="uvloop" if _has_uvloop() else "asyncio",
-        proxy_headers=False,
+        # Only a listed proxy may name the client (rate limits per address); anyone else could forge it.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
 
 
@@ -84,6 +107,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    refuse_weak_admin_key()
     from services.cli.up import up
 
     sys.exit(up(demo=args.demo, rate=args.rate))
@@ -161,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         level=os.environ.get("SALESPULSE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    install_on_root()
     args = build_parser().parse_args(argv)
     args.func(args)
 

@@ -169,7 +169,9 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         await _wait_http(f"{base}:{env['SALESPULSE_SCORING_WEB_PORT']}/metrics", scoring)
         await _wait_http(f"{base}:{settings.api_port}/v1/ready", api)
         await _wait_http(f"{base}:{settings.notifier_port}/v1/health", notifier)
-        key_note = "" if settings.admin_key else f" (kept in {settings.data_dir / 'admin.key'})"
+        # The data dir's generated key is shown so the demo can be tried; a key from the environment is not echoed.
+        kept = settings.data_dir / "admin.key"
+        shown = "from SALESPULSE_ADMIN_KEY" if settings.admin_key else f"{key} (kept in {kept})"
         print(
             "\nsalespulse is up\n"
             f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"
@@ -177,7 +179,7 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             f"  notifier      {base}:{settings.notifier_port}/metrics\n"
             f"  broker        {settings.bootstrap}{' (embedded)' if settings.embedded_broker else ''}\n"
             f"  database      {settings.db_url.split('@')[-1]}\n"
-            f"  admin key     {key}{key_note}\n"
+            f"  admin key     {shown}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

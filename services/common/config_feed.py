@@ -53,8 +53,11 @@ class ConfigState:
         """Apply one change; False when it is older than what is known."""
         kind, entry_id, body, updated = message["kind"], message["id"], message["body"], message["updated_ms"]
         key = config_key(kind, entry_id)
-        if self.versions.get(key, -1) > updated:
+        known = self.versions.get(key, -1)
+        if known > updated:
             return False
+        if known == updated and self.entries.get(kind, {}).get(entry_id) == body:
+            return False  # the same change again: applied locally by the writer, then read back from the topic
         self.versions[key] = updated
         bucket = self.entries.setdefault(kind, {})
         if body is None:
@@ -96,7 +99,11 @@ class ConfigFollower:
         self.caught_up = self._follower.caught_up
 
     def _apply(self, raw: bytes) -> None:
-        change = orjson.loads(raw)
+        self.apply(orjson.loads(raw))
+
+    def apply(self, change: dict[str, Any]) -> None:
+        """Apply a change now. The gateway that wrote it calls this too, so that its own next request sees
+        the change (read your writes) without waiting for it to come back from the topic."""
         if self.state.apply(change):
             for listener in self.listeners:
                 listener(change)

@@ -7,13 +7,19 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from services.common.auth import Principal, Role, bearer_token
+from services.common.ratelimit import authorize_key
 
 
 def require(*roles: Role):  # type: ignore[no-untyped-def]
-    """A dependency that admits a key with one of `roles` (admin is always admitted)."""
+    """A dependency that admits a key with one of `roles` (admin is always admitted), within the app's rate
+    limits: unknown keys per client address, then requests per key (services/common/ratelimit.py)."""
 
     async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-        return await request.app.state.keys.authorize(bearer_token(authorization), roles)
+        principal = await authorize_key(request, bearer_token(authorization), roles)
+        limits = getattr(request.app.state, "rate_limits", None)
+        if limits is not None:
+            limits.check("requests", principal.key_id)
+        return principal
 
     return Depends(check)
 

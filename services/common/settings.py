@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_ADMIN_KEY_LENGTH = 24
+# Fragments of the placeholders people paste from examples; a real key is random and holds none of them.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "example", "placeholder", "replace", "your-", "your_",
+                     "secret", "password", "salespulse")
 
 
 class Settings(BaseSettings):
@@ -19,6 +25,9 @@ class Settings(BaseSettings):
     fiscal_year_start_month: int = Field(1, ge=1, le=12)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="reporting currency")
     strict_roster: bool = False
+    # The timestamps ingest accepts (docs/decisions.md): a later or earlier one is a typo or a wrong clock.
+    events_not_before: date = Field(date(2000, 1, 1), ge=date(1900, 1, 2), description="earliest timestamp accepted")
+    events_max_future_days: float = Field(7.0, ge=0, le=3650, description="how far past now a timestamp may lie")
 
     data_dir: Path = Path(".salespulse")
     kafka_bootstrap: str | None = None
@@ -35,6 +44,26 @@ class Settings(BaseSettings):
     ws_ping_interval: float = Field(20.0, gt=0, description="seconds between keepalive pings to each screen")
     ws_ping_timeout: float = Field(20.0, gt=0, description="a screen that does not answer a ping in time is closed")
     ws_send_timeout: float = Field(10.0, gt=0, description="seconds a screen may stay stuck before it is dropped")
+    http_header_timeout: float = Field(10.0, gt=0, description="seconds a client has to send its request headers")
+    ws_allowed_origins: str = Field(
+        "", description="Origins that may open WebSockets: empty = the gateway's own host name, '*' = any, or a list"
+    )
+    forwarded_allow_ips: str = Field(
+        "", description="proxy addresses whose X-Forwarded-For names the client (rate limits per address)"
+    )
+
+    # Rate limits per process (docs/security.md); a rate of 0 turns that limit off. The defaults sit above what
+    # one process serves on the reference machine, so the demo and the benchmarks never meet them.
+    rate_ingest_requests: float = Field(5000.0, ge=0, description="ingest requests per second per API key")
+    rate_ingest_requests_burst: int = Field(10_000, ge=1)
+    rate_ingest_events: float = Field(100_000.0, ge=0, description="events per second per API key")
+    rate_ingest_events_burst: int = Field(200_000, ge=1)
+    rate_api_requests: float = Field(1000.0, ge=0, description="gateway REST requests per second per API key")
+    rate_api_requests_burst: int = Field(5000, ge=1)
+    rate_auth_failures: float = Field(20.0, ge=0, description="unknown keys per second per client address")
+    rate_auth_failures_burst: int = Field(500, ge=1)
+    rate_ws_connects: float = Field(1000.0, ge=0, description="WebSocket connection attempts per second per address")
+    rate_ws_connects_burst: int = Field(20_000, ge=1)
 
     # Faust worker tuning; tests shorten the session timeout so a killed worker is replaced quickly.
     scoring_web_port: int = 6066
@@ -79,6 +108,25 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Berlin") from exc
         return value
+
+    @property
+    def server_database(self) -> bool:
+        """True with a database server (PostgreSQL): the production shape, where weak admin keys are refused."""
+        return not self.db_url.startswith("sqlite")
+
+    def admin_key_weakness(self) -> str | None:
+        """Why SALESPULSE_ADMIN_KEY must not guard a production deployment, or None when it may."""
+        key = self.admin_key
+        if not key or not self.server_database:
+            return None
+        lowered = key.lower()
+        if len(key) < MIN_ADMIN_KEY_LENGTH:
+            return f"it has {len(key)} characters; use at least {MIN_ADMIN_KEY_LENGTH}"
+        if len(set(key)) < 8:
+            return "it repeats a few characters; use a random one"
+        if any(word in lowered for word in PLACEHOLDER_WORDS):
+            return "it is a placeholder from an example; use a random one"
+        return None
 
     @property
     def embedded_broker(self) -> bool:

@@ -49,7 +49,7 @@ LOG_EVERY_S: Final = 10.0
 RETRY_FIRST_DELAY_S = 0.25
 RETRY_MAX_DELAY_S = 5.0
 SEED_TIMEOUT_S = 60.0
-_RETRY_STATUSES: Final = frozenset({502, 503, 504})
+_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 
 _BUSINESS_DAY_START_S: Final = 9 * 3600
 _BUSINESS_DAY_LENGTH_S: Final = 8 * 3600
@@ -430,7 +430,8 @@ async def _request(
     log: Log | None,
     give_up_after: float | None,
 ) -> httpx.Response | None:
-    """Send, retrying connection errors and 502/503/504 with backoff (the service may still be starting).
+    """Send, retrying connection errors, 429 and 502/503/504 with backoff (the service may still be starting,
+    or the key over its rate limit), waiting at least what Retry-After asks.
 
     Returns the first other response, or None when `stop` is set while waiting; raises DemoRequestFailed
     once `give_up_after` seconds have gone by without an answer.

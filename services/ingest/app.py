@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,13 +14,23 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from schemas.events import EVENT_ADAPTER, ActivityEvent, DealEvent, ValidationProblem, validate_events
+from schemas.events import (
+    EVENT_ADAPTER,
+    AcceptWindow,
+    ActivityEvent,
+    DealEvent,
+    ValidationProblem,
+    utf8_problem,
+    validate_events,
+)
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.deps import AuditKey, IngestKey
 from services.common.http_metrics import install_http_metrics
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
-from services.common.problems import Problem, install_problem_handlers
+from services.common.problems import KEYED, Problem, install_problem_handlers, problem_responses
+from services.common.ratelimit import RateLimits
+from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
 from services.ingest.ledger import EventConflict, LedgerWriter, ledger_row
 from services.ingest.metrics import IngestMetrics
@@ -64,6 +74,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
     install_problem_handlers(app)
     metrics = IngestMetrics()
     install_http_metrics(app, metrics.registry, "ingest")
+    install_security_headers(app)
+    limits = app.state.rate_limits = RateLimits.for_ingest(settings, metrics.registry)
 
     def count(events: list[DealEvent | ActivityEvent], outcome: str) -> None:
         deals = sum(1 for e in events if e.type == "deal")
@@ -81,15 +93,18 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         status_code=202,
         summary="Accept one event, a JSON array of up to 10,000, or NDJSON (all or nothing)",
         openapi_extra=_EVENTS_OPENAPI,
+        responses=_EVENTS_PROBLEMS,
     )
-    async def post_events(request: Request, _: IngestKey) -> JSONResponse:
+    async def post_events(request: Request, key: IngestKey) -> JSONResponse:
         body = await _read_limited(request)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         ndjson = content_type in ("application/x-ndjson", "application/ndjson")
         payload = _as_json_array(body, ndjson=ndjson)
-        events, problems = validate_events(payload, currency=settings.currency)
+        events, problems = validate_events(payload, currency=settings.currency, window=accept_window(settings))
         if ndjson and any(p.index == -1 for p in problems):
             problems = _ndjson_line_problems(body) or problems
+        elif any(p.index == -1 for p in problems):
+            problems = [utf8_problem(body) or p for p in problems]  # offsets as sent, before any wrapping
         if not problems and len(events) > MAX_EVENTS:
             raise Problem(
                 413, f"A request holds at most {MAX_EVENTS:,} events; this one has {len(events):,}. Split it."
@@ -100,11 +115,12 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
             metrics.events.labels("unknown", "rejected").inc(len({p.index for p in problems}))
             raise Problem(
                 422,
-                f"{len({p.index for p in problems})} of the events are invalid; nothing was accepted.",
+                _invalid_detail(problems),
                 errors=[{"index": p.index, "field": p.field, "message": p.message} for p in problems],
             )
         if not events:
             raise Problem(422, "The request holds no events.", errors=[])
+        limits.check("events", key.key_id, len(events))  # only valid events spend the key's budget
         try:
             result = await request.app.state.writer.append([ledger_row(e) for e in events])
         except EventConflict as exc:
@@ -135,7 +151,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
             metrics.events.labels(type_, "duplicate").inc(n)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status_code=202)
 
-    @app.get("/v1/events/{event_id}")
+    @app.get("/v1/events/{event_id}", responses=problem_responses(*KEYED, 404))
     async def get_event(event_id: str, request: Request, _: AuditKey) -> Any:
         async with request.app.state.sessions() as session:
             row = (
@@ -174,14 +190,19 @@ _EVENTS_OPENAPI: dict[str, Any] = {
             "description": "durable in the ledger",
             "content": {"application/json": {"example": {"accepted": 2, "duplicates": 1}}},
         },
-        "401": {"description": "missing, unknown or revoked key"},
-        "403": {"description": "the key has no ingest role"},
-        "409": {"description": "an event_id was accepted before with another body; nothing was accepted"},
-        "413": {"description": "over 10 MiB or over 10,000 events"},
-        "422": {"description": "invalid items, each listed in `errors` as {index, field, message}; nothing accepted"},
-        "503": {"description": "the ledger database is unavailable; retry after `Retry-After` seconds"},
     },
 }
+# Given as the route's `responses=`, so that FastAPI does not add its own application/json 422 beside them.
+_EVENTS_PROBLEMS = problem_responses(
+    *KEYED,
+    409,
+    413,
+    s403="the key has no ingest role",
+    s409="an event_id was accepted before with another body; nothing was accepted",
+    s413="over 10 MiB or over 10,000 events",
+    s422="invalid items, each listed in `errors` as {index, field, message}; nothing accepted",
+    s503="the ledger database is unavailable; retry after `Retry-After` seconds",
+)
 
 
 def _with_event_schemas(app: FastAPI) -> None:
@@ -200,6 +221,22 @@ def _with_event_schemas(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def accept_window(settings: Settings) -> AcceptWindow:
+    """The timestamps this request may carry: from SALESPULSE_EVENTS_NOT_BEFORE to a few days past now."""
+    return AcceptWindow.around(
+        datetime.now(UTC),
+        not_before=datetime.combine(settings.events_not_before, datetime.min.time(), UTC),
+        ahead=timedelta(days=settings.events_max_future_days),
+    )
+
+
+def _invalid_detail(problems: list[ValidationProblem]) -> str:
+    """The headline of a 422: a body that could not be read at all, or how many events are invalid."""
+    if all(p.index == -1 for p in problems):
+        return f"The body could not be read as events ({problems[0].message}); nothing was accepted."
+    return f"{len({p.index for p in problems})} of the events are invalid; nothing was accepted."
 
 
 def _iso(moment: datetime) -> str:
@@ -228,7 +265,9 @@ def _ndjson_line_problems(body: bytes) -> list[ValidationProblem]:
         try:
             json.loads(line)
         except ValueError as exc:
-            problems.append(ValidationProblem(index, "", f"line {index + 1} is not valid JSON: {exc}"))
+            not_utf8 = utf8_problem(line)
+            why = not_utf8.message.removeprefix("body is ") if not_utf8 else f"not valid JSON: {exc}"
+            problems.append(ValidationProblem(index, "", f"line {index + 1} is {why}"))
     return problems
 
 

@@ -953,7 +953,7 @@ class FatalImportError(Exception):
         self.exit_code = exit_code
 
 
-RETRY_STATUSES: Final = frozenset({502, 503, 504})
+RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})  # 429: over the key's rate limit
 RETRY_FIRST_DELAY_S: Final = 0.25
 RETRY_MAX_DELAY_S: Final = 5.0
 RETRY_GIVE_UP_S: Final = 120.0

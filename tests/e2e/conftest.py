@@ -3,8 +3,6 @@ stack (ingest, scoring, api) seeded with a small sales floor."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +11,7 @@ import pytest
 from tests.e2e.browser import chromium_path, launch, new_page
 from tests.e2e.floor import seed_floor
 from tests.e2e.screens import MEASUREMENTS
-from tests.support.stack import Stack
+from tests.support.stack import Stack, sqlite_stack
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -72,13 +70,7 @@ def open_page(browser: Any) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def floor(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack on SQLite seeded with the test floor (tests/e2e/floor.py), shared by the screen tests."""
-    stack = Stack(
-        bootstrap=broker,
-        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.db'}",
-        data_dir=tmp_path_factory.mktemp("e2edata"),
-        topic_prefix=f"e2e{uuid.uuid4().hex[:6]}.",
-        admin_key="sp_test_" + secrets.token_hex(8),
-    )
+    stack = sqlite_stack(broker, tmp_path_factory, "e2e")
     try:
         stack.start()
         seed_floor(stack)

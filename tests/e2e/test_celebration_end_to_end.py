@@ -4,9 +4,7 @@ notification, live and after a reload (GET /v1/notifications)."""
 
 from __future__ import annotations
 
-import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 
 from tests.e2e.floor import post, seed_floor, won
 from tests.e2e.screens import report, screen_url, wait_ready
-from tests.support.stack import Stack
+from tests.support.stack import Stack, sqlite_stack
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def notifying(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The test floor on a whole stack plus the notifier."""
-    stack = Stack(
-        bootstrap=broker,
-        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('celebrate') / 'celebrate.db'}",
-        data_dir=tmp_path_factory.mktemp("celebratedata"),
-        topic_prefix=f"cel{uuid.uuid4().hex[:6]}.",
-        admin_key="sp_test_" + secrets.token_hex(8),
-        extra_env={"SALESPULSE_NOTIFY_DIGEST_SCHEDULE": "off"},
-    )
+    stack = sqlite_stack(broker, tmp_path_factory, "celebrate", SALESPULSE_NOTIFY_DIGEST_SCHEDULE="off")
     try:
         stack.start()
         stack.start_service("notifier")

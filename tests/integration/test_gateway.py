@@ -13,7 +13,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.stack import ROOT, Stack, wait_until
+from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,20 +51,13 @@ def make_key(stack: Stack, role: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:  # type: ignore[misc]
-    import secrets
-    import uuid
-
-    stack = Stack(
-        bootstrap=broker,
-        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('gw') / 'gw.db'}",
-        data_dir=tmp_path_factory.mktemp("gwdata"),
-        topic_prefix=f"gw{uuid.uuid4().hex[:6]}.",
-        admin_key="sp_test_" + secrets.token_hex(8),
-        extra_env={
-            "SALESPULSE_WS_SEND_TIMEOUT": "2",
-            "SALESPULSE_WS_PING_INTERVAL": "1",
-            "SALESPULSE_WS_PING_TIMEOUT": "2",
-        },
+    stack = sqlite_stack(
+        broker,
+        tmp_path_factory,
+        "gw",
+        SALESPULSE_WS_SEND_TIMEOUT="2",
+        SALESPULSE_WS_PING_INTERVAL="1",
+        SALESPULSE_WS_PING_TIMEOUT="2",
     ).start()
     headers = stack.headers
     httpx.put(f"{stack.api}/v1/teams/east", json={"name": "East"}, headers=headers).raise_for_status()

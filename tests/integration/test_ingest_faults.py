@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -131,8 +134,9 @@ def test_broker_outage_events_are_accepted_and_arrive_when_it_returns(stack_fact
         broker.wait(timeout=10)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_database_outage_answers_503_with_retry_after_then_recovers(stack_factory, database_url: str) -> None:  # type: ignore[no-untyped-def]
+@contextmanager
+def behind_a_proxy(stack_factory, database_url: str, service: str, health: str) -> Iterator[tuple[Stack, TcpProxy]]:  # type: ignore[no-untyped-def]
+    """A stack whose database connections go through a TcpProxy the test can cut; `service` started."""
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
@@ -140,8 +144,16 @@ def test_database_outage_answers_503_with_retry_after_then_recovers(stack_factor
     try:
         stack = stack_factory(url.set(port=proxy.port).render_as_string(hide_password=False))
         stack.prepare()
-        stack.start_service("ingest")
-        stack.wait_healthy("ingest", "/v1/health")
+        stack.start_service(service)
+        stack.wait_healthy(service, health, timeout=90)
+        yield stack, proxy
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_database_outage_answers_503_with_retry_after_then_recovers(stack_factory, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    with behind_a_proxy(stack_factory, database_url, "ingest", "/v1/health") as (stack, proxy):
         ok = httpx.post(f"{stack.ingest}/v1/events", json=activities("p", 10), headers=stack.headers, timeout=10)
         assert ok.status_code == 202
         proxy.down()
@@ -157,5 +169,26 @@ def test_database_outage_answers_503_with_retry_after_then_recovers(stack_factor
 
         wait_until(accepted_again, timeout=30, interval=0.5, what="ingest accepting after the database returns")
         assert sum(ledger_ids(stack).values()) == 20
-    finally:
-        proxy.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_gateway_answers_503_with_retry_after_while_its_database_is_away(stack_factory, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A request the gateway cannot answer without SQL (a key it has not seen: keys are looked up in the
+    database) gets a retryable problem, not a dropped connection, while the database is unreachable; the
+    same request gets its real answer once the database is back."""
+    with behind_a_proxy(stack_factory, database_url, "api", "/v1/ready") as (stack, proxy):
+        reps = f"{stack.api}/v1/reps"
+
+        def with_new_key() -> httpx.Response:  # a fresh key each time: no cached verdict to lean on
+            return httpx.get(reps, headers={"Authorization": f"Bearer sp_{uuid.uuid4().hex}"}, timeout=60)
+
+        assert with_new_key().status_code == 401
+        proxy.down()
+        r = with_new_key()
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "2"
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "retry" in r.json()["detail"]
+        assert httpx.get(f"{stack.api}/v1/health", timeout=10).status_code == 200
+        proxy.up()
+        wait_until(lambda: with_new_key().status_code == 401, timeout=60, interval=0.5, what="keys checked again")

@@ -30,10 +30,11 @@ from services.common.config_feed import publish_config
 from services.common.kafka import make_producer
 from services.common.models import NotificationDelivery
 from services.common.settings import Settings
-from services.common.topics import NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
+from services.common.topics import CREDITS, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from services.notifier.store import notification_log
 from services.scoring.domain.rep_state import RepState
 from tests.integration.test_notifier import PLAN, SECRET, Hook, Mailbox
+from tests.integration.test_scoring_replay import metric, scrape
 from tests.support.kafka import read_topic
 from tests.support.stack import ROOT, Stack, run_db, wait_until
 
@@ -173,7 +174,6 @@ def test_screens_get_notifications_and_celebrations_and_the_log_and_preferences_
                     websockets.connect(f"{stack.ws}/v1/ws/boards/west?token={token}") as west_ws:
                 for ws in (rep_ws, board_ws, west_ws):
                     await asyncio.wait_for(ws.recv(), 10)  # the first progress / standings
-                await asyncio.sleep(0.5)  # the gateway's notification feed starts at the topic's end
                 await asyncio.to_thread(produce, settings_of(stack), [("ada", snapshot("ada", 5, reached("target",
                                                                                                        "accel")))])
                 notes = await _collect(rep_ws, "notification", 2)
@@ -307,6 +307,28 @@ def leased_deliveries(database_url: str) -> int:
     return int(run_db(database_url, count))
 
 
+def drained(stack: Stack, deal_events: int) -> None:
+    """Wait until the pipeline has nothing left in flight: the deal-state agent has taken `deal_events`
+    events, the rep agent every credit they made, and the notifier every snapshot on the topic. Each agent
+    counts a batch only after publishing its output, so each step's count is final when the next is read."""
+    settings = settings_of(stack)
+
+    def count(label: str, name: str, **labels: str) -> float:
+        return metric(scrape(stack, label), name, **labels)
+
+    def topic_size(topic: str) -> int:
+        return len(read_topic(stack.bootstrap, topic_name(settings, topic)))
+
+    wait_until(lambda: count("scoring", "salespulse_scoring_events_total", agent="deal-state") >= deal_events,
+               timeout=30, what=f"{deal_events} deal events scored")
+    credits = topic_size(CREDITS)
+    wait_until(lambda: count("scoring", "salespulse_scoring_events_total", agent="rep-kpis") >= credits,
+               timeout=30, what=f"{credits} credits folded")
+    snapshots = topic_size(REP_SNAPSHOTS)
+    wait_until(lambda: count("notifier", "salespulse_notifier_snapshots_total") >= snapshots,
+               timeout=30, what=f"the notifier reading all {snapshots} snapshots")
+
+
 def won(event_id: str, deal_id: str, rep: str, amount: str, stage: str = "won", version: int = 1) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {"event_id": event_id, "type": "deal", "occurred_at": now, "deal_id": deal_id, "version": version,
@@ -348,7 +370,7 @@ def test_a_won_deal_through_the_whole_stack_notifies_each_tier_once_and_a_revers
         again = won("e3", "d1", "ada", "1300.00", stage="won", version=3)
         post([again])
         post([again])  # a duplicate event
-        time.sleep(3.0)
+        drained(stack, deal_events=3)  # e1, e2, e3: the duplicate never reaches the topic
         assert len(wait_until(sent(2), timeout=10, what="still two crossings")) == 2
         assert [m["Subject"].split(" in ")[0] for m in mailbox.messages] == [
             "You reached Target", "You reached Accelerator"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +55,8 @@ PLAN = {
 
 @pytest.fixture(scope="module")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:  # type: ignore[misc]
-    import secrets
-    import uuid
 
-    stack = Stack(
-        bootstrap=broker,
-        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('pb') / 'pb.db'}",
-        data_dir=tmp_path_factory.mktemp("pbdata"),
-        topic_prefix=f"pb{uuid.uuid4().hex[:6]}.",
-        admin_key="sp_test_" + secrets.token_hex(8),
-    ).start()
+    stack = sqlite_stack(broker, tmp_path_factory, "pb").start()
     with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
         for team in ("east", "west"):
             api.put(f"/v1/teams/{team}", json={"name": team.title()}).raise_for_status()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -205,6 +206,23 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     os.killpg(service.proc.pid, signal.SIGKILL)
                     service.proc.wait()
+
+
+def test_key() -> str:
+    return "sp_test_" + secrets.token_hex(8)
+
+
+def sqlite_stack(broker: str, tmp_path_factory: Any, name: str, **env: str) -> Stack:
+    """A Stack (not started) on the shared broker with its own SQLite database, data dir, topic prefix and
+    admin key, for a module's or a session's fixture; `env` adds settings."""
+    return Stack(
+        bootstrap=broker,
+        database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp(name) / f'{name}.db'}",
+        data_dir=tmp_path_factory.mktemp(f"{name}data"),
+        topic_prefix=f"{name}{uuid.uuid4().hex[:6]}.",
+        admin_key=test_key(),
+        extra_env=env,
+    )
 
 
 def run_db(database_url: str, work: Callable[[Any], Any]) -> Any:

@@ -558,13 +558,22 @@ def test_an_empty_batch_is_valid() -> None:
     assert validate_events([]) == ([], [])
 
 
-@pytest.mark.parametrize("body", [b"[{", b"not json", b"", b"[1,]", b"\xff"])
+@pytest.mark.parametrize("body", [b"[{", b"not json", b"", b"[1,]"])
 def test_body_that_is_not_json_is_one_problem_for_the_whole_body(body: bytes) -> None:
     events, found = validate_events(body)
     assert events == []
     [problem] = found
     assert (problem.index, problem.field) == (-1, "")
     assert problem.message.startswith("body is not valid JSON: ")
+
+
+@pytest.mark.parametrize(
+    "body", [b"\xff", b'[{"event_id": "\xc3("}]', b'[{"amount": 12345678901234567890, "x": "\xff"}]']
+)
+def test_body_that_is_not_utf8_says_so(body: bytes) -> None:
+    [problem] = validate_events(body)[1]
+    assert (problem.index, problem.field) == (-1, "")
+    assert problem.message.startswith("body is not UTF-8: byte 0x")
 
 
 def test_body_that_is_not_json_is_reported_on_the_exact_path_too() -> None:

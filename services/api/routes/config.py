@@ -10,14 +10,17 @@ from pydantic import BaseModel, ValidationError
 
 from services.api.config_store import ID_FIELDS, MODELS, Kind
 from services.api.deps import GatewayDep
-from services.api.responses import PROBLEMS
+from services.api.responses import KEYED_PROBLEMS, PROBLEMS
 from services.common.config_feed import publish_config
 from services.common.deps import AdminKey, ViewerKey
-from services.common.problems import Problem
+from services.common.problems import KEYED, Problem, problem_responses
 
 router = APIRouter(prefix="/v1")
 
 PLURALS: dict[Kind, str] = {"rep": "reps", "team": "teams", "plan": "plans", "board": "boards"}
+# A plan with a hundred tiers is a few KiB; anything near this limit is not configuration.
+MAX_CONFIG_BODY = 1024 * 1024
+PUT_PROBLEMS = problem_responses(*KEYED, 413)
 
 
 def _validate(kind: Kind, entry_id: str, body: Any) -> BaseModel:
@@ -44,6 +47,7 @@ async def _publish(gw: Any, kind: Kind, entry_id: str, body: dict[str, Any] | No
     if gw.producer is not None:
         updated_ms = int(datetime.now(UTC).timestamp() * 1000)
         await publish_config(gw.producer, gw.settings, kind, entry_id, body, updated_ms)
+        gw.config.apply({"kind": kind, "id": entry_id, "body": body, "updated_ms": updated_ms})
 
 
 def _routes(kind: Kind) -> None:
@@ -57,7 +61,7 @@ def _routes(kind: Kind) -> None:
         name=f"put_{kind}",
         summary=f"Create or replace a {kind}",
         response_model=model,
-        responses=PROBLEMS,
+        responses=PUT_PROBLEMS,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -97,7 +101,10 @@ def _routes(kind: Kind) -> None:
         await _publish(gw, kind, entry_id, None)
         return Response(status_code=204)
 
-    @router.get(f"/{plural}", name=f"list_{plural}", summary=f"List {plural}", response_model=list[model])
+    @router.get(
+        f"/{plural}", name=f"list_{plural}", summary=f"List {plural}", response_model=list[model],
+        responses=KEYED_PROBLEMS,
+    )
     async def list_entries(gw: GatewayDep, _: ViewerKey) -> Any:
         return await gw.config_store.list(kind)
 

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.routing import WebSocketRoute
 
+from services.api.admission import admit
 from services.api.gateway import Gateway
 from services.api.read_model import RepView
-from services.common.auth import bearer_token, hash_key
-from services.common.problems import Problem
+from services.common.auth import Role
 
 log = logging.getLogger("salespulse.api.live")
 
@@ -35,17 +35,9 @@ def progress_message(gw: Gateway, rep_id: str) -> dict[str, Any]:
     return {"type": "progress", "rep_id": rep_id, "plans": gw.live_progress(rep_id), "kpis": gw.current_kpis(rep_id)}
 
 
-async def _authorize(ws: WebSocket, roles: tuple[str, ...]) -> str | None:
-    """The key's hash when it may open this socket; otherwise the socket is closed with a reason."""
-    token = ws.query_params.get("token") or bearer_token(ws.headers.get("authorization"))
-    try:
-        await ws.app.state.gateway.keys.authorize(token, roles)
-    except Problem as exc:
-        # Accept, then close with a reason: a browser cannot read the body of a refused handshake.
-        await ws.accept()
-        await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail[:120])
-        return None
-    return hash_key(token or "")
+async def _authorize(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
+    """The key's hash when it may open this socket (origin, connection budget, key: see admission.py)."""
+    return await admit(ws, roles)
 
 
 async def rep_socket(ws: WebSocket) -> None:

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from services.api.deps import GatewayDep
 from services.api.gateway import Gateway
+from services.api.responses import KEYED_PROBLEMS
+from services.api.routes.config import PUT_PROBLEMS
 from services.api.routes.live import board_channel, rep_channel
 from services.common.deps import AdminKey, ViewerKey
 from services.common.follower import topic_partitions
@@ -30,7 +32,11 @@ router = APIRouter(prefix="/v1")
 __all__ = ["NotificationFeed", "follow_notifications", "router"]
 
 
-@router.get("/notifications", summary="Tier-crossing notifications and their deliveries, newest first")
+@router.get(
+    "/notifications",
+    summary="Tier-crossing notifications and their deliveries, newest first",
+    responses=KEYED_PROBLEMS,
+)
 async def list_notifications(
     gw: GatewayDep,
     _: ViewerKey,
@@ -44,7 +50,11 @@ def _preferences_body(rep_id: str, prefs: Preferences, *, stored: bool) -> dict[
     return {"rep_id": rep_id, **prefs.model_dump(mode="json"), "default": not stored}
 
 
-@router.get("/reps/{rep_id}/preferences", summary="A rep's notification preferences (defaults if never set)")
+@router.get(
+    "/reps/{rep_id}/preferences",
+    summary="A rep's notification preferences (defaults if never set)",
+    responses=KEYED_PROBLEMS,
+)
 async def get_preferences(rep_id: str, gw: GatewayDep, _: ViewerKey) -> dict[str, Any]:
     prefs = await read_preferences(gw.sessions, rep_id)
     if prefs is None:
@@ -52,7 +62,11 @@ async def get_preferences(rep_id: str, gw: GatewayDep, _: ViewerKey) -> dict[str
     return _preferences_body(rep_id, prefs, stored=True)
 
 
-@router.put("/reps/{rep_id}/preferences", summary="Set a rep's channels, quiet hours and hourly cap (admin)")
+@router.put(
+    "/reps/{rep_id}/preferences",
+    summary="Set a rep's channels, quiet hours and hourly cap (admin)",
+    responses=PUT_PROBLEMS,
+)
 async def put_preferences(rep_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> dict[str, Any]:
     if isinstance(body, dict):
         # What GET returns may be PUT back: rep_id (if it matches) and the read-only `default` are accepted.
