@@ -356,10 +356,16 @@ def _build_stage(stage: Stage, root: Path, context: Path) -> None:
         elif keyword == "RUN":
             command = re.sub(r"(?<=[=\s])/(?=\w)", f"{root}/", text)  # absolute container paths under root
             done = subprocess.run(["/bin/sh", "-c", command], cwd=workdir, capture_output=True, text=True,
-                                  env={"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(root)})
+                                  env={"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(root),
+                                       # The image's pip starts from an empty site-packages; this one has the
+                                       # project installed (editable), which `pip install --prefix` would
+                                       # otherwise uninstall from the test's own environment.
+                                       "PIP_IGNORE_INSTALLED": "1"})
             if done.returncode:
                 output = done.stdout[-3000:] + done.stderr[-3000:]
                 raise ComposeError(f"RUN {text} failed ({done.returncode}):\n{output}")
+            if not (venv_bin / "salespulse").exists():
+                raise ComposeError(f"RUN {text} removed the project from the test's environment ({venv_bin})")
         elif keyword not in {"ENV", "ARG", "LABEL"}:
             raise ComposeError(f"the build stage uses {keyword}, which this test does not know how to run")
 
