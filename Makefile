@@ -32,6 +32,10 @@ lint: install
 clean:
 	rm -rf $(VENV) .salespulse
 
+.PHONY: reliability
+reliability: install  ## run the fault suite (real broker, PostgreSQL at 127.0.0.1:5432) and write docs/RELIABILITY.md
+	$(BIN)/python -m tests.faults --write docs/RELIABILITY.md
+
 .PHONY: screens
 screens: install  ## refresh docs/screens/*.png from a stack fed with the demo floor
 	$(BIN)/python -m tests.setup_tools
