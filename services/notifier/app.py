@@ -18,6 +18,7 @@ from services.common.auth import KeyStore, ensure_key
 from services.common.deps import AdminKey
 from services.common.http_metrics import install_http_metrics
 from services.common.problems import install_problem_handlers
+from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
 from services.notifier.service import Notifier
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="salespulse notifier", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
     install_http_metrics(app, registry, "notifier")
+    install_security_headers(app)
 
     @app.get("/v1/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:

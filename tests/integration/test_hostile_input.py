@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +21,7 @@ import websockets
 from tests.integration.test_gateway import connected_screens, recv_json, won
 from tests.integration.test_gateway import post as post_events
 from tests.integration.test_ingest_http import deal
-from tests.support.stack import Stack, ledger_count, wait_until
+from tests.support.stack import Stack, ledger_count, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,23 +30,12 @@ HEADER_TIMEOUT = 2  # SALESPULSE_HTTP_HEADER_TIMEOUT, short so that slow-loris s
 PROBLEM_JSON = "application/problem+json"
 
 
-def sqlite_stack(broker: str, data: Path, **env: str) -> Stack:
-    """A stack (not started) on a SQLite database in `data`, with its own topics and admin key."""
-    return Stack(
-        bootstrap=broker,
-        database_url=f"sqlite+aiosqlite:///{data / 'salespulse.db'}",
-        data_dir=data,
-        topic_prefix=f"h{uuid.uuid4().hex[:8]}.",
-        admin_key="sp_test_" + secrets.token_hex(8),
-        extra_env=env,
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = sqlite_stack(
         broker,
-        tmp_path_factory.mktemp("hostile"),
+        tmp_path_factory,
+        "hostile",
         SALESPULSE_WS_MAX_CONNECTIONS=str(MAX_SCREENS),
         SALESPULSE_HTTP_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
     ).start()

@@ -343,6 +343,9 @@ def test_a_won_deal_through_the_whole_stack_notifies_each_tier_once_and_a_revers
     try:
         stack.start_service("notifier")
         stack.wait_healthy("notifier", "/v1/ready")
+        notifier_health = httpx.get(f"http://127.0.0.1:{stack.ports['notifier']}/v1/health")
+        assert notifier_health.headers["x-content-type-options"] == "nosniff"  # the baseline headers, here too
+        assert notifier_health.headers["x-frame-options"] == "DENY"
         api, headers = stack.api, stack.headers
         httpx.put(f"{api}/v1/reps/ada", json={"name": "Ada", "email": "ada@example.com"},
                   headers=headers).raise_for_status()

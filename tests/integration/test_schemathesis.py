@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_hostile_input import sqlite_stack
-from tests.support.stack import Stack
+from tests.support.stack import Stack, sqlite_stack
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +27,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 @pytest.fixture(scope="module")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """ingest and the gateway on SQLite (no scoring worker: no operation here needs one)."""
-    stack = sqlite_stack(broker, tmp_path_factory.mktemp("st"))
+    stack = sqlite_stack(broker, tmp_path_factory, "st")
     stack.prepare()
     stack.start_service("ingest")
     stack.start_service("api")
