@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import Figure, bench_stack, print_figures
-from bench.scoring import watch_until_caught_up
+from bench.scoring import end_offsets, watch_until_caught_up
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, REP_SNAPSHOTS, partition_for, topic_name
 from services.ingest.relay import envelope
@@ -73,16 +73,6 @@ async def wait_for_snapshot(settings: Settings, rep: str, start_offset: int, tim
         await consumer.stop()
 
 
-async def end_offset(settings: Settings, rep: str) -> int:
-    tp = TopicPartition(topic_name(settings, REP_SNAPSHOTS), partition_for(rep, settings.partitions))
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        return (await consumer.end_offsets([tp]))[tp]
-    finally:
-        await consumer.stop()
-
-
 def run(reps: int = 100_000) -> list[Figure]:
     with bench_stack("sqlite") as stack:
         settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
@@ -95,7 +85,8 @@ def run(reps: int = 100_000) -> list[Figure]:
         os.killpg(first.proc.pid, signal.SIGTERM)
         first.proc.wait(timeout=60)
         stack.services.pop("first")
-        offset = asyncio.run(end_offset(settings, PROBE))
+        snapshots = topic_name(settings, REP_SNAPSHOTS)
+        offset = asyncio.run(end_offsets(settings, snapshots, [partition_for(PROBE, settings.partitions)]))
         launched = time.perf_counter()
         stack.start_service("scoring", instance="second")
         asyncio.run(publish(settings, [activity(reps + 1, PROBE)]))

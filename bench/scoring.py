@@ -163,11 +163,12 @@ def _counters(port: int) -> dict[str, float]:
     return {agent: v for (name, agent), v in _samples(port).items() if name == "salespulse_scoring_events_total"}
 
 
-async def _end_offsets(settings: Settings, topic: str) -> int:
+async def end_offsets(settings: Settings, topic: str, partitions: list[int] | None = None) -> int:
+    """The summed end offsets of `partitions` of `topic` (all of them by default)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topic, p) for p in (range(settings.partitions) if partitions is None else partitions)]
         return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
@@ -204,7 +205,7 @@ def watch_until_caught_up(
         if first_at is None and done_deals + reps > 0:
             first_at, first_count = now, done_deals + reps
         if rep_target is None and done_deals >= deals:
-            credits = asyncio.run(_end_offsets(settings, topic_name(settings, CREDITS)))
+            credits = asyncio.run(end_offsets(settings, topic_name(settings, CREDITS)))
             rep_target = activities + credits
         if rep_target is not None and reps >= rep_target:
             assert first_at is not None
