@@ -64,7 +64,7 @@ class Gateway:
 
     # --- time --------------------------------------------------------------------------------------
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return self.settings.clock.now()
 
     def today(self) -> date:
         return self.calendar.local_date(self.now())

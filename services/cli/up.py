@@ -212,9 +212,9 @@ async def _demo(settings: Settings, key: str, rate: float, stop: asyncio.Event) 
         print(prefix + message, flush=True)
 
     base = f"http://{settings.host}"
-    await seed_config(f"{base}:{settings.api_port}", key)
+    await seed_config(f"{base}:{settings.api_port}", key, clock=settings.clock)
     log("demo roster, plans and boards loaded")
-    await run_floor(f"{base}:{settings.ingest_port}", key, rate=rate, stop=stop, log=log)
+    await run_floor(f"{base}:{settings.ingest_port}", key, rate=rate, stop=stop, log=log, clock=settings.clock)
 
 
 def up(*, demo: bool, rate: float) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.clock import Clock
 
 MIN_ADMIN_KEY_LENGTH = 24
 # Fragments of the placeholders people paste from examples; a real key is random and holds none of them.
@@ -28,6 +30,11 @@ class Settings(BaseSettings):
     # The timestamps ingest accepts (docs/decisions.md): a later or earlier one is a typo or a wrong clock.
     events_not_before: date = Field(date(2000, 1, 1), ge=date(1900, 1, 2), description="earliest timestamp accepted")
     events_max_future_days: float = Field(7.0, ge=0, le=3650, description="how far past now a timestamp may lie")
+
+    # The one clock (services/common/clock.py): unset, the system clock; set, every service reads this instant.
+    clock_at: datetime | None = Field(None, description="pin 'now' to this RFC 3339 instant (with offset)")
+    clock_ticking: bool = Field(False, description="a pinned clock moves on in real time from its anchor")
+    clock_anchor: float | None = Field(None, description="Unix seconds at which a ticking clock read clock_at")
 
     data_dir: Path = Path(".salespulse")
     kafka_bootstrap: str | None = None
@@ -108,6 +115,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Berlin") from exc
         return value
+
+    @field_validator("clock_at")
+    @classmethod
+    def _clock_has_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+            raise ValueError(f"{value.isoformat()} has no UTC offset; write e.g. 2027-03-01T00:00:30+01:00")
+        return value
+
+    @property
+    def clock(self) -> Clock:
+        """What time it is for every service of this process (pinned by SALESPULSE_CLOCK_AT)."""
+        return Clock(self.clock_at, ticking=self.clock_ticking, anchor=self.clock_anchor)
 
     @property
     def server_database(self) -> bool:

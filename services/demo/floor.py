@@ -23,6 +23,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from services.common.clock import Clock
 from services.demo.plans import demo_boards, demo_plans
 from services.demo.roster import agent_rep_ids, data_rows, demo_reps, demo_teams, rep_id_for, slug
 
@@ -37,7 +38,9 @@ __all__ = [
 ]
 
 Event = dict[str, Any]
-Clock = Callable[[], datetime]
+SYSTEM_CLOCK = Clock()
+Now = Callable[[], datetime]
+"""What time it is: services.common.clock.Clock (the system clock, or the pinned one of the settings)."""
 Log = Callable[[str], Any]
 
 DATA_SET_LAST_CLOSE: Final = date(2017, 12, 31)
@@ -91,10 +94,6 @@ def _rfc3339(moment: datetime) -> str:
 def _money(amount: Decimal) -> int | str:
     """Whole amounts as JSON integers; anything else as an exact decimal string."""
     return int(amount) if amount == amount.to_integral_value() else f"{amount:.2f}"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _product_key(name: str) -> str:
@@ -299,7 +298,7 @@ class _Due:
 
 
 def live_events(
-    start: datetime, rng: random.Random, *, clock: Clock = _utc_now, source: str = "demo"
+    start: datetime, rng: random.Random, *, clock: Now = SYSTEM_CLOCK, source: str = "demo"
 ) -> Iterator[Event]:
     """An endless simulated sales floor starting at `start`; every event is stamped with `clock()`.
 
@@ -469,14 +468,16 @@ async def seed_config(
     api_key: str,
     *,
     today: date | None = None,
+    clock: Now = SYSTEM_CLOCK,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
-    """PUT the demo's teams, reps, plans and boards through the API gateway; safe to run again.
+    """PUT the demo's teams, reps, plans and boards through the API gateway; safe to run again. `today`
+    defaults to the UTC date of `clock`.
 
     Teams go in first without their manager, then reps, then teams with their manager, so neither
     reference ever points at something missing.
     """
-    day = today or datetime.now(UTC).date()
+    day = today or clock().date()
     teams = demo_teams()
     documents: list[tuple[str, str, Event]] = [
         ("teams", team["team_id"], {**team, "manager_rep_id": None}) for team in teams
@@ -559,6 +560,7 @@ async def run_floor(
     stop: asyncio.Event | None = None,
     log: Log = print,
     rng: random.Random | None = None,
+    clock: Now = SYSTEM_CLOCK,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FloorStats:
     """Post the history, then live events at `rate` per second until `stop` is set; returns what was sent.
@@ -594,9 +596,9 @@ async def run_floor(
             return answer
 
         if history:
-            await _post_history(post, stats, stop, log)
+            await _post_history(post, stats, stop, log, clock)
         if rate > 0 and not stop.is_set():
-            await _stream_live(post, stats, stop, log, rate, rng or random.Random())
+            await _stream_live(post, stats, stop, log, rate, rng or random.Random(), clock)
     return stats
 
 
@@ -605,10 +607,11 @@ async def _post_history(
     stats: FloorStats,
     stop: asyncio.Event,
     log: Log,
+    clock: Now,
 ) -> None:
     loop = asyncio.get_running_loop()
     began = loop.time()
-    events = history_events(datetime.now(UTC))
+    events = history_events(clock())
     while not stop.is_set():
         batch = list(itertools.islice(events, HISTORY_BATCH))
         if not batch:
@@ -639,9 +642,10 @@ async def _stream_live(
     log: Log,
     rate: float,
     rng: random.Random,
+    clock: Now,
 ) -> None:
     loop = asyncio.get_running_loop()
-    events = live_events(datetime.now(UTC), rng)
+    events = live_events(clock(), rng, clock=clock)
     largest = max(1, min(10_000, int(rate * 2)))
     began = last_log = loop.time()
     sent = 0

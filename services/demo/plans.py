@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from services.common.clock import Clock
 from services.demo.roster import agent_rep_ids, demo_teams
 
 __all__ = ["ACTIVITY_QUOTA", "REVENUE_QUOTA", "demo_boards", "demo_plans"]
@@ -103,9 +104,9 @@ def demo_plans(today: date) -> list[dict[str, Any]]:
 def demo_boards(today: date | None = None) -> list[dict[str, Any]]:
     """The demo's leaderboards, one per region, and a call-blitz contest over the whole of `today`.
 
-    `today` defaults to the current date in UTC.
+    `today` defaults to the current date in UTC (of the system clock).
     """
-    day = today or datetime.now(UTC).date()
+    day = today or Clock().now().date()
     boards: list[dict[str, Any]] = [
         {
             "board_id": "floor",

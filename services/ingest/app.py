@@ -226,7 +226,7 @@ def _with_event_schemas(app: FastAPI) -> None:
 def accept_window(settings: Settings) -> AcceptWindow:
     """The timestamps this request may carry: from SALESPULSE_EVENTS_NOT_BEFORE to a few days past now."""
     return AcceptWindow.around(
-        datetime.now(UTC),
+        settings.clock.now(),
         not_before=datetime.combine(settings.events_not_before, datetime.min.time(), UTC),
         ahead=timedelta(days=settings.events_max_future_days),
     )

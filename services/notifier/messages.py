@@ -30,7 +30,7 @@ MONEY_METRICS = frozenset({"revenue", "avg_deal_size"})
 
 
 def _percent(ratio: float | None) -> str:
-    return "?" if ratio is None else f"{ratio * 100:.0f}%"
+    return "?" if ratio is None else f"{ratio * 100:,.0f}%"  # grouped like the screens: 1,250%
 
 
 def _amount(value: float | None, details: Mapping[str, Any]) -> str:

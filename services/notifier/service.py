@@ -16,7 +16,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,14 +59,11 @@ log = logging.getLogger("salespulse.notifier")
 
 __all__ = ["Notifier"]
 
-Clock = Callable[[], datetime]
+Now = Callable[[], datetime]
+"""What time it is; by default the settings' clock (services/common/clock.py)."""
 DIGEST_GRACE = timedelta(hours=6)
 """A digest slot missed while no notifier ran is still sent this long after its time, once."""
 _KNOWN_LIMIT = 1_000_000
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Notifier:
@@ -76,12 +73,12 @@ class Notifier:
         *,
         sessions: async_sessionmaker,
         registry: CollectorRegistry,
-        clock: Clock = _utc_now,
+        clock: Now | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.clock = clock
+        self.clock: Now = clock or settings.clock.now
         self.rng = rng or random.Random()
         self.metrics = NotifierMetrics(registry)
         self.calendar = Calendar(settings.timezone, settings.fiscal_year_start_month)

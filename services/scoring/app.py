@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -74,6 +74,7 @@ _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     calendar = Calendar(settings.timezone, settings.fiscal_year_start_month)
+    clock = settings.clock
     metrics = ScoringMetrics()
     crash = CrashPoints()
     app = faust.App(
@@ -138,7 +139,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         unreadable: list[tuple[bytes, bytes]] = []
         pending: dict[str, DealState] = {}
         get_state = deal_table.get
-        now = time.time()
+        now = clock.time()
         stale = duplicates = 0
         for message in events:
             try:
@@ -198,7 +199,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         accepted: dict[str, int] = {}
         unreadable: list[tuple[bytes, bytes]] = []
         get_state = rep_table.get
-        now = time.time()
+        now = clock.time()
         duplicates = 0
         for message in events:
             try:
@@ -234,7 +235,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             if accepted_ms > accepted.get(rep_id, 0):
                 accepted[rep_id] = accepted_ms
         # Progress in the plans, and tiers newly reached recorded in the state before it is stored.
-        moment = datetime.now(UTC)
+        moment = clock.now()
         progress = {rep_id: plan_book.refresh(state, moment) for rep_id, state in touched.items()}
         encoded = {rep_id: encode_rep(state) for rep_id, state in touched.items()}
         await asyncio.gather(rep_table.write(touched, encoded), publisher.publish(dead_letter_name, unreadable))
@@ -249,7 +250,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             for rep_id, evictions in outbox:
                 touched[rep_id].acknowledge_evictions(evictions[-1].seq)
                 encoded[rep_id] = encode_rep(touched[rep_id])
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         await publisher.publish(
             snapshots_name,
             [
@@ -318,13 +319,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """After a rebalance, republish the snapshot of every rep whose partition this worker now owns, so
         consumers heal from any lost message (they keep the highest version per rep)."""
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == credits_name}
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         sent = await refresh_owned(owned, now_ms)
         log.info("republished %d rep snapshots after recovery", sent)
 
     async def refresh_owned(owned: set[int], now_ms: int) -> int:
         """Recompute progress for every rep this worker owns, store tiers newly reached, publish snapshots."""
-        moment = datetime.now(UTC)
+        moment = clock.now()
         states = {r: s for r, s in rep_table.items() if partition_for(r, settings.partitions) in owned}
         before = {r: s.version for r, s in states.items()}
         progress = {r: plan_book.refresh(s, moment) for r, s in states.items()}
@@ -344,7 +345,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             plan_book.changed.clear()
             async with config_lock:
                 owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == credits_name}
-                sent = await refresh_owned(owned, int(time.time() * 1000))
+                sent = await refresh_owned(owned, clock.now_ms())
             log.info("configuration changed: %d rep snapshots recomputed", sent)
 
     async def refresh_assignment_metrics() -> None:

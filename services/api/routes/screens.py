@@ -70,10 +70,14 @@ def _settings(request: Request) -> Settings:
 def _page(request: Request, name: str) -> Response:
     """An HTML page with the business calendar filled in (periods are turned into dates in the browser)."""
     settings = _settings(request)
+    clock = settings.clock
     calendar = {
         "timezone": settings.timezone,
         "fiscal_year_start_month": settings.fiscal_year_start_month,
         "currency": settings.currency,
+        # The gateway's clock (services/common/clock.py): screens tell the time by it, not by the device's.
+        "now_ms": clock.now_ms(),
+        "clock_frozen": clock.frozen,
     }
     text = (STATIC_DIR / name).read_text(encoding="utf-8")
     text = text.replace("{{calendar}}", html.escape(json.dumps(calendar), quote=True))

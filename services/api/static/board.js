@@ -19,6 +19,7 @@ import {
   periodRange,
   renderStatus,
   requireToken,
+  serverNow,
   showNotice,
   tierAbove,
   tierAt,
@@ -201,7 +202,7 @@ class BoardView {
     if (!key) return;
     if (periodKind(key) === "window") {
       const range = periodRange(key);
-      const now = Date.now();
+      const now = serverNow();
       const when =
         now < range.start.getTime()
           ? `starts in ${formatCountdown(range.start, now)}`

@@ -16,6 +16,16 @@ export const calendar = (() => {
   }
 })();
 
+// The gateway's clock at page load, and how far the device's clock is from it: every "now" on a screen (today's
+// date, a contest's countdown, "updated at") is the gateway's, so a TV with a wrong clock shows the right period.
+const clockSkewMs = Number.isFinite(calendar.now_ms) ? calendar.now_ms - Date.now() : 0;
+
+/** Now by the gateway's clock, in Unix milliseconds (a pinned, frozen clock always answers its instant). */
+export function serverNow() {
+  if (calendar.clock_frozen && Number.isFinite(calendar.now_ms)) return calendar.now_ms;
+  return Date.now() + clockSkewMs;
+}
+
 // --- DOM ------------------------------------------------------------------------------------------------
 
 /** Create an element: h("div", {class: "x", dataset: {id: 1}}, "text", child, ...). */
@@ -495,7 +505,7 @@ export function periodDates(key) {
 }
 
 /** Today's date in the business timezone as "YYYY-MM-DD". */
-export function businessToday(now = new Date()) {
+export function businessToday(now = new Date(serverNow())) {
   const parts = new Intl.DateTimeFormat("en-CA", {
     timeZone: calendar.timezone || "UTC",
     year: "numeric",
@@ -518,7 +528,7 @@ export function formatClock(when) {
 }
 
 /** "3 min ago", "yesterday" — for notifications. */
-export function formatAgo(when, now = Date.now()) {
+export function formatAgo(when, now = serverNow()) {
   if (!when) return "";
   const seconds = Math.round((new Date(when).getTime() - now) / 1000);
   const rtf = new Intl.RelativeTimeFormat(locale, { numeric: "auto" });
@@ -530,7 +540,7 @@ export function formatAgo(when, now = Date.now()) {
 }
 
 /** "2 h 05 min" until `when`. */
-export function formatCountdown(when, now = Date.now()) {
+export function formatCountdown(when, now = serverNow()) {
   const minutes = Math.max(0, Math.round((new Date(when).getTime() - now) / 60_000));
   if (minutes < 60) return `${minutes} min`;
   const hours = Math.floor(minutes / 60);

@@ -22,6 +22,7 @@ import {
   renderStatus,
   requireToken,
   screenHref,
+  serverNow,
   showNotice,
   tierAt,
   unitOf,
@@ -49,7 +50,7 @@ async function main() {
     }
     progress = firstProgress;
     for (const plan of plans) plansById.set(plan.plan_id, plan);
-    renderHeader(rep);
+    await renderHeader(rep); // before the page says it is ready: the team name is part of what it shows
   } catch (error) {
     showNotice("This page could not load", error.message);
     return;
@@ -106,7 +107,7 @@ function renderPlans(entries) {
   } else {
     container.replaceChildren(...entries.map((entry) => planCard(entry, plansById.get(entry.plan_id))));
   }
-  el("updated").textContent = `Updated ${formatClock(new Date())}`;
+  el("updated").textContent = `Updated ${formatClock(serverNow())}`;
   document.body.dataset.ready = "1";
 }
 

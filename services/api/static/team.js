@@ -23,6 +23,7 @@ import {
   renderStatus,
   requireToken,
   screenHref,
+  serverNow,
   showNotice,
   svg,
 } from "./common.js";
@@ -122,7 +123,7 @@ async function refreshTeam({ full = false } = {}) {
       });
       renderTiles(kpis); // with the chart, so the two never disagree
       renderCharts();
-      el("updated").textContent = `Updated ${formatClock(new Date())}`;
+      el("updated").textContent = `Updated ${formatClock(serverNow())}`;
       lastRefresh = Date.now();
       markReady();
     } catch (error) {
