@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from services.common.clock import Clock
 from tests.support.stack import (
     Stack,
     create_postgres_database,
@@ -34,6 +35,7 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
             topic_prefix="bench.",
             admin_key="sp_bench_" + uuid.uuid4().hex,
             extra_env=env,
+            clock=Clock(),  # the system clock, as in production: the figures depend on no period
         )
         try:
             stack.prepare()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from services.common.clock import Clock
+from tests.support.clock import TEST_CLOCK
 from tests.support.stack import Stack, create_postgres_database, free_port, postgres_available, start_broker_process
 
 POSTGRES_ADMIN_URL = os.environ.get("SALESPULSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -43,8 +45,9 @@ def stack_factory(broker: str, tmp_path: Path) -> Iterator[object]:
     """Builds whole stacks (ingest, scoring, api as real processes) on the shared broker; stops them after."""
     stacks: list[Stack] = []
 
-    def make(database_url: str, **env: str) -> Stack:
+    def make(database_url: str, *, clock: Clock = TEST_CLOCK, **env: str) -> Stack:
         stack = Stack(
+            clock=clock,
             bootstrap=broker,
             database_url=database_url,
             data_dir=tmp_path / f"stack{len(stacks)}",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import chromium_path, launch, new_page
-from tests.e2e.floor import seed_floor
+from tests.e2e.floor import FLOOR_CLOCK, seed_floor
 from tests.e2e.screens import MEASUREMENTS
 from tests.support.stack import Stack, sqlite_stack
 
@@ -70,7 +70,7 @@ def open_page(browser: Any) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def floor(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack on SQLite seeded with the test floor (tests/e2e/floor.py), shared by the screen tests."""
-    stack = sqlite_stack(broker, tmp_path_factory, "e2e")
+    stack = sqlite_stack(broker, tmp_path_factory, "e2e", clock=FLOOR_CLOCK)
     try:
         stack.start()
         seed_floor(stack)

@@ -1,7 +1,8 @@
 """A small sales floor for the screen tests: teams, reps, two plans, three boards and this month's wins.
 
 East is the steady team whose figures the tests read; North is where live tests post events, so a test that
-moves ranks never changes what another test expects to see.
+moves ranks never changes what another test expects to see. The floor's stack runs on FLOOR_CLOCK, late in a
+month, and every event here is stamped by it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from typing import Any
 
 import httpx
 
+from services.common.clock import Clock
 from tests.support.stack import Stack, wait_until
 
-__all__ = ["PLANS", "REPS", "TEAMS", "activity", "post", "seed_config", "seed_floor", "won"]
+__all__ = ["FLOOR_CLOCK", "PLANS", "REPS", "TEAMS", "activity", "post", "seed_config", "seed_floor", "won"]
+
+FLOOR_CLOCK = Clock(datetime(2026, 11, 27, 15, 0, tzinfo=UTC), ticking=True)
+"""The floor's "now": a Friday afternoon late in November (89 % of the month gone, so Ada and Bob are behind
+pace), ticking from the start of the test process; the screens, the gateway and the tests all read it."""
 
 TEAMS = [
     {"team_id": "east", "name": "East Coast", "manager_rep_id": None},
@@ -79,7 +85,7 @@ _ids = itertools.count(1)
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return FLOOR_CLOCK.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def won(rep: str, amount: str, *, event_id: str | None = None) -> dict[str, Any]:
@@ -117,6 +123,7 @@ def seed_config(stack: Stack) -> None:
 
 def seed_floor(stack: Stack) -> None:
     """Configuration plus this month's wins and calls; waits until the gateway shows them."""
+    assert stack.clock is FLOOR_CLOCK, "the floor's events are dated by FLOOR_CLOCK: start its stack with that clock"
     seed_config(stack)
     events = [won(rep, amount) for rep, amounts in WINS.items() for amount in amounts]
     events += [activity(rep) for rep, count in CALLS.items() for _ in range(count)]

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from tests.support.stack import Stack
 
-__all__ = ["MEASUREMENTS", "report", "screen_url", "wait_ready"]
+__all__ = ["MEASUREMENTS", "format_on_page", "report", "screen_url", "wait_ready"]
 
 MEASUREMENTS: list[tuple[str, str]] = []
 """(what, figure) pairs measured by tests, printed at the end of the run: timings are reported, never asserted."""
@@ -26,3 +26,10 @@ def screen_url(stack: Stack, path: str, **query: str) -> str:
 def wait_ready(page: Any, timeout_ms: float = 15_000) -> None:
     """Wait until the page has drawn its data (each screen sets body[data-ready] then)."""
     page.wait_for_selector("body[data-ready='1']", timeout=timeout_ms)
+
+
+def format_on_page(page: Any, formatter: str, *args: Any) -> str:
+    """What the screens' own formatter (`formatPercent`, `formatMoney`, ... in common.js) makes of `args` on
+    this page: tests compare text with the very formatter the page uses, never with a copy of it."""
+    script = f"async args => (await import('/screens/static/common.js')).{formatter}(...args)"
+    return str(page.evaluate(script, list(args)))

@@ -16,7 +16,6 @@ import secrets
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,9 @@ def start_notifier(stack: Stack) -> None:
 
 def feed_demo_floor(stack: Stack) -> None:
     """The demo's roster, plans and boards, its CRM history, and a burst of live floor events."""
-    asyncio.run(seed_config(stack.api, stack.admin_key))
-    asyncio.run(run_floor(stack.ingest, stack.admin_key, rate=0, history=True, log=log))
-    events = list(itertools.islice(live_events(datetime.now(UTC), random.Random(7)), LIVE_EVENTS))
+    asyncio.run(seed_config(stack.api, stack.admin_key, clock=stack.clock))
+    asyncio.run(run_floor(stack.ingest, stack.admin_key, rate=0, history=True, log=log, clock=stack.clock))
+    events = list(itertools.islice(live_events(stack.clock.now(), random.Random(7), clock=stack.clock), LIVE_EVENTS))
     headers = {**stack.headers, "Content-Type": "application/x-ndjson"}
     for start in range(0, len(events), 1_000):
         body = b"\n".join(orjson.dumps(event) for event in events[start : start + 1_000])
@@ -106,7 +105,7 @@ def board_with_a_climb(browser: Any, stack: Stack, out: Path) -> None:
     entries = get(stack, "/v1/boards/floor-quarter/standings")["entries"]
     climber, passed = entries[3], entries[1]
     amount = passed["value"] - climber["value"] + 1_850
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    now = stack.clock.now().isoformat().replace("+00:00", "Z")
     event = {"event_id": f"screens-{uuid.uuid4().hex[:10]}", "type": "deal", "occurred_at": now,
              "deal_id": f"screens-{uuid.uuid4().hex[:8]}", "owner_id": climber["rep_id"], "stage": "won",
              "amount": f"{amount:.2f}", "closed_at": now}
@@ -133,7 +132,7 @@ def celebration(browser: Any, stack: Stack, out: Path) -> None:
     quarter = get(stack, f"/v1/reps/{top['rep_id']}/kpis?period=quarter")["period_key"]
     sockets[-1].send(json.dumps({
         "type": "celebration", "rep_id": top["rep_id"], "name": top["name"], "plan_id": "ae-revenue",
-        "period_key": quarter, "tier": reached, "at": datetime.now(UTC).isoformat(),
+        "period_key": quarter, "tier": reached, "at": stack.clock.now().isoformat(),
     }))
     page.wait_for_selector("#celebration.show")
     shoot(page, out, "celebration", settle_ms=1_800)

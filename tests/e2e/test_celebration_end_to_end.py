@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.floor import post, seed_floor, won
+from tests.e2e.floor import FLOOR_CLOCK, post, seed_floor, won
 from tests.e2e.screens import report, screen_url, wait_ready
 from tests.support.stack import Stack, sqlite_stack
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def notifying(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The test floor on a whole stack plus the notifier."""
-    stack = sqlite_stack(broker, tmp_path_factory, "celebrate", SALESPULSE_NOTIFY_DIGEST_SCHEDULE="off")
+    stack = sqlite_stack(
+        broker, tmp_path_factory, "celebrate", clock=FLOOR_CLOCK, SALESPULSE_NOTIFY_DIGEST_SCHEDULE="off"
+    )
     try:
         stack.start()
         stack.start_service("notifier")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import calendar
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.floor import post, won
-from tests.e2e.screens import report, screen_url, wait_ready
+from tests.e2e.floor import FLOOR_CLOCK, post, won
+from tests.e2e.screens import format_on_page, report, screen_url, wait_ready
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,7 @@ def pace_words(pace: float | None) -> str:
 
 
 def this_month() -> str:
-    today = datetime.now(UTC).date()
+    today = FLOOR_CLOCK.now().date()
     last = calendar.monthrange(today.year, today.month)[1]
     return f"{today:%B %Y} · {today:%b} 1 – {last}, {today.year}"
 
@@ -68,7 +67,8 @@ def test_rep_page_shows_attainment_tier_gap_payout_pace_and_the_whole_ladder(flo
     assert revenue["facts"]["So far"] == "$8,000"
     assert revenue["facts"]["Payout"] == "$400.00 | so far"
     assert revenue["facts"]["Pace"].endswith(pace_words(expected["ae-revenue"]["pace"]))
-    assert revenue["facts"]["Forecast"].startswith(f"{expected['ae-revenue']['forecast_attainment']:.0%}")
+    forecast = format_on_page(page, "formatPercent", expected["ae-revenue"]["forecast_attainment"])
+    assert revenue["facts"]["Forecast"].startswith(forecast)
     assert "No rewards reached yet. Next: Shout-out at the all-hands at Target." in revenue["rewards"]
     assert revenue["ladder"] == [
         ["reached current", "Base", "0% $0", "5%", "—"],

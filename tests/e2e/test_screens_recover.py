@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.floor import post, seed_floor, won
+from tests.e2e.floor import FLOOR_CLOCK, post, seed_floor, won
 from tests.e2e.screens import report, screen_url, wait_ready
 from tests.support.stack import Stack
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_board_and_rep_page_reconnect_after_the_gateway_restarts(
     stack_factory: Any, tmp_path: Path, open_page: Any
 ) -> None:
-    stack: Stack = stack_factory(f"sqlite+aiosqlite:///{tmp_path / 'recover.db'}").start()
+    stack: Stack = stack_factory(f"sqlite+aiosqlite:///{tmp_path / 'recover.db'}", clock=FLOOR_CLOCK).start()
     seed_floor(stack)
     board, rep = open_page(), open_page(width=390, height=844)
     board.goto(screen_url(stack, "/screens/board/floor"))

@@ -4,13 +4,12 @@ chart of the period so far built from a reasonable number of requests."""
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.floor import REPS, post, won
+from tests.e2e.floor import FLOOR_CLOCK, REPS, post, won
 from tests.e2e.screens import report, screen_url, wait_ready
 from tests.support.stack import Stack
 
@@ -73,7 +72,7 @@ def test_team_page_shows_the_teams_kpis_and_its_reps_by_pace(floor: Stack, open_
             labels: [...c.querySelectorAll('text')].map(t => t.textContent),
         })""",
     )
-    today = datetime.now(UTC).date()
+    today = FLOOR_CLOCK.now().date()
     assert chart["total"] == "$23,500" and chart["line"].startswith("M")
     assert chart["bars"] == today.day and chart["today"] == 1
     assert chart["labels"][0] == "1" and chart["labels"][-1] == str(calendar.monthrange(today.year, today.month)[1])

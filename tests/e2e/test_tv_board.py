@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.floor import post, won
+from tests.e2e.floor import FLOOR_CLOCK, post, won
 from tests.e2e.screens import report, screen_url, wait_ready
 from tests.support.stack import Stack
 
@@ -76,7 +75,7 @@ def test_board_ranks_the_floor_with_values_and_progress_to_the_next_tier(floor: 
     )
     assert by_rep["ada"]["team"] == "East Coast"
     assert page.text_content(".board-title") == "Revenue this month"
-    assert page.text_content(".board-period").startswith(datetime.now(UTC).strftime("%B %Y"))
+    assert page.text_content(".board-period").startswith(FLOOR_CLOCK.now().strftime("%B %Y"))
     assert page.text_content(".updated").startswith("Updated ")
     assert page.get_attribute(".status", "data-state") == "live"
     assert page.text_content(".columns .col-value") == "Revenue"
@@ -164,9 +163,8 @@ def test_celebrations_show_name_tier_and_reward_one_after_another(floor: Stack, 
     page.route_web_socket("**/v1/ws/boards/floor*", relay)
     page.goto(screen_url(floor, "/screens/board/floor", celebrate="2"))
     wait_ready(page)
-    period = time.strftime("%Y-%m")
-    crossing = {"type": "celebration", "plan_id": "ae-revenue", "period_key": period,
-                "at": datetime.now(UTC).isoformat()}
+    now = FLOOR_CLOCK.now()
+    crossing = {"type": "celebration", "plan_id": "ae-revenue", "period_key": f"{now:%Y-%m}", "at": now.isoformat()}
     first = {**crossing, "rep_id": "cy", "name": "Cyrus Young",
              "tier": {"tier_id": "target", "name": "Target", "threshold": 1.0}}
     second = {**crossing, "rep_id": "dee", "name": "Dee Patel",

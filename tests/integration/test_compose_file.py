@@ -55,6 +55,7 @@ from tests.integration.test_scoring_replay import (
     post_feed,
     wait_for_kpis,
 )
+from tests.support.clock import clock_env
 from tests.support.compose import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -299,6 +300,7 @@ def stack(broker: str, image: Image, tmp_path_factory: pytest.TempPathFactory) -
         "SALESPULSE_BROKER_SESSION_TIMEOUT": "6",
         "SALESPULSE_BROKER_HEARTBEAT_INTERVAL": "1",
         "PYTHONUNBUFFERED": "1",
+        **clock_env(stack.clock),
     }
     try:
         yield stack.up()
@@ -401,7 +403,7 @@ def test_a_sales_day_through_ingest_both_gateways_and_the_notifier(stack: Compos
                                             "scope": {"teams": ["east"]}, "size": 10, "plan_id": "ae"}
                   ).raise_for_status()
 
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = stack.clock.now().replace(microsecond=0)
     events = sales_feed(now, quota)
     resent = events[:10]
     assert post_feed(stack, [events, resent]) == (len(events), len(resent))

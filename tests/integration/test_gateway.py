@@ -13,6 +13,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.support.clock import now_stamp
 from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ def activity(event_id: str, rep: str, when: str = "2026-11-20T10:00:00Z") -> dic
 
 
 def won(event_id: str, rep: str, amount: str) -> dict[str, object]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = now_stamp()
     return {
         "event_id": event_id,
         "type": "deal",

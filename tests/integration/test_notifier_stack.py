@@ -33,19 +33,14 @@ from services.common.settings import Settings
 from services.common.topics import CREDITS, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from services.notifier.store import notification_log
 from services.scoring.domain.rep_state import RepState
-from tests.integration.test_notifier import PLAN, SECRET, Hook, Mailbox
+from tests.integration.test_notifier import PLAN
 from tests.integration.test_scoring_replay import metric, scrape
+from tests.support.clock import now_stamp
 from tests.support.kafka import read_topic
+from tests.support.receivers import IdempotentHook, Mailbox, receiver_env
 from tests.support.stack import ROOT, Stack, run_db, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class IdempotentHook(Hook):
-    """A webhook receiver that honours Idempotency-Key, as the notifier's documentation asks receivers to."""
-
-    def keys(self, path: str) -> Counter[str]:
-        return Counter(r["headers"]["Idempotency-Key"] for r in self.accepted(path))
 
 
 def snapshot(rep_id: str, version: int, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None) -> bytes:
@@ -80,23 +75,6 @@ def settings_of(stack: Stack) -> Settings:
 
 def reached(*tiers: str, at: str = "2026-11-20T10:00:00Z") -> dict[str, Any]:
     return {"ae-revenue": {"2026-11": {tier: at for tier in tiers}}}
-
-
-def receiver_env(mailbox: Mailbox, hook: Hook) -> dict[str, str]:
-    return {
-        "SALESPULSE_NOTIFY_SMTP_HOST": "127.0.0.1",
-        "SALESPULSE_NOTIFY_SMTP_PORT": str(mailbox.port),
-        "SALESPULSE_NOTIFY_SMTP_FROM": "salespulse@example.com",
-        "SALESPULSE_NOTIFY_SLACK_WEBHOOK_URLS": hook.url("/slack"),
-        "SALESPULSE_NOTIFY_WEBHOOK_URLS": hook.url("/json"),
-        "SALESPULSE_NOTIFY_WEBHOOK_SECRET": SECRET,
-        "SALESPULSE_NOTIFY_RETRY_BASE_SECONDS": "0.1",
-        "SALESPULSE_NOTIFY_RETRY_MAX_SECONDS": "1",
-        "SALESPULSE_NOTIFY_SEND_TIMEOUT": "2",
-        "SALESPULSE_NOTIFY_LEASE_SECONDS": "4",
-        "SALESPULSE_NOTIFY_POLL_SECONDS": "0.1",
-        "SALESPULSE_NOTIFY_DIGEST_SCHEDULE": "off",
-    }
 
 
 @pytest.fixture
@@ -330,7 +308,7 @@ def drained(stack: Stack, deal_events: int) -> None:
 
 
 def won(event_id: str, deal_id: str, rep: str, amount: str, stage: str = "won", version: int = 1) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = now_stamp()
     return {"event_id": event_id, "type": "deal", "occurred_at": now, "deal_id": deal_id, "version": version,
             "owner_id": rep, "stage": stage, "amount": amount, "closed_at": now}
 

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 import websockets
 import yaml
 
+from tests.support.clock import now_stamp
 from tests.support.stack import ROOT, Stack, free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -118,13 +118,13 @@ def start_prometheus(binary: str, config: dict[str, Any], workdir: Path) -> tupl
 
 
 def won(event_id: str, rep: str, amount: str) -> dict[str, object]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = now_stamp()
     return {"event_id": event_id, "type": "deal", "occurred_at": now, "deal_id": f"d-{event_id}", "owner_id": rep,
             "stage": "won", "amount": amount, "closed_at": now}
 
 
 def activity(event_id: str, rep: str) -> dict[str, object]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = now_stamp()
     return {"event_id": event_id, "type": "activity", "occurred_at": now, "rep_id": rep, "kind": "call"}
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
+from tests.support.clock import TEST_CLOCK
 from tests.support.stack import Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = TEST_CLOCK.now().replace(microsecond=0)
+"""The stack's now (its clock is TEST_CLOCK), read once: every event and expectation here is dated by it."""
 
 
 def iso(moment: datetime) -> str:

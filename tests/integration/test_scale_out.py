@@ -17,8 +17,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -37,7 +35,6 @@ from tests.support.scenario import (
     expected_crossings,
     kpi_mismatches,
     notification_log,
-    plan_periods_current,
     wait_settled,
 )
 from tests.support.stack import (
@@ -180,23 +177,11 @@ def _deals_scored(stack: Stack, label: str, floor: int) -> float | None:
     return value if value >= floor else None
 
 
-@pytest.mark.timeout(1800)  # eleven processes on two shared cores, maybe a month boundary to wait out
+@pytest.mark.timeout(1800)  # eleven processes on two shared cores
 def test_two_of_each_with_a_worker_killed_mid_stream_give_what_one_of_each_gives_on_postgresql(
     postgres_database: Callable[[], str], stack_factory: Any
 ) -> None:
     scenario = build_scenario(FEED_SIZE)
-    if not plan_periods_current(scenario, scenario.now + timedelta(minutes=15)):
-        # A new business month starts within the runs: both would see other plan periods. Wait it out (at
-        # most 15 minutes, a few times a year at CI's hours) rather than skip or compare across it.
-        wait_until(
-            lambda: plan_periods_current(
-                replace(scenario, now=datetime.now(UTC)), datetime.now(UTC) + timedelta(minutes=15)
-            ),
-            timeout=16 * 60,
-            interval=10,
-            what="the new business month to begin",
-        )
-        scenario = build_scenario(FEED_SIZE)
     assert len(expected_crossings(scenario)) > 0
 
     single = run_one_of_each(stack_factory(postgres_database(), **SCENARIO_ENV), scenario)

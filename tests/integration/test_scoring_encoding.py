@@ -46,7 +46,7 @@ def test_deal_state_is_stored_as_the_event_it_came_from_and_restores_equal() -> 
         '{"event_id":"e1","type":"deal","occurred_at":"2026-01-01T10:00:00Z","deal_id":"d \\"event\\": 1",'
         '"owner_id":"rep-1","stage":"won","amount":"12.50","closed_at":"2026-01-01T10:00:00Z","kind":"new"}'
     )
-    raw = envelope(7, datetime.now(UTC), body)
+    raw = envelope(7, datetime(2026, 1, 1, 10, 0, 5, tzinfo=UTC), body)
     assert event_json(raw) == body.encode()
     state = DealState(7, snapshot_from_event(orjson.loads(raw)["event"]), event_json(raw))
     restored = decode_deal_state(encode_deal_state(state))

@@ -17,8 +17,8 @@ The feed is the replay test's CRM feed (`crm_feed`: duplicates, reversals, stale
 activities; all of it in the past) thinned to about `size` events, plus a *live* part dated today that only
 adds — won deals, lost deals, activities — so the tiers a rep reaches in the current plan periods are a
 function of the final totals alone, whatever the batching, and can be expected independently
-(`expected_crossings`). The scoring worker records tiers for the period containing *its* today, so a run
-that straddles the start of a business month would see other periods: `plan_periods_current` tells.
+(`expected_crossings`). The live part is dated by the test stacks' pinned clock (tests/support/clock.py),
+which every service of the run reads too, so a run never straddles the start of a business month.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from tests.integration.test_scoring_replay import (
     period_keys,
     year_queries,
 )
+from tests.support.clock import TEST_CLOCK
 from tests.support.stack import Stack, wait_until
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
     "kpi_mismatches",
     "notification_log",
     "period_dates",
-    "plan_periods_current",
     "scenario_feed",
     "wait_settled",
 ]
@@ -182,8 +182,8 @@ def _count_resent(events: list[Event]) -> int:
 
 def scenario_feed(size: int = 3000, now: datetime | None = None) -> Feed:
     """About `size` events of the CRM feed plus today's live part (a few hundred events); the same
-    arguments always give the same feed. `now` (default: the clock) dates the live part."""
-    now = now or datetime.now(UTC)
+    arguments always give the same feed. `now` (default: the test stacks' clock) dates the live part."""
+    now = now or TEST_CLOCK.now()
     history = _thinned(crm_feed().events, size)
     events = _interleaved(history, _live_events(live_reps(history), now))
     return Feed(events, resent=_count_resent(events))
@@ -302,11 +302,12 @@ class Scenario:
 
 
 def build_scenario(size: int = 3000, now: datetime | None = None) -> Scenario:
-    """The scenario of about `size` history events, with its live part dated `now` (default: the clock).
+    """The scenario of about `size` history events, with its live part dated `now` (default: the test stacks'
+    clock, which the services of a run read too).
 
     Fails at once when the clock is so early that the current plan periods overlap the CRM history (its
     reversals would take revenue back in them, and the tiers reached would depend on batching)."""
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    now = (now or TEST_CLOCK.now()).replace(microsecond=0)
     feed = scenario_feed(size, now)
     history = expected_kpis(event for event in feed.events if not event["event_id"].startswith("live-"))
     current = period_keys(now, ZoneInfo(TIMEZONE), FISCAL_YEAR_START_MONTH)
@@ -348,15 +349,6 @@ def configure(stack: Stack, scenario: Scenario, api: str | None = None) -> None:
         with ThreadPoolExecutor(8) as pool:
             for step in steps:
                 list(pool.map(put, step))
-
-
-def plan_periods_current(scenario: Scenario, now: datetime | None = None) -> bool:
-    """True while the plans' current periods are still those of the scenario's live part: a run that
-    crossed into a new business month cannot be compared (the workers record tiers for their today)."""
-    zone = ZoneInfo(TIMEZONE)
-    then = period_keys(scenario.now, zone, FISCAL_YEAR_START_MONTH)
-    current = period_keys(now or datetime.now(UTC), zone, FISCAL_YEAR_START_MONTH)
-    return all(then[plan["period"]] == current[plan["period"]] for plan in scenario.plans)
 
 
 # --- what the outcome must be -------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import httpx
 
 from services.common.broker import broker_command, wait_for_port
+from services.common.clock import Clock
+from tests.support.clock import TEST_CLOCK, clock_env
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +77,8 @@ class Service:
 
 @dataclass
 class Stack:
-    """ingest, scoring and api processes sharing one broker (own topic prefix) and one database."""
+    """ingest, scoring and api processes sharing one broker (own topic prefix) and one database, all reading
+    `clock` (pinned: tests never depend on the day they run)."""
 
     bootstrap: str
     database_url: str
@@ -83,6 +86,7 @@ class Stack:
     topic_prefix: str
     admin_key: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    clock: Clock = TEST_CLOCK
     services: dict[str, Service] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -99,6 +103,7 @@ class Stack:
                 "SALESPULSE_BROKER_HEARTBEAT_INTERVAL": "1",
                 "SALESPULSE_LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
+                **clock_env(self.clock),
             }
         )
         env.update(self.extra_env)
@@ -212,10 +217,11 @@ def test_key() -> str:
     return "sp_test_" + secrets.token_hex(8)
 
 
-def sqlite_stack(broker: str, tmp_path_factory: Any, name: str, **env: str) -> Stack:
+def sqlite_stack(broker: str, tmp_path_factory: Any, name: str, *, clock: Clock = TEST_CLOCK, **env: str) -> Stack:
     """A Stack (not started) on the shared broker with its own SQLite database, data dir, topic prefix and
     admin key, for a module's or a session's fixture; `env` adds settings."""
     return Stack(
+        clock=clock,
         bootstrap=broker,
         database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp(name) / f'{name}.db'}",
         data_dir=tmp_path_factory.mktemp(f"{name}data"),
