@@ -24,8 +24,9 @@ import httpx
 import orjson
 
 from services.common.clock import Clock
+from services.common.naming import slug
 from services.demo.plans import demo_boards, demo_plans
-from services.demo.roster import agent_rep_ids, data_rows, demo_reps, demo_teams, rep_id_for, slug
+from services.demo.roster import agent_rep_ids, data_rows, demo_reps, demo_teams, rep_id_for
 
 __all__ = [
     "DATA_SET_LAST_CLOSE",

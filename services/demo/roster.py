@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import unicodedata
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from services.common.naming import slug
 
 __all__ = [
     "EMAIL_DOMAIN",
@@ -21,12 +21,9 @@ __all__ = [
     "demo_teams",
     "email_for",
     "rep_id_for",
-    "slug",
 ]
 
 EMAIL_DOMAIN = "maventech.example"
-
-_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 @cache
@@ -37,12 +34,6 @@ def _data_file_text(name: str) -> str:
 def data_rows(name: str) -> list[dict[str, str]]:
     """The rows of one packaged CSV file (e.g. `sales_pipeline.csv`) as dicts of strings."""
     return list(csv.DictReader(io.StringIO(_data_file_text(name))))
-
-
-def slug(text: str) -> str:
-    """A stable, URL-safe id for a name: `Mei-Mei Johns` -> `mei-mei-johns`."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
 
 
 def rep_id_for(agent_name: str) -> str:

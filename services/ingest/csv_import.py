@@ -30,7 +30,7 @@ import orjson
 import yaml
 
 from schemas.events import DEFAULT_CURRENCY, ActivityEvent, DealEvent, validate_events
-from services.demo.roster import rep_id_for, slug
+from services.common.naming import slug
 
 __all__ = [
     "EXIT_OK",
@@ -89,7 +89,7 @@ TRANSFORMS: Final[dict[str, Callable[[str], str]]] = {
     "lower": str.lower,
     "upper": str.upper,
     "slug": slug,
-    "rep_id": rep_id_for,
+    "rep_id": slug,  # the demo roster's rep id rule (services/demo/roster.py rep_id_for) is the slug of the name
 }
 """Transforms usable as `{column|name}` in templates and as `transform:` on a value."""
 
