@@ -3,7 +3,6 @@ problems and the canonical encoding that tells a duplicate event from a conflict
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -27,6 +26,8 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
+
+from schemas.suggestions import did_you_mean
 
 __all__ = [
     "AMOUNT_LIMIT",
@@ -436,9 +437,7 @@ def _format_limit(value: Any) -> str:
 
 def _unknown_field_message(name: str, known: tuple[str, ...]) -> str:
     """Name the unknown field and, for a likely typo, the field that was probably meant."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"unknown field {name}{hint}"
+    return f"unknown field {name}{did_you_mean(name, known, cutoff=0.75)}"
 
 
 def _body_problem(error: ErrorDetails) -> ValidationProblem:

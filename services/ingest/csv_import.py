@@ -8,7 +8,6 @@ line and the NDJSON batches to ingest.
 from __future__ import annotations
 
 import csv
-import difflib
 import enum
 import logging
 import os
@@ -30,6 +29,7 @@ import orjson
 import yaml
 
 from schemas.events import DEFAULT_CURRENCY, ActivityEvent, DealEvent, validate_events
+from schemas.suggestions import did_you_mean
 from services.common.naming import slug
 
 __all__ = [
@@ -125,11 +125,6 @@ class _RowProblem(Exception):
     """A row the mapping cannot turn into an event, e.g. a date that does not parse."""
 
 
-def _did_you_mean(name: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _yaml_scalar_text(value: Any, where: str, problems: list[str]) -> str | None:
     """A YAML scalar compared with CSV text; YAML 1.1 reads yes/no/on/off as booleans, which never match."""
     if isinstance(value, bool):
@@ -203,7 +198,7 @@ def _parse_template(text: str, where: str, problems: list[str]) -> Template:
             for transform in transforms:
                 if transform not in TRANSFORMS:
                     problems.append(
-                        f"{where}: unknown transform {transform!r}{_did_you_mean(transform, TRANSFORMS)}; "
+                        f"{where}: unknown transform {transform!r}{did_you_mean(transform, TRANSFORMS)}; "
                         f"known: {', '.join(TRANSFORMS)}"
                     )
             parts.append(ColumnRef(name, tuple(transforms)))
@@ -426,7 +421,7 @@ class ImportMapping:
         """Raise MappingError naming every column the mapping uses that the CSV does not have."""
         columns = set(header)
         problems = [
-            f"{where}: column {column!r} is not in the CSV{_did_you_mean(column, header)}"
+            f"{where}: column {column!r} is not in the CSV{did_you_mean(column, header)}"
             for column, where in self.references
             if column not in columns
         ]
@@ -502,7 +497,7 @@ def parse_mapping(document: Any, *, origin: str = "mapping") -> ImportMapping:
     for key in document:
         if key not in _TOP_LEVEL_KEYS:
             problems.append(
-                f"unknown key {key!r}{_did_you_mean(str(key), _TOP_LEVEL_KEYS)}; known: {', '.join(_TOP_LEVEL_KEYS)}"
+                f"unknown key {key!r}{did_you_mean(str(key), _TOP_LEVEL_KEYS)}; known: {', '.join(_TOP_LEVEL_KEYS)}"
             )
 
     event_type = document.get("type")
@@ -583,7 +578,7 @@ def _field_problems(event_type: str | None, names: list[str]) -> list[str]:
             problems.append(f"fields.{name}: {_NOT_MAPPABLE[name]}")
         elif name not in known:
             what = {"deal": "a deal event", "activity": "an activity event"}.get(event_type or "", "an event")
-            hint = _did_you_mean(name, known, cutoff=0.75)
+            hint = did_you_mean(name, known, cutoff=0.75)
             problems.append(f"fields.{name}: {what} has no field {name!r}{hint}; known: {', '.join(known)}")
     if event_type is not None:
         model = _MODELS[event_type]
@@ -641,7 +636,7 @@ def _value_spec(
     for key in raw:
         if key not in _SPEC_KEYS and key not in allow:
             problems.append(
-                f"{where}: unknown key {key!r}{_did_you_mean(str(key), _SPEC_KEYS + allow)}; "
+                f"{where}: unknown key {key!r}{did_you_mean(str(key), _SPEC_KEYS + allow)}; "
                 f"known: {', '.join(_SPEC_KEYS + allow)}"
             )
     sources = [key for key in _SOURCE_KEYS if key in raw]
@@ -688,7 +683,7 @@ def _value_spec(
     for name in transforms:
         if name not in TRANSFORMS:
             problems.append(
-                f"{where}.transform: unknown transform {name!r}{_did_you_mean(str(name), TRANSFORMS)}; "
+                f"{where}.transform: unknown transform {name!r}{did_you_mean(str(name), TRANSFORMS)}; "
                 f"known: {', '.join(TRANSFORMS)}"
             )
 
