@@ -23,6 +23,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from services.common.backoff import RETRY_STATUSES, Backoff, retry_after_seconds
 from services.common.clock import Clock
 from services.common.naming import slug
 from services.demo.plans import demo_boards, demo_plans
@@ -53,7 +54,6 @@ LOG_EVERY_S: Final = 10.0
 RETRY_FIRST_DELAY_S = 0.25
 RETRY_MAX_DELAY_S = 5.0
 SEED_TIMEOUT_S = 60.0
-_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 
 _BUSINESS_DAY_START_S: Final = 9 * 3600
 _BUSINESS_DAY_LENGTH_S: Final = 8 * 3600
@@ -438,30 +438,27 @@ async def _request(
     """
     loop = asyncio.get_running_loop()
     began = loop.time()
-    delay = RETRY_FIRST_DELAY_S
+    backoff = Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S)  # read now: tests shorten them
     last_note: float | None = None
     while True:
-        wait = delay
+        retry_after = 0.0
         try:
             response = await client.request(method, url, content=content, headers=headers)
         except httpx.TransportError as exc:
             reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
         else:
-            if response.status_code not in _RETRY_STATUSES:
+            if response.status_code not in RETRY_STATUSES:
                 return response
             reason = f"{response.status_code} {_problem_detail(response)}".strip()
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.isdigit():
-                wait = max(delay, float(retry_after))
+            retry_after = retry_after_seconds(response.headers)
         waited = loop.time() - began
         if give_up_after is not None and waited >= give_up_after:
             raise DemoRequestFailed(method, url, None, f"no answer after {waited:.0f} s ({reason})")
         if log is not None and (last_note is None or loop.time() - last_note >= LOG_EVERY_S * 3):
             log(f"{method} {url}: {reason}; retrying")
             last_note = loop.time()
-        if await _stopped_after(stop, wait):
+        if await _stopped_after(stop, backoff.next(at_least=retry_after)):
             return None
-        delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
 async def seed_config(

@@ -30,6 +30,7 @@ import yaml
 
 from schemas.events import DEFAULT_CURRENCY, ActivityEvent, DealEvent, validate_events
 from schemas.suggestions import did_you_mean
+from services.common.backoff import RETRY_STATUSES, Backoff, retry_after_seconds
 from services.common.naming import slug
 
 __all__ = [
@@ -948,7 +949,6 @@ class FatalImportError(Exception):
         self.exit_code = exit_code
 
 
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})  # 429: over the key's rate limit
 RETRY_FIRST_DELAY_S: Final = 0.25
 RETRY_MAX_DELAY_S: Final = 5.0
 RETRY_GIVE_UP_S: Final = 120.0
@@ -1067,13 +1067,14 @@ class IngestSender:
         self.reject(row)
 
     def _post(self, rows: list[ImportRow]) -> httpx.Response:
-        """POST the rows' events, retrying connection errors and 502/503/504 with backoff."""
+        """POST the rows' events, retrying connection errors, 429 and 502/503/504 with backoff, waiting at
+        least what Retry-After asks."""
         body = b"".join(orjson.dumps(row.event) + b"\n" for row in rows)
         began = time.monotonic()
-        delay = RETRY_FIRST_DELAY_S
+        backoff = Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S)
         last_note: float | None = None
         while True:
-            wait = delay
+            retry_after = 0.0
             try:
                 response = self.client.post(self.url, content=body, headers=self.headers)
             except httpx.TransportError as exc:
@@ -1082,17 +1083,14 @@ class IngestSender:
                 if response.status_code not in RETRY_STATUSES:
                     return response
                 reason = f"{response.status_code} {_problem(response).get('detail', '')}".strip()
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    wait = max(delay, float(retry_after))
+                retry_after = retry_after_seconds(response.headers)
             waited = time.monotonic() - began
             if waited >= self.give_up_after:
                 raise IngestUnreachable(f"no answer from {self.url} after {self.give_up_after:.0f} s ({reason})")
             if last_note is None or waited - last_note >= RETRY_NOTE_EVERY_S:
                 self.note(f"{self.url}: {reason}; retrying for up to {self.give_up_after:.0f} s")
                 last_note = waited
-            self.sleep(wait)
-            delay = min(delay * 2, RETRY_MAX_DELAY_S)
+            self.sleep(backoff.next(at_least=retry_after))
 
 
 class IngestUnreachable(Exception):
