@@ -122,7 +122,7 @@ def cmd_keys(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from services.ingest.csv_import import ImportOptions, run_import
+    from services.ingest.importer import ImportOptions, run_import
 
     settings = get_settings()
     options = ImportOptions(

@@ -16,7 +16,7 @@ import yaml
 
 from schemas.events import validate_events
 from services.demo.roster import data_rows, rep_id_for
-from services.ingest.csv_import import (
+from services.ingest.importer import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_USAGE,
@@ -24,16 +24,15 @@ from services.ingest.csv_import import (
     ImportMapping,
     ImportOptions,
     ImportRow,
-    IngestSender,
     MappingError,
-    Progress,
     Tally,
-    default_rejects_path,
     load_mapping,
     parse_mapping,
     read_csv,
     run_import,
 )
+from services.ingest.importer.command import Progress, default_rejects_path
+from services.ingest.importer.sender import IngestSender
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "services" / "ingest" / "mappings"
 PIPELINE_HEADER = [
