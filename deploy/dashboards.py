@@ -190,6 +190,10 @@ PIPELINE_HEALTH = Dashboard(
                     (
                         q("sum(rate(salespulse_ingest_relay_failures_total[5m]))", "relay failures"),
                         q("sum by (agent) (rate(salespulse_scoring_dead_letters_total[5m]))", "dead letters {{agent}}"),
+                        q(
+                            "sum by (reader) (rate(salespulse_dead_letters_total[5m])) or vector(0)",
+                            "dead letters {{reader}}",
+                        ),
                     ),
                     unit="ops",
                 ),
@@ -209,7 +213,6 @@ PIPELINE_HEALTH = Dashboard(
                             "sum by (channel) (rate(salespulse_notifier_deliveries_failed_total[5m])) or vector(0)",
                             "{{channel}}",
                         ),
-                        q("sum(rate(salespulse_notifier_snapshots_unreadable_total[5m]))", "unreadable snapshots"),
                     ),
                     unit="ops",
                 ),

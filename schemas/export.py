@@ -14,6 +14,7 @@ from typing import Any, Final
 from pydantic import TypeAdapter
 
 from schemas.events import EVENT_ADAPTER, ActivityEvent, DealEvent
+from schemas.messages import MESSAGE_MODELS
 
 __all__ = ["SCHEMA_DIR", "main", "rendered_schemas", "stale_files", "write_schemas"]
 
@@ -24,6 +25,10 @@ _SOURCES: Final[dict[str, tuple[str, TypeAdapter[Any]]]] = {
     "deal-event.schema.json": ("Deal event", TypeAdapter(DealEvent)),
     "activity-event.schema.json": ("Activity event", TypeAdapter(ActivityEvent)),
     "event.schema.json": ("Event", EVENT_ADAPTER),
+    **{
+        f"{name}.schema.json": (f"{name.replace('-', ' ').capitalize()} message", TypeAdapter(model))
+        for name, model in MESSAGE_MODELS.items()
+    },
 }
 
 

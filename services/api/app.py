@@ -23,6 +23,7 @@ from services.api.routes import live, notifications, reads, screens
 from services.common import db
 from services.common.auth import KeyStore, ensure_key
 from services.common.config_feed import ConfigFollower
+from services.common.dead_letters import DeadLetters
 from services.common.http_metrics import install_http_metrics
 from services.common.kafka import make_producer
 from services.common.problems import install_body_limit, install_problem_handlers
@@ -37,6 +38,7 @@ log = logging.getLogger("salespulse.api")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     registry = CollectorRegistry()
+    dead_letters = DeadLetters(settings, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,10 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             calendar=Calendar(settings.timezone, settings.fiscal_year_start_month),
             sessions=sessions,
             keys=KeyStore(sessions),
-            model=ReadModel(settings),
-            config=ConfigFollower(settings),
+            model=ReadModel(settings, dead_letters),
+            config=ConfigFollower(settings, dead_letters),
             hub=Hub(registry, max_connections=settings.ws_max_connections, send_timeout=settings.ws_send_timeout),
             config_store=ConfigStore(sessions),
+            dead_letters=dead_letters,
         )
         pusher = live.LivePusher(gw)
         gw.model.listeners.append(pusher.on_rep)
@@ -85,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await gw.config.stop()
             with contextlib.suppress(Exception):
                 await producer.stop()
+            with contextlib.suppress(Exception):
+                await dead_letters.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -17,6 +17,7 @@ from services.api.hub import Hub
 from services.api.read_model import ReadModel
 from services.common.auth import KeyStore
 from services.common.config_feed import ConfigFollower
+from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
@@ -37,6 +38,7 @@ class Gateway:
     config: ConfigFollower
     hub: Hub
     config_store: ConfigStore
+    dead_letters: DeadLetters | None = None
     producer: AIOKafkaProducer | None = None
     _parsed: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
@@ -78,7 +80,7 @@ class Gateway:
         view = self.model.reps.get(rep_id)
         if view is None:
             return KpiTotals()
-        return view.state.totals(kind, key) if view.state.holds(kind, key) else None
+        return view.totals(kind, key)
 
     async def rep_totals(self, rep_id: str, kind: PeriodKind, key: str) -> KpiTotals:
         hot = self.hot_totals(rep_id, kind, key)
@@ -159,7 +161,7 @@ class Gateway:
             doc = roster.get(rep_id, {})
             if board.window is not None:
                 view = self.model.reps.get(rep_id)
-                contest = view.contests.get(board.board_id) if view else None
+                contest = view.contest(board.board_id) if view else None
                 value = contest.value(board.metric) if contest else Decimal(0)
             else:
                 totals = self.hot_totals(rep_id, board.period, period_key) or KpiTotals()  # type: ignore[arg-type]

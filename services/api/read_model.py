@@ -5,31 +5,61 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import orjson
-
+from schemas.messages import RepSnapshot, Totals, decode
+from services.common.dead_letters import DeadLetters
 from services.common.follower import TopicFollower
 from services.common.settings import Settings
 from services.common.topics import REP_SNAPSHOTS, topic_name
 from services.scoring.domain.kpis import KpiTotals
-from services.scoring.domain.rep_state import RepState
+from services.scoring.domain.periods import PeriodKind
 
 log = logging.getLogger("salespulse.api.read_model")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RepView:
-    """What the gateway knows of one rep: the folded state and when it was produced."""
+    """What the gateway knows of one rep: the newest `rep-snapshots` message (schemas.messages.RepSnapshot)."""
 
-    state: RepState
-    version: int
-    updated_ms: int
-    accepted_ms: int
-    contests: dict[str, KpiTotals] = field(default_factory=dict)
-    """Totals per contest board (window) the scoring worker knows about."""
-    reached: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
-    """plan_id → period_key → tier_id → when it was first reached (ISO 8601)."""
+    snapshot: RepSnapshot
+
+    @property
+    def rep_id(self) -> str:
+        return self.snapshot.rep_id
+
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    @property
+    def updated_ms(self) -> int:
+        return self.snapshot.updated_ms
+
+    @property
+    def accepted_ms(self) -> int:
+        return self.snapshot.accepted_ms
+
+    def totals(self, kind: PeriodKind, key: str) -> KpiTotals | None:
+        """The period's totals (zeros when the rep had none), or None when the period is older than the hot
+        state and lives in SQL history."""
+        if not self.snapshot.holds(kind, key):
+            return None
+        found = self.snapshot.periods.get(kind, {}).get(key)
+        return KpiTotals() if found is None else kpi_totals(found)
+
+    def contest(self, board_id: str) -> KpiTotals | None:
+        """The rep's totals in a contest board's window, or None when it has none."""
+        found = self.snapshot.contests.get(board_id)
+        return None if found is None else kpi_totals(found)
+
+
+def kpi_totals(totals: Totals) -> KpiTotals:
+    """The domain's totals of a message's."""
+    return KpiTotals(
+        totals.revenue, totals.deals_won, totals.deals_lost, totals.renewals_won, totals.renewals_lost,
+        totals.activities, dict(totals.activities_by_kind),
+    )
 
 
 Listener = Callable[[RepView], None]
@@ -38,10 +68,12 @@ Listener = Callable[[RepView], None]
 class ReadModel:
     """The newest snapshot of every rep (highest version wins), from the whole rep-snapshots topic."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
         self.reps: dict[str, RepView] = {}
         self.listeners: list[Listener] = []
-        self._follower = TopicFollower(settings, topic_name(settings, REP_SNAPSHOTS), self._apply, name="read model")
+        self._follower = TopicFollower(
+            settings, topic_name(settings, REP_SNAPSHOTS), self._apply, name="read model", dead_letters=dead_letters
+        )
         self.caught_up = self._follower.caught_up
 
     @property
@@ -55,19 +87,10 @@ class ReadModel:
         await self._follower.stop()
 
     def _apply(self, raw: bytes) -> None:
-        data = orjson.loads(raw)
-        rep_id = data["rep_id"]
-        known = self.reps.get(rep_id)
-        if known is not None and data["version"] < known.version:
+        snapshot = decode(RepSnapshot, raw)
+        known = self.reps.get(snapshot.rep_id)
+        if known is not None and snapshot.version < known.version:
             return  # an older snapshot (e.g. republished by a worker that lost the partition)
-        view = RepView(
-            state=RepState.from_dict(data["state"]),
-            version=data["version"],
-            updated_ms=data["updated_ms"],
-            accepted_ms=data.get("accepted_ms", 0),
-            contests={board: KpiTotals.from_dict(t) for board, t in data.get("contests", {}).items()},
-            reached=data.get("reached", {}),
-        )
-        self.reps[rep_id] = view
+        view = self.reps[snapshot.rep_id] = RepView(snapshot)
         for listener in self.listeners:
             listener(view)

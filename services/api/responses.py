@@ -7,6 +7,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.messages import PlanProgressEntry, TierRefModel
 from services.common.problems import KEYED, problem_responses
 
 # The problems every keyed route can answer; routes add 404, 413, ... with problem_responses.
@@ -55,31 +56,9 @@ class TeamKpis(BaseModel):
     kpis: KpiReport
 
 
-class TierRefModel(BaseModel):
-    tier_id: str
-    name: str
-    threshold: float
-
-
-class PlanProgress(BaseModel):
-    plan_id: str
-    period_key: str
-    metric: str
-    value: float
-    quota: float
-    attainment: float
-    tier: TierRefModel | None
-    next_tier: TierRefModel | None
-    gap_to_next: float | None
-    payout: float
-    rewards: list[str]
-    pace: float | None
-    forecast_attainment: float | None
-
-
 class RepProgress(BaseModel):
     rep_id: str
-    plans: list[PlanProgress]
+    plans: list[PlanProgressEntry]
 
 
 class StandingsEntry(BaseModel):

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
+from schemas.messages import ConfigChange, decode, encode
+from services.common.dead_letters import DeadLetters
 from services.common.follower import TopicFollower
 from services.common.settings import Settings
 from services.common.topics import CONFIG, partition_for, topic_name
@@ -25,8 +26,8 @@ def config_key(kind: str, entry_id: str) -> str:
 
 
 def config_message(kind: str, entry_id: str, body: dict[str, Any] | None, updated_ms: int) -> bytes:
-    """A config change; `body` None means deleted. `updated_ms` orders changes to one entry."""
-    return orjson.dumps({"kind": kind, "id": entry_id, "body": body, "updated_ms": updated_ms})
+    """A `config` message (schemas.messages.ConfigChange); `body` None means deleted."""
+    return encode(ConfigChange(kind=kind, id=entry_id, body=body, updated_ms=updated_ms))  # type: ignore[arg-type]
 
 
 async def publish_config(
@@ -92,14 +93,17 @@ Listener = Callable[[dict[str, Any]], None]
 class ConfigFollower:
     """Keeps a ConfigState current from the whole config topic."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
         self.state = ConfigState()
         self.listeners: list[Listener] = []
-        self._follower = TopicFollower(settings, topic_name(settings, CONFIG), self._apply, name="config feed")
+        self._follower = TopicFollower(
+            settings, topic_name(settings, CONFIG), self._apply, name="config feed", dead_letters=dead_letters
+        )
         self.caught_up = self._follower.caught_up
 
     def _apply(self, raw: bytes) -> None:
-        self.apply(orjson.loads(raw))
+        change = decode(ConfigChange, raw)
+        self.apply({"kind": change.kind, "id": change.id, "body": change.body, "updated_ms": change.updated_ms})
 
     def apply(self, change: dict[str, Any]) -> None:
         """Apply a change now. The gateway that wrote it calls this too, so that its own next request sees

@@ -1,5 +1,8 @@
 """Follow a whole topic (every partition, from the beginning, no consumer group) and hand each message
-to a callback; `caught_up` is set once everything that existed at start-up has been read."""
+to a callback; `caught_up` is set once everything that existed at start-up has been read. With
+`start="end"` it follows only what is written from now on (live feeds), resuming where it was after a
+reconnect. A message the callback finds unreadable (it raises UnreadableMessage) goes to the dead-letter
+topic; the rest go on."""
 
 from __future__ import annotations
 
@@ -7,9 +10,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.messages import UnreadableMessage
+from services.common.backoff import Backoff
+from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
 
 log = logging.getLogger("salespulse.follower")
@@ -30,28 +37,40 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, *, timeout: f
 
 
 class TopicFollower:
-    def __init__(self, settings: Settings, topic: str, handle: Callable[[bytes], None], *, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        handle: Callable[[bytes], None],
+        *,
+        name: str,
+        dead_letters: DeadLetters | None = None,
+        start: Literal["beginning", "end"] = "beginning",
+    ) -> None:
         self._settings = settings
+        self._start = start
+        self._positions: dict[TopicPartition, int] = {}
         self.topic = topic
         self._handle = handle
         self._name = name
+        self._dead_letters = dead_letters
         self.caught_up = asyncio.Event()
         self.last_message_ms = 0
-        self._task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self.task = asyncio.create_task(self._run(), name=self._name)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        if self.task:
+            self.task.cancel()
             try:
-                await self._task
+                await self.task
             except asyncio.CancelledError:
                 pass
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff()
         while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.bootstrap,
@@ -66,9 +85,9 @@ class TopicFollower:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker unreachable: keep what we have and reconnect
-                log.warning("%s paused (%s: %s); reconnecting in %.1f s", self._name, type(exc).__name__, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                wait = backoff.next()
+                log.warning("%s paused (%s: %s); reconnecting in %.1f s", self._name, type(exc).__name__, exc, wait)
+                await asyncio.sleep(wait)
             finally:
                 try:
                     await consumer.stop()
@@ -78,16 +97,40 @@ class TopicFollower:
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = await topic_partitions(consumer, self.topic)
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
+        positions = self._positions
+        if self._start == "beginning":
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+        else:
+            fresh = [tp for tp in tps if tp not in positions]
+            if fresh:
+                await consumer.seek_to_end(*fresh)
+            for tp in tps:
+                if tp in positions:
+                    consumer.seek(tp, positions[tp])
+                else:
+                    positions[tp] = await consumer.position(tp)
+            ends, pending = {}, set()
         handle = self._handle
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for messages in batches.values():
+            for tp, messages in batches.items():
                 for message in messages:
-                    if message.value:
+                    positions[tp] = message.offset + 1
+                    if not message.value:
+                        continue
+                    try:
                         handle(message.value)
+                    except UnreadableMessage as exc:
+                        if self._dead_letters is None:  # another reader in this process sets it aside
+                            log.warning("%s: skipped an unreadable record at %s/%s@%s (%s)", self._name,
+                                        message.topic, message.partition, message.offset, exc)
+                            continue
+                        await self._dead_letters.put(
+                            reader=self._name, topic=message.topic, partition=message.partition,
+                            offset=message.offset, key=message.key, value=message.value, reason=str(exc),
+                        )
                 if messages:
                     self.last_message_ms = int(time.time() * 1000)
             for tp in list(pending):

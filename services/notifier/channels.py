@@ -14,12 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from schemas.messages import Celebration, InAppNotification, encode
 from services.common.settings import Settings
 from services.common.topics import NOTIFICATIONS, partition_for, topic_name
 from services.notifier.messages import (
@@ -70,11 +71,11 @@ class _TopicChannel:
         self._topic = topic_name(settings, NOTIFICATIONS)
         self._partitions = settings.partitions
 
-    async def _publish(self, rep_id: str, message: dict[str, Any]) -> None:
-        message["sent_ms"] = int(time.time() * 1000)
+    async def _publish(self, rep_id: str, message: InAppNotification | Celebration) -> None:
+        stamped = message.model_copy(update={"sent_ms": int(time.time() * 1000)})
         try:
             await self._producer.send_and_wait(
-                self._topic, orjson.dumps(message), key=rep_id.encode(),
+                self._topic, encode(stamped), key=rep_id.encode(),
                 partition=partition_for(rep_id, self._partitions),
             )
         except Exception as exc:  # noqa: BLE001  (broker away: retry later)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.config import Plan
+from schemas.messages import PlanProgressEntry
 from services.scoring.domain.incentives import plan_period
 from services.scoring.domain.periods import Calendar, PeriodKind
 from services.scoring.domain.plans import is_participant
@@ -24,7 +25,7 @@ def reps_behind_pace(
     roster: Mapping[str, Mapping[str, Any]],
     manager_rep_id: str | None,
     plans: Sequence[Plan],
-    progress_by_rep: Mapping[str, Sequence[Mapping[str, Any]]],
+    progress_by_rep: Mapping[str, Sequence[PlanProgressEntry]],
     calendar: Calendar,
     now: datetime,
     pace_below: float,
@@ -48,8 +49,8 @@ def reps_behind_pace(
                 continue
             attainment = 0.0
             for entry in progress_by_rep.get(rep_id, ()):
-                if entry.get("plan_id") == plan.plan_id and entry.get("period_key") == period_key:
-                    attainment = float(entry.get("attainment") or 0.0)
+                if entry.plan_id == plan.plan_id and entry.period_key == period_key:
+                    attainment = entry.attainment
                     break
             pace = attainment / elapsed
             if pace < pace_below:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from schemas.messages import PlanProgressEntry, RepProgress, UnreadableMessage, decode
+from services.common.backoff import Backoff
+from services.common.dead_letters import DeadLetters
 from services.common.follower import TopicFollower
 from services.common.settings import Settings
 from services.common.topics import REP_SNAPSHOTS, topic_name
@@ -29,9 +30,15 @@ class SnapshotConsumer:
     (the crossings are in SQL by then). A batch handed over twice — after a crash, a rebalance or a
     restart — is harmless: the SQL record decides what is new."""
 
-    def __init__(self, settings: Settings, handle: Callable[[list[bytes]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handle: Callable[[list[RepProgress]], Awaitable[object]],
+        dead_letters: DeadLetters,
+    ) -> None:
         self._settings = settings
         self._handle = handle
+        self._dead_letters = dead_letters
         self._task: asyncio.Task[None] | None = None
         self.running = asyncio.Event()
         """Set once the consumer has started (joined the group)."""
@@ -66,20 +73,20 @@ class SnapshotConsumer:
         )
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff()
         while True:
             consumer = self._consumer()
             try:
                 await consumer.start()
                 self.running.set()
-                backoff = 0.2
+                backoff.reset()
                 while True:
                     batches = await consumer.getmany(timeout_ms=250, max_records=2000)
                     if consumer.assignment():
                         self.assigned.set()
-                    values = [m.value for messages in batches.values() for m in messages if m.value]
-                    if values:
-                        await self._handle(values)
+                    snapshots = [s for messages in batches.values() for m in messages if (s := await self._read(m))]
+                    if snapshots:
+                        await self._handle(snapshots)
                         self.batches += 1
                     if batches:
                         await consumer.commit()
@@ -87,9 +94,9 @@ class SnapshotConsumer:
                 raise
             except Exception as exc:  # broker or database away: start over from the committed offsets
                 self.running.clear()
-                log.warning("snapshot consumer paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                wait = backoff.next()
+                log.warning("snapshot consumer paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, wait)
+                await asyncio.sleep(wait)
             finally:
                 try:
                     await consumer.stop()
@@ -97,27 +104,38 @@ class SnapshotConsumer:
                     pass
 
 
+    async def _read(self, message: ConsumerRecord[bytes, bytes]) -> RepProgress | None:
+        """The snapshot in a record; None for a tombstone or an unreadable record (dead-lettered)."""
+        if not message.value:
+            return None
+        try:
+            return decode(RepProgress, message.value)
+        except UnreadableMessage as exc:
+            await self._dead_letters.put(
+                reader="notifier snapshots", topic=message.topic, partition=message.partition, offset=message.offset,
+                key=message.key, value=message.value, reason=str(exc),
+            )
+            return None
+
+
 class ProgressFeed:
     """The latest `progress` of every rep (highest version wins), from the whole rep-snapshots topic."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.progress: dict[str, list[dict[str, Any]]] = {}
+    def __init__(self, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
+        self.progress: dict[str, list[PlanProgressEntry]] = {}
         self._versions: dict[str, int] = {}
         self._follower = TopicFollower(
-            settings, topic_name(settings, REP_SNAPSHOTS), self._apply, name="notifier progress feed"
+            settings, topic_name(settings, REP_SNAPSHOTS), self._apply, name="notifier progress feed",
+            dead_letters=dead_letters,
         )
         self.caught_up = self._follower.caught_up
 
     def _apply(self, raw: bytes) -> None:
-        try:
-            data = orjson.loads(raw)
-            rep_id, version = data["rep_id"], int(data.get("version", 0))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        snapshot = decode(RepProgress, raw)
+        if self._versions.get(snapshot.rep_id, -1) > snapshot.version:
             return
-        if self._versions.get(rep_id, -1) > version:
-            return
-        self._versions[rep_id] = version
-        self.progress[rep_id] = list(data.get("progress") or [])
+        self._versions[snapshot.rep_id] = snapshot.version
+        self.progress[snapshot.rep_id] = snapshot.progress
 
     def start(self) -> None:
         self._follower.start()

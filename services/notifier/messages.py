@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
+from schemas.messages import Celebration, InAppNotification, TierRefModel
 from services.notifier.tier_crossings import TierCrossing
 
 __all__ = [
@@ -90,23 +91,23 @@ def _common(crossing: TierCrossing) -> dict[str, Any]:
     }
 
 
-def in_app_message(crossing: TierCrossing) -> dict[str, Any]:
+def in_app_message(crossing: TierCrossing) -> InAppNotification:
     """The `notifications` topic message the gateway pushes on `rep:{rep_id}` as `{"type": "notification"}`."""
-    return {"type": "notification", **_common(crossing), "text": headline(crossing)}
+    return InAppNotification.model_validate({"type": "notification", **_common(crossing), "text": headline(crossing)})
 
 
-def celebration_message(crossing: TierCrossing) -> dict[str, Any]:
+def celebration_message(crossing: TierCrossing) -> Celebration:
     """The `notifications` topic message the gateway pushes on every board the rep is on (CONTRACT §6)."""
-    return {
-        "type": "celebration",
-        "notification_id": crossing.notification_id,
-        "rep_id": crossing.rep_id,
-        "name": rep_name(crossing),
-        "plan_id": crossing.plan_id,
-        "period_key": crossing.period_key,
-        "tier": crossing.tier(),
-        "at": crossing.crossed_at.isoformat(),
-    }
+    return Celebration(
+        type="celebration",
+        notification_id=crossing.notification_id,
+        rep_id=crossing.rep_id,
+        name=rep_name(crossing),
+        plan_id=crossing.plan_id,
+        period_key=crossing.period_key,
+        tier=TierRefModel.model_validate(crossing.tier()),
+        at=crossing.crossed_at,
+    )
 
 
 def slack_payload(crossing: TierCrossing) -> dict[str, Any]:

@@ -51,10 +51,6 @@ class NotifierMetrics:
         self.snapshots = Counter(
             "salespulse_notifier_snapshots_total", "Rep snapshots read by the crossing consumer", registry=registry
         )
-        self.unreadable = Counter(
-            "salespulse_notifier_snapshots_unreadable_total", "Rep snapshots that could not be parsed (skipped)",
-            registry=registry,
-        )
         self.open_deliveries = Gauge(
             "salespulse_notifier_open_deliveries",
             "Deliveries not sent or failed yet (pending or deferred), as of the last check",

@@ -21,12 +21,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import orjson
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.config import Plan
+from schemas.messages import RepProgress
 from services.common.config_feed import ConfigFollower
+from services.common.dead_letters import DeadLetters
 from services.common.kafka import make_producer
 from services.common.settings import Settings
 from services.notifier import store
@@ -84,9 +85,10 @@ class Notifier:
         self.calendar = Calendar(settings.timezone, settings.fiscal_year_start_month)
         self.defaults = default_preferences(settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
-        self.config = ConfigFollower(settings)
-        self.progress = ProgressFeed(settings)
-        self.consumer = SnapshotConsumer(settings, self.handle_snapshots)
+        self.dead_letters = DeadLetters(settings, registry)
+        self.config = ConfigFollower(settings, self.dead_letters)
+        self.progress = ProgressFeed(settings)  # its unreadable records are the consumer's to set aside
+        self.consumer = SnapshotConsumer(settings, self.handle_snapshots, self.dead_letters)
         self.producer = make_producer(settings)
         self.http = httpx.AsyncClient(timeout=settings.notify_send_timeout)
         self.webhook = WebhookChannel(settings, self.http)
@@ -144,6 +146,7 @@ class Notifier:
         await self.progress.stop()
         await self.config.stop()
         await self.http.aclose()
+        await self.dead_letters.close()
         try:
             await self.producer.stop()
         except Exception:  # noqa: BLE001
@@ -188,43 +191,28 @@ class Notifier:
 
     # --- crossings ------------------------------------------------------------------------------------------
 
-    async def handle_snapshots(self, raw: list[bytes]) -> list[TierCrossing]:
+    async def handle_snapshots(self, snapshots: list[RepProgress]) -> list[TierCrossing]:
         """Record every crossing in these snapshots that is not recorded yet; wake the delivery worker."""
-        latest: dict[str, dict[str, Any]] = {}
-        reached: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-        for value in raw:
+        latest: dict[str, RepProgress] = {}
+        reached: dict[str, dict[str, dict[str, dict[str, datetime]]]] = {}
+        for snapshot in snapshots:
             self.metrics.snapshots.inc()
-            try:
-                snapshot = orjson.loads(value)
-                rep_id = snapshot["rep_id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                self.metrics.unreadable.inc()
-                continue
+            rep_id = snapshot.rep_id
             # `reached` only grows, but a batch may hold an older snapshot after a newer one: take the union.
             merged = reached.setdefault(rep_id, {})
-            try:
-                for plan_id, periods in (snapshot.get("reached") or {}).items():
-                    for period_key, tiers in periods.items():
-                        slot = merged.setdefault(plan_id, {}).setdefault(period_key, {})
-                        for tier_id, when in tiers.items():
-                            slot.setdefault(tier_id, when)
-            except (AttributeError, TypeError):  # not the documented shape: skip it, never stall the partition
-                self.metrics.unreadable.inc()
-                log.warning("snapshot of rep %s has an unreadable reached map; skipped", rep_id)
-                continue
+            for plan_id, periods in snapshot.reached.items():
+                for period_key, tiers in periods.items():
+                    slot = merged.setdefault(plan_id, {}).setdefault(period_key, {})
+                    for tier_id, when in tiers.items():
+                        slot.setdefault(tier_id, when)
             known = latest.get(rep_id)
-            if known is None or snapshot.get("version", 0) >= known.get("version", 0):
+            if known is None or snapshot.version >= known.version:
                 latest[rep_id] = snapshot
         await self._await_plans({plan_id for merged in reached.values() for plan_id in merged})
         plans = self.config.state.plans()
         candidates: list[TierCrossing] = []
         for rep_id, snapshot in latest.items():
-            try:
-                found = crossings_in_snapshot({**snapshot, "reached": reached[rep_id]}, plans)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                self.metrics.unreadable.inc()
-                log.warning("snapshot of rep %s has an unreadable reached map (%s)", rep_id, exc)
-                continue
+            found = crossings_in_snapshot(snapshot.model_copy(update={"reached": reached[rep_id]}), plans)
             rep = self._rep(rep_id)
             for crossing in found:
                 if crossing.key in self._known:

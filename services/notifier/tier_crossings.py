@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["CrossingKey", "TierCrossing", "crossings_in_snapshot", "notification_id", "parse_instant"]
+from schemas.messages import PlanProgressEntry, RepProgress
+
+__all__ = ["CrossingKey", "TierCrossing", "crossings_in_snapshot", "notification_id"]
 
 CrossingKey = tuple[str, str, str, str]
 """(rep_id, plan_id, period_key, tier_id): what the durable record is unique on."""
@@ -22,14 +24,6 @@ def notification_id(rep_id: str, plan_id: str, period_key: str, tier_id: str) ->
     replay, so it also serves as the idempotency key on the wire (webhook header, e-mail Message-ID)."""
     digest = hashlib.sha256("\x1f".join((rep_id, plan_id, period_key, tier_id)).encode()).hexdigest()
     return "tc_" + digest[:32]
-
-
-def parse_instant(text: str) -> datetime:
-    """An ISO 8601 time with offset (`Z` allowed) as an aware UTC datetime."""
-    at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if at.tzinfo is None:
-        raise ValueError(f"time {text!r} has no UTC offset")
-    return at.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,32 +61,34 @@ def _tiers_of(plan: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
     return {tier["tier_id"]: tier for tier in plan.get("tiers", [])}
 
 
-def _progress_for(progress: list[Mapping[str, Any]], plan_id: str, period_key: str) -> Mapping[str, Any] | None:
+def _progress_for(progress: list[PlanProgressEntry], plan_id: str, period_key: str) -> PlanProgressEntry | None:
     for entry in progress:
-        if entry.get("plan_id") == plan_id and entry.get("period_key") == period_key:
+        if entry.plan_id == plan_id and entry.period_key == period_key:
             return entry
     return None
 
 
-def crossings_in_snapshot(snapshot: Mapping[str, Any], plans: Mapping[str, Mapping[str, Any]]) -> list[TierCrossing]:
+_DETAILS = {"metric", "value", "quota", "attainment", "tier", "next_tier", "gap_to_next", "payout", "rewards"}
+"""What a crossing's messages take from the progress entry of its plan-period."""
+
+
+def crossings_in_snapshot(snapshot: RepProgress, plans: Mapping[str, Mapping[str, Any]]) -> list[TierCrossing]:
     """Every tier the snapshot says the rep has reached, oldest first and, for tiers reached at the same
     moment, lowest threshold first: the order their notifications go out in.
 
     `plans` (plan_id → plan document) supplies tier names, thresholds and rewards; a plan deleted since is
     still reported, with what the snapshot's progress knows.
     """
-    rep_id = snapshot["rep_id"]
-    progress = list(snapshot.get("progress") or [])
     out: list[TierCrossing] = []
-    for plan_id, periods in (snapshot.get("reached") or {}).items():
+    for plan_id, periods in snapshot.reached.items():
         plan = plans.get(plan_id)
         tiers = _tiers_of(plan)
         for period_key, reached in periods.items():
-            entry = _progress_for(progress, plan_id, period_key)
+            entry = _progress_for(snapshot.progress, plan_id, period_key)
             for tier_id, when in reached.items():
                 tier = tiers.get(tier_id)
-                if tier is None and entry is not None and (entry.get("tier") or {}).get("tier_id") == tier_id:
-                    tier = entry["tier"]
+                if tier is None and entry is not None and entry.tier is not None and entry.tier.tier_id == tier_id:
+                    tier = entry.tier.model_dump()
                 threshold = float(tier["threshold"]) if tier is not None else None
                 if threshold is not None and threshold <= 0:
                     continue  # a tier at 0 is where everyone starts, not a crossing (CONTRACT §4)
@@ -101,23 +97,17 @@ def crossings_in_snapshot(snapshot: Mapping[str, Any], plans: Mapping[str, Mappi
                     details["metric"] = plan.get("metric")
                     details["currency"] = plan.get("currency", "USD")
                 if entry is not None:
-                    details.update(
-                        {
-                            k: entry.get(k)
-                            for k in ("metric", "value", "quota", "attainment", "tier", "next_tier", "gap_to_next",
-                                      "payout", "rewards")
-                        }
-                    )
+                    details.update(entry.model_dump(include=_DETAILS))
                 out.append(
                     TierCrossing(
-                        rep_id=rep_id,
+                        rep_id=snapshot.rep_id,
                         plan_id=plan_id,
                         period_key=period_key,
                         tier_id=tier_id,
                         tier_name=(tier or {}).get("name") or tier_id,
                         threshold=threshold,
                         reward=(tier or {}).get("reward"),
-                        crossed_at=parse_instant(when),
+                        crossed_at=when.astimezone(UTC),
                         details=details,
                     )
                 )

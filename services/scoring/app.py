@@ -39,6 +39,7 @@ import faust
 import orjson
 
 import services.scoring.codecs  # noqa: F401  (registers the table codecs)
+from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings, get_settings
 from services.common.topics import (
     ACTIVITIES,
@@ -61,6 +62,7 @@ from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.monitor import LeanMonitor
+from services.scoring.outputs import credits_message, read_credits, snapshot_message
 from services.scoring.plan_book import PlanBook
 from services.scoring.publisher import Publisher
 from services.scoring.tables import state_table
@@ -68,7 +70,8 @@ from services.scoring.tables import state_table
 log = logging.getLogger("salespulse.scoring")
 
 _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
-"""What decoding or folding a malformed message raises (orjson.JSONDecodeError is a ValueError)."""
+"""What decoding or folding a malformed message raises (orjson.JSONDecodeError and UnreadableMessage are
+ValueErrors)."""
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -121,7 +124,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         app, "rep-state", "sp_rep_state", settings.partitions, publisher, progress=lambda state: state.version
     )
     history = HistoryWriter(settings)
-    plan_book = PlanBook(settings, calendar)
+    plan_book = PlanBook(settings, calendar, DeadLetters(settings, metrics.registry))
     config_lock = asyncio.Lock()  # a configuration refresh and a rep batch never interleave
     encode_rep = RepStateEncoder().encode
     app.metrics = metrics  # type: ignore[attr-defined]
@@ -164,20 +167,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
             deal_ages.observe(max(0.0, now - snapshot.occurred_at.timestamp()))
             if not credits:
                 continue
-            head = b'{"src":"deals/%d","seq":%d,"accepted_ms":%d,"credits":' % (
-                message.partition,
-                seq,
-                envelope.get("accepted_ms", 0),
-            )
+            src, accepted_ms = f"deals/{message.partition}", envelope.get("accepted_ms", 0)
             if len(credits) == 1:
-                credit = credits[0]
-                outgoing.append((credit.rep_id.encode(), head + orjson.dumps([credit.to_dict()]) + b"}"))
+                outgoing.append((credits[0].rep_id.encode(), credits_message(src, seq, accepted_ms, credits)))
             else:
-                by_rep: dict[str, list[dict[str, Any]]] = {}
+                by_rep: dict[str, list[Credit]] = {}
                 for credit in credits:
-                    by_rep.setdefault(credit.rep_id, []).append(credit.to_dict())
+                    by_rep.setdefault(credit.rep_id, []).append(credit)
                 for rep_id, items in by_rep.items():
-                    outgoing.append((rep_id.encode(), head + orjson.dumps(items) + b"}"))
+                    outgoing.append((rep_id.encode(), credits_message(src, seq, accepted_ms, items)))
         # Credits (and dead letters) first, acknowledged; then the table; only then are the events
         # acknowledged. A crash in between re-emits the same credits, which the rep agent recognises.
         await asyncio.gather(publisher.publish(credits_name, outgoing), publisher.publish(dead_letter_name, unreadable))
@@ -205,15 +203,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
             try:
                 rep_id = message.key.decode()
                 state = touched.get(rep_id) or get_state(rep_id) or RepState(rep_id)
-                data = orjson.loads(message.value)
                 if message.topic == credits_name:
+                    credit_message, credits = read_credits(message.value)
                     changed = state.apply_credits(
-                        [Credit.from_dict(c) for c in data["credits"]],
-                        source=data["src"],
-                        seq=data["seq"],
-                        calendar=calendar,
+                        credits, source=credit_message.src, seq=credit_message.seq, calendar=calendar
                     )
+                    accepted_ms = credit_message.accepted_ms
                 else:
+                    data = orjson.loads(message.value)
+                    accepted_ms = data.get("accepted_ms", 0)
                     activity = data["event"]
                     at = datetime.fromisoformat(activity["occurred_at"])
                     changed = state.apply_activity(
@@ -231,7 +229,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 duplicates += 1
                 continue
             touched[rep_id] = state
-            accepted_ms = data.get("accepted_ms", 0)
             if accepted_ms > accepted.get(rep_id, 0):
                 accepted[rep_id] = accepted_ms
         # Progress in the plans, and tiers newly reached recorded in the state before it is stored.
@@ -256,7 +253,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
             [
                 (
                     rep_id.encode(),
-                    _snapshot(state, plan_book.extras(state, progress[rep_id]), accepted.get(rep_id, 0), now_ms),
+                    snapshot_message(
+                        state,
+                        progress=progress[rep_id],
+                        contests=plan_book.contest_totals(state),
+                        updated_ms=now_ms,
+                        accepted_ms=accepted.get(rep_id, 0),
+                    ),
                 )
                 for rep_id, state in touched.items()
             ],
@@ -332,7 +335,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         changed = {r: s for r, s in states.items() if s.version != before[r]}
         if changed:
             await rep_table.write(changed, {r: encode_rep(s) for r, s in changed.items()})
-        snapshots = [(r.encode(), _snapshot(s, plan_book.extras(s, progress[r]), 0, now_ms)) for r, s in states.items()]
+        snapshots = [
+            (
+                r.encode(),
+                snapshot_message(
+                    s, progress=progress[r], contests=plan_book.contest_totals(s), updated_ms=now_ms, accepted_ms=0
+                ),
+            )
+            for r, s in states.items()
+        ]
         return await publisher.publish(snapshots_name, snapshots)
 
     @app.task
@@ -418,16 +429,3 @@ def _dead_letter(message: Any, agent: str, exc: BaseException) -> tuple[bytes, b
     )
     value = message.value if isinstance(message.value, bytes) else b""
     return (message.key or b"", value)
-
-
-def _snapshot(state: RepState, extras: dict[str, Any], accepted_ms: int, now_ms: int) -> bytes:
-    return orjson.dumps(
-        {
-            "rep_id": state.rep_id,
-            "version": state.version,
-            "updated_ms": now_ms,
-            "accepted_ms": accepted_ms,
-            "state": state.to_dict(include_minutes=False),  # consumers need no minute detail
-            **extras,
-        }
-    )

@@ -11,6 +11,7 @@ from typing import Any
 
 from schemas.config import Board, Plan
 from services.common.config_feed import ConfigFollower
+from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
 from services.scoring.domain.contests import contest_totals
 from services.scoring.domain.incentives import plan_progress
@@ -22,9 +23,9 @@ log = logging.getLogger("salespulse.scoring.plans")
 
 
 class PlanBook:
-    def __init__(self, settings: Settings, calendar: Calendar) -> None:
+    def __init__(self, settings: Settings, calendar: Calendar, dead_letters: DeadLetters | None = None) -> None:
         self.calendar = calendar
-        self.follower = ConfigFollower(settings)
+        self.follower = ConfigFollower(settings, dead_letters)
         self.changed = asyncio.Event()
         self._plans: list[Plan] | None = None
         self._contests: list[Board] | None = None
@@ -84,12 +85,12 @@ class PlanBook:
             out.append(progress.to_dict())
         return out
 
-    def extras(self, state: RepState, progress: list[dict[str, object]]) -> dict[str, Any]:
-        """What a rep snapshot carries beyond the KPI state: progress, tiers reached, contest totals."""
+    def contest_totals(self, state: RepState) -> dict[str, KpiTotals]:
+        """The rep's totals in every contest (a board with a window) it has something in."""
         contests = {}
         for board in self.contests():
             assert board.window is not None
             totals = contest_totals(state, board.window.starts_at, board.window.ends_at)
             if not totals.is_zero():
-                contests[board.board_id] = totals.to_dict()
-        return {"progress": progress, "reached": state.reached.to_dict(), "contests": contests}
+                contests[board.board_id] = totals
+        return contests

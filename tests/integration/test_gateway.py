@@ -13,7 +13,12 @@ import httpx
 import pytest
 import websockets
 
+from services.common.kafka import make_producer
+from services.common.settings import Settings
+from services.common.topics import CONFIG, DEAD_LETTER, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from tests.support.clock import now_stamp
+from tests.support.kafka import read_topic_raw
+from tests.support.metrics import scrape
 from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -270,3 +275,42 @@ def test_two_gateway_replicas_answer_identically(stack: Stack) -> None:
     wait_until(same, timeout=20, what="both replicas giving the same answers")
     ada = httpx.get(second + "/v1/reps/ada/kpis?period=year", headers=stack.headers).json()
     assert ada["kpis"]["revenue"] >= 700.0
+
+
+def test_unreadable_records_go_to_the_dead_letter_topic_and_the_gateway_goes_on(stack: Stack) -> None:
+    settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix)
+    garbage = {
+        REP_SNAPSHOTS: (b"cy", b'{"rep_id": "cy", "version": "newest"}'),
+        CONFIG: (b"plan:broken", b'{"kind": "plan", "id": "broken", "body": {"name": "no tiers"}, "updated_ms": 1}'),
+        NOTIFICATIONS: (b"cy", b"\x00not json at all"),
+    }
+
+    async def produce() -> None:
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            for topic, (key, value) in garbage.items():
+                await producer.send_and_wait(topic_name(settings, topic), value, key=key,
+                                             partition=partition_for(key.decode(), settings.partitions))
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+
+    def counted() -> dict[str, float] | None:
+        samples = scrape(stack, "api").get("salespulse_dead_letters_total", [])
+        found = {labels["reader"]: value for labels, value in samples}
+        return found if len(found) == 3 else None
+
+    assert wait_until(counted, timeout=20, what="three dead letters counted") == {
+        "read model": 1.0, "config feed": 1.0, "notification feed": 1.0}
+    dead = read_topic_raw(stack.bootstrap, topic_name(settings, DEAD_LETTER))
+    from_gateway = {headers["salespulse-reader"]: value for value, headers in dead
+                    if headers["salespulse-reader"] in (b"read model", b"notification feed")}
+    assert from_gateway == {b"read model": garbage[REP_SNAPSHOTS][1], b"notification feed": garbage[NOTIFICATIONS][1]}
+    assert garbage[CONFIG][1] in [value for value, _ in dead]
+    # The readers went on: a new event still reaches the read model, and the broken plan was never applied.
+    post(stack, [won("dl1", "cy", "70.00")])
+    wait_until(lambda: httpx.get(f"{stack.api}/v1/reps/cy/kpis", params={"period": "month"}, headers=stack.headers,
+                                 timeout=5).json()["kpis"]["revenue"] >= 70.0, timeout=20, what="cy's new deal")
+    assert httpx.get(f"{stack.api}/v1/plans/broken", headers=stack.headers, timeout=5).status_code == 404

@@ -19,19 +19,21 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from schemas.messages import RepProgress
 from services.common import db
 from services.common.broker import ensure_topics
 from services.common.config_feed import publish_config
 from services.common.kafka import make_producer
 from services.common.models import CoachingDigest, NotificationDelivery, TierCrossing
 from services.common.settings import Settings
-from services.common.topics import NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
+from services.common.topics import DEAD_LETTER, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from services.notifier.messages import verify_signature
 from services.notifier.preferences import Preferences, write_preferences
 from services.notifier.service import Notifier
 from services.notifier.store import notification_log
 from tests.support.clock import TEST_CLOCK
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_topic, read_topic_raw
+from tests.support.messages import rep_snapshot
 from tests.support.receivers import WEBHOOK_SECRET, Hook, Mailbox
 
 pytestmark = pytest.mark.integration
@@ -85,13 +87,9 @@ class Harness:
     async def snapshot(self, rep_id: str, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None,
                        version: int | None = None) -> None:
         self.version += 1
-        message = {
-            "rep_id": rep_id, "version": version if version is not None else self.version,
-            "updated_ms": int(time.time() * 1000), "accepted_ms": 0, "state": {}, "contests": {},
-            "progress": progress or [], "reached": reached,
-        }
+        message = rep_snapshot(rep_id, version if version is not None else self.version, reached, progress)
         await self.producer.send_and_wait(
-            topic_name(self.settings, REP_SNAPSHOTS), orjson.dumps(message), key=rep_id.encode(),
+            topic_name(self.settings, REP_SNAPSHOTS), message, key=rep_id.encode(),
             partition=partition_for(rep_id, self.settings.partitions),
         )
 
@@ -384,8 +382,8 @@ async def test_a_crossing_seen_by_two_notifiers_at_once_is_recorded_once(harness
     a = await h.start_notifier(consume=False, deliver=False, digests=False)
     b = await h.start_notifier(consume=False, deliver=False, digests=False)
     await until(lambda: a.config.caught_up.is_set() and b.config.caught_up.is_set(), what="config")
-    raw = orjson.dumps({"rep_id": "cy", "version": 1, "progress": [], "reached": reached("target", "accel")})
-    results = await asyncio.gather(*(n.handle_snapshots([raw]) for n in (a, b, a, b)))
+    snapshot = RepProgress(rep_id="cy", version=1, reached=reached("target", "accel"))  # type: ignore[arg-type]
+    results = await asyncio.gather(*(n.handle_snapshots([snapshot]) for n in (a, b, a, b)))
     assert sum(len(r) for r in results) == 2
     assert await h.count(TierCrossing) == 2
     assert await h.count(NotificationDelivery) == 4  # board + in_app for each (no webhook or SMTP configured)
@@ -427,13 +425,27 @@ async def test_a_crossing_of_a_plan_the_config_feed_has_not_delivered_yet_waits_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_unreadable_snapshots_are_skipped_without_stalling_the_others(harness: Harness) -> None:
+async def test_unreadable_snapshots_go_to_the_dead_letter_topic_and_the_others_go_on(harness: Harness) -> None:
     h = harness
-    n = await h.start_notifier(consume=False, deliver=False, digests=False)
-    await until(lambda: n.config.caught_up.is_set(), what="config")
-    good = orjson.dumps({"rep_id": "cy", "version": 1, "progress": [], "reached": reached("target")})
-    bad = [b"not json", orjson.dumps({"no": "rep"}), orjson.dumps({"rep_id": "bob", "reached": [1, 2]}),
-           orjson.dumps({"rep_id": "ada", "reached": {"ae-revenue": {"2026-11": {"target": "yesterday"}}}})]
-    created = await n.handle_snapshots([*bad, good])
-    assert [(c.rep_id, c.tier_id) for c in created] == [("cy", "target")]
-    assert n.metrics.unreadable._value.get() == 4
+    n = await h.start_notifier(deliver=False, digests=False)
+    bad = [b"not json", orjson.dumps({"no": "rep"}), orjson.dumps({"rep_id": "bob", "version": 1, "reached": [1, 2]}),
+           orjson.dumps({"rep_id": "ada", "version": 1,
+                         "reached": {"ae-revenue": {"2026-11": {"target": "yesterday"}}}})]
+    topic = topic_name(h.settings, REP_SNAPSHOTS)
+    for raw in bad:  # on the good snapshot's partition, ahead of it
+        await h.producer.send_and_wait(topic, raw, key=b"cy", partition=partition_for("cy", h.settings.partitions))
+    await h.snapshot("cy", reached("target"))
+    log = await until(lambda: h.log("cy"), what="the crossing of the snapshot behind the unreadable ones")
+    assert [(e["rep_id"], e["tier"]["tier_id"]) for e in log] == [("cy", "target")]
+    dead_topic = topic_name(h.settings, DEAD_LETTER)
+    dead = await until(lambda: _at_least(asyncio.to_thread(read_topic_raw, h.settings.bootstrap, dead_topic), len(bad)),
+                       what="the unreadable snapshots on the dead-letter topic")
+    assert [value for value, _ in dead] == bad
+    assert all(headers["salespulse-reader"] == b"notifier snapshots" for _, headers in dead)
+    assert all(headers["salespulse-source"].startswith(topic.encode()) for _, headers in dead)
+    assert n.dead_letters.counted.labels("notifier snapshots")._value.get() == len(bad)
+
+
+async def _at_least(records: Any, count: int) -> Any:
+    found = await records
+    return found if len(found) >= count else None

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import websockets
 from sqlalchemy import func, select
@@ -32,24 +31,15 @@ from services.common.models import NotificationDelivery
 from services.common.settings import Settings
 from services.common.topics import CREDITS, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from services.notifier.store import notification_log
-from services.scoring.domain.rep_state import RepState
 from tests.integration.test_notifier import PLAN
-from tests.integration.test_scoring_replay import metric, scrape
 from tests.support.clock import now_stamp
 from tests.support.kafka import read_topic
+from tests.support.messages import rep_snapshot
+from tests.support.metrics import metric, scrape
 from tests.support.receivers import IdempotentHook, Mailbox, receiver_env
 from tests.support.stack import ROOT, Stack, run_db, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def snapshot(rep_id: str, version: int, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None) -> bytes:
-    state = RepState(rep_id).to_dict()
-    state["version"] = version
-    return orjson.dumps({
-        "rep_id": rep_id, "version": version, "updated_ms": int(time.time() * 1000), "accepted_ms": 0,
-        "state": state, "progress": progress or [], "reached": reached, "contests": {},
-    })
 
 
 def produce(settings: Settings, records: list[tuple[str, bytes]], config: list[tuple[str, str, dict]] = ()) -> None:  # type: ignore[assignment]
@@ -152,7 +142,7 @@ def test_screens_get_notifications_and_celebrations_and_the_log_and_preferences_
                     websockets.connect(f"{stack.ws}/v1/ws/boards/west?token={token}") as west_ws:
                 for ws in (rep_ws, board_ws, west_ws):
                     await asyncio.wait_for(ws.recv(), 10)  # the first progress / standings
-                await asyncio.to_thread(produce, settings_of(stack), [("ada", snapshot("ada", 5, reached("target",
+                await asyncio.to_thread(produce, settings_of(stack), [("ada", rep_snapshot("ada", 5, reached("target",
                                                                                                        "accel")))])
                 notes = await _collect(rep_ws, "notification", 2)
                 parties = await _collect(board_ws, "celebration", 2)
@@ -214,14 +204,14 @@ def test_a_notifier_killed_mid_burst_delivers_every_crossing_exactly_once_per_ch
     ]
     first, second = reps[:25], reps[25:]
     try:
-        produce(settings, [(r, snapshot(r, 1, reached("target"))) for r in first], config)
+        produce(settings, [(r, rep_snapshot(r, 1, reached("target"))) for r in first], config)
         stack.start_service("notifier")
         stack.wait_healthy("notifier", "/v1/health")
-        produce(settings, [(r, snapshot(r, 2, reached("target", "accel"))) for r in first])
+        produce(settings, [(r, rep_snapshot(r, 2, reached("target", "accel"))) for r in first])
         wait_until(lambda: len(hook.accepted("/slack")) >= 10, timeout=60, what="the burst under way")
         stack.kill("notifier")  # SIGKILL: no shutdown, leases held, offsets maybe uncommitted
         in_flight = leased_deliveries(stack.database_url)
-        produce(settings, [(r, snapshot(r, 3, reached("target", "accel"))) for r in second])
+        produce(settings, [(r, rep_snapshot(r, 3, reached("target", "accel"))) for r in second])
         assert len(hook.accepted("/slack")) < 2 * len(reps), "the kill came too late to test anything"
 
         stack.start_service("notifier")

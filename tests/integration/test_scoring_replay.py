@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.demo.floor import history_events
+from tests.support.metrics import metric, scrape
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -432,22 +432,3 @@ def _unique(events: Iterable[Event]) -> list[Event]:
     return list({event["event_id"]: event for event in events}.values())
 
 
-Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def scrape(stack: Stack, label: str = "scoring") -> Samples:
-    """The samples a scoring worker's /metrics serves, by sample name."""
-    response = httpx.get(f"http://127.0.0.1:{stack.ports[label]}/metrics", timeout=10)
-    assert response.status_code == 200, response.text
-    samples: Samples = defaultdict(list)
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[sample.name].append((sample.labels, sample.value))
-    return samples
-
-
-def metric(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`; fails when there is none."""
-    matching = [value for have, value in samples.get(name, []) if labels.items() <= have.items()]
-    assert matching, f"{name}{labels or ''} is not in /metrics"
-    return sum(matching)

@@ -7,8 +7,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 
 from schemas.config import Board
+from schemas.messages import UnreadableMessage
 from services.api.routes.notifications import NotificationFeed
 from services.common.config_feed import ConfigState
 from services.common.settings import Settings
@@ -38,6 +40,7 @@ def gateway() -> Any:
 
     return SimpleNamespace(
         settings=Settings(),
+        dead_letters=None,
         hub=Recorder(),
         config=SimpleNamespace(state=state),
         board=lambda board_id: Board.model_validate(state.boards()[board_id]) if board_id in state.boards() else None,
@@ -45,10 +48,13 @@ def gateway() -> Any:
     )
 
 
-NOTE = {"type": "notification", "notification_id": "tc_1", "rep_id": "ada", "tier": {"tier_id": "target"},
-        "sent_ms": 1}
+TARGET = {"tier_id": "target", "name": "Target", "threshold": 1.0}
+NOTE = {"type": "notification", "notification_id": "tc_1", "rep_id": "ada", "name": "Ada", "plan_id": "p",
+        "plan_name": "Plan", "period_key": "2026-11", "tier": TARGET, "reward": None,
+        "crossed_at": "2026-11-20T10:00:00Z", "attainment": 1.02, "next_tier": None, "gap_to_next": None,
+        "text": "Ada reached Target", "sent_ms": 1}
 PARTY = {"type": "celebration", "notification_id": "tc_1", "rep_id": "ada", "name": "Ada", "plan_id": "p",
-         "period_key": "2026-11", "tier": {"tier_id": "target"}, "at": "2026-11-20T10:00:00+00:00", "sent_ms": 1}
+         "period_key": "2026-11", "tier": TARGET, "at": "2026-11-20T10:00:00Z", "sent_ms": 1}
 
 
 def test_a_resent_notification_is_pushed_once() -> None:
@@ -68,9 +74,11 @@ def test_a_celebration_goes_to_every_board_the_rep_is_on_once() -> None:
     assert sorted(channel for channel, _ in gw.hub.events) == ["board:east", "board:floor", "rep:ada"]
 
 
-def test_unreadable_messages_are_skipped() -> None:
+def test_unreadable_messages_are_refused_and_push_nothing() -> None:
     gw = gateway()
     feed = NotificationFeed(gw)
-    feed.handle(b"not json")
-    feed.handle(orjson.dumps({"type": "notification"}))
+    for raw in (b"not json", orjson.dumps({"type": "notification"}), orjson.dumps({**PARTY, "type": "party"}),
+                orjson.dumps({**NOTE, "crossed_at": "yesterday"})):
+        with pytest.raises(UnreadableMessage):  # the follower moves it to the dead-letter topic
+            feed.handle(raw)
     assert gw.hub.events == []

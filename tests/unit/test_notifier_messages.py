@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from schemas.config import Plan
+from schemas.messages import PlanProgressEntry, RepProgress
 from services.notifier.coaching import reps_behind_pace
 from services.notifier.messages import (
     celebration_message,
@@ -44,9 +45,9 @@ PLAN: dict[str, Any] = {
 AT = "2026-11-20T10:00:00.123456+00:00"
 
 
-def snapshot(reached: dict[str, Any], progress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"rep_id": "ada", "version": 7, "updated_ms": 0, "accepted_ms": 0, "state": {}, "contests": {},
-            "progress": progress or [], "reached": reached}
+def snapshot(reached: dict[str, Any], progress: list[dict[str, Any]] | None = None) -> RepProgress:
+    """What the notifier reads of a rep-snapshots message (schemas.messages)."""
+    return RepProgress.model_validate({"rep_id": "ada", "version": 7, "progress": progress or [], "reached": reached})
 
 
 PROGRESS = {
@@ -135,10 +136,10 @@ def test_generic_webhook_signature_covers_the_raw_body() -> None:
 
 def test_in_app_and_celebration_messages_follow_the_contract() -> None:
     c = crossing()
-    note = in_app_message(c)
+    note = in_app_message(c).model_dump(mode="json")
     assert note["type"] == "notification" and note["notification_id"] == c.notification_id
     assert note["tier"] == {"tier_id": "target", "name": "Target", "threshold": 1.0}
-    party = celebration_message(c)
+    party = celebration_message(c).model_dump(mode="json", exclude={"sent_ms"})
     assert set(party) == {"type", "notification_id", "rep_id", "name", "plan_id", "period_key", "tier", "at"}
     assert party["type"] == "celebration" and party["name"] == "Ada Lovelace"
 
@@ -164,8 +165,8 @@ CAL = Calendar("UTC", 1)
 ROSTER = {r: {"rep_id": r, "name": r.title(), "team_id": "east"} for r in ("ada", "bob", "cy", "mia")}
 
 
-def progress(attainment: float, period_key: str = "2026-11") -> list[dict[str, Any]]:
-    return [{"plan_id": "ae-revenue", "period_key": period_key, "attainment": attainment}]
+def progress(attainment: float, period_key: str = "2026-11") -> list[PlanProgressEntry]:
+    return [PlanProgressEntry.model_validate({**PROGRESS, "period_key": period_key, "attainment": attainment})]
 
 
 def behind(now: datetime, progress_by_rep: dict[str, Any], **kw: Any) -> list[dict[str, Any]]:

@@ -80,7 +80,7 @@ class LivePusher:
         self._task: asyncio.Task[None] | None = None
 
     def on_rep(self, view: RepView) -> None:
-        rep_id = view.state.rep_id
+        rep_id = view.rep_id
         gw = self.gw
         channel = rep_channel(rep_id)
         if gw.hub.watching(channel):

@@ -9,18 +9,17 @@ import logging
 from collections import OrderedDict
 from typing import Annotated, Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import APIRouter, Body, Query
 from pydantic import ValidationError
 
+from schemas.messages import decode_notification
 from services.api.deps import GatewayDep
 from services.api.gateway import Gateway
 from services.api.responses import KEYED_PROBLEMS
 from services.api.routes.config import PUT_PROBLEMS
 from services.api.routes.live import board_channel, rep_channel
 from services.common.deps import AdminKey, ViewerKey
-from services.common.follower import topic_partitions
+from services.common.follower import TopicFollower
 from services.common.problems import Problem
 from services.common.topics import NOTIFICATIONS, topic_name
 from services.notifier.preferences import Preferences, default_preferences, read_preferences, write_preferences
@@ -99,84 +98,39 @@ class NotificationFeed:
 
     def __init__(self, gw: Gateway, remember: int = 50_000) -> None:
         self.gw = gw
-        self.topic = topic_name(gw.settings, NOTIFICATIONS)
         self.seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.remember = remember
         self.pushed = 0
-        self.ready = asyncio.Event()
+        self.follower = TopicFollower(
+            gw.settings, topic_name(gw.settings, NOTIFICATIONS), self.handle, name="notification feed",
+            dead_letters=gw.dead_letters, start="end",
+        )
+        self.ready = self.follower.caught_up
 
     def handle(self, raw: bytes) -> None:
-        try:
-            message = orjson.loads(raw)
-            kind, notification_id, rep_id = message["type"], message["notification_id"], message["rep_id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("skipped an unreadable message on %s", self.topic)
-            return
-        key = (kind, notification_id)
+        """Push one `notifications` message to the screens it is for; UnreadableMessage when it is not one."""
+        message = decode_notification(raw)
+        key = (message.type, message.notification_id)
         if key in self.seen:
             return
         self.seen[key] = None
         if len(self.seen) > self.remember:
             self.seen.popitem(last=False)
-        message.pop("sent_ms", None)
+        pushed = message.model_dump(mode="json", exclude={"sent_ms"})
         hub = self.gw.hub
-        if kind == "notification":
-            hub.publish_event(rep_channel(rep_id), message)
-        elif kind == "celebration":
+        if message.type == "notification":
+            hub.publish_event(rep_channel(message.rep_id), pushed)
+        else:
             for board_id in list(self.gw.config.state.boards()):
                 board = self.gw.board(board_id)
-                if board is not None and rep_id in self.gw.board_reps(board):
-                    hub.publish_event(board_channel(board_id), message)
+                if board is not None and message.rep_id in self.gw.board_reps(board):
+                    hub.publish_event(board_channel(board_id), pushed)
         self.pushed += 1
-
-    async def run(self) -> None:
-        positions: dict[TopicPartition, int] = {}
-        backoff = 0.2
-        while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.gw.settings.bootstrap, enable_auto_commit=False, group_id=None,
-                fetch_max_wait_ms=20,
-            )
-            try:
-                await consumer.start()
-                tps = await self._partitions(consumer)
-                consumer.assign(tps)
-                fresh = [tp for tp in tps if tp not in positions]
-                if fresh:
-                    await consumer.seek_to_end(*fresh)
-                for tp in tps:
-                    if tp in positions:
-                        consumer.seek(tp, positions[tp])
-                    else:
-                        positions[tp] = await consumer.position(tp)
-                self.ready.set()
-                backoff = 0.2
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-                    for tp, messages in batches.items():
-                        for message in messages:
-                            if message.value:
-                                self.handle(message.value)
-                            positions[tp] = message.offset + 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker away: resume where we were
-                log.warning("notification feed paused (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc,
-                            backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                try:
-                    await consumer.stop()
-                except Exception:  # noqa: BLE001
-                    pass
-
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        return await topic_partitions(consumer, self.topic)
-
 
 def follow_notifications(gw: Gateway) -> asyncio.Task[None]:
     """Start pushing the notifier's messages to screens; the task runs until cancelled (app shutdown)."""
     feed = NotificationFeed(gw)
     gw.notification_feed = feed  # type: ignore[attr-defined]
-    return asyncio.create_task(feed.run(), name="notification-feed")
+    feed.follower.start()
+    assert feed.follower.task is not None
+    return feed.follower.task

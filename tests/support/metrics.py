@@ -1,0 +1,32 @@
+"""What a service's /metrics serves, read with the Prometheus text parser."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.stack import Stack
+
+__all__ = ["Samples", "metric", "scrape"]
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def scrape(stack: Stack, label: str = "scoring") -> Samples:
+    """The samples the service `label` of `stack` serves on /metrics, by sample name."""
+    response = httpx.get(f"http://127.0.0.1:{stack.ports[label]}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    samples: Samples = defaultdict(list)
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[sample.name].append((sample.labels, sample.value))
+    return samples
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`; fails when there is none."""
+    matching = [value for have, value in samples.get(name, []) if labels.items() <= have.items()]
+    assert matching, f"{name}{labels or ''} is not in /metrics"
+    return sum(matching)
