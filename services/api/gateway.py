@@ -18,6 +18,7 @@ from services.api.read_model import ReadModel
 from services.common.auth import KeyStore
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
+from services.common.history import history_totals
 from services.common.settings import Settings
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
@@ -25,7 +26,6 @@ from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 from services.scoring.domain.plans import TierRef, current_tier
 from services.scoring.domain.progress import Progress
 from services.scoring.domain.standings import Entry, rank
-from services.scoring.history import history_totals
 
 
 @dataclass

@@ -1,40 +1,27 @@
-"""When a delivery may go out: quiet hours in the rep's time zone, the hourly cap, retry back-off, and the
-coaching digest's schedule. Pure functions over aware datetimes; no I/O."""
+"""When a delivery may go out: quiet hours in the rep's time zone, the hourly cap, and the coaching digest's
+schedule (retries back off with services/common/backoff.py). Pure functions over aware datetimes; no I/O."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from schemas.preferences import QuietHours
+
 __all__ = [
     "DIGEST_SCHEDULES",
     "Decision",
-    "QuietHours",
     "cap_deferral",
     "digest_slot",
     "hour_window",
     "local_instant",
     "next_digest_slot",
-    "parse_clock",
     "quiet_until",
-    "retry_delay",
     "schedule_delivery",
 ]
 
 DIGEST_SCHEDULES = ("off", "daily", "weekdays", "weekly")
-
-
-def parse_clock(text: str) -> time:
-    """"HH:MM" (24-hour) as a time; ValueError with a reason otherwise."""
-    hours, sep, minutes = text.partition(":")
-    if not sep or len(hours) != 2 or len(minutes) != 2 or not (hours + minutes).isdigit():
-        raise ValueError(f"{text!r} is not a time of day; write it as HH:MM, e.g. 22:00")
-    h, m = int(hours), int(minutes)
-    if h > 23 or m > 59:
-        raise ValueError(f"{text!r} is not a time of day; hours run 00–23 and minutes 00–59")
-    return time(h, m)
 
 
 def _aware(at: datetime) -> datetime:
@@ -51,30 +38,6 @@ def local_instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
     is its first occurrence.
     """
     return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """A daily quiet period on the rep's wall clock, [start, end); it crosses midnight when end ≤ start."""
-
-    start: time
-    end: time
-
-    @classmethod
-    def parse(cls, start: str, end: str) -> QuietHours:
-        quiet = cls(parse_clock(start), parse_clock(end))
-        if quiet.start == quiet.end:
-            raise ValueError("quiet_hours start and end are equal; give a period, or null for no quiet hours")
-        return quiet
-
-    def contains(self, clock: time) -> bool:
-        """True when `clock` (a wall time) is inside the quiet period."""
-        if self.start < self.end:
-            return self.start <= clock < self.end
-        return clock >= self.start or clock < self.end
-
-    def to_dict(self) -> dict[str, str]:
-        return {"start": self.start.strftime("%H:%M"), "end": self.end.strftime("%H:%M")}
 
 
 def quiet_until(now: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime | None:
@@ -134,13 +97,6 @@ def schedule_delivery(
     if until is not None:
         return Decision(until, "hourly_cap")
     return Decision()
-
-
-def retry_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds before retry number `attempt` (1 = after the first failure): exponential, capped, with
-    "equal jitter" — half the step fixed, half random — so retries of many deliveries spread out."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return step / 2 + (rng or random).uniform(0, step / 2)
 
 
 # --- coaching digest ----------------------------------------------------------------------------------------

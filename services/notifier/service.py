@@ -26,9 +26,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.config import Plan
 from schemas.messages import RepProgress
+from schemas.preferences import Preferences, parse_clock
+from services.common.backoff import Backoff
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
 from services.common.kafka import make_producer
+from services.common.preferences import default_preferences, read_preferences
 from services.common.settings import Settings
 from services.notifier import store
 from services.notifier.channels import (
@@ -43,13 +46,10 @@ from services.notifier.coaching import reps_behind_pace
 from services.notifier.consumer import ProgressFeed, SnapshotConsumer
 from services.notifier.messages import digest_email
 from services.notifier.metrics import NotifierMetrics
-from services.notifier.preferences import Preferences, default_preferences, read_preferences
 from services.notifier.scheduling import (
     digest_slot,
     hour_window,
-    parse_clock,
     quiet_until,
-    retry_delay,
     schedule_delivery,
 )
 from services.notifier.store import BOARD, ClaimedDelivery, ClaimedDigest, NewDelivery
@@ -81,6 +81,9 @@ class Notifier:
         self.sessions = sessions
         self.clock: Now = clock or settings.clock.now
         self.rng = rng or random.Random()
+        self.retries = Backoff(settings.notify_retry_base_seconds, settings.notify_retry_max_seconds, jitter=0.5,
+                               rng=self.rng)
+        """Retry n waits min(max, base × 2^(n−1)), half of it fixed and half random ("equal jitter")."""
         self.metrics = NotifierMetrics(registry)
         self.calendar = Calendar(settings.timezone, settings.fiscal_year_start_month)
         self.defaults = default_preferences(settings)
@@ -399,8 +402,7 @@ class Notifier:
                 self.metrics.failed.labels(channel).inc()
             log.warning("%s %s on %s failed for good after %d attempt(s): %s", kind, row_id, channel, attempt, error)
             return
-        delay = retry_delay(attempt, base=self.settings.notify_retry_base_seconds,
-                            cap=self.settings.notify_retry_max_seconds, rng=self.rng)
+        delay = self.retries.delay(attempt)
         if isinstance(exc, DeliveryError) and exc.retry_after:
             delay = max(delay, min(exc.retry_after, self.settings.notify_retry_max_seconds))
         await store.mark_retry(self.sessions, kind, row_id, self.owner, error,

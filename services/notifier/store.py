@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,14 +15,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from schemas.preferences import Preferences
 from services.common.models import CoachingDigest, NotificationDelivery
 from services.common.models import TierCrossing as CrossingRow
-from services.notifier.preferences import Preferences, load_preferences
+from services.common.notification_log import OPEN, utc
+from services.common.preferences import load_preferences
 from services.notifier.tier_crossings import CrossingKey, TierCrossing
 
 __all__ = [
     "BOARD",
-    "OPEN",
     "ClaimedDelivery",
     "ClaimedDigest",
     "NewDelivery",
@@ -37,23 +38,12 @@ __all__ = [
     "mark_sent",
     "mark_target_done",
     "next_due",
-    "notification_log",
     "record_crossings",
     "sent_in_window",
-    "utc",
 ]
 
 BOARD = "board"
 """The pseudo-channel of board celebrations: never deferred, not subject to the rep's preferences."""
-OPEN = ("pending", "deferred")
-"""Statuses of a delivery that still has to go out."""
-
-
-def utc(at: datetime) -> datetime:
-    """An aware UTC datetime; SQLite hands back naive ones that were written as UTC."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def _insert(session: AsyncSession, model: Any) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
@@ -417,45 +407,6 @@ async def claim_due_digests(
 # --- the delivery log (GET /v1/notifications) ---------------------------------------------------------------
 
 
-async def notification_log(sessions: async_sessionmaker, *, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
-    """Newest first (in the order crossings were recorded), each with its deliveries (CONTRACT §6)."""
-    async with sessions() as session:
-        query = select(CrossingRow).order_by(CrossingRow.seq.desc()).limit(limit)
-        if rep_id is not None:
-            query = query.where(CrossingRow.rep_id == rep_id)
-        crossings = (await session.execute(query)).scalars().all()
-        ids = [c.notification_id for c in crossings]
-        deliveries: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        if ids:
-            rows = await session.execute(
-                select(NotificationDelivery)
-                .where(NotificationDelivery.notification_id.in_(ids))
-                .order_by(NotificationDelivery.delivery_id)
-            )
-            for d in rows.scalars():
-                deliveries[d.notification_id].append(
-                    {
-                        "channel": d.channel,
-                        "status": d.status,
-                        "attempts": d.attempts,
-                        "last_error": d.last_error,
-                        "due_at": utc(d.due_at).isoformat() if d.status in OPEN else None,
-                        "sent_at": utc(d.sent_at).isoformat() if d.sent_at else None,
-                    }
-                )
-    return [
-        {
-            "notification_id": c.notification_id,
-            "rep_id": c.rep_id,
-            "plan_id": c.plan_id,
-            "period_key": c.period_key,
-            "tier": {"tier_id": c.tier_id, "name": c.tier_name, "threshold": c.threshold},
-            "reward": c.reward,
-            "crossed_at": utc(c.crossed_at).isoformat(),
-            "deliveries": deliveries[c.notification_id],
-        }
-        for c in crossings
-    ]
 
 
 async def count_open(sessions: async_sessionmaker) -> int:

@@ -89,15 +89,3 @@ class HistoryWriter:
                     session.add(KpiHistoryMark(rep_id=rep_id, seq=top))
                 else:
                     mark.seq = top
-
-
-async def history_totals(sessions: async_sessionmaker, rep_id: str, kind: str, key: str) -> KpiTotals | None:
-    async with sessions() as session:
-        row = (
-            await session.execute(
-                select(KpiHistory.totals).where(
-                    KpiHistory.rep_id == rep_id, KpiHistory.period == kind, KpiHistory.period_key == key
-                )
-            )
-        ).scalar_one_or_none()
-    return KpiTotals.from_dict(orjson.loads(row)) if row else None

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 
+from services.common.kafka import make_producer
 from services.common.settings import Settings
 from services.common.topics import partition_for
-from services.ingest.relay import make_producer
 
 __all__ = ["Publisher"]
 

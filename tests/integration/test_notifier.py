@@ -20,17 +20,18 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from schemas.messages import RepProgress
+from schemas.preferences import Preferences
 from services.common import db
 from services.common.broker import ensure_topics
 from services.common.config_feed import publish_config
 from services.common.kafka import make_producer
 from services.common.models import CoachingDigest, NotificationDelivery, TierCrossing
+from services.common.notification_log import notification_log
+from services.common.preferences import write_preferences
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTER, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from services.notifier.messages import verify_signature
-from services.notifier.preferences import Preferences, write_preferences
 from services.notifier.service import Notifier
-from services.notifier.store import notification_log
 from tests.support.clock import TEST_CLOCK
 from tests.support.kafka import read_topic, read_topic_raw
 from tests.support.messages import rep_snapshot

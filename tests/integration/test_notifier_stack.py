@@ -28,9 +28,9 @@ from services.common import db
 from services.common.config_feed import publish_config
 from services.common.kafka import make_producer
 from services.common.models import NotificationDelivery
+from services.common.notification_log import notification_log
 from services.common.settings import Settings
 from services.common.topics import CREDITS, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
-from services.notifier.store import notification_log
 from tests.integration.test_notifier import PLAN
 from tests.support.clock import now_stamp
 from tests.support.kafka import read_topic

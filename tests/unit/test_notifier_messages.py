@@ -14,6 +14,7 @@ import pytest
 
 from schemas.config import Plan
 from schemas.messages import PlanProgressEntry, RepProgress
+from schemas.preferences import Preferences, parse_channels
 from services.notifier.coaching import reps_behind_pace
 from services.notifier.messages import (
     celebration_message,
@@ -25,7 +26,6 @@ from services.notifier.messages import (
     tier_email,
     verify_signature,
 )
-from services.notifier.preferences import Preferences, parse_channels
 from services.notifier.tier_crossings import crossings_in_snapshot, notification_id
 from services.scoring.domain.periods import Calendar
 

@@ -3,7 +3,6 @@ coaching digest's schedule."""
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,15 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.preferences import QuietHours, parse_clock
 from services.notifier.scheduling import (
-    QuietHours,
     cap_deferral,
     digest_slot,
     hour_window,
     next_digest_slot,
-    parse_clock,
     quiet_until,
-    retry_delay,
     schedule_delivery,
 )
 
@@ -136,17 +133,6 @@ def test_quiet_hours_come_before_the_cap() -> None:
     assert (decision.due_at, decision.reason) == (at("2026-11-30T19:00:00+00:00"), "hourly_cap")
     assert schedule_delivery(at("2026-11-30T18:10:00+00:00"), quiet=NIGHT, max_per_hour=1, sent_in_window=0,
                              zone=LA).send_now
-
-
-def test_retry_delays_grow_exponentially_with_jitter_and_a_cap() -> None:
-    rng = random.Random(7)
-    delays = [retry_delay(n, base=1.0, cap=30.0, rng=rng) for n in range(1, 9)]
-    for n, delay in enumerate(delays, start=1):
-        step = min(30.0, 2 ** (n - 1))
-        assert step / 2 <= delay <= step
-    assert max(delays) <= 30.0
-    spread = {round(retry_delay(3, base=1.0, cap=30.0, rng=rng), 6) for _ in range(20)}
-    assert len(spread) > 1  # jitter: many deliveries failing together do not retry together
 
 
 def test_weekday_digest_slots_skip_weekends_in_the_managers_zone() -> None:

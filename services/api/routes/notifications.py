@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Query
 from pydantic import ValidationError
 
 from schemas.messages import decode_notification
+from schemas.preferences import Preferences
 from services.api.deps import GatewayDep
 from services.api.gateway import Gateway
 from services.api.responses import KEYED_PROBLEMS
@@ -20,10 +21,10 @@ from services.api.routes.config import PUT_PROBLEMS
 from services.api.routes.live import board_channel, rep_channel
 from services.common.deps import AdminKey, ViewerKey
 from services.common.follower import TopicFollower
+from services.common.notification_log import notification_log
+from services.common.preferences import default_preferences, read_preferences, write_preferences
 from services.common.problems import Problem
 from services.common.topics import NOTIFICATIONS, topic_name
-from services.notifier.preferences import Preferences, default_preferences, read_preferences, write_preferences
-from services.notifier.store import notification_log
 
 log = logging.getLogger("salespulse.api.notifications")
 router = APIRouter(prefix="/v1")

@@ -1,0 +1,64 @@
+"""The notification log the notifier keeps in SQL (tier crossings and their deliveries), as the gateway serves it:
+`GET /v1/notifications` (CONTRACT §6, docs/notifications.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.common.models import NotificationDelivery
+from services.common.models import TierCrossing as CrossingRow
+
+__all__ = ["OPEN", "notification_log", "utc"]
+
+OPEN = ("pending", "deferred")
+"""Statuses of a delivery that still has to go out."""
+
+
+def utc(at: datetime) -> datetime:
+    """An aware UTC datetime; SQLite hands back naive ones that were written as UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+async def notification_log(sessions: async_sessionmaker, *, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first (in the order crossings were recorded), each with its deliveries (CONTRACT §6)."""
+    async with sessions() as session:
+        query = select(CrossingRow).order_by(CrossingRow.seq.desc()).limit(limit)
+        if rep_id is not None:
+            query = query.where(CrossingRow.rep_id == rep_id)
+        crossings = (await session.execute(query)).scalars().all()
+        ids = [c.notification_id for c in crossings]
+        deliveries: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        if ids:
+            rows = await session.execute(
+                select(NotificationDelivery)
+                .where(NotificationDelivery.notification_id.in_(ids))
+                .order_by(NotificationDelivery.delivery_id)
+            )
+            for d in rows.scalars():
+                deliveries[d.notification_id].append(
+                    {
+                        "channel": d.channel,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "due_at": utc(d.due_at).isoformat() if d.status in OPEN else None,
+                        "sent_at": utc(d.sent_at).isoformat() if d.sent_at else None,
+                    }
+                )
+    return [
+        {
+            "notification_id": c.notification_id,
+            "rep_id": c.rep_id,
+            "plan_id": c.plan_id,
+            "period_key": c.period_key,
+            "tier": {"tier_id": c.tier_id, "name": c.tier_name, "threshold": c.threshold},
+            "reward": c.reward,
+            "crossed_at": utc(c.crossed_at).isoformat(),
+            "deliveries": deliveries[c.notification_id],
+        }
+        for c in crossings
+    ]
