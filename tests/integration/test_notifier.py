@@ -74,13 +74,24 @@ class Harness:
     producer: AIOKafkaProducer
     clock: ManualClock
     notifiers: list[Notifier] = field(default_factory=list)
+    delivering: list[Notifier] = field(default_factory=list)
     version: int = 0
 
     async def start_notifier(self, **kw: Any) -> Notifier:
         notifier = Notifier(self.settings, sessions=self.sessions, registry=CollectorRegistry(), clock=self.clock)
         await notifier.start(**kw)
         self.notifiers.append(notifier)
+        if kw.get("deliver", True):
+            self.delivering.append(notifier)
         return notifier
+
+    async def worker_passes(self, count: int = 2) -> None:
+        """Until every running delivery worker has made `count` more whole passes over what is due: what they
+        would send at this clock, they have sent (or deferred) by then."""
+        running = [n for n in self.delivering if n in self.notifiers]  # a test may have stopped one
+        start = {id(n): n.delivery.passes for n in running}
+        await until(lambda: all(n.delivery.passes >= start[id(n)] + count for n in running),
+                    what=f"{count} more passes of each delivery worker")
 
     async def config(self, kind: str, entry_id: str, body: dict[str, Any]) -> None:
         await publish_config(self.producer, self.settings, kind, entry_id, body, int(time.time() * 1000))
@@ -215,7 +226,7 @@ async def test_each_crossing_is_delivered_once_per_channel_through_duplicates_re
     await h.snapshot("ada", reached("accel", "target"), progress)
     second = await h.start_notifier()
     await until(lambda: second.consumer.batches > 0, what="the restarted notifier read the snapshot")
-    await asyncio.sleep(0.5)
+    await h.worker_passes()
     assert await h.count(TierCrossing) == 2
     assert await h.count(NotificationDelivery) == 8
 
@@ -313,7 +324,7 @@ async def test_quiet_hours_defer_across_the_reps_midnight_and_the_hourly_cap_spr
     assert [d["status"] for d in emails] == ["deferred", "deferred"]
     assert {d["due_at"] for d in emails} == {"2026-11-30T15:00:00+00:00"}  # 07:00 in Los Angeles
     assert notifier.metrics.deferred.labels("email", "quiet_hours")._value.get() == 2
-    await asyncio.sleep(0.5)
+    await h.worker_passes()
     assert mailbox.messages == []
 
     # 07:00:30 in Los Angeles: the first goes; the cap of one per hour holds the second to 08:00.
@@ -329,7 +340,7 @@ async def test_quiet_hours_defer_across_the_reps_midnight_and_the_hourly_cap_spr
     await until(capped, what="the second e-mail deferred to the next hour window")
     assert notifier.metrics.deferred.labels("email", "hourly_cap")._value.get() >= 1
     assert "Target" in mailbox.messages[0]["Subject"]
-    await asyncio.sleep(0.3)
+    await h.worker_passes()
     assert len(mailbox.messages) == 1
 
     h.clock.now = datetime(2026, 11, 30, 16, 0, 5, tzinfo=UTC)
@@ -361,7 +372,7 @@ async def test_coaching_digest_goes_to_the_manager_once_per_slot(harness: Harnes
     assert await two.run_scheduled_digests() == []  # the other notifier finds the slot taken
     assert await one.run_scheduled_digests() == []
     await until(lambda: len(mailbox.messages) == 1, what="the digest e-mail")
-    await asyncio.sleep(0.3)
+    await h.worker_passes()
     assert len(mailbox.messages) == 1 and await h.count(CoachingDigest) == 1
     digest = mailbox.messages[0]
     assert digest["To"] == "mia@example.com" and "2 reps behind pace" in digest["Subject"]
@@ -415,9 +426,9 @@ async def test_a_crossing_of_a_plan_the_config_feed_has_not_delivered_yet_waits_
     harness: Harness,
 ) -> None:
     h = harness
-    await h.start_notifier()
+    notifier = await h.start_notifier()
     await h.snapshot("bob", {"new-plan": {"2026-11": {"gold": "2026-11-20T10:00:00Z"}}})
-    await asyncio.sleep(1.0)
+    await until(lambda: "new-plan" in notifier.recorder.awaiting, what="the notifier waiting for the new plan")
     await h.config("plan", "new-plan", {**PLAN, "plan_id": "new-plan", "name": "New plan", "tiers": [
         {"tier_id": "gold", "name": "Gold", "threshold": 1.0, "rate": 0.1, "reward": "A trophy"}]})
     log = await until(lambda: h.log("bob"), what="the crossing recorded")

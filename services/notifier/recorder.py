@@ -1,0 +1,128 @@
+"""The crossing recorder: every tier a rep snapshot says was reached becomes a crossing, recorded once (a unique
+row per rep, plan, period and tier) with one delivery per channel the rep chose, in one transaction; the
+delivery worker is woken only after the commit (docs/notifications.md, "Where crossings come from")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from schemas.messages import RepProgress
+from schemas.preferences import Preferences
+from services.notifier import store
+from services.notifier.context import NotifierContext
+from services.notifier.scheduling import quiet_until
+from services.notifier.store import BOARD, NewDelivery
+from services.notifier.tier_crossings import CrossingKey, TierCrossing, crossings_in_snapshot
+
+__all__ = ["CrossingRecorder"]
+
+log = logging.getLogger("salespulse.notifier")
+
+_KNOWN_LIMIT = 1_000_000
+"""Crossings remembered as recorded (saves a query); forgotten all at once beyond this many."""
+
+
+class CrossingRecorder:
+    def __init__(self, ctx: NotifierContext) -> None:
+        self.ctx = ctx
+        self._known: set[CrossingKey] = set()
+        self._plans_waited_for: set[str] = set()
+        self.awaiting: set[str] = set()
+        """Plans of the batch in hand that the config feed has not delivered yet (waited for a few seconds)."""
+        self._config_changed = asyncio.Event()
+        ctx.config.listeners.append(lambda change: self._config_changed.set())
+
+    async def record(self, snapshots: list[RepProgress]) -> list[TierCrossing]:
+        """Record every crossing in these snapshots that is not recorded yet; wake the delivery worker."""
+        latest: dict[str, RepProgress] = {}
+        reached: dict[str, dict[str, dict[str, dict[str, datetime]]]] = {}
+        for snapshot in snapshots:
+            self.ctx.metrics.snapshots.inc()
+            rep_id = snapshot.rep_id
+            # `reached` only grows, but a batch may hold an older snapshot after a newer one: take the union.
+            merged = reached.setdefault(rep_id, {})
+            for plan_id, periods in snapshot.reached.items():
+                for period_key, tiers in periods.items():
+                    slot = merged.setdefault(plan_id, {}).setdefault(period_key, {})
+                    for tier_id, when in tiers.items():
+                        slot.setdefault(tier_id, when)
+            known = latest.get(rep_id)
+            if known is None or snapshot.version >= known.version:
+                latest[rep_id] = snapshot
+        await self._await_plans({plan_id for merged in reached.values() for plan_id in merged})
+        plans = self.ctx.config.state.plans()
+        candidates: list[TierCrossing] = []
+        for rep_id, snapshot in latest.items():
+            found = crossings_in_snapshot(snapshot.model_copy(update={"reached": reached[rep_id]}), plans)
+            rep = self.ctx.rep(rep_id)
+            for crossing in found:
+                if crossing.key in self._known:
+                    continue
+                crossing.details["rep_name"] = rep.get("name") or rep_id
+                if rep.get("email"):
+                    crossing.details["email"] = rep["email"]
+                candidates.append(crossing)
+        if not candidates:
+            return []
+        now = self.ctx.clock()
+        created = await store.record_crossings(self.ctx.sessions, candidates, route=self._router(now), now=now)
+        if len(self._known) > _KNOWN_LIMIT:
+            self._known.clear()
+        self._known.update(c.key for c in candidates)
+        for crossing, deliveries in created:
+            self.ctx.metrics.crossings_recorded.inc()
+            for delivery in deliveries:
+                if delivery.reason:
+                    self.ctx.metrics.deferred.labels(delivery.channel, delivery.reason).inc()
+                elif delivery.status == "failed":
+                    self.ctx.metrics.failed.labels(delivery.channel).inc()
+            log.info("tier crossing %s: rep %s reached %s in %s %s (%s)", crossing.notification_id, crossing.rep_id,
+                     crossing.tier_id, crossing.plan_id, crossing.period_key,
+                     ", ".join(f"{d.channel}:{d.status}" for d in deliveries))
+        if created:
+            self.ctx.wake.set()
+        return [crossing for crossing, _ in created]
+
+    async def _await_plans(self, plan_ids: set[str], timeout: float = 5.0) -> None:
+        """A plan created a moment ago may reach scoring's snapshots before this process's config feed: wait a
+        little for it (once per plan), so its crossings are recorded with tier names and rewards."""
+        missing = plan_ids - set(self.ctx.config.state.plans()) - self._plans_waited_for
+        if not missing:
+            return
+        deadline = time.monotonic() + timeout
+        self.awaiting = missing
+        try:
+            while missing - set(self.ctx.config.state.plans()) and time.monotonic() < deadline:
+                self._config_changed.clear()
+                try:
+                    await asyncio.wait_for(self._config_changed.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+        finally:
+            self.awaiting = set()
+        self._plans_waited_for.update(missing)
+
+    def _router(self, now: datetime) -> store.Router:
+        def route(crossing: TierCrossing, prefs: Preferences | None) -> list[NewDelivery]:
+            """Board celebration always; each chosen channel, deferred while the rep is in quiet hours. A
+            channel the rep chose explicitly but that cannot reach them is recorded as failed, with why;
+            an unavailable default channel is left out."""
+            chosen = prefs or self.ctx.defaults
+            out = [NewDelivery(BOARD)]
+            quiet_end = quiet_until(now, chosen.quiet(), self.ctx.zone_of(crossing.rep_id))
+            for channel in chosen.channels:
+                problem = self.ctx.unavailable(channel, crossing.rep_id)
+                if problem:
+                    if prefs is not None:
+                        out.append(NewDelivery(channel, status="failed", last_error=problem))
+                    continue
+                if quiet_end is not None:
+                    out.append(NewDelivery(channel, status="deferred", due_at=quiet_end, reason="quiet_hours"))
+                else:
+                    out.append(NewDelivery(channel))
+            return out
+
+        return route
