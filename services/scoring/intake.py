@@ -4,8 +4,9 @@ A Faust agent receives each message through a stream: a queue, a per-event itera
 futures, processors, and a task per wait — measured here at ~80 µs of the worker's single core per message,
 most of the worker's time. Here the conductor (Faust's consumer callback, after flow control and reference
 counting) puts each message into a plain list that stands in for the channel's queue, and the agent loop
-takes whole batches from it. The topic's decoding is replaced by the identity: the agents read the raw key
-and value bytes of the Kafka message themselves, so no Faust Event is built per message. Everything else
+takes whole batches from it (hooked in by `attach_queue` of services/scoring/faust_internals.py). The
+topic's decoding is replaced by the identity: the agents read the raw key and value bytes of the Kafka
+message themselves, so no Faust Event is built per message. Everything else
 stays Faust's: group membership and assignment, table recovery, offset commits (`ack` marks a message done,
 as a stream would after processing it), the web server.
 
@@ -22,6 +23,8 @@ from typing import Any
 
 import faust
 
+from services.scoring.faust_internals import attach_queue
+
 __all__ = ["BatchIntake"]
 
 
@@ -36,9 +39,7 @@ class BatchIntake:
         self._arrived = asyncio.Event()
         self._pressure_drops: dict[Any, Callable[[], None]] = {}
         self._newest: dict[Any, int] = {}  # the highest offset buffered per partition since the last take
-        topic._queue = self  # noqa: SLF001  (the conductor puts into `topic.queue`)
-        topic.decode = _message_itself  # what the conductor "decodes" is what it puts into the queue
-        app.topics.add(topic)  # subscribe, as an agent's stream would
+        attach_queue(app, topic, self)
 
     # -- the queue interface the conductor uses ----------------------------------------------------------
 
@@ -128,7 +129,3 @@ class BatchIntake:
         ack = self.app.consumer.ack
         for message in messages:
             ack(message)
-
-
-async def _message_itself(message: Any, *, propagate: bool = False) -> Any:
-    return message

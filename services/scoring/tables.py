@@ -10,12 +10,13 @@ committed while the state behind it was still in the buffer; a crash then lost t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
 from faust.serializers import codecs
 
+from services.scoring.faust_internals import CodecTable, memory_store
 from services.scoring.publisher import Publisher
 
 __all__ = ["StateTable", "state_table"]
@@ -26,7 +27,7 @@ class StateTable:
 
     def __init__(self, table: Any, encode: Callable[[Any], bytes], publisher: Publisher) -> None:
         self.table = table
-        self._store: dict[str, Any] = table.data.data  # the memory store's dict
+        self._store = memory_store(table)
         self._encode = encode
         self._publisher = publisher
         self.changelog_topic: str = table.changelog_topic.get_topic_name()
@@ -55,39 +56,6 @@ class StateTable:
         await self._publisher.publish(self.changelog_topic, records)
 
 
-class _CodecTable(faust.Table):  # type: ignore[misc]
-    """A Faust table with str keys (raw UTF-8 on the changelog) and values in a named codec.
-
-    Faust derives a table's serializers from its key and value types (str → JSON) when it is built and
-    gives them to its changelog topic, which decodes every record of a restore; so they are set here,
-    before the table is registered. (Setting them after `app.Table(...)` changed what was sent but not
-    how a restore decoded it: every record failed with "Error in recovery", and a restarted worker came
-    back with empty tables.)"""
-
-    def __init__(self, app: faust.App, *, codec: str, progress: Callable[[Any], int], **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.key_serializer = "raw"
-        self.value_serializer = codec
-        self._progress = progress
-
-    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
-        """Apply restored values, but never one behind the value already held for its key.
-
-        A restore reads the changelog up to the end it saw when it began; a value written after that (by a
-        batch that was still finishing when the rebalance began) is newer than anything the restore reads,
-        and replacing it with an older one would undo work whose offsets may already be committed."""
-        store = self.data.data
-        progress = self._progress
-        fresh = []
-        for event in batch:
-            value = event.value
-            held = store.get(event.key)
-            if held is None or value is None or progress(value) >= progress(held):
-                fresh.append(event)
-        if fresh:
-            super().apply_changelog_batch(fresh)
-
-
 def state_table(
     app: faust.App, name: str, codec: str, partitions: int, publisher: Publisher, progress: Callable[[Any], int]
 ) -> StateTable:
@@ -98,7 +66,7 @@ def state_table(
     `use_partitioner`: a key's changelog partition is Kafka's default partition for the key, the same as its
     source topic's, so restores put each key on the worker that owns its source partition."""
     table = app.tables.add(
-        _CodecTable(
+        CodecTable(
             app,
             codec=codec,
             progress=progress,

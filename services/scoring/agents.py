@@ -1,0 +1,335 @@
+"""The scoring worker's agents as named functions over one `Scoring` context: the deal-state agent (snapshots in,
+credit deltas out), the rep agent (credits and activities in, KPI state and snapshots out), the loop that runs
+either batch by batch, and the refresh that recomputes every owned rep when plans change or after a rebalance.
+services/scoring/app.py builds the context and registers these with Faust; the argument for exactly-once
+effect is in its docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from services.common.clock import Clock
+from services.common.settings import Settings
+from services.common.topics import partition_for
+from services.scoring.codecs import DealState, encode_deal_state, event_json
+from services.scoring.crashpoints import CrashPoints
+from services.scoring.domain.credits import Credit, delta
+from services.scoring.domain.deals import is_newer
+from services.scoring.domain.periods import Calendar
+from services.scoring.domain.rep_state import RepState
+from services.scoring.events import snapshot_from_event
+from services.scoring.faust_internals import committed_offsets
+from services.scoring.history import HistoryWriter
+from services.scoring.intake import BatchIntake
+from services.scoring.metrics import ScoringMetrics
+from services.scoring.outputs import credits_message, read_credits, snapshot_message
+from services.scoring.plan_book import PlanBook
+from services.scoring.publisher import Publisher
+from services.scoring.tables import StateTable
+
+__all__ = ["Scoring", "fold_deals", "fold_reps", "refresh_assignment_metrics", "refresh_owned", "run_agent"]
+
+log = logging.getLogger("salespulse.scoring")
+
+_UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
+"""What decoding or folding a malformed message raises (orjson.JSONDecodeError and UnreadableMessage are
+ValueErrors)."""
+
+Fold = Callable[["Scoring", Sequence[Any]], Awaitable[None]]
+
+
+@dataclass
+class Scoring:
+    """What the agents share: settings and calendar, the tables, the topics they write, the plan book, the
+    history writer, metrics and crash points, and the batches in flight (a rebalance waits for them)."""
+
+    settings: Settings
+    calendar: Calendar
+    clock: Clock
+    metrics: ScoringMetrics
+    crash: CrashPoints
+    publisher: Publisher
+    deal_table: StateTable
+    rep_table: StateTable
+    history: HistoryWriter
+    plan_book: PlanBook
+    encode_rep: Callable[[RepState], bytes]
+    credits_topic: str
+    snapshots_topic: str
+    dead_letter_topic: str
+    source_topics: tuple[str, ...]
+    config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """A configuration refresh and a rep batch never interleave."""
+    in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+
+    def owned(self, consumer: Any) -> set[int]:
+        """The partitions of the rep agent's sources this worker owns now."""
+        return {tp.partition for tp in consumer.assignment() if tp.topic == self.credits_topic}
+
+
+async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
+    """Snapshots in, credit deltas out: one credits message per (rep, source event)."""
+    started = time.perf_counter()
+    metrics = ctx.metrics
+    ages = metrics.event_age.labels("deal-state")
+    outgoing: list[tuple[bytes, bytes]] = []
+    unreadable: list[tuple[bytes, bytes]] = []
+    pending: dict[str, DealState] = {}
+    get_state = ctx.deal_table.get
+    now = ctx.clock.time()
+    stale = duplicates = 0
+    for message in events:
+        try:
+            envelope = orjson.loads(message.value)
+            seq: int = envelope["seq"]
+            snapshot = snapshot_from_event(envelope["event"])
+            deal_id = snapshot.deal_id
+            state = pending.get(deal_id) or get_state(deal_id)
+            if state is not None and seq <= state.seq:
+                duplicates += 1
+                continue
+            previous = state.snapshot if state is not None else None
+            if previous is not None and not is_newer(snapshot, previous):
+                stale += 1
+                pending[deal_id] = DealState(seq, previous, state.event_json)  # type: ignore[union-attr]
+                continue
+            credits = delta(previous, snapshot)
+        except _UNREADABLE as exc:
+            unreadable.append(_dead_letter(message, "deal-state", exc))
+            continue
+        pending[deal_id] = DealState(seq, snapshot, event_json(message.value))
+        ages.observe(max(0.0, now - snapshot.occurred_at.timestamp()))
+        if not credits:
+            continue
+        src, accepted_ms = f"deals/{message.partition}", envelope.get("accepted_ms", 0)
+        if len(credits) == 1:
+            outgoing.append((credits[0].rep_id.encode(), credits_message(src, seq, accepted_ms, credits)))
+        else:
+            by_rep: dict[str, list[Credit]] = {}
+            for credit in credits:
+                by_rep.setdefault(credit.rep_id, []).append(credit)
+            for rep_id, items in by_rep.items():
+                outgoing.append((rep_id.encode(), credits_message(src, seq, accepted_ms, items)))
+    # Credits (and dead letters) first, acknowledged; then the table; only then are the events
+    # acknowledged. A crash in between re-emits the same credits, which the rep agent recognises.
+    publish = ctx.publisher.publish
+    await asyncio.gather(publish(ctx.credits_topic, outgoing), publish(ctx.dead_letter_topic, unreadable))
+    ctx.crash.reached("deal-state:credits-sent")
+    await ctx.deal_table.write(pending, {k: encode_deal_state(v) for k, v in pending.items()})
+    ctx.crash.reached("deal-state:table-written")
+    if duplicates:
+        metrics.duplicates.labels("deal-state").inc(duplicates)
+    if stale:
+        metrics.stale_snapshots.inc(stale)
+    if unreadable:
+        metrics.dead_letters.labels("deal-state").inc(len(unreadable))
+    metrics.observe_batch("deal-state", len(events), time.perf_counter() - started)
+
+
+async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
+    """Credits and activities in, per-rep KPI state and snapshots out."""
+    started = time.perf_counter()
+    metrics, calendar, plan_book = ctx.metrics, ctx.calendar, ctx.plan_book
+    ages = metrics.event_age.labels("rep-kpis")
+    touched: dict[str, RepState] = {}
+    accepted: dict[str, int] = {}
+    unreadable: list[tuple[bytes, bytes]] = []
+    get_state = ctx.rep_table.get
+    now = ctx.clock.time()
+    duplicates = 0
+    for message in events:
+        try:
+            rep_id = message.key.decode()
+            state = touched.get(rep_id) or get_state(rep_id) or RepState(rep_id)
+            if message.topic == ctx.credits_topic:
+                credit_message, credits = read_credits(message.value)
+                changed = state.apply_credits(
+                    credits, source=credit_message.src, seq=credit_message.seq, calendar=calendar
+                )
+                accepted_ms = credit_message.accepted_ms
+            else:
+                data = orjson.loads(message.value)
+                accepted_ms = data.get("accepted_ms", 0)
+                activity = data["event"]
+                at = datetime.fromisoformat(activity["occurred_at"])
+                changed = state.apply_activity(
+                    activity["kind"], at, source=f"activities/{message.partition}", seq=data["seq"], calendar=calendar
+                )
+                ages.observe(max(0.0, now - at.timestamp()))
+        except _UNREADABLE as exc:
+            unreadable.append(_dead_letter(message, "rep-kpis", exc))
+            continue
+        if not changed:
+            duplicates += 1
+            continue
+        touched[rep_id] = state
+        if accepted_ms > accepted.get(rep_id, 0):
+            accepted[rep_id] = accepted_ms
+    # Progress in the plans, and tiers newly reached recorded in the state before it is stored.
+    moment = ctx.clock.now()
+    progress = {rep_id: plan_book.refresh(state, moment) for rep_id, state in touched.items()}
+    encode_rep = ctx.encode_rep
+    encoded = {rep_id: encode_rep(state) for rep_id, state in touched.items()}
+    await asyncio.gather(
+        ctx.rep_table.write(touched, encoded), ctx.publisher.publish(ctx.dead_letter_topic, unreadable)
+    )
+    ctx.crash.reached("rep-kpis:state-written")
+    # Periods leaving the hot state are in the stored outbox now: add them to SQL history (guarded by their
+    # sequence there) before any snapshot shows the period as gone, then drop them from the outbox (that
+    # is persisted with the rep's next write; a replay of the outbox is a no-op).
+    outbox = [(rep_id, state.evictions) for rep_id, state in touched.items() if state.evictions]
+    if outbox:
+        await ctx.history.add(outbox)
+        ctx.crash.reached("rep-kpis:history-written")
+        for rep_id, evictions in outbox:
+            touched[rep_id].acknowledge_evictions(evictions[-1].seq)
+            encoded[rep_id] = encode_rep(touched[rep_id])
+    now_ms = ctx.clock.now_ms()
+    await ctx.publisher.publish(
+        ctx.snapshots_topic,
+        [
+            (
+                rep_id.encode(),
+                snapshot_message(
+                    state,
+                    progress=progress[rep_id],
+                    contests=plan_book.contest_totals(state),
+                    updated_ms=now_ms,
+                    accepted_ms=accepted.get(rep_id, 0),
+                ),
+            )
+            for rep_id, state in touched.items()
+        ],
+    )
+    if duplicates:
+        metrics.duplicates.labels("rep-kpis").inc(duplicates)
+    if unreadable:
+        metrics.dead_letters.labels("rep-kpis").inc(len(unreadable))
+    metrics.observe_batch("rep-kpis", len(events), time.perf_counter() - started)
+
+
+async def fold_reps_exclusively(ctx: Scoring, events: Sequence[Any]) -> None:
+    """`fold_reps`, never at the same time as a configuration refresh."""
+    async with ctx.config_lock:
+        await fold_reps(ctx, events)
+
+
+async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -> None:
+    """Take batches from `intake` and fold each to its end before acknowledging it, until cancelled."""
+    batch_size, within = ctx.settings.scoring_batch_size, ctx.settings.scoring_batch_within
+    try:
+        while True:
+            events = await intake.take(batch_size, within)
+            batch = ctx.in_flight[agent] = asyncio.ensure_future(_complete(ctx, agent, fold, events))
+            try:
+                await asyncio.shield(batch)
+            finally:
+                ctx.in_flight.pop(agent, None)
+            intake.ack(events)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        _fail_stop(agent, exc)
+
+
+async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int) -> int:
+    """Recompute progress for every rep this worker owns, store tiers newly reached, publish snapshots."""
+    moment = ctx.clock.now()
+    plan_book, partitions = ctx.plan_book, ctx.settings.partitions
+    states = {r: s for r, s in ctx.rep_table.items() if partition_for(r, partitions) in owned}
+    before = {r: s.version for r, s in states.items()}
+    progress = {r: plan_book.refresh(s, moment) for r, s in states.items()}
+    changed = {r: s for r, s in states.items() if s.version != before[r]}
+    if changed:
+        await ctx.rep_table.write(changed, {r: ctx.encode_rep(s) for r, s in changed.items()})
+    snapshots = [
+        (
+            r.encode(),
+            snapshot_message(
+                s, progress=progress[r], contests=plan_book.contest_totals(s), updated_ms=now_ms, accepted_ms=0
+            ),
+        )
+        for r, s in states.items()
+    ]
+    return await ctx.publisher.publish(ctx.snapshots_topic, snapshots)
+
+
+async def follow_plans(ctx: Scoring, consumer: Callable[[], Any]) -> None:
+    """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
+    plan_book = ctx.plan_book
+    plan_book.start()
+    while True:
+        await plan_book.changed.wait()
+        await asyncio.sleep(0.3)  # let a burst of changes settle
+        plan_book.changed.clear()
+        async with ctx.config_lock:
+            sent = await refresh_owned(ctx, ctx.owned(consumer()), ctx.clock.now_ms())
+        log.info("configuration changed: %d rep snapshots recomputed", sent)
+
+
+async def refresh_assignment_metrics(ctx: Scoring, consumer: Any) -> None:
+    """Consumer lag per owned source partition: the high watermark minus the group's committed offset."""
+    tps = [tp for tp in consumer.assignment() if tp.topic in ctx.source_topics]
+    lag: dict[tuple[str, int], int] = {}
+    if tps:
+        highwaters = await consumer.highwaters(*tps)
+        committed = committed_offsets(consumer)
+        for tp in tps:
+            done = committed.get(tp)
+            if done is None:
+                done = await consumer.position(tp) or 0
+            # ListOffsets can fall short of the log end on the embedded broker (see publisher.py); the
+            # high watermark of the last fetch response is exact, so take the larger.
+            end = max(highwaters.get(tp) or 0, consumer.highwater(tp) or 0)
+            lag[(tp.topic, tp.partition)] = max(0, end - done)
+    ctx.metrics.set_assignment(lag, ctx.source_topics)
+
+
+async def _complete(ctx: Scoring, agent: str, fold: Fold, events: Sequence[Any]) -> None:
+    """Run one batch to its end before its events are acknowledged.
+
+    A cancellation (shutdown) waits for the batch to finish; any error stops the process before the
+    acknowledgement, so nothing is committed past a batch that did not complete: it is redone by whoever
+    takes the partitions over."""
+    task = asyncio.ensure_future(fold(ctx, events))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            try:
+                await task
+            except BaseException as exc:  # noqa: BLE001
+                _fail_stop(agent, exc)
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        _fail_stop(agent, exc)
+
+
+def _fail_stop(agent: str, exc: BaseException) -> None:
+    log.critical("%s batch failed (%s: %s); stopping the worker so the batch is redone", agent, type(exc).__name__, exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+def _dead_letter(message: Any, agent: str, exc: BaseException) -> tuple[bytes, bytes]:
+    log.error(
+        "%s: unreadable message at %s/%s offset %s (%s: %s); moved to the dead-letter topic",
+        agent,
+        message.topic,
+        message.partition,
+        message.offset,
+        type(exc).__name__,
+        exc,
+    )
+    value = message.value if isinstance(message.value, bytes) else b""
+    return (message.key or b"", value)

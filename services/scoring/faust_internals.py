@@ -1,0 +1,226 @@
+"""Everything the scoring worker does inside faust-streaming's internals, in one place, and why.
+
+Faust's per-message machinery costs more than the scoring itself at the rates the worker must sustain, and
+two of its defaults lose or delay data. This module replaces or reaches into exactly these internals of
+faust-streaming 0.15.3 (`FAUST_VERSION`; tests/unit/test_faust_internals.py fails on any other version and
+checks that each internal used here is still there):
+
+1. **The drain loop** (`Consumer._drain_messages`): awaited directly instead of through two tasks and a wait
+   per message (`LeanConsumer`, below).
+2. **The fetch wait** (`fetch_max_wait_ms`, hard-coded 1,500 ms by Faust's aiokafka driver): 20 ms.
+3. **The conductor's queue** (`Topic._queue`, `Topic.decode`): the agents' topics deliver into a batch buffer
+   (`services/scoring/intake.py`) through `attach_queue`, with no Faust Event built per message.
+4. **The per-message monitor hooks**: no-ops (`LeanMonitor`); the worker's own metrics are elsewhere.
+5. **Table data and restores** (`Table.data.data`, `Table.apply_changelog_batch`): `CodecTable` sets its
+   serializers before registration and never lets a restore move a key back; `memory_store` is the dict the
+   agents write in batches (services/scoring/tables.py).
+6. **Committed offsets** (`Consumer._committed_offset`), read for the consumer-lag metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import faust
+from faust.sensors.monitor import Monitor
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode import Service
+
+__all__ = [
+    "FAUST_VERSION",
+    "FETCH_MAX_WAIT_MS",
+    "CodecTable",
+    "LeanConsumer",
+    "LeanMonitor",
+    "attach_queue",
+    "committed_offsets",
+    "memory_store",
+    "use_lean_consumer",
+]
+
+FAUST_VERSION = "0.15.3"
+"""The faust-streaming release every internal here was read from and tested against."""
+
+
+# --- 1 and 2: the drain loop and the fetch wait ----------------------------------------------------------------
+#
+# Faust's drain loop hands every message to the conductor through `wait_first(callback(message),
+# suspend_flow.wait())`, which wraps both in tasks and waits on them — two tasks and a wait per message, about
+# a fifth of the scoring worker's time. The wait exists for rebalances: when flow is suspended, a callback
+# blocked on flow control is abandoned, so a message fetched before the rebalance is never delivered after
+# it (it is fetched again, in order, from the committed offset). While both the consumer's and the app's flow
+# are active, the conductor's callback runs to its end without yielding (flow control, the producer-buffer
+# check, the identity decode of `attach_queue` and the queue put do not wait), so it cannot be overtaken by a
+# rebalance and is awaited directly; otherwise Faust's wait is used. The rest of the loop is Faust's.
+
+class LeanConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+    def _new_consumer_thread(self) -> Any:
+        return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover  (exercised by every run)
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        suspended = self.suspend_flow.is_set
+        app_flow_active = self.app.flow_control.is_active
+
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            if suspended() or not app_flow_active():
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            else:
+                                await callback(message)
+                            set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+FETCH_MAX_WAIT_MS = 20
+"""Faust hard-codes fetch_max_wait_ms=1500; the embedded broker answers an empty fetch only after that wait,
+even when data arrives meanwhile, which put up to 1.5 s between a credit and the rep agent."""
+
+
+class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # noqa: SLF001  (read when the fetcher starts)
+        return consumer
+
+
+def use_lean_consumer(app: Any) -> None:
+    """Make `app` build its consumer from `LeanConsumer` (before the worker starts it)."""
+    transport = app.transport
+    if not issubclass(transport.Consumer, faust_aiokafka.Consumer):
+        return  # another driver: keep Faust's own
+    transport.Consumer = LeanConsumer
+
+
+# --- 3: the conductor's queue -----------------------------------------------------------------------------------
+
+
+def attach_queue(app: faust.App, topic: faust.TopicT, queue: Any) -> None:
+    """Make the conductor put `topic`'s messages, undecoded, into `queue` (which offers `full`,
+    `put_nowait_enhanced`, `put`, `empty`, `qsize`, `clear`), and subscribe to the topic as an agent would."""
+    topic._queue = queue  # noqa: SLF001  (the conductor puts into `topic.queue`)
+    topic.decode = _message_itself  # what the conductor "decodes" is what it puts into the queue
+    app.topics.add(topic)
+
+
+async def _message_itself(message: Any, *, propagate: bool = False) -> Any:
+    return message
+
+
+# --- 4: the monitor ---------------------------------------------------------------------------------------------
+#
+# Faust calls four monitor hooks for every message (in, stream in, stream out, out), recording latencies the
+# worker never reads. Those hooks do nothing here; the rest of the monitor (committed and end offsets,
+# rebalances, sends) is kept.
+
+class LeanMonitor(Monitor):  # type: ignore[misc]
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> dict[str, Any] | None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+
+# --- 5: table data and restores ---------------------------------------------------------------------------------
+
+
+class CodecTable(faust.Table):  # type: ignore[misc]
+    """A Faust table with str keys (raw UTF-8 on the changelog) and values in a named codec.
+
+    Faust derives a table's serializers from its key and value types (str → JSON) when it is built and
+    gives them to its changelog topic, which decodes every record of a restore; so they are set here,
+    before the table is registered. (Setting them after `app.Table(...)` changed what was sent but not
+    how a restore decoded it: every record failed with "Error in recovery", and a restarted worker came
+    back with empty tables.)"""
+
+    def __init__(self, app: faust.App, *, codec: str, progress: Callable[[Any], int], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.key_serializer = "raw"
+        self.value_serializer = codec
+        self._progress = progress
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        """Apply restored values, but never one behind the value already held for its key.
+
+        A restore reads the changelog up to the end it saw when it began; a value written after that (by a
+        batch that was still finishing when the rebalance began) is newer than anything the restore reads,
+        and replacing it with an older one would undo work whose offsets may already be committed."""
+        store = memory_store(self)
+        progress = self._progress
+        fresh = []
+        for event in batch:
+            value = event.value
+            held = store.get(event.key)
+            if held is None or value is None or progress(value) >= progress(held):
+                fresh.append(event)
+        if fresh:
+            super().apply_changelog_batch(fresh)
+
+
+def memory_store(table: Any) -> dict[str, Any]:
+    """The dict behind a table with the memory store: what a restore fills and the agents read and write."""
+    return cast(dict[str, Any], table.data.data)
+
+
+# --- 6: committed offsets ---------------------------------------------------------------------------------------
+
+
+def committed_offsets(consumer: Any) -> dict[Any, int]:
+    """The group's committed offset per partition as Faust keeps it (read at assignment, updated on commit)."""
+    return cast(dict[Any, int], getattr(consumer, "_committed_offset", {}))

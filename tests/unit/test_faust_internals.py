@@ -1,0 +1,60 @@
+"""services/scoring/faust_internals.py reaches into faust-streaming: it is pinned to the release it was read from,
+and each internal it relies on must still be there, with the shape it was written against. Upgrading Faust
+fails here first, with the list of what to re-read."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+
+from faust.channels import Channel
+from faust.sensors.monitor import Monitor
+from faust.stores.memory import Store
+from faust.tables.table import Table
+from faust.topics import Topic
+from faust.transport import conductor
+from faust.transport.consumer import Consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from services.scoring import faust_internals
+
+
+def test_the_installed_faust_streaming_is_the_release_the_internals_were_read_from() -> None:
+    installed = importlib.metadata.version("faust-streaming")
+    assert installed == faust_internals.FAUST_VERSION, (
+        f"faust-streaming {installed} is installed; services/scoring/faust_internals.py was written against "
+        f"{faust_internals.FAUST_VERSION}: re-read each internal it lists, then update FAUST_VERSION"
+    )
+
+
+def test_the_drain_loop_it_replaces_still_hands_each_message_over_through_wait_first() -> None:
+    original = inspect.getsource(Consumer._drain_messages)
+    for piece in ("wait_first(", "callback(message)", "self.suspend_flow.wait()", "self._read_offset",
+                  "self._commit_every", "self._n_acked", "self._add_gap(", "CONSUMER_FETCHING"):
+        assert piece in original, f"Consumer._drain_messages no longer uses {piece}"
+    assert issubclass(faust_internals.LeanConsumer, faust_aiokafka.Consumer)
+    assert "_drain_messages" in vars(faust_internals.LeanConsumer)
+
+
+def test_the_fetch_wait_it_shortens_is_still_faust_s_hard_coded_1500_ms() -> None:
+    thread = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread)
+    assert "fetch_max_wait_ms=1500" in thread
+    assert "_create_worker_consumer" in vars(faust_aiokafka.AIOKafkaConsumerThread)
+
+
+def test_the_conductor_still_puts_into_the_topic_queue() -> None:
+    assert "self._queue" in inspect.getsource(Channel)  # Channel.queue is built lazily into self._queue
+    assert "put_nowait_enhanced" in inspect.getsource(conductor)  # the queue method BatchIntake offers
+    assert callable(Topic.decode)
+
+
+def test_the_monitor_hooks_it_silences_exist_and_table_data_is_a_dict_in_the_memory_store() -> None:
+    for hook in ("on_message_in", "on_stream_event_in", "on_stream_event_out", "on_message_out"):
+        assert hook in vars(Monitor), hook
+        assert hook in vars(faust_internals.LeanMonitor), hook
+    assert "apply_changelog_batch" in {name for cls in Table.__mro__ for name in vars(cls)}
+    assert "self.data" in inspect.getsource(Store)
+
+
+def test_faust_keeps_the_committed_offsets_it_reads_for_the_lag_metric() -> None:
+    assert "_committed_offset" in inspect.getsource(Consumer)
