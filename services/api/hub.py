@@ -14,6 +14,8 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.common.buckets import Bucket
+
 log = logging.getLogger("salespulse.api.hub")
 
 CLOSE_TOO_SLOW = 4408
@@ -66,22 +68,6 @@ class HubMetrics:
 
 def _kind_of(channel: str) -> str:
     return channel.split(":", 1)[0]
-
-
-class _FloodGuard:
-    """A token bucket over what a screen sends: FLOOD_BURST messages at once, FLOOD_RATE a second after."""
-
-    __slots__ = ("allowance", "last")
-
-    def __init__(self) -> None:
-        self.allowance = float(FLOOD_BURST)
-        self.last = time.monotonic()
-
-    def exceeded(self) -> bool:
-        now = time.monotonic()
-        self.allowance = min(float(FLOOD_BURST), self.allowance + (now - self.last) * FLOOD_RATE) - 1
-        self.last = now
-        return self.allowance < 0
 
 
 class Screen:
@@ -169,6 +155,8 @@ class Hub:
         self.max_connections = max_connections
         self.send_timeout = send_timeout
         self.max_events = max_events
+        self.flood = Bucket(FLOOD_RATE, FLOOD_BURST, max_entries=max(100_000, 2 * max_connections))
+        """What each screen may send: FLOOD_BURST messages at once, FLOOD_RATE a second after (screens listen)."""
         self._count = 0
 
     def count(self) -> int:
@@ -219,13 +207,13 @@ class Hub:
         self.screens[channel].add(screen)
         self._count += 1
         self.metrics.connected.labels(screen.kind).inc()
-        guard = _FloodGuard()
+        sender = f"{id(screen):x}"
         try:
             while not screen.closed:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                if guard.exceeded():
+                if self.flood.acquire(sender):
                     self.metrics.flooded.labels(screen.kind).inc()
                     reason = f"screens only listen; this one sent more than {FLOOD_RATE:g} messages a second"
                     await screen.close(CLOSE_POLICY, reason)
@@ -234,6 +222,7 @@ class Hub:
             pass
         finally:
             screen.closed = True
+            self.flood.forget(sender)
             self._count -= 1
             self.metrics.connected.labels(screen.kind).dec()
             self.screens[channel].discard(screen)

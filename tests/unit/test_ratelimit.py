@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.common.buckets import Bucket
 from services.common.problems import Problem
-from services.common.ratelimit import Bucket, Limit, RateLimits
+from services.common.ratelimit import Limit, RateLimits
 
 
 class Clock:
