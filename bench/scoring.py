@@ -47,7 +47,7 @@ REFERENCE_OUT = "bench.reference-out"
 
 
 @dataclass
-class Feed:
+class ScoringFeed:
     deals: list[tuple[bytes, bytes]]
     activities: list[tuple[bytes, bytes]]
 
@@ -68,9 +68,9 @@ def floor_events(count: int, seed: int = 1) -> list[dict[str, Any]]:
     return list(itertools.islice(live_events(start, rng, clock=clock, source="bench"), count))
 
 
-def make_feed(count: int, seed: int = 1) -> Feed:
+def make_feed(count: int, seed: int = 1) -> ScoringFeed:
     """`count` events of the simulated floor as relay envelopes, keyed as the relay keys them."""
-    feed = Feed([], [])
+    feed = ScoringFeed([], [])
     accepted = datetime.now(UTC)
     for seq, raw in enumerate(floor_events(count, seed), start=1):
         event = EVENT_ADAPTER.validate_python(raw)
@@ -82,7 +82,7 @@ def make_feed(count: int, seed: int = 1) -> Feed:
     return feed
 
 
-async def preload(settings: Settings, feed: Feed) -> None:
+async def preload(settings: Settings, feed: ScoringFeed) -> None:
     publisher = Publisher(settings)
     try:
         await publisher.publish(topic_name(settings, DEALS), feed.deals)
@@ -221,7 +221,9 @@ def watch_until_caught_up(
     raise SystemExit("scoring did not catch up within 600 s")
 
 
-def run_scoring(stack: Stack, settings: Settings, feed: Feed, profile: str | None, py_spy: str | None) -> ScoringRun:
+def run_scoring(
+    stack: Stack, settings: Settings, feed: ScoringFeed, profile: str | None, py_spy: str | None
+) -> ScoringRun:
     port = free_port()
     command = [sys.executable, "-m", "services.cli.main", "scoring"]
     if profile:

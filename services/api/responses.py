@@ -56,7 +56,7 @@ class TeamKpis(BaseModel):
     kpis: KpiReport
 
 
-class RepProgress(BaseModel):
+class RepProgressResponse(BaseModel):
     rep_id: str
     plans: list[PlanProgressEntry]
 

@@ -119,7 +119,7 @@ class NotificationPreference(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class TierCrossing(Base):
+class TierCrossingRow(Base):
     """One tier crossing, recorded once: the unique (rep, plan, period, tier) key is what makes a crossing
     notify exactly once across restarts, replays, rebalances and duplicate snapshots. `seq` orders a rep's
     deliveries (ascending threshold when several tiers are crossed at once)."""

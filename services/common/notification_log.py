@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common.models import NotificationDelivery
-from services.common.models import TierCrossing as CrossingRow
+from services.common.models import TierCrossingRow as CrossingRow
 
 __all__ = ["OPEN", "notification_log", "utc"]
 

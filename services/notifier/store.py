@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from schemas.preferences import Preferences
 from services.common.models import CoachingDigest, NotificationDelivery
-from services.common.models import TierCrossing as CrossingRow
+from services.common.models import TierCrossingRow as CrossingRow
 from services.common.notification_log import OPEN, utc
 from services.common.preferences import load_preferences
 from services.notifier.tier_crossings import CrossingKey, TierCrossing

@@ -25,7 +25,7 @@ from services.common import db
 from services.common.broker import ensure_topics
 from services.common.config_feed import publish_config
 from services.common.kafka import make_producer
-from services.common.models import CoachingDigest, NotificationDelivery, TierCrossing
+from services.common.models import CoachingDigest, NotificationDelivery, TierCrossingRow
 from services.common.notification_log import notification_log
 from services.common.preferences import write_preferences
 from services.common.settings import Settings
@@ -227,7 +227,7 @@ async def test_each_crossing_is_delivered_once_per_channel_through_duplicates_re
     second = await h.start_notifier()
     await until(lambda: second.consumer.batches > 0, what="the restarted notifier read the snapshot")
     await h.worker_passes()
-    assert await h.count(TierCrossing) == 2
+    assert await h.count(TierCrossingRow) == 2
     assert await h.count(NotificationDelivery) == 8
 
     # Counted at the receivers: once per channel, lowest tier first.
@@ -397,7 +397,7 @@ async def test_a_crossing_seen_by_two_notifiers_at_once_is_recorded_once(harness
     snapshot = RepProgress(rep_id="cy", version=1, reached=reached("target", "accel"))  # type: ignore[arg-type]
     results = await asyncio.gather(*(n.handle_snapshots([snapshot]) for n in (a, b, a, b)))
     assert sum(len(r) for r in results) == 2
-    assert await h.count(TierCrossing) == 2
+    assert await h.count(TierCrossingRow) == 2
     assert await h.count(NotificationDelivery) == 4  # board + in_app for each (no webhook or SMTP configured)
 
 

@@ -31,7 +31,7 @@ from services.ingest.importer import (
     read_csv,
     run_import,
 )
-from services.ingest.importer.command import Progress, default_rejects_path
+from services.ingest.importer.command import ImportProgress, default_rejects_path
 from services.ingest.importer.sender import IngestSender
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "services" / "ingest" / "mappings"
@@ -760,7 +760,7 @@ def test_rejects_file_defaults_next_to_the_input() -> None:
 
 def test_progress_line_shows_rows_rate_and_eta() -> None:
     stream = io.StringIO()
-    progress = Progress(1_000, stream, label="x.csv", interactive=False)
+    progress = ImportProgress(1_000, stream, label="x.csv", interactive=False)
     progress.done = 250
     line = progress.line()
     assert line.startswith("x.csv [######------------------] 250/1,000 rows  25% · ")

@@ -10,7 +10,7 @@ from services.common.problems import Problem
 from services.common.ratelimit import Limit, RateLimits
 
 
-class Clock:
+class StepClock:
     """Time that moves only when the test says so."""
 
     def __init__(self) -> None:
@@ -25,7 +25,7 @@ def granted(bucket: Bucket, identity: str, times: int, cost: float = 1.0) -> int
 
 
 def test_a_full_bucket_grants_its_burst_at_once_then_one_per_interval() -> None:
-    clock = Clock()
+    clock = StepClock()
     bucket = Bucket(rate=2.0, burst=5, clock=clock)
     assert granted(bucket, "k", 8) == 5
     assert bucket.acquire("k") == pytest.approx(0.5)
@@ -35,7 +35,7 @@ def test_a_full_bucket_grants_its_burst_at_once_then_one_per_interval() -> None:
 
 
 def test_refused_attempts_do_not_push_the_window_further_out() -> None:
-    clock = Clock()
+    clock = StepClock()
     bucket = Bucket(rate=1.0, burst=1, clock=clock)
     assert bucket.acquire("k") == 0.0
     for step in range(9):
@@ -46,14 +46,14 @@ def test_refused_attempts_do_not_push_the_window_further_out() -> None:
 
 
 def test_identities_have_their_own_buckets() -> None:
-    clock = Clock()
+    clock = StepClock()
     bucket = Bucket(rate=1.0, burst=2, clock=clock)
     assert granted(bucket, "a", 3) == 2
     assert granted(bucket, "b", 3) == 2
 
 
 def test_a_cost_spends_several_units_and_waits_for_all_of_them() -> None:
-    clock = Clock()
+    clock = StepClock()
     bucket = Bucket(rate=10.0, burst=20, clock=clock)
     assert granted(bucket, "k", 2, cost=8) == 2
     assert bucket.acquire("k", cost=8) == pytest.approx(0.4)  # 4 units left, 4 more come in 0.4 s
@@ -64,7 +64,7 @@ def test_a_cost_spends_several_units_and_waits_for_all_of_them() -> None:
 
 
 def test_identities_with_a_full_bucket_are_forgotten_so_memory_stays_bounded() -> None:
-    clock = Clock()
+    clock = StepClock()
     bucket = Bucket(rate=1.0, burst=1, clock=clock, max_entries=3)
     for n in range(50):
         assert bucket.acquire(f"client-{n}") == 0.0
@@ -72,14 +72,14 @@ def test_identities_with_a_full_bucket_are_forgotten_so_memory_stays_bounded() -
         assert len(bucket._tat) <= 3
 
 
-def limits(clock: Clock, registry: CollectorRegistry, rate: float = 1.0, burst: int = 2) -> RateLimits:
+def limits(clock: StepClock, registry: CollectorRegistry, rate: float = 1.0, burst: int = 2) -> RateLimits:
     limit = Limit("ingest_requests", "SALESPULSE_RATE_INGEST_REQUESTS", rate, burst, "requests", "API key",
                   "send events in batches")
     return RateLimits({"requests": limit}, registry, clock=clock)
 
 
 def test_over_the_limit_is_a_429_naming_the_limit_its_setting_and_when_to_retry() -> None:
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = StepClock(), CollectorRegistry()
     guard = limits(clock, registry, rate=0.25, burst=2)
     guard.check("requests", "key-1")
     guard.check("requests", "key-1")
@@ -95,7 +95,7 @@ def test_over_the_limit_is_a_429_naming_the_limit_its_setting_and_when_to_retry(
 
 
 def test_retry_after_is_a_whole_second_at_least() -> None:
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = StepClock(), CollectorRegistry()
     guard = limits(clock, registry, rate=100.0, burst=1)
     guard.check("requests", "k")
     with pytest.raises(Problem) as refused:
@@ -104,7 +104,7 @@ def test_retry_after_is_a_whole_second_at_least() -> None:
 
 
 def test_a_request_larger_than_the_burst_is_413_since_waiting_would_never_help() -> None:
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = StepClock(), CollectorRegistry()
     guard = limits(clock, registry, rate=1.0, burst=5)
     with pytest.raises(Problem) as refused:
         guard.check("requests", "k", cost=6)
@@ -113,7 +113,7 @@ def test_a_request_larger_than_the_burst_is_413_since_waiting_would_never_help()
 
 
 def test_waiting_on_an_exhausted_budget_is_refused_without_spending() -> None:
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = StepClock(), CollectorRegistry()
     guard = limits(clock, registry, rate=1.0, burst=1)
     guard.refuse_while_exhausted("requests", "k")
     guard.check("requests", "k")
@@ -125,7 +125,7 @@ def test_waiting_on_an_exhausted_budget_is_refused_without_spending() -> None:
 
 
 def test_a_rate_of_zero_turns_the_limit_off() -> None:
-    clock, registry = Clock(), CollectorRegistry()
+    clock, registry = StepClock(), CollectorRegistry()
     guard = limits(clock, registry, rate=0.0, burst=1)
     for _ in range(1000):
         guard.check("requests", "k")

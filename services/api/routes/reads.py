@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.api.deps import DateQuery, GatewayDep, PeriodQuery
-from services.api.responses import PROBLEMS, RepKpis, RepProgress, Standings, TeamKpis
+from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
 from services.common.deps import ViewerKey
 from services.common.problems import Problem
 
@@ -40,7 +40,7 @@ async def team_kpis(team_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQu
 @router.get(
     "/reps/{rep_id}/progress",
     summary="A rep's progress in every plan that covers them",
-    response_model=RepProgress,
+    response_model=RepProgressResponse,
     responses=PROBLEMS,
 )
 async def rep_progress(rep_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:

@@ -21,13 +21,13 @@ from services.ingest.importer.mapper import CsvMapper, ImportRow, read_csv
 from services.ingest.importer.mapping import EventType, MappingError, load_mapping
 from services.ingest.importer.sender import FatalImportError, IngestSender, IngestUnreachable, Tally
 
-__all__ = ["MAX_BATCH", "ImportOptions", "Progress", "default_rejects_path", "run_import"]
+__all__ = ["MAX_BATCH", "ImportOptions", "ImportProgress", "default_rejects_path", "run_import"]
 
 MAX_BATCH: Final = 10_000
 """The most events ingest takes in one request (CONTRACT §6)."""
 
 
-class Progress:
+class ImportProgress:
     """A one-line progress bar on a terminal; an occasional plain line otherwise (logs, CI)."""
 
     def __init__(self, total: int, stream: IO[str], *, label: str, interactive: bool | None = None) -> None:
@@ -231,7 +231,7 @@ def _import_rows(
     transport: httpx.BaseTransport | None,
 ) -> int:
     tally = Tally()
-    progress = Progress(max(total, 0), err, label=options.file.name)
+    progress = ImportProgress(max(total, 0), err, label=options.file.name)
     # Under `salespulse`, logging is at INFO: httpx would log every request on top of the progress line.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     client = httpx.Client(transport=transport, timeout=60.0)
