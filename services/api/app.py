@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await producer.start()
             gw.producer = producer
             await config_routes.republish_all(gw)
-        except Exception as exc:  # broker not reachable yet: serve reads, publish when it returns
+        except Exception as exc:  # noqa: BLE001  (broker not reachable yet: serve reads, publish when it returns)
             log.warning("config not republished at start-up (%s); admin changes will retry", exc)
         gw.config.start()
         gw.model.start()

@@ -55,7 +55,7 @@ def _serve(app_factory: str, port: int) -> None:
 
 def _has_uvloop() -> bool:
     try:
-        import uvloop  # noqa: F401
+        import uvloop  # noqa: F401  (only whether it is installed)
     except ImportError:
         return False
     return True

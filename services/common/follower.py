@@ -84,7 +84,7 @@ class TopicFollower:
                 await self._follow(consumer)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker unreachable: keep what we have and reconnect
+            except Exception as exc:  # noqa: BLE001  (broker unreachable: keep what we have and reconnect)
                 wait = backoff.next()
                 log.warning("%s paused (%s: %s); reconnecting in %.1f s", self._name, type(exc).__name__, exc, wait)
                 await asyncio.sleep(wait)

@@ -137,7 +137,7 @@ class LedgerWriter:
                 size += len(sub.rows)
             try:
                 await self._commit(group)
-            except Exception as exc:  # the database is down or refused: fail this group, keep serving
+            except Exception as exc:  # noqa: BLE001  (the database is down or refused: fail this group, keep serving)
                 log.warning("ledger commit failed: %s", exc)
                 for sub in group:
                     if not sub.done.done():

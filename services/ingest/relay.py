@@ -113,7 +113,7 @@ class Relay:
                     self._wake.clear()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker or database unreachable: keep the ledger, retry later
+            except Exception as exc:  # noqa: BLE001  (broker or database unreachable: keep the ledger, retry later)
                 self._metrics.relay_failures.inc()
                 log.warning("relay paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
                 if self._producer is not None:
@@ -237,7 +237,7 @@ class LeaderLock:
         database = make_url(settings.db_url).database or "memory"
         path = Path(database + ".relay.lock") if database != "memory" else settings.data_dir / "relay.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115, ASYNC230  (held for the life of the lock; local file)
+        handle = open(path, "a+")  # noqa: SIM115, ASYNC230  (held for the life of the lock; a local file, opened once)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -78,7 +78,7 @@ class _TopicChannel:
                 self._topic, encode(stamped), key=rep_id.encode(),
                 partition=partition_for(rep_id, self._partitions),
             )
-        except Exception as exc:  # noqa: BLE001  (broker away: retry later)
+        except Exception as exc:  # broker away: retry later
             raise DeliveryError(f"could not publish to {self._topic}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -92,7 +92,7 @@ class SnapshotConsumer:
                         await consumer.commit()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # broker or database away: start over from the committed offsets
+            except Exception as exc:  # noqa: BLE001  (broker or database away: start over from the committed offsets)
                 self.running.clear()
                 wait = backoff.next()
                 log.warning("snapshot consumer paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, wait)

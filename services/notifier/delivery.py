@@ -83,7 +83,7 @@ class DeliveryWorker:
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
             await self._deliver_one(delivery)
-        except Exception:  # noqa: BLE001  (the lease runs out and the delivery is tried again)
+        except Exception:  # the lease runs out and the delivery is tried again
             log.exception("delivery %s (%s) crashed", delivery.notification_id, delivery.channel)
 
     async def _deliver_one(self, delivery: ClaimedDelivery) -> None:
@@ -177,5 +177,5 @@ class DeliveryWorker:
                 return
             await store.mark_sent(self.ctx.sessions, "digest", digest.digest_id, self.ctx.owner, self.ctx.clock())
             self.ctx.metrics.digests.labels("sent").inc()
-        except Exception:  # noqa: BLE001
+        except Exception:  # logged; the lease runs out and the digest is tried again
             log.exception("coaching digest %s crashed", digest.digest_id)

@@ -45,7 +45,7 @@ class DigestScheduler:
                 await self.run_scheduled_digests()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:  # logged; the next slot check tries again
                 log.exception("coaching digest run failed; trying again shortly")
             await asyncio.sleep(30)
 

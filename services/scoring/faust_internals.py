@@ -63,8 +63,8 @@ class LeanConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover  (exercised by every run)
         callback = self.callback
         getmany = self.getmany
-        consumer_should_stop = cast(Service, self)._stopped.is_set
-        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        consumer_should_stop = cast(Service, self)._stopped.is_set  # noqa: SLF001
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set  # noqa: SLF001
         suspended = self.suspend_flow.is_set
         app_flow_active = self.app.flow_control.is_active
 

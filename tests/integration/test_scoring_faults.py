@@ -181,7 +181,7 @@ async def _read_snapshots(bootstrap: str, topic: str) -> dict[str, list[tuple[in
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)

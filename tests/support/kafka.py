@@ -25,7 +25,7 @@ def _records(bootstrap: str, topic: str, timeout: float) -> list[Record]:
             deadline = time.monotonic() + timeout
             partitions = consumer.partitions_for_topic(topic)
             while not partitions and time.monotonic() < deadline:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(topic)
             tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
             if not tps:

@@ -31,7 +31,7 @@ class Mailbox:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's name for the hook
         raw = envelope.original_content or envelope.content
         self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))  # type: ignore[arg-type]
         return "250 OK"
@@ -61,7 +61,7 @@ class Hook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # http.server's name for the handler
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if hook.delay:
                     time.sleep(hook.delay)
