@@ -21,6 +21,7 @@ run: install
 
 test: install
 	$(BIN)/python -m tests.setup_tools
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install  ## every benchmark; writes docs/BENCHMARKS.md (generated section) and docs/benchmarks.png
@@ -28,6 +29,7 @@ bench: install  ## every benchmark; writes docs/BENCHMARKS.md (generated section
 
 lint: install
 	$(BIN)/ruff check services schemas tests bench
+	$(BIN)/mypy  # schemas/ and services/ (pyproject.toml: strict on services/scoring/domain/)
 
 clean:
 	rm -rf $(VENV) .salespulse

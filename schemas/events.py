@@ -302,7 +302,7 @@ class DealEvent(BaseModel):
                 "rep {rep_id} appears more than once in splits",
                 {"rep_id": reps[position], "position": position},
             )
-        total = sum(split.share for split in value)
+        total: Decimal = sum((split.share for split in value), Decimal(0))
         if abs(total - 1) > SHARE_TOLERANCE:
             raise PydanticCustomError(
                 "split_shares_sum",
@@ -368,7 +368,7 @@ def _reporting_currency(context: Any) -> str | None:
 class ValidationProblem(NamedTuple):
     """One thing wrong with one event of a batch, worded for the person who sent it."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the contract's name (CONTRACT §6); shadows tuple.index
     """Position of the event in the batch; -1 when the body as a whole is unusable."""
     field: str
     """Dotted path of the offending field, e.g. ``splits.1.share``; ``""`` for the whole event."""
@@ -529,7 +529,7 @@ def _problems(error: ValidationError, window: AcceptWindow | None) -> list[Valid
         if details["type"] == "int_type" and isinstance(details["input"], Decimal):
             # A whole number too long for int() (see _parse_int): say the bound it is beyond.
             beyond_top = details["input"] > 0
-            details["type"] = "less_than_equal" if beyond_top else "greater_than_equal"  # type: ignore[typeddict-item]
+            details["type"] = "less_than_equal" if beyond_top else "greater_than_equal"
             details["ctx"] = {"le": VERSION_LIMIT} if beyond_top else {"ge": 0}
         if details["type"] == "finite_number":
             value = details["input"]

@@ -67,7 +67,7 @@ async def admit(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
             ws,
             Problem(
                 403,
-                f"Pages from {origin[:100]} may not open salespulse WebSockets. "
+                f"Pages from {(origin or '(no origin)')[:100]} may not open salespulse WebSockets. "
                 "Add the origin to SALESPULSE_WS_ALLOWED_ORIGINS (comma-separated) to allow it.",
             ),
         )

@@ -8,9 +8,10 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.config import Board, Plan, Rep, Team
+from services.common import db
+from services.common.db import Sessions
 from services.common.models import ConfigEntry
 
 Kind = Literal["rep", "team", "plan", "board"]
@@ -19,7 +20,7 @@ ID_FIELDS: dict[str, str] = {"rep": "rep_id", "team": "team_id", "plan": "plan_i
 
 
 class ConfigStore:
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
     async def put(self, kind: Kind, entry_id: str, document: BaseModel) -> dict[str, Any]:
@@ -51,4 +52,4 @@ class ConfigStore:
             result = await session.execute(
                 delete(ConfigEntry).where(ConfigEntry.kind == kind, ConfigEntry.entry_id == entry_id)
             )
-        return bool(result.rowcount)
+        return bool(db.rows_matched(result))

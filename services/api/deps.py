@@ -27,7 +27,7 @@ def period_kind(period: Annotated[str, Query(description="day, week, month, quar
             f"Unknown period {period!r}; use one of {', '.join(PERIOD_KINDS)}.",
             errors=[{"index": None, "field": "period", "message": f"one of {', '.join(PERIOD_KINDS)}"}],
         )
-    return period  # type: ignore[return-value]
+    return period
 
 
 PeriodQuery = Annotated[PeriodKind, Depends(period_kind)]

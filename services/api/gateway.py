@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.config import Board, Plan
 from services.api.config_store import ConfigStore
@@ -17,6 +17,7 @@ from services.api.hub import Hub
 from services.api.read_model import ReadModel
 from services.common.auth import KeyStore
 from services.common.config_feed import ConfigFollower
+from services.common.db import Sessions
 from services.common.dead_letters import DeadLetters
 from services.common.history import history_totals
 from services.common.settings import Settings
@@ -32,7 +33,7 @@ from services.scoring.domain.standings import Entry, rank
 class Gateway:
     settings: Settings
     calendar: Calendar
-    sessions: async_sessionmaker
+    sessions: Sessions
     keys: KeyStore
     model: ReadModel
     config: ConfigFollower
@@ -82,6 +83,10 @@ class Gateway:
             return KpiTotals()
         return view.totals(kind, key)
 
+    def hot_or_zero(self, rep_id: str, kind: PeriodKind, key: str) -> KpiTotals:
+        """Totals from the read model; zeros for a period it no longer holds (boards rank hot periods only)."""
+        return self.hot_totals(rep_id, kind, key) or KpiTotals()
+
     async def rep_totals(self, rep_id: str, kind: PeriodKind, key: str) -> KpiTotals:
         hot = self.hot_totals(rep_id, kind, key)
         if hot is not None:
@@ -108,7 +113,7 @@ class Gateway:
         now = self.now()
         cache: dict[tuple[PeriodKind, str], KpiTotals] = {}
         for plan in self.plans():
-            kind: PeriodKind = plan.period  # type: ignore[assignment]
+            kind: PeriodKind = plan.period
             key = self.calendar.key_for_date(on, kind)
             if (kind, key) not in cache:
                 cache[(kind, key)] = await self.rep_totals(rep_id, kind, key)
@@ -170,7 +175,7 @@ class Gateway:
             if plan is not None:
                 rep_progress = plan_progress(
                     plan, rep_id=rep_id, team_id=doc.get("team_id"),
-                    totals=lambda k, key, r=rep_id: self.hot_totals(r, k, key) or KpiTotals(),
+                    totals=partial(self.hot_or_zero, rep_id),
                     calendar=self.calendar, on=on, now=now,
                 )
                 if rep_progress is not None:

@@ -207,13 +207,13 @@ class Hub:
         self.screens[channel].add(screen)
         self._count += 1
         self.metrics.connected.labels(screen.kind).inc()
-        sender = f"{id(screen):x}"
+        flood_key = f"{id(screen):x}"
         try:
             while not screen.closed:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                if self.flood.acquire(sender):
+                if self.flood.acquire(flood_key):
                     self.metrics.flooded.labels(screen.kind).inc()
                     reason = f"screens only listen; this one sent more than {FLOOD_RATE:g} messages a second"
                     await screen.close(CLOSE_POLICY, reason)
@@ -222,7 +222,7 @@ class Hub:
             pass
         finally:
             screen.closed = True
-            self.flood.forget(sender)
+            self.flood.forget(flood_key)
             self._count -= 1
             self.metrics.connected.labels(screen.kind).dec()
             self.screens[channel].discard(screen)

@@ -3,7 +3,7 @@ validates every response against them, so a drift fails loudly instead of mislea
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,7 +14,7 @@ from services.common.problems import KEYED, problem_responses
 KEYED_PROBLEMS: Final = problem_responses(*KEYED)
 PROBLEMS: Final = problem_responses(*KEYED, 404)
 
-KPI_EXAMPLE = {
+KPI_EXAMPLE: dict[str, Any] = {
     "revenue": 48250.0,
     "deals_won": 7.0,
     "deals_lost": 3.0,

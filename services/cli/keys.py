@@ -34,7 +34,7 @@ async def run_keys(args: argparse.Namespace) -> int:
                     .where(ApiKey.key_id == args.key_id, ApiKey.revoked_at.is_(None))
                     .values(revoked_at=datetime.now(UTC))
                 )
-            if not result.rowcount:
+            if not db.rows_matched(result):
                 print(f"no active key with id {args.key_id}")
                 return 1
             print(f"revoked {args.key_id}; it stops working within seconds")

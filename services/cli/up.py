@@ -186,7 +186,7 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         feeder: asyncio.Task[None] | None = None
         if demo:
             feeder = asyncio.create_task(_demo(settings, key, rate, stop))
-        watchers = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]  # type: ignore[union-attr]
+        watchers = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
         if stopper not in done:

@@ -11,8 +11,8 @@ from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.common.db import Sessions
 from services.common.models import ApiKey
 from services.common.problems import Problem
 
@@ -40,7 +40,7 @@ class Principal:
 class KeyStore:
     """Looks keys up by hash with a short cache, so a revoked key stops working within `ttl` seconds."""
 
-    def __init__(self, sessions: async_sessionmaker, ttl: float = 2.0) -> None:
+    def __init__(self, sessions: Sessions, ttl: float = 2.0) -> None:
         self._sessions = sessions
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
@@ -85,7 +85,7 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def create_key(sessions: async_sessionmaker, *, role: Role, name: str, key: str | None = None) -> tuple[str, str]:
+async def create_key(sessions: Sessions, *, role: Role, name: str, key: str | None = None) -> tuple[str, str]:
     """Store a new key (or the given one) and return (key_id, key). The key is not stored in clear."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
@@ -96,7 +96,7 @@ async def create_key(sessions: async_sessionmaker, *, role: Role, name: str, key
     return key_id, key
 
 
-async def ensure_key(sessions: async_sessionmaker, *, key: str, role: Role, name: str) -> None:
+async def ensure_key(sessions: Sessions, *, key: str, role: Role, name: str) -> None:
     """Make sure `key` exists with `role` (used for SALESPULSE_ADMIN_KEY at start-up)."""
     digest = hash_key(key)
     try:
@@ -105,7 +105,7 @@ async def ensure_key(sessions: async_sessionmaker, *, key: str, role: Role, name
         await _ensure(sessions, digest, role, name)
 
 
-async def _ensure(sessions: async_sessionmaker, digest: str, role: Role, name: str) -> None:
+async def _ensure(sessions: Sessions, digest: str, role: Role, name: str) -> None:
     async with sessions() as session, session.begin():
         row = (await session.execute(select(ApiKey).where(ApiKey.key_hash == digest))).scalar_one_or_none()
         if row is None:

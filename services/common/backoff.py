@@ -32,11 +32,12 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """The delay before try `attempt + 1`, after `attempt` failures (1 = after the first), stateless: for
         retries whose count is kept elsewhere (a delivery's attempts in SQL)."""
-        step = min(self.most, self.first * 2 ** max(0, attempt - 1))
+        step = min(self.most, self.first * 2.0 ** max(0, attempt - 1))
         if not self.jitter:
             return step
         fixed = step * (1 - self.jitter)
-        return fixed + (self.rng or random).uniform(0, step - fixed)
+        spread = self.rng.uniform(0, step - fixed) if self.rng is not None else random.uniform(0, step - fixed)
+        return fixed + spread
 
     def next(self, at_least: float = 0.0) -> float:
         """The delay before the next try, counting one more failure; at least `at_least` (a Retry-After)."""

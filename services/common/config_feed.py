@@ -27,7 +27,7 @@ def config_key(kind: str, entry_id: str) -> str:
 
 def config_message(kind: str, entry_id: str, body: dict[str, Any] | None, updated_ms: int) -> bytes:
     """A `config` message (schemas.messages.ConfigChange); `body` None means deleted."""
-    return encode(ConfigChange(kind=kind, id=entry_id, body=body, updated_ms=updated_ms))  # type: ignore[arg-type]
+    return encode(ConfigChange(kind=kind, id=entry_id, body=body, updated_ms=updated_ms))
 
 
 async def publish_config(

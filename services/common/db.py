@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+Sessions = async_sessionmaker[AsyncSession]
+"""What every service opens database sessions with."""
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -33,7 +37,12 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (what `session.execute` returns for one is a CursorResult)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def sessionmaker(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.common.db import Sessions
 from services.common.models import KpiHistory
 from services.scoring.domain.kpis import KpiTotals
 
 __all__ = ["history_totals"]
 
 
-async def history_totals(sessions: async_sessionmaker, rep_id: str, kind: str, key: str) -> KpiTotals | None:
+async def history_totals(sessions: Sessions, rep_id: str, kind: str, key: str) -> KpiTotals | None:
     """The totals of one rep and period from history, or None when history has none."""
     async with sessions() as session:
         row = (

@@ -19,4 +19,4 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
         "request_timeout_ms": 15000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+    return AIOKafkaProducer(**options)

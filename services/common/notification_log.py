@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.common.db import Sessions
 from services.common.models import NotificationDelivery
 from services.common.models import TierCrossingRow as CrossingRow
 
@@ -23,7 +23,7 @@ def utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-async def notification_log(sessions: async_sessionmaker, *, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
+async def notification_log(sessions: Sessions, *, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
     """Newest first (in the order crossings were recorded), each with its deliveries (CONTRACT §6)."""
     async with sessions() as session:
         query = select(CrossingRow).order_by(CrossingRow.seq.desc()).limit(limit)

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.preferences import Preferences, QuietHoursBody, parse_channels
+from services.common.db import Sessions
 from services.common.models import NotificationPreference
 from services.common.settings import Settings
 
@@ -37,12 +38,12 @@ async def load_preferences(session: AsyncSession, rep_ids: Iterable[str]) -> dic
     return {row.rep_id: _from_row(row) for row in rows.scalars()}
 
 
-async def read_preferences(sessions: async_sessionmaker, rep_id: str) -> Preferences | None:
+async def read_preferences(sessions: Sessions, rep_id: str) -> Preferences | None:
     async with sessions() as session:
         return (await load_preferences(session, [rep_id])).get(rep_id)
 
 
-async def write_preferences(sessions: async_sessionmaker, rep_id: str, prefs: Preferences) -> None:
+async def write_preferences(sessions: Sessions, rep_id: str, prefs: Preferences) -> None:
     """Create or replace the rep's preferences."""
     try:
         await _write(sessions, rep_id, prefs)
@@ -50,7 +51,7 @@ async def write_preferences(sessions: async_sessionmaker, rep_id: str, prefs: Pr
         await _write(sessions, rep_id, prefs)
 
 
-async def _write(sessions: async_sessionmaker, rep_id: str, prefs: Preferences) -> None:
+async def _write(sessions: Sessions, rep_id: str, prefs: Preferences) -> None:
     now = datetime.now(UTC)
     quiet = prefs.quiet_hours
     async with sessions() as session, session.begin():

@@ -46,4 +46,4 @@ _partitioner = DefaultPartitioner()
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives a key; Faust tables agree with it."""
     raw = key.encode()
-    return _partitioner(raw, list(range(partitions)), list(range(partitions)))
+    return int(_partitioner(raw, list(range(partitions)), list(range(partitions))))

@@ -9,17 +9,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import Table, func, insert, select
 
 from schemas.events import ActivityEvent, DealEvent, canonical_json
+from services.common.db import Sessions
 from services.common.models import LedgerEntry
 from services.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("salespulse.ingest.ledger")
-LEDGER = LedgerEntry.__table__
+LEDGER = cast(Table, LedgerEntry.__table__)
 
 
 class EventConflict(Exception):
@@ -85,7 +85,7 @@ class LedgerWriter:
 
     def __init__(
         self,
-        sessions: async_sessionmaker,
+        sessions: Sessions,
         *,
         postgres: bool,
         metrics: IngestMetrics | None = None,

@@ -18,9 +18,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common import db
+from services.common.db import Sessions
 from services.common.kafka import make_producer
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.settings import Settings
@@ -42,7 +42,7 @@ def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
 class Relay:
     """Moves ledger rows with seq > cursor to Kafka and advances the cursor once they are acknowledged."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker, metrics: IngestMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, sessions: Sessions, metrics: IngestMetrics | None = None) -> None:
         self._settings = settings
         self._sessions = sessions
         self._metrics = metrics or IngestMetrics()
@@ -166,7 +166,7 @@ class Relay:
             updated = await session.execute(
                 update(RelayCursor).where(RelayCursor.name == CURSOR, RelayCursor.seq == cursor).values(seq=last)
             )
-            if updated.rowcount == 0 and cursor == 0:
+            if db.rows_matched(updated) == 0 and cursor == 0:
                 exists = await session.get(RelayCursor, CURSOR)
                 if exists is None:
                     session.add(RelayCursor(name=CURSOR, seq=last))
@@ -260,7 +260,7 @@ async def reset_relay_cursor(settings: Settings, seq: int) -> None:
     try:
         async with db.sessionmaker(engine)() as session, session.begin():
             updated = await session.execute(update(RelayCursor).where(RelayCursor.name == CURSOR).values(seq=seq))
-            if updated.rowcount == 0:
+            if db.rows_matched(updated) == 0:
                 session.add(RelayCursor(name=CURSOR, seq=seq))
     finally:
         await engine.dispose()

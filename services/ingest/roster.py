@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.events import ActivityEvent, DealEvent, ValidationProblem
+from services.common.db import Sessions
 from services.common.models import ConfigEntry
 
 
 class RosterCache:
-    def __init__(self, sessions: async_sessionmaker, ttl: float = 2.0) -> None:
+    def __init__(self, sessions: Sessions, ttl: float = 2.0) -> None:
         self._sessions = sessions
         self._ttl = ttl
         self._loaded = -1e9

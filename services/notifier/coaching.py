@@ -40,7 +40,7 @@ def reps_behind_pace(
         period_key = plan_period(plan, calendar, today)
         if period_key is None:
             continue
-        kind: PeriodKind = plan.period  # type: ignore[assignment]
+        kind: PeriodKind = plan.period
         elapsed = calendar.elapsed_fraction(kind, period_key, now)
         if elapsed <= 0 or elapsed < min_elapsed:
             continue

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
-
 from schemas.config import Plan
 from schemas.preferences import Preferences
 from services.common.config_feed import ConfigFollower
+from services.common.db import Sessions
 from services.common.preferences import default_preferences
 from services.common.settings import Settings
 from services.notifier.channels import EmailChannel, Sender, WebhookChannel
@@ -34,7 +33,7 @@ Now = Callable[[], datetime]
 @dataclass
 class NotifierContext:
     settings: Settings
-    sessions: async_sessionmaker
+    sessions: Sessions
     clock: Now
     metrics: NotifierMetrics
     config: ConfigFollower

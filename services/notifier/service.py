@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.config import Plan
 from schemas.messages import RepProgress
 from services.common.backoff import Backoff
 from services.common.config_feed import ConfigFollower
+from services.common.db import Sessions
 from services.common.dead_letters import DeadLetters
 from services.common.kafka import make_producer
 from services.common.settings import Settings
@@ -47,7 +47,7 @@ class Notifier:
         self,
         settings: Settings,
         *,
-        sessions: async_sessionmaker,
+        sessions: Sessions,
         registry: CollectorRegistry,
         clock: Now | None = None,
         rng: random.Random | None = None,

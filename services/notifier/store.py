@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from schemas.preferences import Preferences
+from services.common.db import Sessions, rows_matched
 from services.common.models import CoachingDigest, NotificationDelivery
 from services.common.models import TierCrossingRow as CrossingRow
 from services.common.notification_log import OPEN, utc
@@ -80,7 +81,7 @@ def _crossing_of(row: CrossingRow) -> TierCrossing:
 
 
 async def record_crossings(
-    sessions: async_sessionmaker, crossings: Sequence[TierCrossing], *, route: Router, now: datetime
+    sessions: Sessions, crossings: Sequence[TierCrossing], *, route: Router, now: datetime
 ) -> list[tuple[TierCrossing, list[NewDelivery]]]:
     """Record the crossings not recorded yet, each with its deliveries, in one transaction; return those
     that were new (in the given order) with the deliveries made for them.
@@ -199,13 +200,13 @@ async def _lease(session: AsyncSession, model: Any, id_col: Any, ids: Iterable[A
             )
             .values(lease_until=until, lease_owner=owner)
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if rows_matched(result) == 1:
             taken.append(row_id)
     return taken
 
 
 async def claim_due_deliveries(
-    sessions: async_sessionmaker, *, now: datetime, owner: str, lease_until: datetime, limit: int = 50
+    sessions: Sessions, *, now: datetime, owner: str, lease_until: datetime, limit: int = 50
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` deliveries that are due, at most one per (rep, channel): the oldest open one, so
     a rep's notifications go out on each channel in the order they were recorded (a deferred or retrying
@@ -264,7 +265,7 @@ async def claim_due_deliveries(
     ]
 
 
-async def next_due(sessions: async_sessionmaker) -> datetime | None:
+async def next_due(sessions: Sessions) -> datetime | None:
     """When the earliest open delivery or digest comes due (leases aside), or None when none is open."""
     async with sessions() as session:
         first = (
@@ -279,7 +280,7 @@ async def next_due(sessions: async_sessionmaker) -> datetime | None:
     return min(times) if times else None
 
 
-async def sent_in_window(sessions: async_sessionmaker, rep_id: str, channel: str, start: datetime,
+async def sent_in_window(sessions: Sessions, rep_id: str, channel: str, start: datetime,
                          end: datetime) -> int:
     """How many of the rep's deliveries on `channel` were sent in [start, end): what the hourly cap counts."""
     async with sessions() as session:
@@ -305,48 +306,48 @@ def _model(kind: str) -> tuple[Any, Any]:
     return NotificationDelivery, NotificationDelivery.delivery_id
 
 
-async def _update(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, **values: Any) -> bool:
+async def _update(sessions: Sessions, kind: str, row_id: Any, owner: str, **values: Any) -> bool:
     """Update a row this process holds the lease on; False when the lease was lost (someone else took over)."""
     model, id_col = _model(kind)
     async with sessions() as session, session.begin():
         result = await session.execute(
             update(model).where(id_col == row_id, model.lease_owner == owner).values(**values)
         )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+    return rows_matched(result) == 1
 
 
-async def defer(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, due_at: datetime) -> bool:
+async def defer(sessions: Sessions, kind: str, row_id: Any, owner: str, due_at: datetime) -> bool:
     """Not now (quiet hours, hourly cap): status deferred, due again at `due_at`, lease released."""
     return await _update(sessions, kind, row_id, owner, status="deferred", due_at=utc(due_at), lease_until=None,
                          lease_owner=None)
 
 
-async def begin_attempt(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, attempts: int,
+async def begin_attempt(sessions: Sessions, kind: str, row_id: Any, owner: str, attempts: int,
                         lease_until: datetime) -> bool:
     """Count the attempt before it is made (a crash mid-send still shows it) and renew the lease."""
     return await _update(sessions, kind, row_id, owner, attempts=attempts, status="pending",
                          lease_until=utc(lease_until))
 
 
-async def mark_target_done(sessions: async_sessionmaker, row_id: int, owner: str, targets: list[str],
+async def mark_target_done(sessions: Sessions, row_id: int, owner: str, targets: list[str],
                            lease_until: datetime) -> bool:
     """Remember that one webhook URL has the message, so a retry of the delivery skips it."""
     return await _update(sessions, "delivery", row_id, owner, targets_done=orjson.dumps(targets).decode(),
                          lease_until=utc(lease_until))
 
 
-async def mark_sent(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, now: datetime) -> bool:
+async def mark_sent(sessions: Sessions, kind: str, row_id: Any, owner: str, now: datetime) -> bool:
     return await _update(sessions, kind, row_id, owner, status="sent", sent_at=utc(now), lease_until=None,
                          lease_owner=None)
 
 
-async def mark_retry(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, error: str,
+async def mark_retry(sessions: Sessions, kind: str, row_id: Any, owner: str, error: str,
                      due_at: datetime) -> bool:
     return await _update(sessions, kind, row_id, owner, status="pending", last_error=error[:2000],
                          due_at=utc(due_at), lease_until=None, lease_owner=None)
 
 
-async def mark_failed(sessions: async_sessionmaker, kind: str, row_id: Any, owner: str, error: str) -> bool:
+async def mark_failed(sessions: Sessions, kind: str, row_id: Any, owner: str, error: str) -> bool:
     return await _update(sessions, kind, row_id, owner, status="failed", last_error=error[:2000], lease_until=None,
                          lease_owner=None)
 
@@ -355,7 +356,7 @@ async def mark_failed(sessions: async_sessionmaker, kind: str, row_id: Any, owne
 
 
 async def create_digest(
-    sessions: async_sessionmaker, *, digest_id: str, team_id: str, slot: str, manager_rep_id: str,
+    sessions: Sessions, *, digest_id: str, team_id: str, slot: str, manager_rep_id: str,
     email: str | None, body: dict[str, Any], status: str, last_error: str | None, now: datetime,
 ) -> bool:
     """Record the team's digest for `slot` unless it exists; True when this call created it."""
@@ -374,7 +375,7 @@ async def create_digest(
 
 
 async def claim_due_digests(
-    sessions: async_sessionmaker, *, now: datetime, owner: str, lease_until: datetime, limit: int = 20
+    sessions: Sessions, *, now: datetime, owner: str, lease_until: datetime, limit: int = 20
 ) -> list[ClaimedDigest]:
     now, lease_until = utc(now), utc(lease_until)
     async with sessions() as session, session.begin():
@@ -409,7 +410,7 @@ async def claim_due_digests(
 
 
 
-async def count_open(sessions: async_sessionmaker) -> int:
+async def count_open(sessions: Sessions) -> int:
     """Deliveries still to go out (pending or deferred)."""
     async with sessions() as session:
         return int(

@@ -101,7 +101,7 @@ async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
             previous = state.snapshot if state is not None else None
             if previous is not None and not is_newer(snapshot, previous):
                 stale += 1
-                pending[deal_id] = DealState(seq, previous, state.event_json)  # type: ignore[union-attr]
+                pending[deal_id] = DealState(seq, previous, state.event_json)
                 continue
             credits = delta(previous, snapshot)
         except _UNREADABLE as exc:

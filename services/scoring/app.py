@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
         await agents.follow_plans(ctx, lambda: app.consumer)
 
-    @app.on_partitions_revoked.connect
+    @cast(Any, app.on_partitions_revoked).connect
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         """A rebalance begins (flow is suspended, so no new batch starts): let the batches in flight finish
         (their table writes must be in the changelog before any restore reads it), then drop the buffered

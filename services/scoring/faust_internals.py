@@ -56,7 +56,7 @@ FAUST_VERSION = "0.15.3"
 # check, the identity decode of `attach_queue` and the queue put do not wait), so it cannot be overtaken by a
 # rebalance and is awaited directly; otherwise Faust's wait is used. The rest of the loop is Faust's.
 
-class LeanConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class LeanConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -127,7 +127,7 @@ FETCH_MAX_WAIT_MS = 20
 even when data arrives meanwhile, which put up to 1.5 s between a credit and the rep agent."""
 
 
-class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # noqa: SLF001  (read when the fetcher starts)
@@ -148,8 +148,9 @@ def use_lean_consumer(app: Any) -> None:
 def attach_queue(app: faust.App, topic: faust.TopicT, queue: Any) -> None:
     """Make the conductor put `topic`'s messages, undecoded, into `queue` (which offers `full`,
     `put_nowait_enhanced`, `put`, `empty`, `qsize`, `clear`), and subscribe to the topic as an agent would."""
-    topic._queue = queue  # noqa: SLF001  (the conductor puts into `topic.queue`)
-    topic.decode = _message_itself  # what the conductor "decodes" is what it puts into the queue
+    channel = cast(Any, topic)  # Faust's TopicT declares neither
+    channel._queue = queue  # noqa: SLF001  (the conductor puts into `topic.queue`)
+    channel.decode = _message_itself  # what the conductor "decodes" is what it puts into the queue
     app.topics.add(topic)
 
 
@@ -163,7 +164,7 @@ async def _message_itself(message: Any, *, propagate: bool = False) -> Any:
 # worker never reads. Those hooks do nothing here; the rest of the monitor (committed and end offsets,
 # rebalances, sends) is kept.
 
-class LeanMonitor(Monitor):  # type: ignore[misc]
+class LeanMonitor(Monitor):
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
         return None
 
@@ -180,7 +181,7 @@ class LeanMonitor(Monitor):  # type: ignore[misc]
 # --- 5: table data and restores ---------------------------------------------------------------------------------
 
 
-class CodecTable(faust.Table):  # type: ignore[misc]
+class CodecTable(faust.Table[Any, Any]):
     """A Faust table with str keys (raw UTF-8 on the changelog) and values in a named codec.
 
     Faust derives a table's serializers from its key and value types (str → JSON) when it is built and

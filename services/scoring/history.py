@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy import select, tuple_
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.common import db
+from services.common.db import Sessions
 from services.common.models import KpiHistory, KpiHistoryMark
 from services.common.settings import Settings
 from services.scoring.domain.kpis import KpiTotals
@@ -21,7 +21,7 @@ from services.scoring.domain.rep_state import PeriodEviction
 class HistoryWriter:
     def __init__(self, settings: Settings) -> None:
         self._url = settings.db_url
-        self._sessions: async_sessionmaker | None = None
+        self._sessions: Sessions | None = None
 
     async def add(self, evictions: Sequence[tuple[str, Sequence[PeriodEviction]]]) -> None:
         """Add each rep's evictions (those above its mark) to kpi_history, in one transaction.
@@ -50,9 +50,9 @@ class HistoryWriter:
                 if not fresh:
                     continue
                 for eviction in fresh:
-                    key = (rep_id, eviction.kind, eviction.key)
-                    known = deltas.get(key)
-                    deltas[key] = eviction.totals if known is None else known + eviction.totals
+                    where = (rep_id, eviction.kind, eviction.key)
+                    known = deltas.get(where)
+                    deltas[where] = eviction.totals if known is None else known + eviction.totals
                 tops[rep_id] = max(e.seq for e in fresh)
             if not deltas:
                 return
@@ -68,8 +68,8 @@ class HistoryWriter:
                 for row in rows.scalars():
                     existing[(row.rep_id, row.period, row.period_key)] = row
             for (rep_id, kind, key), totals in deltas.items():
-                row = existing.get((rep_id, kind, key))
-                if row is None:
+                known_row = existing.get((rep_id, kind, key))
+                if known_row is None:
                     session.add(
                         KpiHistory(
                             rep_id=rep_id,
@@ -80,9 +80,9 @@ class HistoryWriter:
                         )
                     )
                 else:
-                    total = KpiTotals.from_dict(orjson.loads(row.totals)) + totals
-                    row.totals = orjson.dumps(total.to_dict()).decode()
-                    row.updated_at = now
+                    total = KpiTotals.from_dict(orjson.loads(known_row.totals)) + totals
+                    known_row.totals = orjson.dumps(total.to_dict()).decode()
+                    known_row.updated_at = now
             for rep_id, top in tops.items():
                 mark = marks.get(rep_id)
                 if mark is None:

@@ -78,7 +78,7 @@ def state_table(
             beacon=app.tables.beacon,
         )
     )
-    topic = table.changelog_topic
+    topic: Any = table.changelog_topic
     if (topic.key_serializer, topic.value_serializer) != ("raw", codec):
         raise RuntimeError(
             f"changelog of table {name} would decode with {topic.key_serializer}/{topic.value_serializer}"

@@ -20,7 +20,9 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "alembic needs sqlalchemy.url (services/common/db.py sets it)"
+    engine = create_async_engine(url, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             # Serialise concurrent start-ups of several services on one database.

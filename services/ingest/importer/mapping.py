@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from datetime import time as dt_time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from pydantic import BaseModel
 
 from schemas.events import ActivityEvent, DealEvent
 from schemas.suggestions import did_you_mean
@@ -34,7 +35,7 @@ __all__ = [
 EventType = Literal["deal", "activity"]
 EVENT_TYPES: Final[tuple[EventType, ...]] = ("deal", "activity")
 
-_MODELS: Final = {"deal": DealEvent, "activity": ActivityEvent}
+_MODELS: Final[dict[str, type[BaseModel]]] = {"deal": DealEvent, "activity": ActivityEvent}
 _TIMESTAMP_FIELDS: Final = frozenset({"occurred_at", "closed_at"})
 _INTEGER_FIELDS: Final = frozenset({"version"})
 _NOT_MAPPABLE: Final = {
@@ -420,7 +421,7 @@ class ImportMapping:
         problems = _field_problems(event_type, [rule.name for rule in self.fields])
         if problems:
             raise MappingError(self.origin, problems)
-        return replace(self, type=event_type)
+        return replace(self, type=cast(EventType, event_type))
 
     def map_row(self, row: dict[str, str]) -> MappedRow:
         """The event dict for one row (values keyed by column), or why it is skipped or rejected."""
@@ -434,18 +435,18 @@ class ImportMapping:
             return MappedRow(problems=tuple(problems))
         event: dict[str, Any] = {"type": self.type}
         why_empty: dict[str, str] = {}
-        for rule in self.fields:
+        for field_rule in self.fields:
             notes: list[str] = []
             try:
-                value = rule.value(row, notes)
+                value = field_rule.value(row, notes)
             except _RowProblem as problem:
                 problems.append(str(problem))
                 continue
             if value is None:
                 if notes:
-                    why_empty[rule.name] = "; ".join(notes)
+                    why_empty[field_rule.name] = "; ".join(notes)
                 continue
-            event[rule.name] = value
+            event[field_rule.name] = value
         if problems:
             return MappedRow(problems=tuple(problems))
         return MappedRow(event=event, why_empty=why_empty)
@@ -667,11 +668,11 @@ def _value_spec(
         else:
             value_map = {}
             for key, value in raw["map"].items():
-                text = _yaml_scalar_text(key, f"{where}.map", problems)
-                if text == "":
+                key_text = _yaml_scalar_text(key, f"{where}.map", problems)
+                if key_text == "":
                     problems.append(f"{where}.map: an empty key never matches; use default: for empty values")
-                elif text is not None:
-                    value_map[text] = value
+                elif key_text is not None:
+                    value_map[key_text] = value
     if "otherwise" in raw and value_map is None:
         problems.append(f"{where}.otherwise: only goes with map:")
     return ValueSpec(

@@ -21,22 +21,50 @@ from services.scoring.domain.progress import Progress, compute_progress
 
 
 class GateLike(Protocol):
-    metric: str
-    min: float | Decimal
+    """What the rules read from a plan's gate; `schemas.config.Gate` is one."""
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def min(self) -> float | Decimal: ...
 
 
 class PlanLike(Protocol):
-    plan_id: str
-    metric: str
-    period: str
-    effective_from: date
-    effective_to: date | None
-    participants: ParticipantsLike
-    quota: Decimal
-    quota_overrides: Mapping[str, Decimal]
-    tiers: Sequence[TierLike]
-    payout_cap: Decimal | None
-    gate: GateLike | None
+    """What the rules read from a plan; `schemas.config.Plan` is one."""
+
+    @property
+    def plan_id(self) -> str: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def period(self) -> str: ...
+
+    @property
+    def effective_from(self) -> date: ...
+
+    @property
+    def effective_to(self) -> date | None: ...
+
+    @property
+    def participants(self) -> ParticipantsLike: ...
+
+    @property
+    def quota(self) -> Decimal: ...
+
+    @property
+    def quota_overrides(self) -> Mapping[str, Decimal]: ...
+
+    @property
+    def tiers(self) -> Sequence[TierLike]: ...
+
+    @property
+    def payout_cap(self) -> Decimal | None: ...
+
+    @property
+    def gate(self) -> GateLike | None: ...
 
 
 TotalsLookup = Callable[[PeriodKind, str], KpiTotals]
