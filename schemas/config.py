@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.kpis import KPI_NAMES, is_kpi_name
+
 __all__ = [
     "KPI_NAMES",
     "Board",
@@ -41,29 +43,10 @@ __all__ = [
     "is_kpi_name",
 ]
 
-KPI_NAMES: frozenset[str] = frozenset(
-    {
-        "revenue",
-        "deals_won",
-        "deals_lost",
-        "win_rate",
-        "avg_deal_size",
-        "renewals_won",
-        "renewals_lost",
-        "retention_rate",
-        "activities",
-    }
-)
-_ACTIVITY_KPI = re.compile(r"activities\.[a-z][a-z0-9_]{0,31}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 PlanPeriod = Literal["week", "month", "quarter", "year"]
 BoardPeriod = Literal["day", "week", "month", "quarter", "year"]
-
-
-def is_kpi_name(name: str) -> bool:
-    """True for a KPI of CONTRACT §3, including `activities.<kind>`."""
-    return name in KPI_NAMES or _ACTIVITY_KPI.fullmatch(name) is not None
 
 
 def _no_control_characters(text: str) -> str:

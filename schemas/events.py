@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 
+from schemas.kpis import ACTIVITY_KIND_REGEX
 from schemas.suggestions import did_you_mean
 
 __all__ = [
@@ -60,7 +61,6 @@ TIMESTAMP_EXAMPLE: Final = "2026-11-29T10:00:00Z"
 # them are always a bug upstream, never a real id.
 _NO_CONTROL_CHARS: Final = r"^[^\x00-\x1F\x7F-\x9F]*$"
 _CURRENCY_CODE: Final = r"^[A-Z]{3}$"
-_ACTIVITY_KIND: Final = r"^[a-z][a-z0-9_]{0,31}$"
 
 # The shape of an RFC 3339 date-time; pydantic's own parser would also take unix timestamps ("1764410400")
 # and bare dates. The offset is optional here so that a naive timestamp gets the specific offset hint.
@@ -209,7 +209,7 @@ Timestamp = Annotated[datetime, _RFC3339Timestamp, WithJsonSchema({"type": "stri
 Money = Annotated[Decimal, _ExactDecimal(ge=Decimal(0), lt=AMOUNT_LIMIT, decimal_places=2)]
 Share = Annotated[Decimal, _ExactDecimal(gt=Decimal(0), le=Decimal(1))]
 CurrencyCode = Annotated[str, Field(strict=True, pattern=_CURRENCY_CODE)]
-ActivityKind = Annotated[str, Field(strict=True, pattern=_ACTIVITY_KIND)]
+ActivityKind = Annotated[str, Field(strict=True, pattern=ACTIVITY_KIND_REGEX)]
 
 _MODEL_CONFIG: Final = ConfigDict(extra="forbid", frozen=True)
 
@@ -387,7 +387,7 @@ _BAD_TIMESTAMP: Final = f"must be an RFC 3339 timestamp with a UTC offset, e.g. 
 _PATTERN_MESSAGES: Final = {
     _NO_CONTROL_CHARS: "must not contain control characters",
     _CURRENCY_CODE: "must be a 3-letter ISO 4217 code in capitals, e.g. USD",
-    _ACTIVITY_KIND: (
+    ACTIVITY_KIND_REGEX: (
         "must be a lowercase token: a letter, then up to 31 letters, digits or _, e.g. call or demo_booked"
     ),
 }

@@ -20,8 +20,7 @@ from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
 from services.api.routes import config as config_routes
 from services.api.routes import live, notifications, reads, screens
-from services.common import db
-from services.common.auth import KeyStore, ensure_key
+from services.common.auth import KeyStore, open_database
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
 from services.common.http_metrics import install_http_metrics
@@ -42,10 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.create_engine(settings.db_url)
-        sessions = db.sessionmaker(engine)
-        if settings.admin_key:
-            await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
+        engine, sessions = await open_database(settings)
         from services.api.read_model import ReadModel
 
         gw = Gateway(

@@ -11,10 +11,13 @@ from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import db
 from services.common.db import Sessions
 from services.common.models import ApiKey
 from services.common.problems import Problem
+from services.common.settings import Settings
 
 Role = Literal["admin", "ingest", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "ingest", "viewer")
@@ -94,6 +97,16 @@ async def create_key(sessions: Sessions, *, role: Role, name: str, key: str | No
     async with sessions() as session, session.begin():
         session.add(ApiKey(key_id=key_id, name=name, role=role, key_hash=hash_key(key), created_at=datetime.now(UTC)))
     return key_id, key
+
+
+async def open_database(settings: Settings) -> tuple[AsyncEngine, Sessions]:
+    """A service's database at start-up: the engine, its sessions, and SALESPULSE_ADMIN_KEY ensured as an
+    admin key when it is set."""
+    engine = db.create_engine(settings.db_url)
+    sessions = db.sessionmaker(engine)
+    if settings.admin_key:
+        await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
+    return engine, sessions
 
 
 async def ensure_key(sessions: Sessions, *, key: str, role: Role, name: str) -> None:

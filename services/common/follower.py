@@ -15,6 +15,7 @@ from typing import Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.messages import UnreadableMessage
+from services.common.background import BackgroundLoop
 from services.common.backoff import Backoff
 from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
@@ -36,7 +37,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, *, timeout: f
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
-class TopicFollower:
+class TopicFollower(BackgroundLoop):
     def __init__(
         self,
         settings: Settings,
@@ -56,18 +57,7 @@ class TopicFollower:
         self._dead_letters = dead_letters
         self.caught_up = asyncio.Event()
         self.last_message_ms = 0
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=self._name)
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        self.loop_name = name
 
     async def _run(self) -> None:
         backoff = Backoff()

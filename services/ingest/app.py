@@ -24,7 +24,7 @@ from schemas.events import (
     validate_events,
 )
 from services.common import db
-from services.common.auth import KeyStore, ensure_key
+from services.common.auth import KeyStore, open_database
 from services.common.deps import AuditKey, IngestKey
 from services.common.http_metrics import install_http_metrics
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
@@ -48,13 +48,10 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.create_engine(settings.db_url)
-        sessions = db.sessionmaker(engine)
+        engine, sessions = await open_database(settings)
         writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url), metrics=metrics)
         relay = Relay(settings, sessions, metrics)
         writer.on_commit.append(relay.offer)
-        if settings.admin_key:
-            await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
         app.state.sessions = sessions
         app.state.keys = KeyStore(sessions)
         app.state.writer = writer

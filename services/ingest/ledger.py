@@ -14,6 +14,7 @@ from typing import NamedTuple, cast
 from sqlalchemy import Table, func, insert, select
 
 from schemas.events import ActivityEvent, DealEvent, canonical_json
+from services.common.background import BackgroundLoop
 from services.common.db import Sessions
 from services.common.models import LedgerEntry
 from services.ingest.metrics import IngestMetrics
@@ -79,9 +80,11 @@ class AppendResult:
     duplicates_by_type: dict[str, int]
 
 
-class LedgerWriter:
+class LedgerWriter(BackgroundLoop):
     """Appends events in group commits: concurrent requests share one transaction, so throughput
     grows with load and sequence numbers are assigned in commit order (what the relay relies on)."""
+
+    loop_name = "ledger-writer"
 
     def __init__(
         self,
@@ -96,20 +99,9 @@ class LedgerWriter:
         self._postgres = postgres
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         # Run after each commit with the new records, in sequence order (the relay's hand-off).
         self.on_commit: list[Callable[[list[LedgerRecord]], None]] = []
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ledger-writer")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def append(self, rows: list[LedgerRow]) -> AppendResult:
         """Durably append `rows` (all or nothing). Raises EventConflict, or the database's error."""

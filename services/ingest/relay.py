@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
 from services.common import db
+from services.common.background import BackgroundLoop
 from services.common.db import Sessions
 from services.common.kafka import make_producer
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
@@ -39,8 +40,10 @@ def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
     return b'{"seq":%d,"accepted_ms":%d,"event":%s}' % (seq, accepted_ms, body.encode())
 
 
-class Relay:
+class Relay(BackgroundLoop):
     """Moves ledger rows with seq > cursor to Kafka and advances the cursor once they are acknowledged."""
+
+    loop_name = "relay"
 
     def __init__(self, settings: Settings, sessions: Sessions, metrics: IngestMetrics | None = None) -> None:
         self._settings = settings
@@ -53,7 +56,6 @@ class Relay:
         self._memory: deque[LedgerRecord] = deque()
         self._memory_cap = 200_000
         self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
         self.published_seq = 0
         self.latest_seq = 0
         self.topics = {"deal": topic_name(settings, DEALS), "activity": topic_name(settings, ACTIVITIES)}
@@ -77,16 +79,8 @@ class Relay:
             return None
         return [memory[i] for i in range(min(limit, len(memory)))]
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="relay")
-
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await super().stop()
         if self._producer:
             await self._producer.stop()
         if self._leader:

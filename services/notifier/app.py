@@ -13,8 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from services.common import db
-from services.common.auth import KeyStore, ensure_key
+from services.common.auth import KeyStore, open_database
 from services.common.deps import AdminKey
 from services.common.http_metrics import install_http_metrics
 from services.common.problems import install_problem_handlers
@@ -33,10 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.create_engine(settings.db_url)
-        sessions = db.sessionmaker(engine)
-        if settings.admin_key:
-            await ensure_key(sessions, key=settings.admin_key, role="admin", name="SALESPULSE_ADMIN_KEY")
+        engine, sessions = await open_database(settings)
         app.state.keys = KeyStore(sessions)
         notifier = Notifier(settings, sessions=sessions, registry=registry)
         app.state.notifier = notifier

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from schemas.messages import PlanProgressEntry, RepProgress, UnreadableMessage, decode
+from services.common.background import BackgroundLoop
 from services.common.backoff import Backoff
 from services.common.dead_letters import DeadLetters
 from services.common.follower import TopicFollower
@@ -25,10 +26,12 @@ def group_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}notifier"
 
 
-class SnapshotConsumer:
+class SnapshotConsumer(BackgroundLoop):
     """Hands each fetched batch of rep snapshots to `handle` and commits the offsets only after it returned
     (the crossings are in SQL by then). A batch handed over twice — after a crash, a rebalance or a
     restart — is harmless: the SQL record decides what is new."""
+
+    loop_name = "notifier-snapshots"
 
     def __init__(
         self,
@@ -39,23 +42,12 @@ class SnapshotConsumer:
         self._settings = settings
         self._handle = handle
         self._dead_letters = dead_letters
-        self._task: asyncio.Task[None] | None = None
         self.running = asyncio.Event()
         """Set once the consumer has started (joined the group)."""
         self.assigned = asyncio.Event()
         """Set once this process owns at least one partition (a replica beyond the partition count never does)."""
         self.batches = 0
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notifier-snapshots")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self._settings

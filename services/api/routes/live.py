@@ -13,6 +13,7 @@ from services.api.admission import admit
 from services.api.gateway import Gateway
 from services.api.read_model import RepView
 from services.common.auth import Role
+from services.common.background import BackgroundLoop
 
 log = logging.getLogger("salespulse.api.live")
 
@@ -67,9 +68,11 @@ async def board_socket(ws: WebSocket) -> None:
     await gw.hub.serve(ws, board_channel(board_id), first, key_hash=key_hash)
 
 
-class LivePusher:
+class LivePusher(BackgroundLoop):
     """Turns read-model changes into pushes: a rep's progress at once (latest wins per screen), and each
     watched board's standings at most once per `interval`, only when they changed."""
+
+    loop_name = "board-pusher"
 
     def __init__(self, gw: Gateway, interval: float = 0.25, refresh: float = 30.0) -> None:
         self.gw = gw
@@ -77,7 +80,6 @@ class LivePusher:
         self.refresh = refresh
         self.dirty: dict[str, int] = {}  # rep id (or "*") -> newest ingest acceptance time behind the change
         self.last_sent: dict[str, Any] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def on_rep(self, view: RepView) -> None:
         rep_id = view.rep_id
@@ -92,16 +94,6 @@ class LivePusher:
             self.last_sent.pop(change["id"], None)
         self.dirty["*"] = 0
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="board-pusher")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

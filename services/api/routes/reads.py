@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter
 
 from services.api.deps import DateQuery, GatewayDep, PeriodQuery
+from services.api.gateway import Gateway
 from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
 from services.common.deps import ViewerKey
 from services.common.problems import Problem
+from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.periods import PeriodKind
 
 router = APIRouter(prefix="/v1")
 
@@ -18,9 +23,7 @@ router = APIRouter(prefix="/v1")
 async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
-    key = gw.calendar.key_for_date(date or gw.today(), period)
-    totals = await gw.rep_totals(rep_id, period, key)
-    return {"rep_id": rep_id, "period": period, "period_key": key, "kpis": totals.report()}
+    return await _kpis(gw, "rep_id", rep_id, period, date, gw.rep_totals)
 
 
 @router.get(
@@ -32,9 +35,17 @@ async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuer
 async def team_kpis(team_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
     if team_id not in gw.config.state.teams() and not gw.config.state.members(team_id):
         raise Problem(404, f"No team {team_id!r}.")
-    key = gw.calendar.key_for_date(date or gw.today(), period)
-    totals = await gw.team_totals(team_id, period, key)
-    return {"team_id": team_id, "period": period, "period_key": key, "kpis": totals.report()}
+    return await _kpis(gw, "team_id", team_id, period, date, gw.team_totals)
+
+
+async def _kpis(
+    gw: Gateway, id_field: str, entry_id: str, period: PeriodKind, on: date | None,
+    totals: Callable[[str, PeriodKind, str], Awaitable[KpiTotals]],
+) -> dict[str, Any]:
+    """The KPI answer (CONTRACT §6) of a rep or team for the period containing `on` (default: today)."""
+    key = gw.calendar.key_for_date(on or gw.today(), period)
+    found = await totals(entry_id, period, key)
+    return {id_field: entry_id, "period": period, "period_key": key, "kpis": found.report()}
 
 
 @router.get(

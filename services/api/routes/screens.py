@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
@@ -85,29 +86,26 @@ def _page(request: Request, name: str) -> Response:
     return Response(text, media_type="text/html; charset=utf-8", headers=headers)
 
 
-@router.get("/", summary="Index of boards, teams and reps")
-async def index(request: Request) -> Response:
-    return _page(request, "index.html")
+PAGES: Final = (
+    ("/", "index.html", "Index of boards, teams and reps"),
+    ("/board/{board_id}", "board.html", "The sales-floor TV board"),
+    ("/rotate", "board.html", "Several boards in turn: ?boards=a,b,c&every=20"),
+    ("/rep/{rep_id}", "rep.html", "A rep's own progress page"),
+    ("/team/{team_id}", "team.html", "A manager's team page"),
+)
+"""Each screen: its path, its page (the browser reads the ids from the path), what it shows."""
 
 
-@router.get("/board/{board_id}", summary="The sales-floor TV board")
-async def board(request: Request, board_id: str) -> Response:
-    return _page(request, "board.html")
+def _serves(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def page(request: Request) -> Response:
+        return _page(request, name)
+
+    return page
 
 
-@router.get("/rotate", summary="Several boards in turn: ?boards=a,b,c&every=20")
-async def rotate(request: Request) -> Response:
-    return _page(request, "board.html")
-
-
-@router.get("/rep/{rep_id}", summary="A rep's own progress page")
-async def rep(request: Request, rep_id: str) -> Response:
-    return _page(request, "rep.html")
-
-
-@router.get("/team/{team_id}", summary="A manager's team page")
-async def team(request: Request, team_id: str) -> Response:
-    return _page(request, "team.html")
+for _path, _name, _summary in PAGES:
+    _route = "screen_" + (_path.strip("/").split("/")[0] or "index")
+    router.add_api_route(_path, _serves(_name), methods=["GET"], summary=_summary, name=_route)
 
 
 @router.get("/static/{name}", summary="Script, style sheet or icon of the screens")

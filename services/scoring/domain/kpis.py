@@ -5,29 +5,16 @@ Only sums are stored; rates are recomputed from the sums every time, so team rat
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
+from schemas.kpis import ACTIVITY_KIND_PATTERN, ACTIVITY_PREFIX, KPI_NAMES, is_activity_kind, is_kpi_name
 from services.scoring.domain.credits import Credit
 
 __all__ = ["ACTIVITY_KIND_PATTERN", "KPI_NAMES", "KpiTotals", "is_activity_kind", "is_kpi_name"]
 
-KPI_NAMES: Final[tuple[str, ...]] = (
-    "revenue",
-    "deals_won",
-    "deals_lost",
-    "win_rate",
-    "avg_deal_size",
-    "renewals_won",
-    "renewals_lost",
-    "retention_rate",
-    "activities",
-)
-ACTIVITY_KIND_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_ACTIVITY_PREFIX: Final = "activities."
 
 ZERO: Final = Decimal(0)
 _CENT: Final = Decimal("0.01")
@@ -35,22 +22,6 @@ _MICRO: Final = Decimal("0.000001")
 # A fixed context, so a caller's decimal settings never change a reported rate.
 _RATES: Final = Context(prec=28, rounding=ROUND_HALF_UP)
 _MONEY_KPIS: Final = frozenset({"revenue", "avg_deal_size"})
-
-
-def is_activity_kind(kind: str) -> bool:
-    """True for a lowercase activity token such as `call` or `demo_booked`."""
-    return isinstance(kind, str) and ACTIVITY_KIND_PATTERN.fullmatch(kind) is not None
-
-
-def is_kpi_name(name: str) -> bool:
-    """True for a KPI of CONTRACT §3, including `activities.<kind>` for a valid kind."""
-    if name in KPI_NAMES:
-        return True
-    return (
-        isinstance(name, str)
-        and name.startswith(_ACTIVITY_PREFIX)
-        and is_activity_kind(name[len(_ACTIVITY_PREFIX) :])
-    )
 
 
 def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
@@ -177,7 +148,7 @@ class KpiTotals:
         if metric == "activities":
             return Decimal(self.activities)
         if is_kpi_name(metric):
-            return Decimal(self.activities_by_kind.get(metric[len(_ACTIVITY_PREFIX) :], 0))
+            return Decimal(self.activities_by_kind.get(metric[len(ACTIVITY_PREFIX) :], 0))
         raise ValueError(
             f"unknown KPI {metric!r}; expected one of {', '.join(KPI_NAMES)} or activities.<kind>"
         )
@@ -193,7 +164,7 @@ class KpiTotals:
             step = _CENT if name in _MONEY_KPIS else _MICRO
             report[name] = None if value is None else _json_number(value, step)
         for kind in sorted(self.activities_by_kind):
-            report[_ACTIVITY_PREFIX + kind] = self.activities_by_kind[kind]
+            report[ACTIVITY_PREFIX + kind] = self.activities_by_kind[kind]
         return report
 
     # -- storage ----------------------------------------------------------------------------------

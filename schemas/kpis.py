@@ -1,0 +1,40 @@
+"""The KPI names of CONTRACT §3 and the activity-kind token of §1, the one definition every layer checks
+against: event and configuration validation (schemas/) and the pure core (services/scoring/domain/)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["ACTIVITY_KIND_PATTERN", "ACTIVITY_KIND_REGEX", "ACTIVITY_PREFIX", "KPI_NAMES", "is_activity_kind",
+           "is_kpi_name"]
+
+KPI_NAMES: Final[tuple[str, ...]] = (
+    "revenue",
+    "deals_won",
+    "deals_lost",
+    "win_rate",
+    "avg_deal_size",
+    "renewals_won",
+    "renewals_lost",
+    "retention_rate",
+    "activities",
+)
+"""Every KPI but the per-kind activity counts, in report order."""
+
+ACTIVITY_KIND_REGEX: Final = r"^[a-z][a-z0-9_]{0,31}$"
+"""A lowercase activity token such as `call` or `demo_booked` (for pydantic `pattern=`)."""
+ACTIVITY_KIND_PATTERN: Final = re.compile(ACTIVITY_KIND_REGEX.strip("^$"))
+ACTIVITY_PREFIX: Final = "activities."
+
+
+def is_activity_kind(kind: str) -> bool:
+    """True for a lowercase activity token such as `call` or `demo_booked`."""
+    return isinstance(kind, str) and ACTIVITY_KIND_PATTERN.fullmatch(kind) is not None
+
+
+def is_kpi_name(name: str) -> bool:
+    """True for a KPI of CONTRACT §3, including `activities.<kind>` for a valid kind."""
+    if name in KPI_NAMES:
+        return True
+    return isinstance(name, str) and name.startswith(ACTIVITY_PREFIX) and is_activity_kind(name[len(ACTIVITY_PREFIX):])

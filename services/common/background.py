@@ -1,0 +1,32 @@
+"""A component's long-running loop as one named asyncio task: `start()` runs its `_run()`, `stop()` cancels it
+and waits until it has unwound. The ledger writer, the relay, topic followers, the notifier's snapshot
+consumer and the gateway's board pusher are such components."""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["BackgroundLoop"]
+
+
+class BackgroundLoop:
+    """Subclasses define `_run()` and may set `loop_name` (the task's name in logs and debuggers)."""
+
+    loop_name = "background loop"
+    task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=self.loop_name)
+
+    async def stop(self) -> None:
+        """Cancel the loop and wait for it to finish unwinding (a stop is not a crash)."""
+        if self.task is None:
+            return
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+    async def _run(self) -> None:
+        raise NotImplementedError
