@@ -8,6 +8,7 @@ import html
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -68,8 +69,30 @@ def _settings(request: Request) -> Settings:
     return gateway.settings if gateway is not None else get_settings()
 
 
-def _page(request: Request, name: str) -> Response:
-    """An HTML page with the business calendar filled in (periods are turned into dates in the browser)."""
+@dataclass(frozen=True)
+class ScreenPage:
+    """One screen: the body of its page (static/<page>.html, inside the shell static/page.html), its script,
+    the words of its tab title, the class of its <body>, and what the route says it shows."""
+
+    page: str
+    title: str
+    body_class: str
+    summary: str
+
+
+SCREENS: Final = {
+    "/": ScreenPage("index", "screens", "app", "Index of boards, teams and reps"),
+    "/board/{board_id}": ScreenPage("board", "leaderboard", "tv", "The sales-floor TV board"),
+    "/rotate": ScreenPage("board", "leaderboard", "tv", "Several boards in turn: ?boards=a,b,c&every=20"),
+    "/rep/{rep_id}": ScreenPage("rep", "my progress", "app rep-page", "A rep's own progress page"),
+    "/team/{team_id}": ScreenPage("team", "team", "app team-page", "A manager's team page"),
+}
+"""Every screen by path; the page's script reads the ids from the path."""
+
+
+def _page(request: Request, screen: ScreenPage) -> Response:
+    """The screen's HTML: the shell with its body, and the business calendar filled in (periods are turned
+    into dates in the browser)."""
     settings = _settings(request)
     clock = settings.clock
     calendar = {
@@ -80,32 +103,29 @@ def _page(request: Request, name: str) -> Response:
         "now_ms": clock.now_ms(),
         "clock_frozen": clock.frozen,
     }
-    text = (STATIC_DIR / name).read_text(encoding="utf-8")
-    text = text.replace("{{calendar}}", html.escape(json.dumps(calendar), quote=True))
+    text = _SHELL
+    for name, value in (("calendar", html.escape(json.dumps(calendar), quote=True)), ("title", screen.title),
+                        ("script", f"{screen.page}.js"), ("body_class", screen.body_class),
+                        ("body", _BODIES[screen.page])):
+        text = text.replace("{{" + name + "}}", value)
     headers = security_headers(request) | {"Cache-Control": "no-store"}
     return Response(text, media_type="text/html; charset=utf-8", headers=headers)
 
 
-PAGES: Final = (
-    ("/", "index.html", "Index of boards, teams and reps"),
-    ("/board/{board_id}", "board.html", "The sales-floor TV board"),
-    ("/rotate", "board.html", "Several boards in turn: ?boards=a,b,c&every=20"),
-    ("/rep/{rep_id}", "rep.html", "A rep's own progress page"),
-    ("/team/{team_id}", "team.html", "A manager's team page"),
-)
-"""Each screen: its path, its page (the browser reads the ids from the path), what it shows."""
+_SHELL: Final = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
+_BODIES: Final = {s.page: (STATIC_DIR / f"{s.page}.html").read_text(encoding="utf-8") for s in SCREENS.values()}
 
 
-def _serves(name: str) -> Callable[[Request], Awaitable[Response]]:
+def _serves(screen: ScreenPage) -> Callable[[Request], Awaitable[Response]]:
     async def page(request: Request) -> Response:
-        return _page(request, name)
+        return _page(request, screen)
 
     return page
 
 
-for _path, _name, _summary in PAGES:
+for _path, _screen in SCREENS.items():
     _route = "screen_" + (_path.strip("/").split("/")[0] or "index")
-    router.add_api_route(_path, _serves(_name), methods=["GET"], summary=_summary, name=_route)
+    router.add_api_route(_path, _serves(_screen), methods=["GET"], summary=_screen.summary, name=_route)
 
 
 @router.get("/static/{name}", summary="Script, style sheet or icon of the screens")
