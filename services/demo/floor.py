@@ -23,8 +23,9 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from services.common.backoff import RETRY_STATUSES, Backoff, retry_after_seconds
+from services.common.backoff import Backoff
 from services.common.clock import Clock
+from services.common.http_retry import problem_detail, retry_reason
 from services.common.naming import slug
 from services.demo.plans import demo_boards, demo_plans
 from services.demo.roster import agent_rep_ids, data_rows, demo_reps, demo_teams, rep_id_for
@@ -388,25 +389,6 @@ class DemoRequestFailed(Exception):
         self.detail = detail
 
 
-def _problem_detail(response: httpx.Response) -> str:
-    """The problem document's detail and field errors, or the start of the body."""
-    try:
-        problem = response.json()
-    except ValueError:
-        return response.text[:300]
-    if not isinstance(problem, dict):
-        return response.text[:300]
-    text = str(problem.get("detail") or problem.get("title") or "")
-    errors = problem.get("errors") or []
-    if isinstance(errors, list) and errors:
-        text += " " + "; ".join(
-            f"{error.get('field') or '(body)'}: {error.get('message')}"
-            for error in errors[:5]
-            if isinstance(error, dict)
-        )
-    return text.strip()
-
-
 async def _stopped_after(stop: asyncio.Event | None, seconds: float) -> bool:
     """Sleep `seconds`, or less if `stop` is set meanwhile; True when it was."""
     if stop is None:
@@ -441,16 +423,17 @@ async def _request(
     backoff = Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S)  # read now: tests shorten them
     last_note: float | None = None
     while True:
-        retry_after = 0.0
         try:
-            response = await client.request(method, url, content=content, headers=headers)
+            outcome: httpx.Response | httpx.TransportError = await client.request(
+                method, url, content=content, headers=headers
+            )
         except httpx.TransportError as exc:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        else:
-            if response.status_code not in RETRY_STATUSES:
-                return response
-            reason = f"{response.status_code} {_problem_detail(response)}".strip()
-            retry_after = retry_after_seconds(response.headers)
+            outcome = exc
+        retry = retry_reason(outcome)
+        if retry is None:
+            assert isinstance(outcome, httpx.Response)
+            return outcome
+        reason, retry_after = retry
         waited = loop.time() - began
         if give_up_after is not None and waited >= give_up_after:
             raise DemoRequestFailed(method, url, None, f"no answer after {waited:.0f} s ({reason})")
@@ -502,7 +485,7 @@ async def seed_config(
             if response is None:  # only a stop event ends the retries early, and there is none here
                 raise DemoRequestFailed("PUT", url, None, "stopped")
             if response.is_error:
-                raise DemoRequestFailed("PUT", url, response.status_code, _problem_detail(response))
+                raise DemoRequestFailed("PUT", url, response.status_code, problem_detail(response))
 
 
 @dataclass
@@ -587,9 +570,9 @@ async def run_floor(
             if response is None:
                 return None
             if response.status_code == 409:
-                return {"conflict": _problem_detail(response)}
+                return {"conflict": problem_detail(response)}
             if response.is_error:
-                raise DemoRequestFailed("POST", url, response.status_code, _problem_detail(response))
+                raise DemoRequestFailed("POST", url, response.status_code, problem_detail(response))
             answer: Event = response.json()
             return answer
 

@@ -13,7 +13,8 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from services.common.backoff import RETRY_STATUSES, Backoff, retry_after_seconds
+from services.common.backoff import Backoff
+from services.common.http_retry import retry_reason
 from services.ingest.importer.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from services.ingest.importer.mapper import ImportRow
 
@@ -184,16 +185,17 @@ class IngestSender:
         backoff = Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S)
         last_note: float | None = None
         while True:
-            retry_after = 0.0
             try:
-                response = self.client.post(self.url, content=body, headers=self.headers)
+                outcome: httpx.Response | httpx.TransportError = self.client.post(
+                    self.url, content=body, headers=self.headers
+                )
             except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            else:
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                reason = f"{response.status_code} {_problem(response).get('detail', '')}".strip()
-                retry_after = retry_after_seconds(response.headers)
+                outcome = exc
+            retry = retry_reason(outcome)
+            if retry is None:
+                assert isinstance(outcome, httpx.Response)
+                return outcome
+            reason, retry_after = retry
             waited = time.monotonic() - began
             if waited >= self.give_up_after:
                 raise IngestUnreachable(f"no answer from {self.url} after {self.give_up_after:.0f} s ({reason})")
