@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,10 @@ MIN_ADMIN_KEY_LENGTH = 24
 # Fragments of the placeholders people paste from examples; a real key is random and holds none of them.
 PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "example", "placeholder", "replace", "your-", "your_",
                      "secret", "password", "salespulse")
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([dhms])")
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 
 class Settings(BaseSettings):
@@ -106,6 +111,9 @@ class Settings(BaseSettings):
     notify_digest_at: str = Field("08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time")
     notify_digest_pace_below: float = Field(0.8, gt=0, description="reps with a pace below this are listed")
     notify_digest_min_elapsed: float = Field(0.4, ge=0, le=1, description="share of the period gone first")
+    notify_max_age: timedelta = Field(
+        timedelta(days=7), description="a crossing in a period that ended longer ago is recorded, not pushed"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -114,6 +122,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Berlin") from exc
+        return value
+
+    @field_validator("notify_max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """`7d`, `36h`, `90m` or `600s` besides ISO 8601 (`P7D`) and plain seconds."""
+        if isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+            number, unit = float(match.group(1)), match.group(2)
+            return timedelta(seconds=number * _UNIT_SECONDS[unit])
         return value
 
     @field_validator("clock_at")

@@ -52,11 +52,18 @@ def _plan_name(crossing: TierCrossing) -> str:
 
 
 def headline(crossing: TierCrossing) -> str:
-    """One line: who reached which tier of which plan, in which period."""
+    """One line: who reached which tier of which plan, in which period — and, for a late deal or a correction
+    into a period that has ended, that it ended (the notification names it so nobody reads it as today's)."""
     return (
         f"{rep_name(crossing)} reached {crossing.tier_name} ({_percent(crossing.threshold)}) in "
-        f"{_plan_name(crossing)}, {crossing.period_key}"
+        f"{_plan_name(crossing)}, {period_words(crossing)}"
     )
+
+
+def period_words(crossing: TierCrossing) -> str:
+    """The crossing's period, and when it ended if it has ("FY2026-Q4, which ended on 2026-12-31")."""
+    ended = crossing.details.get("period_ended_on")
+    return f"{crossing.period_key}, which ended on {ended}" if ended else crossing.period_key
 
 
 def gap_line(crossing: TierCrossing) -> str:
@@ -114,7 +121,7 @@ def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
     """A Slack-compatible incoming-webhook body: `text` (fallback) and Block Kit `blocks`."""
     text = f":tada: {headline(crossing)}."
     lines = [f":tada: *{rep_name(crossing)}* reached *{crossing.tier_name}* ({_percent(crossing.threshold)}) "
-             f"in _{_plan_name(crossing)}_, {crossing.period_key}."]
+             f"in _{_plan_name(crossing)}_, {period_words(crossing)}."]
     if crossing.reward:
         lines.append(f":gift: Reward: {crossing.reward}")
     gap = gap_line(crossing)
@@ -157,7 +164,7 @@ def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
     gap = gap_line(crossing)
     attainment = crossing.details.get("attainment")
     msg = EmailMessage()
-    msg["Subject"] = f"You reached {crossing.tier_name} in {_plan_name(crossing)} ({crossing.period_key})"
+    msg["Subject"] = f"You reached {crossing.tier_name} in {_plan_name(crossing)} ({period_words(crossing)})"
     msg["From"] = sender
     msg["To"] = to
     msg["Message-ID"] = message_id(crossing.notification_id)
@@ -166,7 +173,7 @@ def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
         f"Congratulations, {name}!",
         "",
         f"You reached the {crossing.tier_name} tier ({_percent(crossing.threshold)} of quota) in "
-        f"{_plan_name(crossing)} for {crossing.period_key}.",
+        f"{_plan_name(crossing)} for {period_words(crossing)}.",
         "",
         f"Tier:       {crossing.tier_name} ({_percent(crossing.threshold)})",
         f"Reward:     {reward}",
@@ -188,7 +195,7 @@ def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
         "<html><body>"
         f"<h2>Congratulations, {e(name)}!</h2>"
         f"<p>You reached the <strong>{e(crossing.tier_name)}</strong> tier in {e(_plan_name(crossing))} "
-        f"for {e(crossing.period_key)}.</p>"
+        f"for {e(period_words(crossing))}.</p>"
         f"<table>{table}</table>"
         "</body></html>",
         subtype="html",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from schemas.messages import RepProgress
 from schemas.preferences import Preferences
@@ -16,6 +17,7 @@ from services.notifier.context import NotifierContext
 from services.notifier.scheduling import quiet_until
 from services.notifier.store import BOARD, NewDelivery
 from services.notifier.tier_crossings import CrossingKey, TierCrossing, crossings_in_snapshot
+from services.scoring.domain.periods import PERIOD_KINDS, kind_of_key
 
 __all__ = ["CrossingRecorder"]
 
@@ -68,6 +70,8 @@ class CrossingRecorder:
         if not candidates:
             return []
         now = self.ctx.clock()
+        for crossing in candidates:
+            self._date_period(crossing, plans.get(crossing.plan_id), now)
         created = await store.record_crossings(self.ctx.sessions, candidates, route=self._router(now), now=now)
         if len(self._known) > _KNOWN_LIMIT:
             self._known.clear()
@@ -105,11 +109,29 @@ class CrossingRecorder:
             self.awaiting = set()
         self._plans_waited_for.update(missing)
 
+    def _date_period(self, crossing: TierCrossing, plan: dict[str, Any] | None, now: datetime) -> None:
+        """Note in the crossing's details when its period ended, if it has: a late deal or a correction into a
+        period that just ended is pushed with wording that names the period; one into a period that ended
+        more than SALESPULSE_NOTIFY_MAX_AGE ago is recorded and listed, not pushed (CONTRACT §4)."""
+        kind = (plan or {}).get("period") or kind_of_key(crossing.period_key)
+        if kind not in PERIOD_KINDS:
+            return
+        calendar = self.ctx.calendar
+        _, end = calendar.bounds(kind, crossing.period_key)
+        if end.timestamp() > now.timestamp():
+            return
+        _, last_day = calendar.parse_key(kind, crossing.period_key)
+        crossing.details["period_ended_on"] = (last_day - timedelta(days=1)).isoformat()
+        if now - end > self.ctx.settings.notify_max_age:
+            crossing.details["not_pushed"] = "the period ended more than SALESPULSE_NOTIFY_MAX_AGE before"
+
     def _router(self, now: datetime) -> store.Router:
         def route(crossing: TierCrossing, prefs: Preferences | None) -> list[NewDelivery]:
             """Board celebration always; each chosen channel, deferred while the rep is in quiet hours. A
             channel the rep chose explicitly but that cannot reach them is recorded as failed, with why;
             an unavailable default channel is left out."""
+            if crossing.details.get("not_pushed"):
+                return []  # in the log, pushed nowhere: the period ended long before the crossing was seen
             chosen = prefs or self.ctx.defaults
             out = [NewDelivery(BOARD)]
             quiet_end = quiet_until(now, chosen.quiet(), self.ctx.zone_of(crossing.rep_id))

@@ -242,13 +242,14 @@ async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -
         _fail_stop(agent, exc)
 
 
-async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int) -> int:
-    """Recompute progress for every rep this worker owns, store tiers newly reached, publish snapshots."""
+async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int, *, every_period: bool = False) -> int:
+    """Recompute progress for every rep this worker owns, store tiers newly reached (`every_period`: in every
+    plan period the state holds, after a plan changed), publish snapshots."""
     moment = ctx.clock.now()
     plan_book, partitions = ctx.plan_book, ctx.settings.partitions
     states = {r: s for r, s in ctx.rep_table.items() if partition_for(r, partitions) in owned}
     before = {r: s.version for r, s in states.items()}
-    progress = {r: plan_book.refresh(s, moment) for r, s in states.items()}
+    progress = {r: plan_book.refresh(s, moment, every_period=every_period) for r, s in states.items()}
     changed = {r: s for r, s in states.items() if s.version != before[r]}
     if changed:
         await ctx.rep_table.write(changed, {r: ctx.encode_rep(s) for r, s in changed.items()})
@@ -273,7 +274,7 @@ async def follow_plans(ctx: Scoring, consumer: Callable[[], Any]) -> None:
         await asyncio.sleep(0.3)  # let a burst of changes settle
         plan_book.changed.clear()
         async with ctx.config_lock:
-            sent = await refresh_owned(ctx, ctx.owned(consumer()), ctx.clock.now_ms())
+            sent = await refresh_owned(ctx, ctx.owned(consumer()), ctx.clock.now_ms(), every_period=True)
         log.info("configuration changed: %d rep snapshots recomputed", sent)
 
 

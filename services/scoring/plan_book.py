@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from schemas.config import Board, Plan
@@ -17,6 +17,7 @@ from services.scoring.domain.contests import contest_totals
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
+from services.scoring.domain.progress import Progress
 from services.scoring.domain.rep_state import RepState
 
 log = logging.getLogger("salespulse.scoring.plans")
@@ -65,25 +66,37 @@ class PlanBook:
             self._contests = boards
         return self._contests
 
-    def refresh(self, state: RepState, now: datetime) -> list[dict[str, object]]:
-        """The rep's progress in every plan covering them today; records tiers newly reached in `state`."""
+    def refresh(self, state: RepState, now: datetime, *, every_period: bool = False) -> list[dict[str, object]]:
+        """The rep's progress in every plan covering them today, for the snapshot; and the tiers newly reached
+        recorded in `state` — today's, and those of every other plan period whose totals changed since the
+        last refresh (a late deal, a correction, history: CONTRACT §4 holds for every period). With
+        `every_period`, every plan period the state holds is looked at (a plan created or changed)."""
         team = self.follower.state.team_of(state.rep_id)
         on = self.calendar.local_date(now)
-
-        def totals(kind: PeriodKind, key: str) -> KpiTotals:
-            return state.totals(kind, key)
-
+        changed = state.touched
+        state.touched = set()
         out = []
         for plan in self.plans():
-            progress = plan_progress(
-                plan, rep_id=state.rep_id, team_id=team, totals=totals, calendar=self.calendar, on=on, now=now
-            )
-            if progress is None:
-                continue
+            progress = self._progress(plan, state, team, on, now)
+            if progress is not None:
+                out.append(progress.to_dict())
+            kind: PeriodKind = plan.period
+            keys = list(state.periods[kind]) if every_period else [key for (k, key) in changed if k == kind]
+            for key in keys:
+                if (progress is None or key != progress.period_key) and state.holds(kind, key):
+                    start, _ = self.calendar.parse_key(kind, key)
+                    self._progress(plan, state, team, start, now)
+        return out
+
+    def _progress(self, plan: Plan, state: RepState, team: str | None, on: date, now: datetime) -> Progress | None:
+        """The rep's progress in `plan` for the period containing `on`; records the tiers newly reached."""
+        progress = plan_progress(
+            plan, rep_id=state.rep_id, team_id=team, totals=state.totals, calendar=self.calendar, on=on, now=now
+        )
+        if progress is not None:
             tiers = [(tier.tier_id, tier.threshold) for tier in plan.tiers]
             state.record_tiers(plan.plan_id, progress.period_key, tiers, progress.attainment, now)
-            out.append(progress.to_dict())
-        return out
+        return progress
 
     def contest_totals(self, state: RepState) -> dict[str, KpiTotals]:
         """The rep's totals in every contest (a board with a window) it has something in."""

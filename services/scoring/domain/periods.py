@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["PERIOD_KINDS", "Calendar", "PeriodKey", "PeriodKind", "PeriodKeys"]
+__all__ = ["PERIOD_KINDS", "Calendar", "PeriodKey", "PeriodKind", "PeriodKeys", "kind_of_key"]
 
 PeriodKind = Literal["day", "week", "month", "quarter", "year"]
 PERIOD_KINDS: Final[tuple[PeriodKind, ...]] = get_args(PeriodKind)
@@ -38,6 +38,14 @@ _UTC: Final = UTC
 # Distinct local dates seen in a process are few (a few hundred a year); the cap only guards
 # against a pathological feed of random dates.
 _KEY_CACHE_LIMIT: Final = 8192
+
+
+def kind_of_key(key: str) -> PeriodKind | None:
+    """The kind of period a key names (`2026-11` → month, `FY2026-Q4` → quarter), or None."""
+    for kind in PERIOD_KINDS:
+        if _KEY_PATTERNS[kind].fullmatch(key):
+            return kind
+    return None
 
 
 def _check_kind(kind: str) -> None:

@@ -123,6 +123,9 @@ class RepState:
         default_factory=dict, init=False, compare=False, repr=False
     )
     _changed_minutes: set[int] = field(default_factory=set, init=False, compare=False, repr=False)
+    touched: set[tuple[PeriodKind, str]] = field(default_factory=set, init=False, compare=False, repr=False)
+    """The periods whose totals changed since the owner last cleared this (never stored): where plans may
+    have been crossed — the current period or any other, history included."""
 
     def __post_init__(self) -> None:
         for kind in PERIOD_KINDS:
@@ -154,11 +157,13 @@ class RepState:
         periods, zone, keys_for = self.periods, calendar.zone, calendar.keys_for_local_date
         minutes, changed, epoch, one_minute = self.minutes, self._changed_minutes, _EPOCH, _MINUTE
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
+        touched = self.touched
         for credit in credits:
             at = credit.at
             keys = keys_for(at.astimezone(zone).date())
             for position, kind in _KIND_POSITIONS:
                 key = keys[position]
+                touched.add((kind, key))
                 totals = periods[kind].get(key)
                 if totals is None:
                     totals = self._open_period(kind, key, late)
@@ -196,6 +201,7 @@ class RepState:
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
         for position, period_kind in _KIND_POSITIONS:
             key = keys[position]
+            self.touched.add((period_kind, key))
             totals = periods[period_kind].get(key)
             if totals is None:
                 totals = self._open_period(period_kind, key, late)
