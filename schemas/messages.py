@@ -156,7 +156,12 @@ class RepSnapshot(RepProgress):
     accepted_ms: int = Field(0, ge=0, description="when ingest accepted the newest event in it (Unix ms)")
     periods: dict[PeriodKindName, dict[str, Totals]] = Field(default_factory=dict)
     horizons: dict[PeriodKindName, str] = Field(default_factory=dict)
-    contests: dict[str, Totals] = Field(default_factory=dict, description="totals per contest board (window)")
+    contests: dict[str, Totals] = Field(
+        default_factory=dict, description="totals per contest board (window), over the minutes the state holds"
+    )
+    minute_floor: int | None = Field(
+        None, description="the oldest UTC minute (since 1970) the state holds; older minutes are in kpi_history"
+    )
 
     def holds(self, kind: PeriodKindName, key: str) -> bool:
         """True when the period's totals are in this snapshot (not yet handed to history)."""

@@ -19,8 +19,9 @@ from services.common.auth import KeyStore
 from services.common.config_feed import ConfigFollower
 from services.common.db import Sessions
 from services.common.dead_letters import DeadLetters
-from services.common.history import history_totals
+from services.common.history import contest_history, history_totals
 from services.common.settings import Settings
+from services.scoring.domain.contests import window_minutes
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
@@ -151,8 +152,22 @@ class Gateway:
             return sorted(r for r, doc in roster.items() if doc.get("team_id") in teams)
         return sorted(set(roster) | set(self.model.reps))
 
-    def standings(self, board: Board, on: date | None = None) -> dict[str, object]:
-        """Standings from hot state (boards show current periods; older dates use the same rule)."""
+    async def contest_history(self, board: Board, reps: list[str]) -> dict[str, KpiTotals]:
+        """The part of a contest's window that left the reps' hot state for history (CONTRACT §5: a contest is
+        exact for any window, whenever asked — one that ended long ago or was defined after the fact)."""
+        assert board.window is not None
+        first, end = window_minutes(board.window.starts_at, board.window.ends_at)
+        floors = {}
+        for rep_id in reps:
+            view = self.model.reps.get(rep_id)
+            floor = view.minute_floor if view is not None else None
+            if floor is not None and first < floor:
+                floors[rep_id] = floor
+        return await contest_history(self.sessions, floors, first, end) if floors else {}
+
+    async def standings(self, board: Board, on: date | None = None) -> dict[str, object]:
+        """Standings from hot state (boards show current periods; older dates use the same rule); a contest
+        adds what of its window is already in history."""
         on = on or self.today()
         roster = self.config.state.reps()
         plan = self.plan(board.plan_id) if board.plan_id else None
@@ -162,11 +177,16 @@ class Gateway:
         else:
             period_key = self.calendar.key_for_date(on, board.period)  # type: ignore[arg-type]
         entries = []
-        for rep_id in self.board_reps(board):
+        reps = self.board_reps(board)
+        history = await self.contest_history(board, reps) if board.window is not None else {}
+        for rep_id in reps:
             doc = roster.get(rep_id, {})
             if board.window is not None:
                 view = self.model.reps.get(rep_id)
                 contest = view.contest(board.board_id) if view else None
+                past = history.get(rep_id)
+                if past is not None:
+                    contest = past if contest is None else contest + past
                 value = contest.value(board.metric) if contest else Decimal(0)
             else:
                 totals = self.hot_totals(rep_id, board.period, period_key) or KpiTotals()  # type: ignore[arg-type]

@@ -40,6 +40,10 @@ class RepView:
     def accepted_ms(self) -> int:
         return self.snapshot.accepted_ms
 
+    @property
+    def minute_floor(self) -> int | None:
+        return self.snapshot.minute_floor
+
     def totals(self, kind: PeriodKind, key: str) -> KpiTotals | None:
         """The period's totals (zeros when the rep had none), or None when the period is older than the hot
         state and lives in SQL history."""

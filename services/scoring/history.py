@@ -4,26 +4,62 @@ Each eviction is added exactly once: a per-rep mark in the same transaction reco
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy import select, tuple_
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.common import db
+from services.common.backoff import Backoff
 from services.common.db import Sessions
 from services.common.models import KpiHistory, KpiHistoryMark
 from services.common.settings import Settings
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.rep_state import PeriodEviction
 
+log = logging.getLogger("salespulse.scoring.history")
+
+UNREACHABLE = (OperationalError, InterfaceError, OSError)
+"""What a database outage raises (refused or cut connections, a restart): worth waiting out."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, UNREACHABLE)
+
 
 class HistoryWriter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backoff: Backoff | None = None) -> None:
         self._url = settings.db_url
         self._sessions: Sessions | None = None
+        self._backoff = backoff or Backoff(first=0.2, most=5.0, jitter=0.5)
 
     async def add(self, evictions: Sequence[tuple[str, Sequence[PeriodEviction]]]) -> None:
+        """Add each rep's evictions to kpi_history, waiting out a database outage.
+
+        The batch that evicted them is not acknowledged until this returns, so waiting is the safe answer to
+        an unreachable database (the partitions' lag grows and is visible); stopping the worker would only
+        make another one redo the batch against the same outage. Any other error is raised."""
+        while True:
+            try:
+                await self._add(evictions)
+            except BaseException as exc:
+                if not _unreachable(exc):
+                    raise
+                wait = self._backoff.next()
+                log.warning("KPI history paused (database unreachable: %s: %s); retrying in %.1f s",
+                            type(exc).__name__, exc, wait)
+                await asyncio.sleep(wait)
+            else:
+                self._backoff.reset()
+                return
+
+    async def _add(self, evictions: Sequence[tuple[str, Sequence[PeriodEviction]]]) -> None:
         """Add each rep's evictions (those above its mark) to kpi_history, in one transaction.
 
         A rep's first batch can evict hundreds of days at once: marks and existing rows are read in a few

@@ -63,6 +63,7 @@ def snapshot_message(
             if bucket
         },
         "horizons": dict(state.horizons),
+        "minute_floor": state.minute_floor,
         "contests": {board_id: totals.to_dict() for board_id, totals in contests.items()},
         "progress": list(progress),
         "reached": state.reached.to_dict(),

@@ -32,7 +32,7 @@ from services.common.settings import Settings
 from services.common.topics import DEAD_LETTER, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from services.notifier.messages import verify_signature
 from services.notifier.service import Notifier
-from tests.support.clock import TEST_CLOCK
+from tests.support.clock import NOVEMBER_CLOCK
 from tests.support.kafka import read_topic, read_topic_raw
 from tests.support.messages import rep_snapshot
 from tests.support.receivers import WEBHOOK_SECRET, Hook, Mailbox
@@ -58,13 +58,14 @@ PLAN: dict[str, Any] = {
 
 
 class ManualClock:
-    """The notifier's clock in these tests: TEST_CLOCK until a test sets `now`, then exactly that instant."""
+    """The notifier's clock in these tests: NOVEMBER_CLOCK (the fixtures' month) until a test sets `now`, then
+    exactly that instant."""
 
     def __init__(self, now: datetime | None = None) -> None:
         self.now = now
 
     def __call__(self) -> datetime:
-        return self.now or TEST_CLOCK.now()
+        return self.now or NOVEMBER_CLOCK.now()
 
 
 @dataclass

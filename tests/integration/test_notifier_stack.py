@@ -32,7 +32,7 @@ from services.common.notification_log import notification_log
 from services.common.settings import Settings
 from services.common.topics import CREDITS, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
 from tests.integration.test_notifier import PLAN
-from tests.support.clock import now_stamp
+from tests.support.clock import NOVEMBER_CLOCK, now_stamp
 from tests.support.kafka import read_topic
 from tests.support.messages import rep_snapshot
 from tests.support.metrics import metric, scrape
@@ -83,6 +83,7 @@ def make_stack(broker: str, tmp_path: Path, env: dict[str, str]) -> Stack:
         topic_prefix=f"ns{uuid.uuid4().hex[:6]}.",
         admin_key="sp_test_" + secrets.token_hex(8),
         extra_env=env,
+        clock=NOVEMBER_CLOCK,
     )
     stack.prepare()
     return stack
@@ -298,7 +299,7 @@ def drained(stack: Stack, deal_events: int) -> None:
 
 
 def won(event_id: str, deal_id: str, rep: str, amount: str, stage: str = "won", version: int = 1) -> dict[str, Any]:
-    now = now_stamp()
+    now = now_stamp(NOVEMBER_CLOCK)
     return {"event_id": event_id, "type": "deal", "occurred_at": now, "deal_id": deal_id, "version": version,
             "owner_id": rep, "stage": stage, "amount": amount, "closed_at": now}
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from services.common.clock import Clock
 
-__all__ = ["TEST_CLOCK", "TEST_NOW", "clock_env", "now_stamp"]
+__all__ = ["NOVEMBER_CLOCK", "TEST_CLOCK", "TEST_NOW", "clock_env", "now_stamp"]
 
 TEST_NOW = datetime(2026, 12, 9, 12, 0, tzinfo=UTC)
 """Where the test stacks' clock starts: a Wednesday, mid-month, mid-quarter, and hours from any day boundary
@@ -20,6 +20,11 @@ a run of several hours stays in the same periods. It lies after every fixed date
 TEST_CLOCK = Clock(TEST_NOW, ticking=True)
 """TEST_NOW at the moment this test process started, ticking in real time from there; processes started
 with `clock_env(TEST_CLOCK)` read the very same time."""
+
+
+NOVEMBER_CLOCK = Clock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC), ticking=True)
+"""For tests whose fixtures name November 2026 (crossings on 2026-11-20, period "2026-11"): late in that
+month, so its crossings are young enough to be pushed (SALESPULSE_NOTIFY_MAX_AGE), ticking like TEST_CLOCK."""
 
 
 def clock_env(clock: Clock) -> dict[str, str]:

@@ -24,7 +24,7 @@ which every service of the run reads too, so a run never straddles the start of 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -61,9 +61,13 @@ __all__ = [
     "collect",
     "collect_current",
     "configure",
+    "crossing_problems",
     "crossings_of",
+    "current_log",
+    "current_only",
     "differences",
     "expected_crossings",
+    "past_crossings_at_least",
     "fetch_json",
     "kpi_mismatches",
     "notification_log",
@@ -355,25 +359,76 @@ def configure(stack: Stack, scenario: Scenario, api: str | None = None) -> None:
 
 
 def expected_crossings(scenario: Scenario) -> set[Crossing]:
-    """The tier crossings CONTRACT §4 asks for, from the independent KPI expectation: every tier above 0
-    at or below a participant's final attainment in the current plan period (the live part only adds, so
-    the final attainment is the highest ever reached)."""
+    """The tier crossings CONTRACT §4 asks for in the current plan periods, from the independent KPI
+    expectation: every tier above 0 at or below a participant's final attainment (the live part only adds, so
+    the final attainment is the highest ever reached there, whatever the batching)."""
+    current = period_keys(scenario.now, ZoneInfo(TIMEZONE), FISCAL_YEAR_START_MONTH)
+    return _tiers_reached(scenario, lambda plan: [current[plan["period"]]])
+
+
+def past_crossings_at_least(scenario: Scenario) -> set[Crossing]:
+    """Crossings of the plan periods before the current ones that the contract requires whatever the
+    batching: every tier at or below a participant's FINAL attainment there. The history also holds
+    reversals and corrections, so more tiers may have been reached on the way (recorded once, never taken
+    back); which of those a run sees depends on how its events were batched."""
     zone = ZoneInfo(TIMEZONE)
     current = period_keys(scenario.now, zone, FISCAL_YEAR_START_MONTH)
+
+    def past_keys(plan: dict[str, Any]) -> list[str]:
+        kind = plan["period"]
+        days = period_dates(scenario.expected, kind)
+        keys = {period_keys(datetime.combine(day, datetime.min.time(), zone), zone, FISCAL_YEAR_START_MONTH)[kind]
+                for day in days}
+        return sorted(keys - {current[kind]})
+
+    return _tiers_reached(scenario, past_keys)
+
+
+def _tiers_reached(scenario: Scenario, keys_of: Callable[[dict[str, Any]], list[str]]) -> set[Crossing]:
     team_of = {rep["rep_id"]: rep["team_id"] for rep in scenario.reps}
     out: set[Crossing] = set()
     for plan in scenario.plans:
-        key = current[plan["period"]]
         teams, listed = plan["participants"]["teams"], plan["participants"]["reps"]
-        for rep, team in team_of.items():
-            if (teams or listed) and team not in teams and rep not in listed:
-                continue
-            value = Decimal(getattr(scenario.expected.get(rep, plan["period"], key), plan["metric"]))
-            quota = Decimal(str(plan["quota_overrides"].get(rep, plan["quota"])))
-            for tier in plan["tiers"]:
-                if tier["threshold"] > 0 and value >= Decimal(str(tier["threshold"])) * quota:
-                    out.add((rep, plan["plan_id"], key, tier["tier_id"]))
+        for key in keys_of(plan):
+            for rep, team in team_of.items():
+                if (teams or listed) and team not in teams and rep not in listed:
+                    continue
+                value = Decimal(getattr(scenario.expected.get(rep, plan["period"], key), plan["metric"]))
+                quota = Decimal(str(plan["quota_overrides"].get(rep, plan["quota"])))
+                for tier in plan["tiers"]:
+                    if tier["threshold"] > 0 and value >= Decimal(str(tier["threshold"])) * quota:
+                        out.add((rep, plan["plan_id"], key, tier["tier_id"]))
     return out
+
+
+def current_log(log: Iterable[dict[str, Any]], scenario: Scenario) -> list[dict[str, Any]]:
+    """The notifications of the current plan periods: what two runs of the scenario must agree on (past
+    periods hold reversals, so which extra tiers were reached there depends on a run's batching)."""
+    current = period_keys(scenario.now, ZoneInfo(TIMEZONE), FISCAL_YEAR_START_MONTH)
+    kinds = {plan["plan_id"]: plan["period"] for plan in scenario.plans}
+    return [n for n in log if n["period_key"] == current[kinds[n["plan_id"]]]]
+
+
+def current_only(crossings: Iterable[Crossing], scenario: Scenario) -> list[Crossing]:
+    """The crossings of the current plan periods, sorted, repeats kept."""
+    current = period_keys(scenario.now, ZoneInfo(TIMEZONE), FISCAL_YEAR_START_MONTH)
+    kinds = {plan["plan_id"]: plan["period"] for plan in scenario.plans}
+    return sorted(c for c in crossings if c[2] == current[kinds[c[1]]])
+
+
+def crossing_problems(log: list[dict[str, Any]], scenario: Scenario) -> list[str]:
+    """What the notification log gets wrong against CONTRACT §4: a crossing recorded twice, a current-period
+    crossing missing or unexpected, a past crossing the final totals require missing."""
+    got = crossings_of(log)
+    problems = [f"recorded twice: {c}" for c in sorted({c for c in got if got.count(c) > 1})]
+    want, current = sorted(expected_crossings(scenario)), current_only(got, scenario)
+    if current != want:
+        missing, extra = sorted(set(want) - set(current)), sorted(set(current) - set(want))
+        problems.append(f"current-period crossings missing: {missing[:10]}; unexpected: {extra[:10]}")
+    past_missing = sorted(past_crossings_at_least(scenario) - set(got))
+    if past_missing:
+        problems.append(f"past crossings the final totals require are missing: {past_missing[:10]}")
+    return problems
 
 
 NOTIFICATION_LIMIT = 500
@@ -381,10 +436,13 @@ NOTIFICATION_LIMIT = 500
 
 
 def notification_log(stack: Stack, scenario: Scenario, api: str | None = None) -> list[dict[str, Any]]:
-    """`GET /v1/notifications` (one page, all reps): every crossing the stack recorded for the scenario,
-    with its deliveries."""
-    log: list[dict[str, Any]] = fetch_json(stack, [f"/v1/notifications?limit={NOTIFICATION_LIMIT}"], api).popitem()[1]
-    assert len(log) < NOTIFICATION_LIMIT, "more notifications than one page shows: make the scenario smaller"
+    """`GET /v1/notifications` of every rep (one page each): every crossing the stack recorded for the
+    scenario, with its deliveries."""
+    paths = [f"/v1/notifications?rep_id={rep['rep_id']}&limit={NOTIFICATION_LIMIT}" for rep in scenario.reps]
+    log: list[dict[str, Any]] = []
+    for entries in fetch_json(stack, paths, api).values():
+        assert len(entries) < NOTIFICATION_LIMIT, "more notifications for a rep than one page shows"
+        log.extend(entries)
     return log
 
 
@@ -412,19 +470,15 @@ def wait_settled(
     except AssertionError:
         problems = mismatches(expected, fetch_kpis(stack, probe, api))
         raise AssertionError(f"{len(problems)} fiscal-year KPIs differ, e.g.:\n" + "\n".join(problems[:20])) from None
-    want = sorted(expected_crossings(scenario))
-
     def notified() -> bool:
         log = notification_log(stack, scenario, api)
-        return crossings_of(log) == want and all(d["status"] == "sent" for n in log for d in n["deliveries"])
+        return not crossing_problems(log, scenario) and all(d["status"] == "sent" for n in log for d in n["deliveries"])
 
     try:
         wait_until(notified, timeout=timeout, interval=0.5, what="every expected crossing notified and sent")
     except AssertionError:
-        got = crossings_of(notification_log(stack, scenario, api))
-        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-        raise AssertionError(f"crossings missing: {missing[:10]}; unexpected: {extra[:10]}; "
-                             f"{len(got)} notified, {len(want)} expected") from None
+        log = notification_log(stack, scenario, api)
+        raise AssertionError("; ".join(crossing_problems(log, scenario)) or "deliveries not all sent") from None
 
 
 # --- collecting a comparable result ---------------------------------------------------------------------
@@ -505,7 +559,7 @@ def collect(stack: Stack, scenario: Scenario, api: str | None = None) -> dict[st
     answers = fetch_json(stack, [path for group in paths.values() for path in group], api)
     result: dict[str, Any] = {group: {path: _timeless(answers[path]) for path in group_paths}
                               for group, group_paths in paths.items()}
-    result["notifications"] = _notifications(notification_log(stack, scenario, api))
+    result["notifications"] = _notifications(current_log(notification_log(stack, scenario, api), scenario))
     return result
 
 
@@ -557,5 +611,5 @@ def collect_current(stack: Stack, scenario: Scenario, api: str | None = None) ->
     answers = fetch_json(stack, [path for group in paths.values() for path in group], api)
     result: dict[str, Any] = {group: {path: _timeless(answers[path]) for path in group_paths}
                               for group, group_paths in paths.items()}
-    result["notifications"] = _notifications(notification_log(stack, scenario, api))
+    result["notifications"] = _notifications(current_log(notification_log(stack, scenario, api), scenario))
     return result

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
-from services.scoring.domain.rep_state import DEFAULT_MINUTE_HORIZON, DEFAULT_RETENTION, RepState, epoch_minute
+from services.scoring.domain.rep_state import (
+    DEFAULT_MINUTE_HORIZON,
+    DEFAULT_RETENTION,
+    MINUTE,
+    RepState,
+    epoch_minute,
+    minute_key,
+)
 
 CALENDAR = Calendar("America/New_York", fiscal_year_start_month=2)
 AT = datetime(2026, 3, 15, 18, tzinfo=UTC)
@@ -205,6 +212,8 @@ def test_eviction_keeps_state_bounded_and_loses_nothing(
             assert state.holds(kind, key)
             observed[(kind, key)] = totals.copy()
     for eviction in state.evictions:
+        if eviction.kind == MINUTE:
+            continue  # contest detail, checked with the windows below
         assert not state.holds(eviction.kind, eviction.key)
         observed[(eviction.kind, eviction.key)] = (
             observed.get((eviction.kind, eviction.key), KpiTotals()) + eviction.totals
@@ -344,7 +353,16 @@ def test_a_window_that_ends_before_it_starts_or_has_a_naive_bound_is_refused() -
         state.window_totals(datetime(2026, 3, 15, 12), minute(13, 0))
 
 
-def test_minutes_older_than_the_horizon_behind_the_newest_are_dropped() -> None:
+def evicted_minutes(state: RepState) -> dict[int, KpiTotals]:
+    """The minutes the state handed to history (its outbox), summed per minute."""
+    out: dict[int, KpiTotals] = {}
+    for eviction in state.evictions:
+        if eviction.kind == MINUTE:
+            out[int(eviction.key)] = out.get(int(eviction.key), KpiTotals()) + eviction.totals
+    return out
+
+
+def test_minutes_older_than_the_horizon_behind_the_newest_leave_for_history() -> None:
     state = RepState("ana", minute_horizon=timedelta(hours=1))
     state.apply_activity("call", minute(12, 0), source="activities/0", seq=1, calendar=CALENDAR)
     state.apply_activity("call", minute(12, 30), source="activities/0", seq=2, calendar=CALENDAR)
@@ -353,10 +371,13 @@ def test_minutes_older_than_the_horizon_behind_the_newest_are_dropped() -> None:
     state.apply_activity("call", minute(13, 1), source="activities/0", seq=4, calendar=CALENDAR)
     assert sorted(state.minutes) == [epoch_minute(minute(h, m)) for h, m in [(12, 30), (13, 0), (13, 1)]]
     assert state.window_totals(minute(0, 0), minute(23, 0)).activities == 3
+    assert {m: t.activities for m, t in evicted_minutes(state).items()} == {epoch_minute(minute(12, 0)): 1}
+    assert state.minute_floor == epoch_minute(minute(12, 1))
+    assert minute_key(epoch_minute(minute(12, 0))) == f"{epoch_minute(minute(12, 0)):010d}"
     assert state.totals("day", "2026-03-15").activities == 4  # periods keep everything
 
 
-def test_a_late_event_older_than_the_horizon_counts_in_its_periods_but_in_no_minute() -> None:
+def test_a_late_event_older_than_the_horizon_counts_in_its_periods_and_its_minute_goes_to_history() -> None:
     state = RepState("ana", minute_horizon=timedelta(hours=1))
     state.apply_credit(won("10", minute(15, 0)), source="deals/0", seq=1, calendar=CALENDAR)
     state.apply_credit(won("20", minute(12, 0)), source="deals/0", seq=2, calendar=CALENDAR)
@@ -365,6 +386,8 @@ def test_a_late_event_older_than_the_horizon_counts_in_its_periods_but_in_no_min
     state.apply_credit(won("160", minute(13, 59, 59)), source="deals/0", seq=5, calendar=CALENDAR)
     assert sorted(state.minutes) == [epoch_minute(minute(h, m)) for h, m in [(14, 0), (14, 30), (15, 0)]]
     assert state.window_totals(minute(0, 0), minute(23, 0)).revenue == Decimal("130")
+    assert {m: t.revenue for m, t in evicted_minutes(state).items()} == {
+        epoch_minute(minute(12, 0)): Decimal("20"), epoch_minute(minute(13, 59)): Decimal("160")}
     assert state.totals("day", "2026-03-15").revenue == Decimal("310")
 
 
@@ -382,7 +405,7 @@ def test_the_minute_horizon_must_be_at_least_a_minute() -> None:
         RepState("ana", minute_horizon=timedelta(seconds=59))
 
 
-def test_a_stored_state_restored_with_a_shorter_horizon_drops_minutes_on_the_way_in() -> None:
+def test_a_stored_state_restored_with_a_shorter_horizon_hands_minutes_to_history_on_the_way_in() -> None:
     state = RepState("ana")
     for seq, hour in enumerate([10, 12, 13]):
         state.apply_activity("call", minute(hour, 0), source="activities/0", seq=seq, calendar=CALENDAR)
@@ -390,6 +413,7 @@ def test_a_stored_state_restored_with_a_shorter_horizon_drops_minutes_on_the_way
     assert sorted(restored.minutes) == [epoch_minute(minute(12, 0)), epoch_minute(minute(13, 0))]
     restored.apply_activity("call", minute(11, 0), source="activities/0", seq=9, calendar=CALENDAR)
     assert len(restored.minutes) == 2
+    assert sorted(evicted_minutes(restored)) == [epoch_minute(minute(10, 0)), epoch_minute(minute(11, 0))]
 
 
 def test_the_stored_form_carries_the_minutes_and_the_public_form_leaves_them_out() -> None:
@@ -519,10 +543,16 @@ def test_the_minute_store_keeps_exactly_the_horizon_behind_the_newest_minute(
     assert not state.minutes if kept_from is None else min(state.minutes) >= kept_from
     before, after = EVENTS_START - timedelta(days=1), EVENTS_START + timedelta(days=4)
     assert _same(state.window_totals(before, after), _brute_force(events, before, after, kept_from))
+    evicted = evicted_minutes(state)
     for start, length in windows:
         starts_at = EVENTS_START + timedelta(seconds=start)
         ends_at = starts_at + timedelta(seconds=length)
         assert _same(state.window_totals(starts_at, ends_at), _brute_force(events, starts_at, ends_at, kept_from))
+        # What left for history makes up the rest: hot minutes and history together are exact for any window.
+        first, end = epoch_minute(starts_at - timedelta(microseconds=1)) + 1, epoch_minute(
+            ends_at - timedelta(microseconds=1)) + 1
+        history = KpiTotals().merged([t for m, t in evicted.items() if first <= m < end])
+        assert _same(state.window_totals(starts_at, ends_at) + history, _brute_force(events, starts_at, ends_at))
     restored = RepState.from_dict(json.loads(json.dumps(state.to_dict())), minute_horizon=timedelta(minutes=horizon))
     assert restored == state
 

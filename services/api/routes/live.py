@@ -64,7 +64,7 @@ async def board_socket(ws: WebSocket) -> None:
     if board is None:
         await ws.close(code=4404, reason=f"no board {board_id!r}")
         return
-    first = {"type": "standings", **gw.standings(board)}
+    first = {"type": "standings", **await gw.standings(board)}
     await gw.hub.serve(ws, board_channel(board_id), first, key_hash=key_hash)
 
 
@@ -107,11 +107,11 @@ class LivePusher(BackgroundLoop):
                 continue
             dirty, self.dirty = self.dirty, {}
             try:
-                self.push_boards(dirty)
+                await self.push_boards(dirty)
             except Exception:  # a bad board must not stop the others
                 log.exception("could not push standings")
 
-    def push_boards(self, dirty: dict[str, int]) -> None:
+    async def push_boards(self, dirty: dict[str, int]) -> None:
         gw = self.gw
         for channel in gw.hub.channels("board:"):
             board_id = channel.split(":", 1)[1]
@@ -122,7 +122,7 @@ class LivePusher(BackgroundLoop):
             changed = [dirty[r] for r in reps if r in dirty]
             if "*" not in dirty and not changed:
                 continue
-            standings = gw.standings(board)
+            standings = await gw.standings(board)
             comparable = {k: v for k, v in standings.items() if k != "updated_at"}
             if self.last_sent.get(board_id) == comparable:
                 gw.hub.metrics_coalesced()

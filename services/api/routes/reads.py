@@ -66,4 +66,4 @@ async def standings(board_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery
     board = gw.board(board_id)
     if board is None:
         raise Problem(404, f"No board {board_id!r}.")
-    return gw.standings(board, date)
+    return await gw.standings(board, date)

@@ -11,9 +11,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from services.scoring.domain.kpis import KpiTotals, is_kpi_name
-from services.scoring.domain.rep_state import RepState
+from services.scoring.domain.rep_state import RepState, ceil_minute
 
-__all__ = ["contest_totals", "contest_value"]
+__all__ = ["contest_totals", "contest_value", "window_minutes"]
+
+
+def window_minutes(starts_at: datetime, ends_at: datetime) -> tuple[int, int]:
+    """The UTC minutes `[first, end)` a window counts: those whose start lies in `[starts_at, ends_at)`."""
+    return ceil_minute(starts_at), ceil_minute(ends_at)
 
 
 def contest_totals(state: RepState, starts_at: datetime, ends_at: datetime) -> KpiTotals:

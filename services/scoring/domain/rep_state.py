@@ -12,14 +12,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.crossings import TiersReached, TierThreshold
 from services.scoring.domain.kpis import ACTIVITY_KIND_PATTERN, KpiTotals, is_activity_kind
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 
-__all__ = ["DEFAULT_MINUTE_HORIZON", "DEFAULT_RETENTION", "PeriodEviction", "RepState", "epoch_minute"]
+__all__ = [
+    "DEFAULT_MINUTE_HORIZON",
+    "DEFAULT_RETENTION",
+    "MINUTE",
+    "EvictionKind",
+    "PeriodEviction",
+    "RepState",
+    "ceil_minute",
+    "epoch_minute",
+    "minute_key",
+]
 
 # How many periods of each kind a rep's state keeps: two months of days, half a year of weeks,
 # two years of months, two years of quarters, and the current plus three past fiscal years.
@@ -36,13 +46,22 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE: Final = timedelta(minutes=1)
 
 
+MINUTE: Final = "minute"
+EvictionKind = PeriodKind | Literal["minute"]
+
+
+def minute_key(minute: int) -> str:
+    """A UTC minute (see `epoch_minute`) as a history key; keys sort like the minutes (fixed width)."""
+    return f"{minute:010d}"
+
+
 def epoch_minute(at: datetime) -> int:
     """The UTC minute that contains the aware instant `at`, as whole minutes since 1970-01-01T00:00Z."""
     # Exact integer arithmetic on timedeltas (no float rounding), and cheaper than .timestamp().
     return (at - _EPOCH) // _MINUTE
 
 
-def _ceil_minute(at: datetime) -> int:
+def ceil_minute(at: datetime) -> int:
     """The first minute that starts at or after `at`."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"window bound {at.isoformat()} has no UTC offset; naive times are ambiguous")
@@ -55,11 +74,12 @@ class PeriodEviction:
 
     The first eviction of a period carries its complete totals; a late credit for a period already in
     history arrives as an eviction of just that delta. `seq` is unique per rep, so a writer can record
-    which evictions it has stored and never add one twice.
+    which evictions it has stored and never add one twice. Minutes leave the same way (kind `minute`, key
+    `minute_key(m)`), so contests over any window stay exact after the minutes left the hot state.
     """
 
     seq: int
-    kind: PeriodKind
+    kind: EvictionKind
     key: str
     totals: KpiTotals
 
@@ -71,7 +91,7 @@ class PeriodEviction:
     def from_dict(cls, data: Mapping[str, Any]) -> PeriodEviction:
         """Rebuild an eviction from `to_dict()` output."""
         kind = data["kind"]
-        if kind not in PERIOD_KINDS:
+        if kind not in PERIOD_KINDS and kind != MINUTE:
             raise ValueError(f"unknown period kind {kind!r} in a stored eviction")
         return cls(int(data["seq"]), kind, str(data["key"]), KpiTotals.from_dict(data["totals"]))
 
@@ -234,6 +254,7 @@ class RepState:
         dropped at once); a minute newer than any before moves the horizon and drops what falls behind."""
         floor = self._minute_floor
         if floor is not None and minute < floor:
+            self._emit(MINUTE, minute_key(minute), totals)  # a late credit for a minute already in history
             return
         self.minutes[minute] = totals
         self._changed_minutes.add(minute)
@@ -246,11 +267,19 @@ class RepState:
                 self._drop_minutes_before(newest_floor)
 
     def _drop_minutes_before(self, floor: int) -> None:
+        """Hand every minute before `floor` to history (contests over past windows still count it)."""
         heap, minutes, forms = self._minute_heap, self.minutes, self._minute_forms
         while heap and heap[0] < floor:
             minute = heapq.heappop(heap)
-            minutes.pop(minute, None)
             forms.pop(minute, None)
+            totals = minutes.pop(minute, None)
+            if totals is not None:
+                self._emit(MINUTE, minute_key(minute), totals)
+
+    @property
+    def minute_floor(self) -> int | None:
+        """The oldest minute the state still holds totals for; older minutes are in history."""
+        return self._minute_floor
 
     def _finish_change(self, late: dict[tuple[PeriodKind, str], KpiTotals]) -> None:
         for (kind, key), totals in late.items():
@@ -267,7 +296,7 @@ class RepState:
                         self.horizons[kind] = key
         self.version += 1
 
-    def _emit(self, kind: PeriodKind, key: str, totals: KpiTotals) -> None:
+    def _emit(self, kind: EvictionKind, key: str, totals: KpiTotals) -> None:
         if totals.is_zero():
             return
         self.eviction_seq += 1
@@ -281,7 +310,7 @@ class RepState:
         """
         self.evictions = [eviction for eviction in self.evictions if eviction.seq > through_seq]
 
-    def drain_evicted(self) -> list[tuple[PeriodKind, str, KpiTotals]]:
+    def drain_evicted(self) -> list[tuple[EvictionKind, str, KpiTotals]]:
         """Take every outstanding eviction as `(kind, key, totals)` and empty the outbox.
 
         Each `totals` is to be ADDED to the history row of (rep, kind, key), not written over it: it is
@@ -318,7 +347,7 @@ class RepState:
         `minute_horizon` behind the newest minute seen are kept: a window reaching further back counts
         what is left. An empty window (`ends_at == starts_at`) gives zeros.
         """
-        first, end = _ceil_minute(starts_at), _ceil_minute(ends_at)
+        first, end = ceil_minute(starts_at), ceil_minute(ends_at)
         # Instants compared through the UTC epoch: two datetimes sharing a tzinfo compare by wall time.
         if ends_at - _EPOCH < starts_at - _EPOCH:
             raise ValueError(f"window ends at {ends_at.isoformat()}, before it starts at {starts_at.isoformat()}")
