@@ -18,6 +18,7 @@ from services.api.admission import OriginPolicy
 from services.api.config_store import ConfigStore
 from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
+from services.api.readiness import Readiness
 from services.api.routes import config as config_routes
 from services.api.routes import live, notifications, reads, screens
 from services.common.auth import KeyStore, open_database
@@ -44,15 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine, sessions = await open_database(settings)
         from services.api.read_model import ReadModel
 
+        model = ReadModel(settings, dead_letters)
         gw = Gateway(
             settings=settings,
             calendar=Calendar(settings.timezone, settings.fiscal_year_start_month),
             sessions=sessions,
             keys=KeyStore(sessions),
-            model=ReadModel(settings, dead_letters),
+            model=model,
             config=ConfigFollower(settings, dead_letters),
             hub=Hub(registry, max_connections=settings.ws_max_connections, send_timeout=settings.ws_send_timeout),
             config_store=ConfigStore(sessions),
+            readiness=Readiness(settings, sessions, model.positions),
             dead_letters=dead_letters,
         )
         pusher = live.LivePusher(gw)
@@ -70,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("config not republished at start-up (%s); admin changes will retry", exc)
         gw.config.start()
         gw.model.start()
+        gw.readiness.start()
         pusher.start()
         background.append(asyncio.create_task(_watch_revocations(gw), name="revocations"))
         background.append(notifications.follow_notifications(gw))
@@ -80,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in background:
                 task.cancel()
             await pusher.stop()
+            await gw.readiness.stop()
             await gw.model.stop()
             await gw.config.stop()
             with contextlib.suppress(Exception):
@@ -108,28 +113,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/v1/ready",
         tags=["health"],
-        summary="Broker and database reachable, read model caught up",
-        responses={503: {"description": "not ready: the same checks, some false", "content": {"application/json": {}}}},
+        summary="Database reachable, scoring serving every partition, the pipeline caught up with the ledger",
+        responses={503: {"description": "not ready: the same checks, some false; `progress` says how far behind "
+                                        "(events and estimated seconds) while catching up",
+                         "content": {"application/json": {}}}},
     )
     async def ready(request: Request) -> JSONResponse:
         gw: Gateway = request.app.state.gateway
         feed = getattr(gw, "notification_feed", None)
-        database = True
+        database = scoring = True
         try:
             async with gw.sessions() as session:
                 await asyncio.wait_for(session.execute(text("SELECT 1")), 2)
+            scoring = await asyncio.wait_for(gw.readiness.serving(), 2)
         except Exception:  # noqa: BLE001
-            database = False
+            database = scoring = False
+        progress = gw.readiness.progress()
         checks = {
             "database": database,
+            "scoring": scoring,
+            "caught_up": progress.caught_up,
             "read_model": gw.model.caught_up.is_set(),
             "config": gw.config.caught_up.is_set(),
             "reps": len(gw.model.reps),
             # Notifications are pushed from the end of their topic: ready once this gateway holds its place.
             "notifications": bool(feed and feed.ready.is_set()),
         }
-        ok = database and checks["read_model"] and checks["config"] and checks["notifications"]
-        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+        ok = all(checks[name] for name in ("database", "scoring", "caught_up", "read_model", "config", "notifications"))
+        headers = {} if ok else {"Retry-After": "1"}
+        return JSONResponse({"ready": ok, **checks, "progress": progress.as_json()},
+                            status_code=200 if ok else 503, headers=headers)
 
     app.include_router(config_routes.router, tags=["configuration"])
     app.include_router(reads.router, tags=["reads"])

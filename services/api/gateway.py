@@ -15,6 +15,7 @@ from schemas.config import Board, Plan
 from services.api.config_store import ConfigStore
 from services.api.hub import Hub
 from services.api.read_model import ReadModel
+from services.api.readiness import Readiness
 from services.common.auth import KeyStore
 from services.common.config_feed import ConfigFollower
 from services.common.db import Sessions
@@ -40,6 +41,7 @@ class Gateway:
     config: ConfigFollower
     hub: Hub
     config_store: ConfigStore
+    readiness: Readiness
     dead_letters: DeadLetters | None = None
     producer: AIOKafkaProducer | None = None
     _parsed: dict[tuple[str, str, int], Any] = field(default_factory=dict)

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiokafka import TopicPartition
+
 from schemas.messages import RepSnapshot, Totals, decode
 from services.common.dead_letters import DeadLetters
 from services.common.follower import TopicFollower
@@ -83,6 +85,10 @@ class ReadModel:
     @property
     def last_message_ms(self) -> int:
         return self._follower.last_message_ms
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """How far into rep-snapshots this model has read, per partition."""
+        return self._follower.positions()
 
     def start(self) -> None:
         self._follower.start()

@@ -59,6 +59,10 @@ class TopicFollower(BackgroundLoop):
         self.last_message_ms = 0
         self.loop_name = name
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to read per partition (what has been handled is below it)."""
+        return dict(self._positions)
+
     async def _run(self) -> None:
         backoff = Backoff()
         while True:

@@ -103,6 +103,19 @@ class KpiHistoryMark(Base):
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class ScoringPresence(Base):
+    """Which source partitions a live scoring worker serves (assigned, its tables recovered, flow running),
+    refreshed every second; the gateway's readiness needs every partition served by a fresh row."""
+
+    __tablename__ = "scoring_presence"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    partitions: Mapped[str] = mapped_column(Text, nullable=False)
+    """JSON list of "topic:partition"."""
+    seen_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    """Machine time of the last refresh (epoch milliseconds)."""
+
+
 # --- notifier: tier crossings, their deliveries, rep preferences, coaching digests ------------------------------
 
 

@@ -42,11 +42,12 @@ from services.scoring.agents import Scoring
 from services.scoring.codecs import RepStateEncoder
 from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.periods import Calendar
-from services.scoring.faust_internals import LeanMonitor, use_lean_consumer
+from services.scoring.faust_internals import LeanMonitor, serving, use_lean_consumer
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.plan_book import PlanBook
+from services.scoring.presence import PRESENCE_INTERVAL, Presence
 from services.scoring.publisher import Publisher
 from services.scoring.tables import state_table
 
@@ -147,6 +148,20 @@ def create_app(settings: Settings | None = None) -> faust.App:
         consumers heal from any lost message (they keep the highest version per rep)."""
         sent = await agents.refresh_owned(ctx, ctx.owned(app.consumer), ctx.clock.now_ms())
         log.info("republished %d rep snapshots after recovery", sent)
+
+    presence = Presence(settings)
+
+    @app.timer(PRESENCE_INTERVAL)
+    async def announce_presence() -> None:
+        """Which source partitions this worker serves now (none while rebalancing or recovering)."""
+        served = []
+        if serving(app):
+            served = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in ctx.source_topics]
+        await presence.beat(served)
+
+    @cast(Any, app.on_before_shutdown).connect
+    async def leave(sender: Any, **_: Any) -> None:
+        await presence.leave()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -15,6 +15,8 @@ checks that each internal used here is still there):
    serializers before registration and never lets a restore move a key back; `memory_store` is the dict the
    agents write in batches (services/scoring/tables.py).
 6. **Committed offsets** (`Consumer._committed_offset`), read for the consumer-lag metric.
+7. **Serving** (`App.rebalancing`, `App.in_recovery`, `App.flow_control`): whether the worker processes its
+   assignment now, for its presence row (services/scoring/presence.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "attach_queue",
     "committed_offsets",
     "memory_store",
+    "serving",
     "use_lean_consumer",
 ]
 
@@ -225,3 +228,13 @@ def memory_store(table: Any) -> dict[str, Any]:
 def committed_offsets(consumer: Any) -> dict[Any, int]:
     """The group's committed offset per partition as Faust keeps it (read at assignment, updated on commit)."""
     return cast(dict[Any, int], getattr(consumer, "_committed_offset", {}))
+
+
+# --- 7: serving -------------------------------------------------------------------------------------------------
+
+
+def serving(app: faust.App) -> bool:
+    """Whether the worker processes its assignment now: no rebalance under way, its tables recovered (Faust
+    sets `in_recovery` while restoring changelogs) and its flow resumed (suspended from a rebalance's start
+    until recovery ends)."""
+    return not app.rebalancing and not getattr(app, "in_recovery", False) and app.flow_control.is_active()

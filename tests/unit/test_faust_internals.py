@@ -58,3 +58,15 @@ def test_the_monitor_hooks_it_silences_exist_and_table_data_is_a_dict_in_the_mem
 
 def test_faust_keeps_the_committed_offsets_it_reads_for_the_lag_metric() -> None:
     assert "_committed_offset" in inspect.getsource(Consumer)
+
+
+def test_faust_says_when_a_worker_rebalances_recovers_or_holds_its_flow() -> None:
+    from faust.app.base import App
+    from faust.tables.recovery import Recovery
+
+    assert "self.rebalancing = True" in inspect.getsource(App)
+    assert "self.app.in_recovery = True" in inspect.getsource(Recovery)
+    from mode.utils.queues import FlowControlEvent
+
+    assert "def flow_control(self) -> FlowControlEvent" in inspect.getsource(App)
+    assert callable(FlowControlEvent.is_active)

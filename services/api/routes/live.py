@@ -41,6 +41,22 @@ async def _authorize(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
     return await admit(ws, roles)
 
 
+CLOSE_CATCHING_UP = 1013
+""""Try again later": the pipeline is still catching up with the ledger; its numbers would be partial."""
+
+
+async def _refused_while_catching_up(ws: WebSocket, gw: Gateway) -> bool:
+    """While the pipeline catches up, say how far it is and close (the screen shows "catching up" and comes
+    back): a screen never shows partial totals as if they were true."""
+    progress = gw.readiness.progress()
+    if progress.caught_up:
+        return False
+    await ws.send_json({"type": "catching_up", **progress.as_json()})
+    eta = f", about {progress.eta_seconds:.0f} s" if progress.eta_seconds is not None else ""
+    await ws.close(code=CLOSE_CATCHING_UP, reason=f"catching up: {progress.behind:,} events behind{eta}"[:120])
+    return True
+
+
 async def rep_socket(ws: WebSocket) -> None:
     """WS /v1/ws/reps/{rep_id}: the rep's progress now, then on every change."""
     rep_id = ws.path_params["rep_id"]
@@ -49,6 +65,8 @@ async def rep_socket(ws: WebSocket) -> None:
         return
     gw: Gateway = ws.app.state.gateway
     await ws.accept()
+    if await _refused_while_catching_up(ws, gw):
+        return
     await gw.hub.serve(ws, rep_channel(rep_id), progress_message(gw, rep_id), key_hash=key_hash)
 
 
@@ -61,6 +79,8 @@ async def board_socket(ws: WebSocket) -> None:
     gw: Gateway = ws.app.state.gateway
     board = gw.board(board_id)
     await ws.accept()
+    if await _refused_while_catching_up(ws, gw):
+        return
     if board is None:
         await ws.close(code=4404, reason=f"no board {board_id!r}")
         return

@@ -133,6 +133,8 @@ export async function mapLimited(items, limit, work) {
 
 // --- live feed ------------------------------------------------------------------------------------------
 
+const CLOSE_CATCHING_UP = 1013;
+
 const FATAL_CLOSES = new Map([
   [4401, "The API key was refused"],
   [4403, "The API key may not read this"],
@@ -142,8 +144,9 @@ const FATAL_CLOSES = new Map([
 /**
  * A WebSocket to a /v1/ws path that reconnects by itself: 0.5 s, 1 s, 2 s … up to 15 s apart (with jitter),
  * at once when the browser comes back online, and slowly (every 60 s) after the server refused the key.
- * `onState(state, detail)` gets "connecting", "live", "reconnecting" (detail: seconds until the next try)
- * or "refused" (detail: the server's reason).
+ * `onState(state, detail)` gets "connecting", "live", "reconnecting" (detail: seconds until the next try),
+ * "catching-up" (detail: the server's progress; the socket tries again every 2 s) or "refused" (detail: the
+ * server's reason).
  */
 export class LiveSocket {
   constructor(path, { onMessage, onState = () => {}, onOpen = () => {} }) {
@@ -203,6 +206,7 @@ export class LiveSocket {
     };
     ws.onmessage = (event) => {
       if (this.ws !== ws) return;
+      if (typeof event.data === "string" && event.data.includes('"catching_up"')) return; // see onclose
       if (this.state !== "live") {
         this.attempt = 0;
         this.setState("live");
@@ -220,6 +224,13 @@ export class LiveSocket {
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
       if (opened && Date.now() - opened > 5000) this.attempt = 0;
+      if (event.code === CLOSE_CATCHING_UP) {
+        // The pipeline is still catching up with the ledger: show it, not partial numbers; ask again soon.
+        this.attempt = 0;
+        this.setState("catching-up", event.reason || "");
+        this.timer = setTimeout(() => this.connectNow(), 2000);
+        return;
+      }
       const fatal = FATAL_CLOSES.get(event.code);
       if (fatal) {
         this.attempt += 1;
@@ -259,6 +270,7 @@ export function renderStatus(el, state, detail) {
     live: "Live",
     reconnecting: detail ? `Reconnecting in ${detail} s…` : "Reconnecting…",
     refused: `Not connected: ${detail || "refused"}`,
+    "catching-up": detail ? `Catching up — ${detail.replace(/^catching up: /, "")}` : "Catching up…",
     polling: "Refreshing",
   }[state];
   el.replaceChildren(h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "status-text" }, text));

@@ -307,8 +307,10 @@ function followReps() {
 /** One status for all the sockets: the worst of them. */
 function renderConnection(detail) {
   const states = [...state.sockets.values()];
-  const worst = ["refused", "reconnecting", "connecting", "live"].find((s) => states.includes(s)) || "live";
-  renderStatus(el("status"), worst, worst === "refused" || worst === "reconnecting" ? detail : undefined);
+  const worst =
+    ["refused", "catching-up", "reconnecting", "connecting", "live"].find((s) => states.includes(s)) || "live";
+  const detailed = worst === "refused" || worst === "reconnecting" || worst === "catching-up";
+  renderStatus(el("status"), worst, detailed ? detail : undefined);
   document.body.dataset.connection = worst;
 }
 

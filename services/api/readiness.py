@@ -1,0 +1,230 @@
+"""Readiness that tells the truth: the gateway is ready once scoring serves every partition and the whole
+pipeline has caught up with the ledger as it was when the gateway started.
+
+Catching up is a chain, each stage measured against the end of the one before, taken once that one is done:
+
+1. **ledger**: the relay's cursor reaches the ledger's last sequence number at start;
+2. **scoring (deals, activities)**: the scoring group's committed offsets reach the end of `deals` and
+   `activities` as they stood when the relay was done (a batch's credits and snapshots are acknowledged by
+   the broker before its offsets are committed, so everything those events produce is in the topics);
+3. **scoring (credits)**: committed offsets reach the end of `credits` as it stood after stage 2;
+4. **read model**: this gateway has read `rep-snapshots` up to its end as it stood after stage 3.
+
+Once caught up it stays so (later events are the live flow, not a backlog), but "ready" also needs, at each
+ask, the database reachable and every source partition served by a live scoring worker
+(services/scoring/presence.py): a worker that joined its group but is still restoring its tables does not
+serve yet. While catching up, `progress()` gives the events still behind and an estimate of the seconds left
+from the rate they have been going down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+
+from services.common.background import BackgroundLoop
+from services.common.db import Sessions
+from services.common.models import LedgerEntry, RelayCursor, ScoringPresence
+from services.common.settings import Settings
+from services.common.topics import ACTIVITIES, CREDITS, DEALS, REP_SNAPSHOTS, topic_name
+
+log = logging.getLogger("salespulse.api.readiness")
+
+__all__ = ["PRESENCE_TTL_MS", "Progress", "Readiness", "log_ends"]
+
+PRESENCE_TTL_MS = 10_000
+"""A scoring worker's presence row counts while refreshed within this many milliseconds (it refreshes every
+second; the margin covers a long batch or a slow database)."""
+
+STAGES = ("ledger", "scoring", "credits", "read model")
+
+
+@dataclass(frozen=True)
+class Progress:
+    caught_up: bool
+    stage: str
+    """The first stage not done yet ("live" once caught up)."""
+    behind: int
+    """Events (or messages) still to go through the stages not yet done, as last measured."""
+    eta_seconds: float | None
+    """Estimated seconds until caught up, from the recent rate; None until there is a rate."""
+
+    def as_json(self) -> dict[str, Any]:
+        eta = None if self.eta_seconds is None else round(self.eta_seconds, 1)
+        return {"caught_up": self.caught_up, "stage": self.stage, "behind": self.behind, "eta_seconds": eta}
+
+
+async def log_ends(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], timeout: float = 5.0) -> dict[
+    TopicPartition, int
+]:
+    """The exact end offset of each partition.
+
+    ListOffsets(latest) on the embedded broker (Tansu) answers the base offset of the partition's last record
+    batch + 1, short of the log end when that batch holds several records (see services/scoring/publisher.py).
+    A fetch response's high watermark is exact: fetch once from just before the listed end."""
+    wanted = list(tps)
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
+    ends = dict(listed)
+    probe = [tp for tp in wanted if listed[tp] > 0]
+    if not probe:
+        return ends
+    consumer.assign(probe)  # a fresh assignment: no high watermark from an earlier probe
+    for tp in probe:
+        consumer.seek(tp, listed[tp] - 1)
+    pending = set(probe)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+        for tp in list(pending):
+            high = consumer.highwater(tp)
+            if high is not None:
+                ends[tp] = max(ends[tp], high)
+                pending.discard(tp)
+    return ends
+
+
+def _behind(ends: Mapping[TopicPartition, int], done: Mapping[TopicPartition, int]) -> int:
+    return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
+
+
+class Readiness(BackgroundLoop):
+    """Follows the catch-up chain every `interval` seconds until done; answers `progress()` and `serving()`."""
+
+    loop_name = "readiness"
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: Sessions,
+        read_positions: Callable[[], Mapping[TopicPartition, int]],
+        *,
+        interval: float = 0.25,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._read_positions = read_positions
+        self._interval = interval
+        parts = range(settings.partitions)
+        self.event_tps = [TopicPartition(topic_name(settings, t), p) for t in (DEALS, ACTIVITIES) for p in parts]
+        self.credit_tps = [TopicPartition(topic_name(settings, CREDITS), p) for p in parts]
+        self.snapshot_tps = [TopicPartition(topic_name(settings, REP_SNAPSHOTS), p) for p in parts]
+        self.source = {f"{tp.topic}:{tp.partition}" for tp in (*self.event_tps, *self.credit_tps)}
+        self.group = f"{settings.topic_prefix}scoring"
+        self.ledger_end: int | None = None
+        self._targets: dict[str, dict[TopicPartition, int]] = {}
+        self._stage = 0
+        self._behind = 0
+        self._samples: deque[tuple[float, int]] = deque(maxlen=40)
+        self.caught_up = asyncio.Event()
+
+    # --- what /v1/ready asks -------------------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        if self.caught_up.is_set():
+            return Progress(True, "live", 0, 0.0)
+        return Progress(False, STAGES[self._stage], self._behind, self._eta())
+
+    async def serving(self) -> bool:
+        """Every source partition served by a scoring worker seen within PRESENCE_TTL_MS (machine time)."""
+        fresh = int(time.time() * 1000) - PRESENCE_TTL_MS
+        async with self._sessions() as session:
+            rows = (await session.execute(
+                select(ScoringPresence.partitions).where(ScoringPresence.seen_ms >= fresh)
+            )).scalars()
+            served: set[str] = set()
+            for row in rows:
+                served.update(orjson.loads(row))
+        return self.source <= served
+
+    def _eta(self) -> float | None:
+        if len(self._samples) < 2:
+            return None
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        if t1 - t0 < 1.0 or b0 <= b1:
+            return None
+        rate = (b0 - b1) / (t1 - t0)
+        return b1 / rate
+
+    # --- the chain -------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        consumer: AIOKafkaConsumer | None = None
+        while not self.caught_up.is_set():
+            try:
+                if consumer is None:
+                    consumer = AIOKafkaConsumer(
+                        bootstrap_servers=self._settings.bootstrap,
+                        group_id=self.group,  # only to read its committed offsets: never subscribes or commits
+                        enable_auto_commit=False,
+                        fetch_max_wait_ms=20,
+                    )
+                    await consumer.start()
+                await self.check(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (broker or database unreachable: ask again)
+                log.warning("readiness unknown (%s: %s); asking again", type(exc).__name__, exc)
+                if consumer is not None:
+                    await _quietly_stop(consumer)
+                    consumer = None
+                await asyncio.sleep(1.0)
+                continue
+            if not self.caught_up.is_set():
+                await asyncio.sleep(self._interval)
+        if consumer is not None:
+            await _quietly_stop(consumer)
+
+    async def check(self, consumer: AIOKafkaConsumer) -> None:
+        """One pass: advance through every stage that is done; measure what is behind."""
+        if self.ledger_end is None:
+            async with self._sessions() as session:
+                self.ledger_end = int((await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or 0)
+            log.info("catching up to ledger sequence %d", self.ledger_end)
+        async with self._sessions() as session:
+            cursor = int((await session.execute(select(func.max(RelayCursor.seq)))).scalar() or 0)
+        committed = await self._committed(consumer, [*self.event_tps, *self.credit_tps])
+        ledger_behind = max(0, self.ledger_end - cursor)
+        if self._stage == 0 and ledger_behind == 0:
+            self._targets["scoring"] = await log_ends(consumer, self.event_tps)
+            self._stage = 1
+        if self._stage == 1 and _behind(self._targets["scoring"], committed) == 0:
+            self._targets["credits"] = await log_ends(consumer, self.credit_tps)
+            self._stage = 2
+        if self._stage == 2 and _behind(self._targets["credits"], committed) == 0:
+            self._targets["read model"] = await log_ends(consumer, self.snapshot_tps)
+            self._stage = 3
+        if self._stage == 3 and _behind(self._targets["read model"], self._read_positions()) == 0:
+            self._stage = len(STAGES)
+            self._behind = 0
+            log.info("caught up with the ledger as of start (sequence %d)", self.ledger_end)
+            self.caught_up.set()
+            return
+        # What is still to go: the ledger not yet published, plus each stage's backlog against its target
+        # (or, for a stage not reached yet, against the topic's end now).
+        ends = {name: self._targets.get(name) for name in ("scoring", "credits", "read model")}
+        behind = ledger_behind
+        behind += _behind(ends["scoring"] or await consumer.end_offsets(self.event_tps), committed)
+        behind += _behind(ends["credits"] or await consumer.end_offsets(self.credit_tps), committed)
+        behind += _behind(ends["read model"] or await consumer.end_offsets(self.snapshot_tps), self._read_positions())
+        self._behind = behind
+        self._samples.append((time.monotonic(), behind))
+
+    async def _committed(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        offsets = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
+        return {tp: offset or 0 for tp, offset in zip(tps, offsets, strict=True)}
+
+
+async def _quietly_stop(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await consumer.stop()
+    except Exception as exc:  # noqa: BLE001
+        log.debug("readiness consumer stop: %r", exc)
