@@ -114,6 +114,36 @@ async def _wait_http(url: str, child: Child, timeout: float = 90.0) -> None:
     raise StartupError(f"{child.name} did not become healthy at {url} within {timeout:.0f} s")
 
 
+async def _wait_ready(url: str, child: Child, stall: float = 90.0) -> None:
+    """Wait for the gateway's /v1/ready. While the pipeline catches up with the ledger, say how far it is
+    (every 5 s); give up only when nothing moved for `stall` seconds."""
+    moved_at = time.monotonic()
+    said_at = 0.0
+    last_behind: int | None = None
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() - moved_at < stall:
+            if child.proc is not None and child.proc.returncode is not None:
+                raise StartupError(f"{child.name} exited with code {child.proc.returncode} while starting")
+            try:
+                answer = await client.get(url)
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
+                continue
+            if answer.status_code == 200:
+                return
+            progress = answer.json().get("progress") or {}
+            behind = progress.get("behind")
+            if behind != last_behind:
+                moved_at, last_behind = time.monotonic(), behind
+            if behind and time.monotonic() - said_at >= 5.0:
+                eta = progress.get("eta_seconds")
+                print(f"catching up with the ledger: {behind:,} events behind ({progress.get('stage')})"
+                      + (f", about {eta:.0f} s to go" if eta else ""), flush=True)
+                said_at = time.monotonic()
+            await asyncio.sleep(0.2)
+    raise StartupError(f"{child.name} was not ready at {url}: no progress for {stall:.0f} s")
+
+
 async def _stop(children: list[Child]) -> None:
     for child in reversed(children):
         proc = child.proc
@@ -167,7 +197,7 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         base = f"http://{settings.host}"
         await _wait_http(f"{base}:{settings.ingest_port}/v1/health", ingest)
         await _wait_http(f"{base}:{env['SALESPULSE_SCORING_WEB_PORT']}/metrics", scoring)
-        await _wait_http(f"{base}:{settings.api_port}/v1/ready", api)
+        await _wait_ready(f"{base}:{settings.api_port}/v1/ready", api)
         await _wait_http(f"{base}:{settings.notifier_port}/v1/health", notifier)
         # The data dir's generated key is shown so the demo can be tried; a key from the environment is not echoed.
         kept = settings.data_dir / "admin.key"
