@@ -428,7 +428,51 @@ def crossing_problems(log: list[dict[str, Any]], scenario: Scenario) -> list[str
     past_missing = sorted(past_crossings_at_least(scenario) - set(got))
     if past_missing:
         problems.append(f"past crossings the final totals require are missing: {past_missing[:10]}")
+    problems += push_problems(log, scenario)
     return problems
+
+
+NOTIFY_MAX_AGE_DAYS = 7
+"""SALESPULSE_NOTIFY_MAX_AGE's default: crossings of periods that ended longer ago are logged, not pushed."""
+
+
+def push_problems(log: list[dict[str, Any]], scenario: Scenario) -> list[str]:
+    """Crossings pushed although their period ended more than the max age before the scenario's now, or not
+    pushed although it is current or just ended (a day's margin either side of the limit: the clock ticks)."""
+    zone = ZoneInfo(TIMEZONE)
+    kinds = {plan["plan_id"]: plan["period"] for plan in scenario.plans}
+    today = scenario.now.astimezone(zone).date()
+    problems = []
+    for entry in log:
+        kind, key = kinds[entry["plan_id"]], entry["period_key"]
+        age = (today - period_last_day(kind, key, zone)).days
+        pushed = bool(entry["deliveries"])
+        if pushed and age > NOTIFY_MAX_AGE_DAYS + 1:
+            problems.append(f"pushed a crossing of {key}, which ended {age} days before: {entry['tier']}")
+        elif not pushed and age < NOTIFY_MAX_AGE_DAYS - 1:
+            problems.append(f"did not push a crossing of {key} (ended {age} days before, or current)")
+    return problems
+
+
+def period_last_day(kind: str, key: str, zone: ZoneInfo) -> date:
+    """The last day of the period `key` of `kind`, found by walking the calendar (period_keys), not by the
+    services' calendar arithmetic."""
+    if kind == "week":
+        year, week = key.split("-W")
+        day = date.fromisocalendar(int(year), int(week), 1)
+    elif kind == "month":
+        day = date(int(key[:4]), int(key[5:7]), 1)
+    else:  # FY quarters and years: start a year and a half before FY's number and walk to the key
+        day = date(int(key[2:6]) - 2, 1, 1)
+    def key_of(d: date) -> str:
+        return period_keys(datetime.combine(d, datetime.min.time().replace(hour=12), zone), zone,
+                           FISCAL_YEAR_START_MONTH)[kind]
+
+    while key_of(day) != key:
+        day += timedelta(days=1)
+    while key_of(day + timedelta(days=1)) == key:
+        day += timedelta(days=1)
+    return day
 
 
 NOTIFICATION_LIMIT = 500
