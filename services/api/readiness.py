@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +33,14 @@ from sqlalchemy import func, select
 
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
+from services.common.kafka import log_ends
 from services.common.models import LedgerEntry, RelayCursor, ScoringPresence
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, CREDITS, DEALS, REP_SNAPSHOTS, topic_name
 
 log = logging.getLogger("salespulse.api.readiness")
 
-__all__ = ["PRESENCE_TTL_MS", "Progress", "Readiness", "log_ends"]
+__all__ = ["PRESENCE_TTL_MS", "Progress", "Readiness"]
 
 PRESENCE_TTL_MS = 10_000
 """A scoring worker's presence row counts while refreshed within this many milliseconds (it refreshes every
@@ -61,35 +62,6 @@ class Progress:
     def as_json(self) -> dict[str, Any]:
         eta = None if self.eta_seconds is None else round(self.eta_seconds, 1)
         return {"caught_up": self.caught_up, "stage": self.stage, "behind": self.behind, "eta_seconds": eta}
-
-
-async def log_ends(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], timeout: float = 5.0) -> dict[
-    TopicPartition, int
-]:
-    """The exact end offset of each partition.
-
-    ListOffsets(latest) on the embedded broker (Tansu) answers the base offset of the partition's last record
-    batch + 1, short of the log end when that batch holds several records (see services/scoring/publisher.py).
-    A fetch response's high watermark is exact: fetch once from just before the listed end."""
-    wanted = list(tps)
-    listed: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
-    ends = dict(listed)
-    probe = [tp for tp in wanted if listed[tp] > 0]
-    if not probe:
-        return ends
-    consumer.assign(probe)  # a fresh assignment: no high watermark from an earlier probe
-    for tp in probe:
-        consumer.seek(tp, listed[tp] - 1)
-    pending = set(probe)
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        await consumer.getmany(*pending, timeout_ms=200, max_records=1)
-        for tp in list(pending):
-            high = consumer.highwater(tp)
-            if high is not None:
-                ends[tp] = max(ends[tp], high)
-                pending.discard(tp)
-    return ends
 
 
 def _behind(ends: Mapping[TopicPartition, int], done: Mapping[TopicPartition, int]) -> int:

@@ -11,18 +11,19 @@ import fcntl
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
 from services.common import db
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
-from services.common.kafka import make_producer
+from services.common.kafka import log_ends, make_producer
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
@@ -58,6 +59,7 @@ class Relay(BackgroundLoop):
         self._producer: AIOKafkaProducer | None = None
         self.published_seq = 0
         self.latest_seq = 0
+        self._published: dict[tuple[str, int], int] = {}
         self.topics = {"deal": topic_name(settings, DEALS), "activity": topic_name(settings, ACTIVITIES)}
 
     def wake(self) -> None:
@@ -72,12 +74,34 @@ class Relay(BackgroundLoop):
         self._wake.set()
 
     def _from_memory(self, cursor: int, limit: int) -> list[LedgerRecord] | None:
+        """The gapless run of remembered records right after the cursor, or None (read the ledger).
+
+        With several ingest processes on one ledger, sequence numbers interleave between them: this process
+        remembers only its own commits ([101, 102, 105, 106]), so the run stops at the first gap (102) and
+        the ledger supplies 103–104 on the next pass."""
         memory = self._memory
         while memory and memory[0].seq <= cursor:
             memory.popleft()
         if not memory or memory[0].seq != cursor + 1:
             return None
-        return [memory[i] for i in range(min(limit, len(memory)))]
+        run = [memory[0]]
+        for i in range(1, min(limit, len(memory))):
+            if memory[i].seq != run[-1].seq + 1:
+                break
+            run.append(memory[i])
+        return run
+
+    async def _step_down(self) -> None:
+        """The lock is gone (its connection dropped): publish nothing more until it is taken again."""
+        log.warning("relay lock lost; publishing stops until this process takes the lock again")
+        self._metrics.relay_leader.set(0)
+        leader, self._leader = self._leader, None
+        self._memory.clear()
+        if leader is not None:
+            try:
+                await leader.release()
+            except Exception as exc:  # noqa: BLE001  (its connection is already gone)
+                log.debug("releasing a lost lock: %r", exc)
 
     async def stop(self) -> None:
         await super().stop()
@@ -93,10 +117,16 @@ class Relay(BackgroundLoop):
                 if self._leader is None:
                     self._leader = await LeaderLock.acquire(self._settings)
                     self._metrics.relay_leader.set(1)
+                    # A relay that died mid-batch may have published records whose cursor move never
+                    # committed: skip, per partition, what is already at its end (exactly once on the topic).
+                    self._published = await published_upto(self._settings, self.topics.values())
                 if self._producer is None:
                     producer = make_producer(self._settings)
                     await producer.start()
                     self._producer = producer
+                if not await self._leader.still_held():
+                    await self._step_down()
+                    continue
                 moved = await self.publish_once()
                 backoff = 0.2
                 if moved == 0:
@@ -148,11 +178,15 @@ class Relay(BackgroundLoop):
         started = time.perf_counter()
         by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = defaultdict(list)
         parts = self._settings.partitions
+        published = self._published
         for seq, type_, key, body, accepted_at in rows:
             topic = self.topics[type_]
+            partition = partition_for(key, parts)
+            if seq <= published.get((topic, partition), 0):
+                continue  # already on the topic (published by a relay that died before moving the cursor)
             value = envelope(seq, accepted_at, body)
             ts = int(accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC).timestamp() * 1000)
-            by_partition[(topic, partition_for(key, parts))].append((key.encode(), value, ts))
+            by_partition[(topic, partition)].append((key.encode(), value, ts))
         await asyncio.gather(*(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items()))
         last = rows[-1].seq
         async with self._sessions() as session, session.begin():
@@ -194,8 +228,10 @@ class LeaderLock:
 
     KEY = 7461003
 
-    def __init__(self, release: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, release: Callable[[], Awaitable[None]],
+                 check: Callable[[], Awaitable[bool]] | None = None) -> None:
         self._release = release
+        self._check = check or _held
 
     @classmethod
     async def acquire(cls, settings: Settings, *, poll: float = 1.0, timeout: float | None = None) -> LeaderLock:
@@ -224,7 +260,20 @@ class LeaderLock:
             await connection.close()
             await engine.dispose()
 
-        return cls(release)
+        async def check() -> bool:
+            # On the lock's own connection: an answer proves the session (and so the lock) is alive.
+            try:
+                held = await asyncio.wait_for(connection.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"
+                    " AND pid = pg_backend_pid() AND granted"), {"key": cls.KEY}), timeout=2.0)
+                count = held.scalar()
+                await connection.commit()
+            except Exception as exc:  # noqa: BLE001  (connection gone: the lock went with it)
+                log.warning("relay lock check failed (%s: %s)", type(exc).__name__, exc)
+                return False
+            return bool(count)
+
+        return cls(release, check)
 
     @classmethod
     async def _try_file(cls, settings: Settings) -> LeaderLock | None:
@@ -244,8 +293,47 @@ class LeaderLock:
 
         return cls(release)
 
+    async def still_held(self) -> bool:
+        """Whether this process provably still holds the lock (asked before each publish)."""
+        return await self._check()
+
     async def release(self) -> None:
         await self._release()
+
+
+async def _held() -> bool:
+    return True  # a flock lives as long as this process and its file handle
+
+
+async def published_upto(
+    settings: Settings, topics: Iterable[str], timeout: float = 15.0
+) -> dict[tuple[str, int], int]:
+    """The ledger sequence number of the last record on each partition of `topics` (absent when empty)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=20)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
+        ends = await log_ends(consumer, tps)
+        have = [tp for tp in tps if ends[tp] > 0]
+        consumer.assign(have)
+        for tp in have:
+            consumer.seek(tp, ends[tp] - 1)
+        out: dict[tuple[str, int], int] = {}
+        pending = set(have)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read the last record of {sorted(map(str, pending))}")
+            batches = await consumer.getmany(*pending, timeout_ms=200)
+            for tp, messages in batches.items():
+                for message in messages:
+                    if message.offset == ends[tp] - 1 and message.value:
+                        out[(tp.topic, tp.partition)] = int(orjson.loads(message.value)["seq"])
+                        pending.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
 
 
 async def reset_relay_cursor(settings: Settings, seq: int) -> None:

@@ -176,7 +176,7 @@ def test_the_gateway_answers_503_with_retry_after_while_its_database_is_away(sta
     """A request the gateway cannot answer without SQL (a key it has not seen: keys are looked up in the
     database) gets a retryable problem, not a dropped connection, while the database is unreachable; the
     same request gets its real answer once the database is back."""
-    with behind_a_proxy(stack_factory, database_url, "api", "/v1/ready") as (stack, proxy):
+    with behind_a_proxy(stack_factory, database_url, "api", "/v1/health") as (stack, proxy):
         reps = f"{stack.api}/v1/reps"
 
         def with_new_key() -> httpx.Response:  # a fresh key each time: no cached verdict to lean on

@@ -55,10 +55,12 @@ Keys = dict[str, tuple[str, str]]
 
 @pytest.fixture(scope="module")
 def secured(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """ingest and api processes (no scoring worker: nothing here needs figures) with tight limits."""
+    """The stack with tight limits (scoring too: the gateway is ready, and opens live sockets, only once the
+    pipeline has caught up with the ledger)."""
     stack = sqlite_stack(broker, tmp_path_factory, "sec", **LIMITS)
     stack.prepare()
     stack.start_service("ingest")
+    stack.start_service("scoring")
     stack.start_service("api")
     stack.wait_healthy("ingest", "/v1/health")
     stack.wait_healthy("api", "/v1/ready")
