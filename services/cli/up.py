@@ -10,10 +10,13 @@ import secrets
 import signal
 import sys
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 
+from services.cli.supervisor import GaveUp, Process, Supervised, Supervisor
 from services.common import db
 from services.common.broker import broker_command, ensure_topics, port_is_free, wait_for_port
 from services.common.settings import Settings, get_settings
@@ -29,6 +32,7 @@ class Child:
     env: dict[str, str]
     proc: asyncio.subprocess.Process | None = None
     pump: asyncio.Task[None] | None = field(default=None, repr=False)
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=20), repr=False)
 
 
 class StartupError(Exception):
@@ -54,6 +58,7 @@ def check_ports(settings: Settings) -> None:
         "SALESPULSE_API_PORT": settings.api_port,
         "SALESPULSE_INGEST_PORT": settings.ingest_port,
         "SALESPULSE_NOTIFIER_PORT": settings.notifier_port,
+        "SALESPULSE_SUPERVISOR_PORT": settings.supervisor_port,
     }
     if settings.embedded_broker:
         wanted["SALESPULSE_BROKER_PORT"] = settings.broker_port
@@ -81,12 +86,14 @@ def _prefix(name: str) -> bytes:
     return f"{name:>8} | ".encode()
 
 
-async def _pump(name: str, stream: asyncio.StreamReader) -> None:
+async def _pump(name: str, stream: asyncio.StreamReader, tail: deque[str] | None = None) -> None:
     prefix = _prefix(name)
     out = sys.stdout.buffer
     while line := await stream.readline():
         out.write(prefix + line)
         out.flush()
+        if tail is not None:
+            tail.append(line.decode(errors="replace").rstrip())
 
 
 async def _spawn(child: Child) -> None:
@@ -98,7 +105,7 @@ async def _spawn(child: Child) -> None:
         start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
     )
     assert child.proc.stdout is not None
-    child.pump = asyncio.create_task(_pump(child.name, child.proc.stdout))
+    child.pump = asyncio.create_task(_pump(child.name, child.proc.stdout, child.tail))
 
 
 async def _wait_http(url: str, child: Child, timeout: float = 90.0) -> None:
@@ -216,21 +223,50 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         feeder: asyncio.Task[None] | None = None
         if demo:
             feeder = asyncio.create_task(_demo(settings, key, rate, stop))
-        watchers = [asyncio.create_task(c.proc.wait()) for c in children if c.proc]
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            dead = [c.name for c in children if c.proc and c.proc.returncode is not None]
-            print(f"salespulse: {', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
-        stop.set()
-        if feeder:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feeder
-        for task in (stopper, *watchers):
-            task.cancel()
+        supervisor = _supervise(settings, children)
+        supervisor.serve_metrics(settings.supervisor_port, settings.host)
+        try:
+            await supervisor.run(stop)
+        except GaveUp as exc:
+            print(f"salespulse: {exc}\nsalespulse: shutting down", file=sys.stderr, flush=True)
+            raise StartupError(str(exc).splitlines()[0]) from None
+        finally:
+            stop.set()
+            if feeder:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feeder
     finally:
         await _stop(children)
+
+
+def _supervise(settings: Settings, children: list[Child]) -> Supervisor:
+    """A Supervisor over the running children; the broker's repair replays the ledger into new topics."""
+    by_name = {child.name: child for child in children}
+
+    def starter(child: Child) -> Callable[[], Awaitable[Process]]:
+        async def start() -> Process:
+            await _spawn(child)
+            assert child.proc is not None
+            return child.proc
+
+        return start
+
+    supervised = [Supervised(child.name, starter(child), proc=child.proc, started_at=time.monotonic(),
+                             tail=child.tail) for child in children]
+    services = [name for name in ("ingest", "scoring", "api", "notifier") if name in by_name]
+
+    async def repair() -> None:
+        await supervisor.stop_children(list(reversed(services)))
+        await supervisor.start(supervisor.children["broker"])
+        await asyncio.to_thread(wait_for_port, settings.broker_port, settings.host)
+        await reset_relay_cursor(settings, 0)
+        await ensure_topics(settings)
+        for name in services:
+            await supervisor.start(supervisor.children[name])
+
+    supervisor = Supervisor(supervised, broker="broker" if "broker" in by_name else None, repair=repair)
+    return supervisor
 
 
 async def _demo(settings: Settings, key: str, rate: float, stop: asyncio.Event) -> None:

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
 
     # Notifier (docs/notifications.md): channels, delivery retries, quiet hours and the coaching digest.
     notifier_port: int = 8002
+    supervisor_port: int = 8003
+    """`salespulse up`'s own /metrics (restarts of its children)."""
     notify_default_channels: str = Field(
         "in_app,webhook,email", description="channels of a rep without preferences (unavailable ones skipped)"
     )

@@ -9,14 +9,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.stack import Stack
 
-__all__ = ["Samples", "metric", "scrape"]
+__all__ = ["Samples", "metric", "scrape", "scrape_url"]
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def scrape(stack: Stack, label: str = "scoring") -> Samples:
     """The samples the service `label` of `stack` serves on /metrics, by sample name."""
-    response = httpx.get(f"http://127.0.0.1:{stack.ports[label]}/metrics", timeout=10)
+    return scrape_url(f"http://127.0.0.1:{stack.ports[label]}/metrics")
+
+
+def scrape_url(url: str) -> Samples:
+    """The samples a /metrics URL serves, by sample name."""
+    response = httpx.get(url, timeout=10)
     assert response.status_code == 200, response.text
     samples: Samples = defaultdict(list)
     for family in text_string_to_metric_families(response.text):

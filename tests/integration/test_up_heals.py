@@ -1,0 +1,168 @@
+"""`salespulse up` heals itself (issue 18): with events flowing, kill -9 the embedded broker, then the scoring
+worker, then the gateway; each time the stack comes back without an operator and every rep's KPIs equal what
+the events posted give (the undisturbed answer). The time each took to heal is printed for
+docs/RELIABILITY.md."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import stack as support
+from tests.support.clock import TEST_CLOCK, clock_env, now_stamp
+from tests.support.metrics import metric, scrape_url
+from tests.support.stack import ROOT, free_port, wait_until
+
+REPS = [f"rep{i}" for i in range(6)]
+
+
+@dataclass
+class Up:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    api: str
+    ingest: str
+    supervisor: str
+    key: str
+    expected: dict[str, tuple[Decimal, int]] = field(default_factory=dict)
+
+    def child(self, marker: str) -> int:
+        """The pid of the child of `up` whose command line contains `marker`."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == self.proc.pid and marker in cmdline:
+                return int(entry.name)
+        raise AssertionError(f"no child of salespulse up runs {marker!r}")
+
+    def post(self, events: list[dict[str, Any]]) -> None:
+        """Post until a 202 (a service being restarted refuses or drops the connection: the client retries)."""
+        def accepted() -> bool:
+            try:
+                answer = httpx.post(f"{self.ingest}/v1/events", json=strip(events),
+                                    headers={"Authorization": f"Bearer {self.key}"}, timeout=10)
+            except httpx.HTTPError:
+                return False
+            return answer.status_code == 202
+
+        wait_until(accepted, timeout=120, interval=0.2, what="ingest accepting events")
+        for event in events:
+            amount, calls = self.expected.get(event["_rep"], (Decimal(0), 0))
+            if event["type"] == "deal":
+                amount += Decimal(event["amount"])
+            else:
+                calls += 1
+            self.expected[event["_rep"]] = (amount, calls)
+
+    def kpis_match(self) -> bool:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        for rep, (amount, calls) in self.expected.items():
+            try:
+                answer = httpx.get(f"{self.api}/v1/reps/{rep}/kpis?period=month", headers=headers, timeout=5)
+            except httpx.HTTPError:
+                return False
+            if answer.status_code != 200:
+                return False
+            kpis = answer.json()["kpis"]
+            if (Decimal(str(kpis["revenue"])), kpis["activities"]) != (amount, calls):
+                return False
+        return True
+
+
+def some_events(n: int) -> list[dict[str, Any]]:
+    now = now_stamp()
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        rep, event_id = REPS[i % len(REPS)], f"e-{uuid.uuid4().hex[:12]}"
+        if i % 2:
+            out.append({"event_id": event_id, "type": "activity", "occurred_at": now, "rep_id": rep,
+                        "kind": "call", "_rep": rep})
+        else:
+            out.append({"event_id": event_id, "type": "deal", "occurred_at": now, "deal_id": f"d-{event_id}",
+                        "owner_id": rep, "stage": "won", "amount": f"{100 + i}.00", "closed_at": now,
+                        "_rep": rep})
+    return out
+
+
+def strip(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    ports = {name: free_port() for name in ("API", "INGEST", "NOTIFIER", "SUPERVISOR", "BROKER")}
+    key = support.test_key()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+    env.update({f"SALESPULSE_{name}_PORT": str(port) for name, port in ports.items()})
+    env.update({
+        "SALESPULSE_DATA_DIR": str(tmp_path / "data"),
+        "SALESPULSE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'up.db'}",
+        "SALESPULSE_ADMIN_KEY": key,
+        "SALESPULSE_BROKER_SESSION_TIMEOUT": "6",
+        "SALESPULSE_BROKER_HEARTBEAT_INTERVAL": "1",
+        "PYTHONUNBUFFERED": "1",
+        **clock_env(TEST_CLOCK),
+    })
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], env=env, cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    running = Up(proc, log, f"http://127.0.0.1:{ports['API']}", f"http://127.0.0.1:{ports['INGEST']}",
+                 f"http://127.0.0.1:{ports['SUPERVISOR']}", key)
+    try:
+        wait_until(lambda: "salespulse is up" in log.read_text(errors="replace") or proc.poll() is not None,
+                   timeout=180, interval=0.2, what="the 'up' banner")
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        yield running
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+FAULTS = [("broker", "broker --listener-url"), ("scoring", "services.cli.main scoring"),
+          ("api", "services.cli.main api")]
+
+
+def test_up_heals_a_killed_broker_scoring_worker_and_gateway_with_no_operator(up: Up) -> None:
+    events = some_events(300)
+    for start in range(0, len(events), 50):
+        up.post(events[start : start + 50])
+    wait_until(up.kpis_match, timeout=120, interval=0.5, what="every rep's KPIs before any fault")
+
+    healed: dict[str, float] = {}
+    for child, marker in FAULTS:
+        pid = up.child(marker)
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        # Events keep flowing while it heals.
+        for _ in range(3):
+            up.post(some_events(20))
+        wait_until(up.kpis_match, timeout=240, interval=0.5, what=f"every rep's KPIs after {child} was killed")
+        healed[child] = time.monotonic() - killed
+        assert up.proc.poll() is None, up.log.read_text(errors="replace")[-3000:]
+        assert up.child(marker) != pid  # a new process, started by the supervisor
+        restarts = metric(scrape_url(f"{up.supervisor}/metrics"), "salespulse_supervisor_restarts_total", child=child)
+        assert restarts == 1, (child, restarts)
+    print("healed in " + ", ".join(f"{child} {seconds:.1f} s" for child, seconds in healed.items()))
