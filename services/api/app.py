@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import text
 
@@ -105,6 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_security_headers(app)
     app.state.rate_limits = RateLimits.for_api(settings, registry)
     app.state.origins = OriginPolicy(settings.ws_allowed_origins, registry)
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def root() -> RedirectResponse:
+        """A browser opening the gateway's address lands on the screens' index (it asks for its key there)."""
+        return RedirectResponse("/screens/", status_code=307)
 
     @app.get("/v1/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:

@@ -97,6 +97,8 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from services.common.broker import ensure_topics
     from services.ingest.relay import replay
 
+    need_schema()
+
     async def main() -> int:
         settings = get_settings()
         await ensure_topics(settings)
@@ -116,7 +118,37 @@ def cmd_up(args: argparse.Namespace) -> None:
 def cmd_keys(args: argparse.Namespace) -> None:
     from services.cli.keys import run_keys
 
+    need_schema()
     sys.exit(asyncio.run(run_keys(args)))
+
+
+class CliError(Exception):
+    """A one-line answer for the user: what is wrong and what to do."""
+
+
+def need_schema() -> None:
+    """For commands that use the database: a local SQLite file is migrated (it is this machine's own); a
+    database server is left alone, and the user is told, in one line, what to run."""
+    from sqlalchemy.engine import make_url
+
+    from services.common import db
+
+    settings = get_settings()
+    url = make_url(settings.db_url)
+    where = url.render_as_string(hide_password=True).split("@")[-1] if url.host else (url.database or "memory")
+    try:
+        behind = asyncio.run(db.schema_behind(settings.db_url))
+    except Exception as exc:  # noqa: BLE001  (unreachable, refused, unknown database: say so in one line)
+        why = (str(exc).splitlines() or [""])[0][:160]
+        raise CliError(f"cannot reach the database at {where} ({type(exc).__name__}: {why}); "
+                       "check SALESPULSE_DATABASE_URL and that the database is up") from None
+    if not behind:
+        return
+    if url.get_backend_name() == "sqlite":
+        db.migrate(settings.db_url)
+        return
+    raise CliError(f"the database at {where} has no salespulse tables or an older schema; "
+                   "run `salespulse migrate` first")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -180,14 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OUR_LOGGERS = ("salespulse", "services")
+
+
+def configure_logging() -> None:
+    """Our own loggers at SALESPULSE_LOG_LEVEL (default INFO); everything else — the libraries: alembic,
+    httpx, aiokafka, faust, SQLAlchemy — at WARNING unless SALESPULSE_LIBRARY_LOG_LEVEL asks for more. To
+    stderr, so a command's own output stays clean."""
+    ours = os.environ.get("SALESPULSE_LOG_LEVEL", "INFO").upper()
+    libraries = os.environ.get("SALESPULSE_LIBRARY_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=libraries, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(ours)
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=os.environ.get("SALESPULSE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging()
     install_on_root()
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except CliError as exc:
+        print(f"salespulse: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

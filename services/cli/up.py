@@ -53,6 +53,29 @@ def admin_key(settings: Settings) -> str:
     return key
 
 
+async def screens_key(settings: Settings) -> str:
+    """A viewer key for the screens' URLs in the banner: generated once, kept in the data directory (like the
+    admin key), registered again if the database no longer knows it. Never the admin key: screen URLs are
+    shared and shown on TVs."""
+    from services.common.auth import KeyStore, create_key
+
+    path = settings.data_dir / "screens.key"
+    key = path.read_text().strip() if path.exists() else None
+    engine = db.create_engine(settings.db_url)
+    try:
+        sessions = db.sessionmaker(engine)
+        principal = await KeyStore(sessions).lookup(key) if key else None
+        if principal is None or principal.role != "viewer":
+            _, key = await create_key(sessions, role="viewer", name="screens (salespulse up)", key=key)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(key + "\n")
+            path.chmod(0o600)
+    finally:
+        await engine.dispose()
+    assert key is not None
+    return key
+
+
 def check_ports(settings: Settings) -> None:
     wanted = {
         "SALESPULSE_API_PORT": settings.api_port,
@@ -209,8 +232,13 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         # The data dir's generated key is shown so the demo can be tried; a key from the environment is not echoed.
         kept = settings.data_dir / "admin.key"
         shown = "from SALESPULSE_ADMIN_KEY" if settings.admin_key else f"{key} (kept in {kept})"
+        viewer = await screens_key(settings)
+        screens = f"{base}:{settings.api_port}/screens"
+        later = "" if demo else "   (once a board `floor` exists)"
         print(
             "\nsalespulse is up\n"
+            f"  screens       {screens}/?token={viewer}\n"
+            f"  TV board      {screens}/board/floor?token={viewer}{later}\n"
             f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"
             f"  ingest        {base}:{settings.ingest_port}/v1/events\n"
             f"  notifier      {base}:{settings.notifier_port}/metrics\n"

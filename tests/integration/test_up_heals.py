@@ -6,6 +6,7 @@ docs/RELIABILITY.md."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,6 +144,23 @@ def up(tmp_path: Path) -> Iterator[Up]:
 
 FAULTS = [("broker", "broker --listener-url"), ("scoring", "services.cli.main scoring"),
           ("api", "services.cli.main api")]
+
+
+def test_the_banner_names_the_screens_and_nothing_is_logged_per_request(up: Up) -> None:
+    banner = up.log.read_text(errors="replace")
+    screens = re.search(r"^  screens +(\S+)", banner, re.MULTILINE)
+    tv = re.search(r"^  TV board +(\S+)", banner, re.MULTILINE)
+    assert screens and tv, banner
+    assert screens[1].startswith(f"{up.api}/screens/?token=sp_"), screens[1]
+    assert tv[1].startswith(f"{up.api}/screens/board/floor?token=sp_"), tv[1]
+    assert up.key not in screens[1]  # a viewer key: screen URLs are shared, never the admin key
+    assert httpx.get(screens[1], timeout=10).status_code == 200
+    root = httpx.get(f"{up.api}/", timeout=10, follow_redirects=False)
+    assert root.status_code == 307 and root.headers["location"] == "/screens/"
+    up.post(some_events(40))
+    wait_until(up.kpis_match, timeout=60, interval=0.5, what="the events in the KPIs")
+    log = up.log.read_text(errors="replace")
+    assert "HTTP Request" not in log and "INFO httpx" not in log, log[-2000:]
 
 
 def test_up_heals_a_killed_broker_scoring_worker_and_gateway_with_no_operator(up: Up) -> None:
