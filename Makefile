@@ -22,7 +22,7 @@ run: install
 test: install
 	$(BIN)/python -m tests.setup_tools
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 bench: install  ## every benchmark; writes docs/BENCHMARKS.md (generated section) and docs/benchmarks.png
 	$(BIN)/python -m bench

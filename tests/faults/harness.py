@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from services.common import db
 from services.common.broker import ensure_topics
 from services.common.settings import Settings
-from tests.integration.test_scoring_replay import (
+from tests.support.crm_feed import (
     FISCAL_YEAR_START_MONTH,
     TIMEZONE,
     Event,
@@ -61,8 +61,8 @@ from tests.support.stack import (
     create_postgres_database,
     drop_postgres_database,
     free_port,
+    random_admin_key,
     start_broker_process,
-    test_key,
     wait_until,
 )
 from tests.support.tcp_proxy import TcpProxy
@@ -170,7 +170,7 @@ class FaultStack:
             database_url=url.set(port=proxy.port).render_as_string(hide_password=False),
             data_dir=workdir,
             topic_prefix=f"f{uuid.uuid4().hex[:6]}.",
-            admin_key=test_key(),
+            admin_key=random_admin_key(),
             extra_env={**SCENARIO_ENV, **receiver_env(mailbox, hook)},
         )
         run = cls(stack, broker, broker_port, direct_url, proxy, hook, mailbox)

@@ -45,7 +45,7 @@ def test_library_logs_come_back_when_asked(tmp_path: Path) -> None:
 
 
 def test_a_database_server_without_the_schema_gets_one_line_saying_what_to_run(empty_postgres: str) -> None:
-    key = support.test_key() + "x" * 24
+    key = support.random_admin_key() + "x" * 24
     for args in (("keys", "list"), ("replay",)):
         done = salespulse(*args, SALESPULSE_DATABASE_URL=empty_postgres, SALESPULSE_ADMIN_KEY=key)
         assert done.returncode == 2
@@ -56,7 +56,7 @@ def test_a_database_server_without_the_schema_gets_one_line_saying_what_to_run(e
 
 def test_an_unreachable_database_gets_one_line(tmp_path: Path) -> None:
     url = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
-    done = salespulse("keys", "list", SALESPULSE_DATABASE_URL=url, SALESPULSE_ADMIN_KEY=support.test_key() * 3)
+    done = salespulse("keys", "list", SALESPULSE_DATABASE_URL=url, SALESPULSE_ADMIN_KEY=support.random_admin_key() * 3)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("salespulse: cannot reach the database at 127.0.0.1:1/none")

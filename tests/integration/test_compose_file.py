@@ -45,16 +45,6 @@ from sqlalchemy.engine import make_url
 from services.cli.main import build_parser
 from services.common.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.integration.test_scoring_replay import (
-    FISCAL_YEAR_START_MONTH,
-    TIMEZONE,
-    Event,
-    Expected,
-    expected_kpis,
-    period_keys,
-    post_feed,
-    wait_for_kpis,
-)
 from tests.support.clock import clock_env
 from tests.support.compose import (
     COMPOSE_FILE,
@@ -67,6 +57,16 @@ from tests.support.compose import (
     Image,
     container_port,
     interpolate_text,
+)
+from tests.support.crm_feed import (
+    FISCAL_YEAR_START_MONTH,
+    TIMEZONE,
+    Event,
+    Expected,
+    expected_kpis,
+    period_keys,
+    post_feed,
+    wait_for_kpis,
 )
 from tests.support.stack import (
     ROOT,

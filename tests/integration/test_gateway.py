@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import subprocess
 import sys
@@ -16,30 +15,12 @@ import websockets
 from services.common.kafka import make_producer
 from services.common.settings import Settings
 from services.common.topics import CONFIG, DEAD_LETTER, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
-from tests.support.clock import now_stamp
+from tests.support.events import activity, post, recv_json, won
 from tests.support.kafka import read_topic_raw
-from tests.support.metrics import scrape
+from tests.support.metrics import connected_screens, scrape
 from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def activity(event_id: str, rep: str, when: str = "2026-11-20T10:00:00Z") -> dict[str, object]:
-    return {"event_id": event_id, "type": "activity", "occurred_at": when, "rep_id": rep, "kind": "call"}
-
-
-def won(event_id: str, rep: str, amount: str) -> dict[str, object]:
-    now = now_stamp()
-    return {
-        "event_id": event_id,
-        "type": "deal",
-        "occurred_at": now,
-        "deal_id": f"d-{event_id}",
-        "owner_id": rep,
-        "stage": "won",
-        "amount": amount,
-        "closed_at": now,
-    }
 
 
 def make_key(stack: Stack, role: str) -> tuple[str, str]:
@@ -77,15 +58,6 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:  # ty
     stack.stop()
 
 
-def post(stack: Stack, events: list[dict[str, object]]) -> None:
-    r = httpx.post(f"{stack.ingest}/v1/events", json=events, headers=stack.headers, timeout=30)
-    assert r.status_code == 202, r.text
-
-
-async def recv_json(ws: websockets.ClientConnection, timeout: float = 10) -> dict:  # type: ignore[type-arg]
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
 def test_board_socket_sends_standings_on_connect_and_after_an_event(stack: Stack) -> None:
     async def scenario() -> None:
         url = f"{stack.ws}/v1/ws/boards/floor?token={stack.admin_key}"
@@ -118,12 +90,6 @@ def test_unknown_board_and_bad_keys_close_with_a_reason(stack: Stack) -> None:
                 assert closed.value.rcvd.reason
 
     asyncio.run(scenario())
-
-
-def connected_screens(stack: Stack, channel: str) -> float:
-    text = httpx.get(f"{stack.api}/metrics").text
-    prefix = f'salespulse_ws_connected_clients{{channel="{channel}"}}'
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
 
 
 def test_a_screen_that_never_reads_does_not_delay_others_and_is_dropped(stack: Stack) -> None:

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.integration.test_gateway import connected_screens, recv_json, won
-from tests.integration.test_gateway import post as post_events
-from tests.integration.test_ingest_http import deal
+from tests.support.events import deal, recv_json, won
+from tests.support.events import post as post_events
+from tests.support.metrics import connected_screens
 from tests.support.stack import Stack, ledger_count, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration

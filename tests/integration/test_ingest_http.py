@@ -8,35 +8,11 @@ import sys
 import httpx
 import pytest
 
+from tests.support.events import activity, deal
 from tests.support.stack import ROOT, Stack, wait_until
 from tests.support.stack import ledger_count as count_ledger
 
 pytestmark = pytest.mark.integration
-
-
-def deal(event_id: str, **over: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "event_id": event_id,
-        "type": "deal",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "deal_id": f"d-{event_id}",
-        "owner_id": "rep-1",
-        "stage": "won",
-        "amount": "100.00",
-        "closed_at": "2026-11-20T10:00:00Z",
-    }
-    body.update(over)
-    return body
-
-
-def activity(event_id: str, rep: str = "rep-1") -> dict[str, object]:
-    return {
-        "event_id": event_id,
-        "type": "activity",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "rep_id": rep,
-        "kind": "call",
-    }
 
 
 def make_key(stack: Stack, role: str) -> str:

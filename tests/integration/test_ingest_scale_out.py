@@ -120,7 +120,7 @@ def test_every_acknowledged_event_reaches_the_topics_once_in_order_and_through_a
     broker: str, tmp_path: Path, postgres_url: str, processes: int
 ) -> None:
     stack = Stack(bootstrap=broker, database_url=postgres_url, data_dir=tmp_path / "data",
-                  topic_prefix=f"is{uuid.uuid4().hex[:6]}.", admin_key=support.test_key())
+                  topic_prefix=f"is{uuid.uuid4().hex[:6]}.", admin_key=support.random_admin_key())
     stack.prepare()
     labels = ["ingest", *(f"ingest{i}" for i in range(2, processes + 1))]
     try:

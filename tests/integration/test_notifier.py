@@ -33,25 +33,14 @@ from services.common.topics import DEAD_LETTER, NOTIFICATIONS, REP_SNAPSHOTS, pa
 from services.notifier.messages import verify_signature
 from services.notifier.service import Notifier
 from tests.support.clock import NOVEMBER_CLOCK
+from tests.support.events import AE_PLAN
 from tests.support.kafka import read_topic, read_topic_raw
 from tests.support.messages import rep_snapshot
 from tests.support.receivers import WEBHOOK_SECRET, Hook, Mailbox
 
 pytestmark = pytest.mark.integration
 
-PLAN: dict[str, Any] = {
-    "plan_id": "ae-revenue",
-    "name": "AE revenue accelerator",
-    "metric": "revenue",
-    "period": "month",
-    "effective_from": "2026-01-01",
-    "quota": 1000,
-    "tiers": [
-        {"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.05},
-        {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.08, "reward": "Shout-out at all-hands"},
-        {"tier_id": "accel", "name": "Accelerator", "threshold": 1.25, "rate": 0.12, "reward": "1 extra day of PTO"},
-    ],
-}
+PLAN = AE_PLAN
 
 
 # --- a notifier in this event loop ------------------------------------------------------------------------------

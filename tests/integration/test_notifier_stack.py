@@ -31,8 +31,8 @@ from services.common.models import NotificationDelivery
 from services.common.notification_log import notification_log
 from services.common.settings import Settings
 from services.common.topics import CREDITS, NOTIFICATIONS, REP_SNAPSHOTS, partition_for, topic_name
-from tests.integration.test_notifier import PLAN
 from tests.support.clock import NOVEMBER_CLOCK, now_stamp
+from tests.support.events import AE_PLAN as PLAN
 from tests.support.kafka import read_topic
 from tests.support.messages import rep_snapshot
 from tests.support.metrics import metric, scrape

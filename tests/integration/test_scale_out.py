@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.integration.test_scoring_faults import owned_partitions
-from tests.integration.test_scoring_replay import post_feed
+from tests.support.crm_feed import post_feed
 from tests.support.kafka import read_topic
-from tests.support.metrics import metric, scrape
+from tests.support.metrics import metric, owned_partitions, scrape
 from tests.support.scenario import (
     SCENARIO_ENV,
     Scenario,

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.test_scoring_replay import (
+from tests.support.crm_feed import (
     STACK_ENV,
     crm_feed,
     expected_kpis,
@@ -25,6 +25,7 @@ from tests.integration.test_scoring_replay import (
     scrape,
     wait_for_kpis,
 )
+from tests.support.metrics import owned_partitions
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -51,10 +52,6 @@ def start_api(stack: Stack, label: str = "api") -> str:
     stack.start_service("api", instance=label)
     stack.wait_healthy(label, "/v1/ready", timeout=90)
     return f"http://127.0.0.1:{stack.ports[label]}"
-
-
-def owned_partitions(stack: Stack, label: str) -> float:
-    return metric(scrape(stack, label), "salespulse_scoring_assigned_partitions")
 
 
 @pytest.mark.parametrize(

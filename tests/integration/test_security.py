@@ -28,7 +28,7 @@ from services.common import db
 from services.common.auth import create_key
 from services.common.models import ApiKey, LedgerEntry
 from services.common.security_headers import JSON_POLICY
-from tests.integration.test_ingest_http import activity
+from tests.support.events import activity
 from tests.support.stack import ROOT, Stack, run_db, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration

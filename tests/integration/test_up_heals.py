@@ -109,7 +109,7 @@ def strip(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
     ports = {name: free_port() for name in ("API", "INGEST", "NOTIFIER", "SUPERVISOR", "BROKER")}
-    key = support.test_key()
+    key = support.random_admin_key()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
     env.update({f"SALESPULSE_{name}_PORT": str(port) for name, port in ports.items()})
     env.update({

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.stack import Stack
 
-__all__ = ["Samples", "metric", "scrape", "scrape_url"]
+__all__ = ["Samples", "connected_screens", "metric", "owned_partitions", "scrape", "scrape_url"]
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -35,3 +35,14 @@ def metric(samples: Samples, name: str, **labels: str) -> float:
     matching = [value for have, value in samples.get(name, []) if labels.items() <= have.items()]
     assert matching, f"{name}{labels or ''} is not in /metrics"
     return sum(matching)
+
+
+def owned_partitions(stack: Stack, label: str) -> float:
+    """How many source partitions the scoring worker `label` owns (its own metric)."""
+    return metric(scrape(stack, label), "salespulse_scoring_assigned_partitions")
+
+
+def connected_screens(stack: Stack, channel: str) -> float:
+    """The gateway's count of open screens on `channel` (0 before the first one)."""
+    samples = scrape(stack, "api").get("salespulse_ws_connected_clients", [])
+    return sum(value for labels, value in samples if labels.get("channel") == channel)

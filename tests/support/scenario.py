@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from services.demo.roster import demo_reps, demo_teams
-from tests.integration.test_scoring_replay import (
+from tests.support.clock import TEST_CLOCK
+from tests.support.crm_feed import (
     FISCAL_YEAR_START_MONTH,
     STACK_ENV,
     TIMEZONE,
@@ -50,7 +51,6 @@ from tests.integration.test_scoring_replay import (
     period_keys,
     year_queries,
 )
-from tests.support.clock import TEST_CLOCK
 from tests.support.stack import Stack, wait_until
 
 __all__ = [

@@ -213,7 +213,7 @@ class Stack:
                     service.proc.wait()
 
 
-def test_key() -> str:
+def random_admin_key() -> str:
     return "sp_test_" + secrets.token_hex(8)
 
 
@@ -226,7 +226,7 @@ def sqlite_stack(broker: str, tmp_path_factory: Any, name: str, *, clock: Clock 
         database_url=f"sqlite+aiosqlite:///{tmp_path_factory.mktemp(name) / f'{name}.db'}",
         data_dir=tmp_path_factory.mktemp(f"{name}data"),
         topic_prefix=f"{name}{uuid.uuid4().hex[:6]}.",
-        admin_key=test_key(),
+        admin_key=random_admin_key(),
         extra_env=env,
     )
 
