@@ -16,16 +16,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.support.crm_feed import (
-    STACK_ENV,
-    crm_feed,
-    expected_kpis,
-    metric,
-    post_feed,
-    scrape,
-    wait_for_kpis,
-)
-from tests.support.metrics import owned_partitions
+from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
+from tests.support.metrics import metric, owned_partitions, scrape
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
