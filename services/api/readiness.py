@@ -97,6 +97,7 @@ class Readiness(BackgroundLoop):
         self._behind = 0
         self._samples: deque[tuple[float, int]] = deque(maxlen=40)
         self.caught_up = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
 
     # --- what /v1/ready asks -------------------------------------------------------------------------------
 
@@ -129,31 +130,37 @@ class Readiness(BackgroundLoop):
     # --- the chain -------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        consumer: AIOKafkaConsumer | None = None
-        while not self.caught_up.is_set():
-            try:
-                if consumer is None:
-                    consumer = AIOKafkaConsumer(
-                        bootstrap_servers=self._settings.bootstrap,
-                        group_id=self.group,  # only to read its committed offsets: never subscribes or commits
-                        enable_auto_commit=False,
-                        fetch_max_wait_ms=20,
-                    )
-                    await consumer.start()
-                await self.check(consumer)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (broker or database unreachable: ask again)
-                log.warning("readiness unknown (%s: %s); asking again", type(exc).__name__, exc)
-                if consumer is not None:
-                    await _quietly_stop(consumer)
-                    consumer = None
-                await asyncio.sleep(1.0)
-                continue
-            if not self.caught_up.is_set():
-                await asyncio.sleep(self._interval)
+        try:
+            while not self.caught_up.is_set():
+                try:
+                    if self._consumer is None:
+                        self._consumer = AIOKafkaConsumer(
+                            bootstrap_servers=self._settings.bootstrap,
+                            group_id=self.group,  # only to read its committed offsets: never subscribes or commits
+                            enable_auto_commit=False,
+                            fetch_max_wait_ms=20,
+                        )
+                        await self._consumer.start()
+                    await self.check(self._consumer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001  (broker or database unreachable: ask again)
+                    log.warning("readiness unknown (%s: %s); asking again", type(exc).__name__, exc)
+                    await self._drop_consumer()
+                    await asyncio.sleep(1.0)
+                    continue
+                if not self.caught_up.is_set():
+                    await asyncio.sleep(self._interval)
+        finally:
+            await self._drop_consumer()
+
+    async def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await _quietly_stop(consumer)
+            try:
+                await consumer.stop()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("readiness consumer stop: %r", exc)
 
     async def check(self, consumer: AIOKafkaConsumer) -> None:
         """One pass: advance through every stage that is done; measure what is behind."""
@@ -193,10 +200,3 @@ class Readiness(BackgroundLoop):
     async def _committed(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         offsets = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
         return {tp: offset or 0 for tp, offset in zip(tps, offsets, strict=True)}
-
-
-async def _quietly_stop(consumer: AIOKafkaConsumer) -> None:
-    try:
-        await consumer.stop()
-    except Exception as exc:  # noqa: BLE001
-        log.debug("readiness consumer stop: %r", exc)

@@ -15,8 +15,8 @@ checks that each internal used here is still there):
    serializers before registration and never lets a restore move a key back; `memory_store` is the dict the
    agents write in batches (services/scoring/tables.py).
 6. **Committed offsets** (`Consumer._committed_offset`), read for the consumer-lag metric.
-7. **Serving** (`App.rebalancing`, `App.in_recovery`, `App.flow_control`): whether the worker processes its
-   assignment now, for its presence row (services/scoring/presence.py).
+7. **Serving** (`App.in_recovery`, `App.flow_control`): whether the worker processes its assignment now, for
+   its presence row (services/scoring/presence.py).
 """
 
 from __future__ import annotations
@@ -234,7 +234,8 @@ def committed_offsets(consumer: Any) -> dict[Any, int]:
 
 
 def serving(app: faust.App) -> bool:
-    """Whether the worker processes its assignment now: no rebalance under way, its tables recovered (Faust
-    sets `in_recovery` while restoring changelogs) and its flow resumed (suspended from a rebalance's start
-    until recovery ends)."""
-    return not app.rebalancing and not getattr(app, "in_recovery", False) and app.flow_control.is_active()
+    """Whether the worker processes its assignment now: its tables recovered (Faust sets `in_recovery` while
+    restoring changelogs) and its flow running (suspended from a rebalance's start until recovery ends).
+    `App.rebalancing` is not used: when a rebalance interrupts a recovery ("Recovery rebalancing again"),
+    Faust can leave it set although the worker runs."""
+    return not getattr(app, "in_recovery", False) and app.flow_control.is_active()

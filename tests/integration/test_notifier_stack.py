@@ -104,6 +104,7 @@ def test_screens_get_notifications_and_celebrations_and_the_log_and_preferences_
     mailbox, hook = receivers
     stack = make_stack(broker, tmp_path, receiver_env(mailbox, hook))
     try:
+        stack.start_service("scoring")  # the gateway is ready once the pipeline has caught up
         stack.start_service("api")
         stack.start_service("notifier")
         stack.wait_healthy("api", "/v1/ready")

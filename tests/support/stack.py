@@ -171,12 +171,19 @@ class Stack:
         url = f"http://127.0.0.1:{self.ports[label]}{path}"
         service = self.services[label]
 
+        last: list[str] = []
+
         def probe() -> bool:
             if service.proc.poll() is not None:
                 raise AssertionError(f"{label} exited ({service.proc.returncode}):\n{self.tail(label)}")
-            return httpx.get(url, timeout=2).status_code == 200
+            answer = httpx.get(url, timeout=2)
+            last[:] = [answer.text[:600]]
+            return answer.status_code == 200
 
-        wait_until(probe, timeout=timeout, what=f"{label} at {url}")
+        try:
+            wait_until(probe, timeout=timeout, what=f"{label} at {url}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its last answer: {last[0] if last else '(none)'}") from None
 
     def start(self) -> Stack:
         self.prepare()

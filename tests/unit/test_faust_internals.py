@@ -64,7 +64,7 @@ def test_faust_says_when_a_worker_rebalances_recovers_or_holds_its_flow() -> Non
     from faust.app.base import App
     from faust.tables.recovery import Recovery
 
-    assert "self.rebalancing = True" in inspect.getsource(App)
+    assert "self.flow_control.suspend()" in inspect.getsource(App)
     assert "self.app.in_recovery = True" in inspect.getsource(Recovery)
     from mode.utils.queues import FlowControlEvent
 

@@ -270,7 +270,7 @@ export function renderStatus(el, state, detail) {
     live: "Live",
     reconnecting: detail ? `Reconnecting in ${detail} s…` : "Reconnecting…",
     refused: `Not connected: ${detail || "refused"}`,
-    "catching-up": detail ? `Catching up — ${detail.replace(/^catching up: /, "")}` : "Catching up…",
+    "catching-up": detail ? `Catching up — ${String(detail).replace(/^catching up: /, "")}` : "Catching up…",
     polling: "Refreshing",
   }[state];
   el.replaceChildren(h("span", { class: "dot", "aria-hidden": "true" }), h("span", { class: "status-text" }, text));
