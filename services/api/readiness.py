@@ -4,10 +4,11 @@ pipeline has caught up with the ledger as it was when the gateway started.
 Catching up is a chain, each stage measured against the end of the one before, taken once that one is done:
 
 1. **ledger**: the relay's cursor reaches the ledger's last sequence number at start;
-2. **scoring (deals, activities)**: the scoring group's committed offsets reach the end of `deals` and
+2. **scoring (deals, activities)**: how far scoring has folded them (the group's committed offsets, or a live
+   worker's own account in its presence row where that is further) reaches the end of `deals` and
    `activities` as they stood when the relay was done (a batch's credits and snapshots are acknowledged by
    the broker before its offsets are committed, so everything those events produce is in the topics);
-3. **scoring (credits)**: committed offsets reach the end of `credits` as it stood after stage 2;
+3. **scoring (credits)**: the same for `credits`, against its end as it stood after stage 2;
 4. **read model**: this gateway has read `rep-snapshots` up to its end as it stood after stage 3.
 
 Once caught up it stays so (later events are the live flow, not a backlog), but "ready" also needs, at each
@@ -108,15 +109,20 @@ class Readiness(BackgroundLoop):
 
     async def serving(self) -> bool:
         """Every source partition served by a scoring worker seen within PRESENCE_TTL_MS (machine time)."""
+        return self.source <= set(await self._served())
+
+    async def _served(self) -> dict[str, int]:
+        """"topic:partition" → the furthest offset a live worker has folded it up to."""
         fresh = int(time.time() * 1000) - PRESENCE_TTL_MS
         async with self._sessions() as session:
             rows = (await session.execute(
                 select(ScoringPresence.partitions).where(ScoringPresence.seen_ms >= fresh)
             )).scalars()
-            served: set[str] = set()
+            served: dict[str, int] = {}
             for row in rows:
-                served.update(orjson.loads(row))
-        return self.source <= served
+                for where, offset in orjson.loads(row).items():
+                    served[where] = max(served.get(where, 0), int(offset))
+        return served
 
     def _eta(self) -> float | None:
         if len(self._samples) < 2:
@@ -198,5 +204,9 @@ class Readiness(BackgroundLoop):
         self._samples.append((time.monotonic(), behind))
 
     async def _committed(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """How far scoring has folded each partition: the group's committed offset, or further where a live
+        worker says it has folded more (Faust commits only up to the first offset not yet acknowledged)."""
         offsets = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
-        return {tp: offset or 0 for tp, offset in zip(tps, offsets, strict=True)}
+        served = await self._served()
+        return {tp: max(offset or 0, served.get(f"{tp.topic}:{tp.partition}", 0))
+                for tp, offset in zip(tps, offsets, strict=True)}

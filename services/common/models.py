@@ -111,7 +111,7 @@ class ScoringPresence(Base):
 
     worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     partitions: Mapped[str] = mapped_column(Text, nullable=False)
-    """JSON list of "topic:partition"."""
+    """JSON object: "topic:partition" → the offset the worker has folded the partition up to."""
     seen_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     """Machine time of the last refresh (epoch milliseconds)."""
 

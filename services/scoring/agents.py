@@ -71,6 +71,8 @@ class Scoring:
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """A configuration refresh and a rep batch never interleave."""
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    processed: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Per source partition, the offset after the last event a completed batch folded (for presence)."""
 
     def owned(self, consumer: Any) -> set[int]:
         """The partitions of the rep agent's sources this worker owns now."""
@@ -236,6 +238,11 @@ async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -
             finally:
                 ctx.in_flight.pop(agent, None)
             intake.ack(events)
+            processed = ctx.processed
+            for message in events:
+                where = (message.tp.topic, message.tp.partition)
+                if message.offset >= processed.get(where, 0):
+                    processed[where] = message.offset + 1
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001

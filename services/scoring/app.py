@@ -42,7 +42,7 @@ from services.scoring.agents import Scoring
 from services.scoring.codecs import RepStateEncoder
 from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.periods import Calendar
-from services.scoring.faust_internals import LeanMonitor, serving, use_lean_consumer
+from services.scoring.faust_internals import LeanMonitor, committed_offsets, serving, use_lean_consumer
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
@@ -154,9 +154,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.timer(PRESENCE_INTERVAL)
     async def announce_presence() -> None:
         """Which source partitions this worker serves now (none while rebalancing or recovering)."""
-        served = []
+        served: dict[tuple[str, int], int] = {}
         if serving(app):
-            served = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in ctx.source_topics]
+            committed = committed_offsets(app.consumer)
+            for tp in app.consumer.assignment():
+                if tp.topic in ctx.source_topics:
+                    where = (tp.topic, tp.partition)
+                    served[where] = max(ctx.processed.get(where, 0), committed.get(tp) or 0)
         await presence.beat(served)
 
     @cast(Any, app.on_before_shutdown).connect

@@ -1,9 +1,11 @@
-"""Presence: each scoring worker says, every second, which source partitions it serves.
+"""Presence: each scoring worker says, every second, which source partitions it serves and how far.
 
 A worker serves a partition once the group assigned it, its tables are recovered and its flow runs; during
-a rebalance or a table recovery it serves none. The gateway's readiness (services/api/readiness.py) needs
-every source partition served by a row refreshed within `PRESENCE_TTL_MS`: a worker that joined its group
-but is still recovering, or one killed without a word, does not count."""
+a rebalance or a table recovery it serves none. With each partition goes the offset it has folded it up to
+(the larger of its own completed batches and the group's committed offset), which the gateway's catch-up
+reads. The gateway's readiness (services/api/readiness.py) needs every source partition served by a row
+refreshed within `PRESENCE_TTL_MS`: a worker that joined its group but is still recovering, or one killed
+without a word, does not count."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 import orjson
 from sqlalchemy import delete
@@ -40,11 +42,13 @@ class Presence:
             self._sessions = db.sessionmaker(db.create_engine(self._url))
         return self._sessions
 
-    async def beat(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Record the partitions served now (machine time); a database outage is logged once, not raised."""
+    async def beat(self, served: Mapping[tuple[str, int], int]) -> None:
+        """Record the partitions served now, each with the offset this worker has folded up to (machine
+        time); a database outage is logged once, not raised."""
         row = ScoringPresence(
             worker_id=self.worker_id,
-            partitions=orjson.dumps(sorted(f"{topic}:{partition}" for topic, partition in partitions)).decode(),
+            partitions=orjson.dumps({f"{topic}:{partition}": offset
+                                     for (topic, partition), offset in sorted(served.items())}).decode(),
             seen_ms=int(time.time() * 1000),
         )
         try:
