@@ -24,10 +24,9 @@ from services.common.topics import partition_for
 from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.credits import Credit, delta
-from services.scoring.domain.deals import is_newer
+from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
-from services.scoring.events import snapshot_from_event
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
@@ -94,7 +93,7 @@ async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         try:
             envelope = orjson.loads(message.value)
             seq: int = envelope["seq"]
-            snapshot = snapshot_from_event(envelope["event"])
+            snapshot = DealSnapshot.from_event(envelope["event"])
             deal_id = snapshot.deal_id
             state = pending.get(deal_id) or get_state(deal_id)
             if state is not None and seq <= state.seq:

@@ -11,7 +11,6 @@ from faust.serializers import codecs
 from services.scoring.domain.deals import DealSnapshot
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.rep_state import RepState
-from services.scoring.events import snapshot_from_event
 
 
 @dataclass(slots=True)
@@ -39,7 +38,7 @@ def decode_deal_state(raw: bytes) -> DealState:
     data = orjson.loads(raw)
     if "event" in data:
         event = data["event"]
-        return DealState(data["seq"], snapshot_from_event(event), orjson.dumps(event))
+        return DealState(data["seq"], DealSnapshot.from_event(event), orjson.dumps(event))
     return DealState(data["seq"], DealSnapshot.from_dict(data["snapshot"]))
 
 

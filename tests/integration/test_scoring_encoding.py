@@ -15,9 +15,9 @@ import orjson
 from services.ingest.relay import envelope
 from services.scoring.codecs import DealState, RepStateEncoder, decode_deal_state, encode_deal_state, event_json
 from services.scoring.domain.credits import Credit
+from services.scoring.domain.deals import DealSnapshot
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
-from services.scoring.events import snapshot_from_event
 
 
 def test_incremental_rep_state_encoding_equals_the_state_s_own_form() -> None:
@@ -48,7 +48,7 @@ def test_deal_state_is_stored_as_the_event_it_came_from_and_restores_equal() -> 
     )
     raw = envelope(7, datetime(2026, 1, 1, 10, 0, 5, tzinfo=UTC), body)
     assert event_json(raw) == body.encode()
-    state = DealState(7, snapshot_from_event(orjson.loads(raw)["event"]), event_json(raw))
+    state = DealState(7, DealSnapshot.from_event(orjson.loads(raw)["event"]), event_json(raw))
     restored = decode_deal_state(encode_deal_state(state))
     assert (restored.seq, restored.snapshot) == (7, state.snapshot)
     # The older stored form (the snapshot's own dict) still restores.

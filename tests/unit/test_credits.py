@@ -379,8 +379,10 @@ def test_credit_storage_leaves_out_zero_measures() -> None:
 
 
 def test_from_dict_rejects_something_that_is_not_a_snapshot() -> None:
-    with pytest.raises(ValueError, match="not a stored deal snapshot"):
+    with pytest.raises(ValueError, match="not a deal snapshot"):
         DealSnapshot.from_dict({"deal_id": "d"})
+    with pytest.raises(ValueError, match="not a deal snapshot.*rep_id"):
+        DealSnapshot.from_event({**snapshot().to_dict(), "splits": [{"share": "1"}]})
     with pytest.raises(ValueError, match="not a stored credit"):
         Credit.from_dict({"at": "2026-01-01T00:00:00+00:00"})
 
@@ -390,3 +392,12 @@ def test_naive_times_are_rejected() -> None:
         snapshot(occurred_at=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="UTC offset"):
         Credit("ana", datetime(2026, 1, 1))
+
+
+def test_an_event_and_its_stored_form_give_the_same_snapshot() -> None:
+    stored = snapshot(splits=(("ana", Decimal("0.6")), ("bo", Decimal("0.4")))).to_dict()
+    event = {**stored, "splits": [{"rep_id": rep_id, "share": share} for rep_id, share in stored["splits"]]}
+    assert DealSnapshot.from_event(event) == DealSnapshot.from_dict(stored)
+    as_number = DealSnapshot.from_event({**event, "amount": 1000.1})  # a JSON number: exact, never binary
+    assert as_number.amount == Decimal("1000.1")
+    assert DealSnapshot.from_event({**event, "splits": None}).splits == (("ana", Decimal(1)),)

@@ -6,7 +6,7 @@ last one applied for the same deal (CONTRACT §1, Ordering).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -23,6 +23,11 @@ OrderKey = tuple[int, datetime, str]
 
 _ONE: Final = Decimal(1)
 _UTC: Final = UTC
+
+
+def _decimal(value: Any) -> Decimal:
+    """An exact Decimal from a Decimal, a string or a JSON number (through its shortest repr, never binary)."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -94,7 +99,23 @@ class DealSnapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DealSnapshot:
-        """Rebuild a snapshot from `to_dict()` output."""
+        """Rebuild a snapshot from `to_dict()` output (splits as `[rep_id, share]` pairs)."""
+        return cls._from_fields(
+            data, lambda: tuple((rep_id, _decimal(share)) for rep_id, share in data.get("splits", ()))
+        )
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> DealSnapshot:
+        """A snapshot from a deal event's canonical JSON (CONTRACT §1: splits as `{rep_id, share}` objects);
+        no splits credit the owner at 100 %."""
+        return cls._from_fields(
+            event, lambda: tuple((split["rep_id"], _decimal(split["share"])) for split in event.get("splits") or ())
+        )
+
+    @classmethod
+    def _from_fields(
+        cls, data: Mapping[str, Any], splits: Callable[[], tuple[tuple[str, Decimal], ...]]
+    ) -> DealSnapshot:
         try:
             closed_at = data.get("closed_at")
             return cls(
@@ -104,13 +125,13 @@ class DealSnapshot:
                 occurred_at=datetime.fromisoformat(data["occurred_at"]),
                 owner_id=data["owner_id"],
                 stage=data["stage"],
-                amount=Decimal(data["amount"]),
-                closed_at=None if closed_at is None else datetime.fromisoformat(closed_at),
-                splits=tuple((rep_id, Decimal(share)) for rep_id, share in data.get("splits", ())),
-                kind=data.get("kind", "new"),
+                amount=_decimal(data["amount"]),
+                closed_at=datetime.fromisoformat(closed_at) if closed_at else None,
+                splits=splits(),
+                kind=data.get("kind") or "new",
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
-            raise ValueError(f"not a stored deal snapshot: {exc!r}") from exc
+            raise ValueError(f"not a deal snapshot: {exc!r}") from exc
 
 
 def is_newer(candidate: DealSnapshot, applied: DealSnapshot | None) -> bool:
@@ -118,7 +139,5 @@ def is_newer(candidate: DealSnapshot, applied: DealSnapshot | None) -> bool:
     if applied is None:
         return True
     if candidate.deal_id != applied.deal_id:
-        raise ValueError(
-            f"cannot order snapshots of different deals: {candidate.deal_id!r}, {applied.deal_id!r}"
-        )
+        raise ValueError(f"cannot order snapshots of different deals: {candidate.deal_id!r}, {applied.deal_id!r}")
     return candidate.order_key() > applied.order_key()
