@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
-from services.common.kafka import log_ends
+from services.common.kafka import consume_with_reconnect, log_ends
 from services.common.models import LedgerEntry, RelayCursor, ScoringPresence
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, CREDITS, DEALS, REP_SNAPSHOTS, topic_name
@@ -98,7 +98,6 @@ class Readiness(BackgroundLoop):
         self._behind = 0
         self._samples: deque[tuple[float, int]] = deque(maxlen=40)
         self.caught_up = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
 
     # --- what /v1/ready asks -------------------------------------------------------------------------------
 
@@ -136,37 +135,22 @@ class Readiness(BackgroundLoop):
     # --- the chain -------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        try:
-            while not self.caught_up.is_set():
-                try:
-                    if self._consumer is None:
-                        self._consumer = AIOKafkaConsumer(
-                            bootstrap_servers=self._settings.bootstrap,
-                            group_id=self.group,  # only to read its committed offsets: never subscribes or commits
-                            enable_auto_commit=False,
-                            fetch_max_wait_ms=20,
-                        )
-                        await self._consumer.start()
-                    await self.check(self._consumer)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001  (broker or database unreachable: ask again)
-                    log.warning("readiness unknown (%s: %s); asking again", type(exc).__name__, exc)
-                    await self._drop_consumer()
-                    await asyncio.sleep(1.0)
-                    continue
-                if not self.caught_up.is_set():
-                    await asyncio.sleep(self._interval)
-        finally:
-            await self._drop_consumer()
+        await consume_with_reconnect(self._new_consumer, self._until_caught_up, name="readiness")
 
-    async def _drop_consumer(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            try:
-                await consumer.stop()
-            except Exception as exc:  # noqa: BLE001
-                log.debug("readiness consumer stop: %r", exc)
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap,
+            group_id=self.group,  # only to read its committed offsets: never subscribes or commits
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+        )
+
+    async def _until_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await self.check(consumer)
+            if self.caught_up.is_set():
+                return
+            await asyncio.sleep(self._interval)
 
     async def check(self, consumer: AIOKafkaConsumer) -> None:
         """One pass: advance through every stage that is done; measure what is behind."""

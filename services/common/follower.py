@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.messages import UnreadableMessage
 from services.common.background import BackgroundLoop
-from services.common.backoff import Backoff
 from services.common.dead_letters import DeadLetters
+from services.common.kafka import consume_with_reconnect
 from services.common.settings import Settings
 
 log = logging.getLogger("salespulse.follower")
@@ -64,29 +64,16 @@ class TopicFollower(BackgroundLoop):
         return dict(self._positions)
 
     async def _run(self) -> None:
-        backoff = Backoff()
-        while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._settings.bootstrap,
-                enable_auto_commit=False,
-                group_id=None,
-                fetch_max_wait_ms=20,
-                max_partition_fetch_bytes=8 * 1024 * 1024,
-            )
-            try:
-                await consumer.start()
-                await self._follow(consumer)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (broker unreachable: keep what we have and reconnect)
-                wait = backoff.next()
-                log.warning("%s paused (%s: %s); reconnecting in %.1f s", self._name, type(exc).__name__, exc, wait)
-                await asyncio.sleep(wait)
-            finally:
-                try:
-                    await consumer.stop()
-                except Exception:  # noqa: BLE001
-                    pass
+        await consume_with_reconnect(self._new_consumer, self._follow, name=self._name)
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=20,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = await topic_partitions(consumer, self.topic)
@@ -118,12 +105,23 @@ class TopicFollower(BackgroundLoop):
                         handle(message.value)
                     except UnreadableMessage as exc:
                         if self._dead_letters is None:  # another reader in this process sets it aside
-                            log.warning("%s: skipped an unreadable record at %s/%s@%s (%s)", self._name,
-                                        message.topic, message.partition, message.offset, exc)
+                            log.warning(
+                                "%s: skipped an unreadable record at %s/%s@%s (%s)",
+                                self._name,
+                                message.topic,
+                                message.partition,
+                                message.offset,
+                                exc,
+                            )
                             continue
                         await self._dead_letters.put(
-                            reader=self._name, topic=message.topic, partition=message.partition,
-                            offset=message.offset, key=message.key, value=message.value, reason=str(exc),
+                            reader=self._name,
+                            topic=message.topic,
+                            partition=message.partition,
+                            offset=message.offset,
+                            key=message.key,
+                            value=message.value,
+                            reason=str(exc),
                         )
                 if messages:
                     self.last_message_ms = int(time.time() * 1000)

@@ -1,13 +1,18 @@
-"""The one Kafka producer configuration every service uses."""
+"""The one Kafka producer configuration every service uses, and the one reconnect loop of our consumers."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.common.backoff import Backoff
 from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
@@ -27,9 +32,9 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-async def log_ends(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], timeout: float = 5.0) -> dict[
-    TopicPartition, int
-]:
+async def log_ends(
+    consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], timeout: float = 5.0
+) -> dict[TopicPartition, int]:
     """The exact end offset of each partition.
 
     ListOffsets(latest) on the embedded broker (Tansu) answers the base offset of the partition's last record
@@ -54,3 +59,37 @@ async def log_ends(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], ti
                 ends[tp] = max(ends[tp], high)
                 pending.discard(tp)
     return ends
+
+
+async def consume_with_reconnect(
+    make: Callable[[], AIOKafkaConsumer],
+    use: Callable[[AIOKafkaConsumer], Awaitable[None]],
+    *,
+    name: str,
+    on_pause: Callable[[], None] | None = None,
+) -> None:
+    """Start a consumer from `make()` and hand it to `use` until `use` returns. When anything fails (the broker
+    or the database is away), log it, call `on_pause`, back off and start over with a fresh consumer: a group
+    consumer resumes from its committed offsets, an assigned one from wherever `use` keeps its positions. The
+    consumer is stopped on every way out, cancellation included."""
+    backoff = Backoff()
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+            backoff.reset()
+            await use(consumer)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (broker or database away: start over)
+            if on_pause is not None:
+                on_pause()
+            wait = backoff.next()
+            log.warning("%s paused (%s: %s); retrying in %.1f s", name, type(exc).__name__, exc, wait)
+            await asyncio.sleep(wait)
+        finally:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # noqa: BLE001  (a consumer that never started, or a broker gone)
+                log.debug("%s: stopping its consumer: %r", name, exc)

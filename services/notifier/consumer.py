@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from schemas.messages import PlanProgressEntry, RepProgress, UnreadableMessage, decode
 from services.common.background import BackgroundLoop
-from services.common.backoff import Backoff
 from services.common.dead_letters import DeadLetters
 from services.common.follower import TopicFollower
+from services.common.kafka import consume_with_reconnect
 from services.common.settings import Settings
 from services.common.topics import REP_SNAPSHOTS, topic_name
 
@@ -48,7 +48,6 @@ class SnapshotConsumer(BackgroundLoop):
         """Set once this process owns at least one partition (a replica beyond the partition count never does)."""
         self.batches = 0
 
-
     def _consumer(self) -> AIOKafkaConsumer:
         s = self._settings
         return AIOKafkaConsumer(
@@ -65,36 +64,23 @@ class SnapshotConsumer(BackgroundLoop):
         )
 
     async def _run(self) -> None:
-        backoff = Backoff()
-        while True:
-            consumer = self._consumer()
-            try:
-                await consumer.start()
-                self.running.set()
-                backoff.reset()
-                while True:
-                    batches = await consumer.getmany(timeout_ms=250, max_records=2000)
-                    if consumer.assignment():
-                        self.assigned.set()
-                    snapshots = [s for messages in batches.values() for m in messages if (s := await self._read(m))]
-                    if snapshots:
-                        await self._handle(snapshots)
-                        self.batches += 1
-                    if batches:
-                        await consumer.commit()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (broker or database away: start over from the committed offsets)
-                self.running.clear()
-                wait = backoff.next()
-                log.warning("snapshot consumer paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, wait)
-                await asyncio.sleep(wait)
-            finally:
-                try:
-                    await consumer.stop()
-                except Exception:  # noqa: BLE001
-                    pass
+        await consume_with_reconnect(
+            self._consumer, self._consume, name="snapshot consumer", on_pause=self.running.clear
+        )
 
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        """Fold every batch of snapshots and commit it; for ever (a failure starts over from the commits)."""
+        self.running.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=250, max_records=2000)
+            if consumer.assignment():
+                self.assigned.set()
+            snapshots = [s for messages in batches.values() for m in messages if (s := await self._read(m))]
+            if snapshots:
+                await self._handle(snapshots)
+                self.batches += 1
+            if batches:
+                await consumer.commit()
 
     async def _read(self, message: ConsumerRecord[bytes, bytes]) -> RepProgress | None:
         """The snapshot in a record; None for a tombstone or an unreadable record (dead-lettered)."""
@@ -104,8 +90,13 @@ class SnapshotConsumer(BackgroundLoop):
             return decode(RepProgress, message.value)
         except UnreadableMessage as exc:
             await self._dead_letters.put(
-                reader="notifier snapshots", topic=message.topic, partition=message.partition, offset=message.offset,
-                key=message.key, value=message.value, reason=str(exc),
+                reader="notifier snapshots",
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                reason=str(exc),
             )
             return None
 
@@ -117,7 +108,10 @@ class ProgressFeed:
         self.progress: dict[str, list[PlanProgressEntry]] = {}
         self._versions: dict[str, int] = {}
         self._follower = TopicFollower(
-            settings, topic_name(settings, REP_SNAPSHOTS), self._apply, name="notifier progress feed",
+            settings,
+            topic_name(settings, REP_SNAPSHOTS),
+            self._apply,
+            name="notifier progress feed",
             dead_letters=dead_letters,
         )
         self.caught_up = self._follower.caught_up
