@@ -186,19 +186,34 @@ class ClaimedDigest:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-async def _lease(session: AsyncSession, model: Any, id_col: Any, ids: Iterable[Any], *, owner: str, now: datetime,
-                 until: datetime) -> list[Any]:
-    """Take the lease on each row that is still open and unleased (compare-and-set); the ids taken."""
+def _claimable(model: Any, now: datetime) -> list[Any]:
+    """Conditions of a row that may be leased now: open, and not leased or its lease run out."""
+    return [model.status.in_(OPEN), or_(model.lease_until.is_(None), model.lease_until < now)]
+
+
+async def _lease_due(
+    session: AsyncSession,
+    model: Any,
+    id_col: Any,
+    *,
+    order_by: Any,
+    now: datetime,
+    owner: str,
+    until: datetime,
+    limit: int,
+    also: Iterable[Any] = (),
+) -> list[Any]:
+    """Lease up to `limit` rows that are due and claimable (and meet `also`), first by `order_by`; each is
+    taken by a compare-and-set, so two workers never hold the same row. The ids taken."""
+    candidates = (
+        await session.execute(
+            select(id_col).where(model.due_at <= now, *_claimable(model, now), *also).order_by(order_by).limit(limit)
+        )
+    ).scalars().all()
     taken = []
-    for row_id in ids:
+    for row_id in candidates:
         result = await session.execute(
-            update(model)
-            .where(
-                id_col == row_id,
-                model.status.in_(OPEN),
-                or_(model.lease_until.is_(None), model.lease_until < now),
-            )
-            .values(lease_until=until, lease_owner=owner)
+            update(model).where(id_col == row_id, *_claimable(model, now)).values(lease_until=until, lease_owner=owner)
         )
         if rows_matched(result) == 1:
             taken.append(row_id)
@@ -222,23 +237,10 @@ async def claim_due_deliveries(
         )
     )
     async with sessions() as session, session.begin():
-        candidates = (
-            await session.execute(
-                select(NotificationDelivery.delivery_id)
-                .where(
-                    NotificationDelivery.status.in_(OPEN),
-                    NotificationDelivery.due_at <= now,
-                    or_(NotificationDelivery.lease_until.is_(None), NotificationDelivery.lease_until < now),
-                    ~blocked,
-                )
-                .order_by(NotificationDelivery.seq)
-                .limit(limit)
-            )
-        ).scalars().all()
-        if not candidates:
-            return []
-        taken = await _lease(session, NotificationDelivery, NotificationDelivery.delivery_id, candidates,
-                             owner=owner, now=now, until=lease_until)
+        taken = await _lease_due(
+            session, NotificationDelivery, NotificationDelivery.delivery_id, order_by=NotificationDelivery.seq,
+            now=now, owner=owner, until=lease_until, limit=limit, also=[~blocked],
+        )
         if not taken:
             return []
         rows = (
@@ -379,20 +381,10 @@ async def claim_due_digests(
 ) -> list[ClaimedDigest]:
     now, lease_until = utc(now), utc(lease_until)
     async with sessions() as session, session.begin():
-        candidates = (
-            await session.execute(
-                select(CoachingDigest.digest_id)
-                .where(
-                    CoachingDigest.status.in_(OPEN),
-                    CoachingDigest.due_at <= now,
-                    or_(CoachingDigest.lease_until.is_(None), CoachingDigest.lease_until < now),
-                )
-                .order_by(CoachingDigest.due_at)
-                .limit(limit)
-            )
-        ).scalars().all()
-        taken = await _lease(session, CoachingDigest, CoachingDigest.digest_id, candidates, owner=owner, now=now,
-                             until=lease_until)
+        taken = await _lease_due(
+            session, CoachingDigest, CoachingDigest.digest_id, order_by=CoachingDigest.due_at,
+            now=now, owner=owner, until=lease_until, limit=limit,
+        )
         if not taken:
             return []
         rows = (await session.execute(select(CoachingDigest).where(CoachingDigest.digest_id.in_(taken)))).scalars()
