@@ -23,19 +23,6 @@ from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 pytestmark = pytest.mark.integration
 
 
-def make_key(stack: Stack, role: str) -> tuple[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", role, "--name", f"t-{role}"],
-        env=stack.env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return fields["key_id"].strip(), fields["key"].strip()
-
-
 @pytest.fixture(scope="module")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:  # type: ignore[misc]
     stack = sqlite_stack(
@@ -128,7 +115,7 @@ def test_a_screen_that_never_reads_does_not_delay_others_and_is_dropped(stack: S
 
 
 def test_revoked_key_closes_its_open_socket(stack: Stack) -> None:
-    key_id, key = make_key(stack, "viewer")
+    key_id, key = stack.create_key("viewer")
 
     async def scenario() -> int:
         async with websockets.connect(f"{stack.ws}/v1/ws/boards/floor?token={key}") as ws:
@@ -190,7 +177,7 @@ ROUTES: list[tuple[str, str, object, str]] = [
 
 
 def test_authorization_matrix(stack: Stack) -> None:
-    keys = {"viewer": make_key(stack, "viewer")[1], "ingest": make_key(stack, "ingest")[1], "admin": stack.admin_key}
+    keys = {"viewer": stack.create_key("viewer")[1], "ingest": stack.create_key("ingest")[1], "admin": stack.admin_key}
     allowed = {"viewer": {"viewer", "admin"}, "admin": {"admin"}}
     failures = []
     with httpx.Client(base_url=stack.api, timeout=10) as client:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import pytest
 
 from tests.support.events import activity, deal
-from tests.support.stack import ROOT, Stack, wait_until
+from tests.support.stack import Stack, wait_until
 from tests.support.stack import ledger_count as count_ledger
 
 pytestmark = pytest.mark.integration
-
-
-def make_key(stack: Stack, role: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", role, "--name", f"test-{role}"],
-        env=stack.env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return next(line.split()[-1] for line in out.splitlines() if line.startswith("key:"))
 
 
 def ledger_count(stack: Stack) -> int:
@@ -106,10 +91,10 @@ def test_keys_and_roles(ingest_stack: Stack) -> None:
     no_key = httpx.post(f"{ingest_stack.ingest}/v1/events", json=deal("g1"))
     assert no_key.status_code == 401 and no_key.headers["www-authenticate"] == "Bearer"
     assert post(ingest_stack, deal("g1"), key="sp_not_a_key").status_code == 401
-    viewer = make_key(ingest_stack, "viewer")
+    viewer = ingest_stack.create_key("viewer")[1]
     forbidden = post(ingest_stack, deal("g1"), key=viewer)
     assert forbidden.status_code == 403 and "viewer" in forbidden.json()["detail"]
-    ingest = make_key(ingest_stack, "ingest")
+    ingest = ingest_stack.create_key("ingest")[1]
     assert post(ingest_stack, deal("g1"), key=ingest).status_code == 202
     # the audit trail is readable with viewer and ingest keys
     r = httpx.get(f"{ingest_stack.ingest}/v1/events/g1", headers={"Authorization": f"Bearer {viewer}"})

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -37,7 +35,7 @@ from tests.support.kafka import read_topic
 from tests.support.messages import rep_snapshot
 from tests.support.metrics import metric, scrape
 from tests.support.receivers import IdempotentHook, Mailbox, receiver_env
-from tests.support.stack import ROOT, Stack, run_db, wait_until
+from tests.support.stack import Stack, run_db, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -89,15 +87,6 @@ def make_stack(broker: str, tmp_path: Path, env: dict[str, str]) -> Stack:
     return stack
 
 
-def viewer_key(stack: Stack) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", "viewer", "--name", "screen"],
-        env=stack.env(), cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return fields["key"].strip()
-
-
 def test_screens_get_notifications_and_celebrations_and_the_log_and_preferences_are_served(
     broker: str, tmp_path: Path, receivers: tuple[Mailbox, IdempotentHook]
 ) -> None:
@@ -122,7 +111,7 @@ def test_screens_get_notifications_and_celebrations_and_the_log_and_preferences_
                   headers=headers).raise_for_status()
 
         # Preferences: defaults until set; only an admin key may change them; nonsense is refused with reasons.
-        viewer = {"Authorization": f"Bearer {viewer_key(stack)}"}
+        viewer = {"Authorization": f"Bearer {stack.create_key('viewer', 'screen')[1]}"}
         got = httpx.get(f"{api}/v1/reps/bob/preferences", headers=viewer).json()
         assert got == {"rep_id": "bob", "channels": ["in_app", "webhook", "email"], "quiet_hours": None,
                        "max_per_hour": None, "default": True}

@@ -6,16 +6,13 @@ metric a query names must be one the services expose."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -24,11 +21,11 @@ import websockets
 import yaml
 
 from tests.support.clock import now_stamp
-from tests.support.stack import ROOT, Stack, free_port, wait_until
+from tests.support.monitoring import PROMETHEUS_DIR, alert_rules, load_dashboards
+from tests.support.stack import Stack, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 JOBS = ("ingest", "api", "scoring", "notifier")  # job names in deploy/prometheus/prometheus.yml = stack labels
 # Metrics the services declare but never observe yet. salespulse_event_to_screen_seconds: the gateway's
 # LivePusher (services/api/routes/live.py) calls hub.publish_state without the snapshot's accepted_ms, so the
@@ -36,20 +33,6 @@ JOBS = ("ingest", "api", "scoring", "notifier")  # job names in deploy/prometheu
 # removed from here.
 KNOWN_GAPS: tuple[str, ...] = ()
 METRIC = re.compile(r"\b(salespulse_[a-z0-9_]+|up)\b")
-
-
-def load_dashboards() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("salespulse_dashboards", ROOT / "deploy" / "dashboards.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    doc = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
-    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def scrape_config(ports: dict[str, int]) -> dict[str, Any]:

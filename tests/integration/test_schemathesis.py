@@ -28,12 +28,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The stack on SQLite (scoring too: the gateway is ready only once the pipeline has caught up)."""
     stack = sqlite_stack(broker, tmp_path_factory, "st")
-    stack.prepare()
-    stack.start_service("ingest")
-    stack.start_service("scoring")
-    stack.start_service("api")
-    stack.wait_healthy("ingest", "/v1/health")
-    stack.wait_healthy("api", "/v1/ready")
+    stack.start()
     yield stack
     stack.stop()
 

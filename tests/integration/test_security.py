@@ -58,12 +58,7 @@ def secured(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     """The stack with tight limits (scoring too: the gateway is ready, and opens live sockets, only once the
     pipeline has caught up with the ledger)."""
     stack = sqlite_stack(broker, tmp_path_factory, "sec", **LIMITS)
-    stack.prepare()
-    stack.start_service("ingest")
-    stack.start_service("scoring")
-    stack.start_service("api")
-    stack.wait_healthy("ingest", "/v1/health")
-    stack.wait_healthy("api", "/v1/ready")
+    stack.start()
     board = {"title": "Revenue this month", "metric": "revenue", "period": "month"}
     httpx.put(f"{stack.api}/v1/boards/floor", json=board, headers=stack.headers, timeout=10).raise_for_status()
     yield stack

@@ -167,6 +167,19 @@ class Stack:
         self.services[label] = service
         return service
 
+    def create_key(self, role: str, name: str | None = None) -> tuple[str, str]:
+        """`salespulse keys create` as an operator runs it: the new key's (key_id, key)."""
+        out = subprocess.run(
+            [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", role, "--name", name or role],
+            env=self.env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return fields["key_id"].strip(), fields["key"].strip()
+
     def wait_healthy(self, label: str, path: str, timeout: float = 60.0) -> None:
         url = f"http://127.0.0.1:{self.ports[label]}{path}"
         service = self.services[label]

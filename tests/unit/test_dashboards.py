@@ -4,37 +4,17 @@ runbook in docs/operations.md and a unit test, and the provisioning points at wh
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
-GRAFANA_DIR = ROOT / "deploy" / "grafana"
+from tests.support.monitoring import GRAFANA_DIR, PROMETHEUS_DIR, ROOT, alert_rules, load_dashboards
+
 OPERATIONS = ROOT / "docs" / "operations.md"
-
-
-def load_dashboards() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("salespulse_dashboards", ROOT / "deploy" / "dashboards.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    doc = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
-    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
