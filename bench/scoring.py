@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import pstats
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -41,7 +39,7 @@ from services.common.topics import ACTIVITIES, CREDITS, DEALS, topic_name
 from services.demo.floor import live_events
 from services.ingest.relay import envelope
 from services.scoring.publisher import Publisher
-from tests.support.stack import ROOT, Stack, free_port
+from tests.support.stack import ROOT, Stack, free_port, stop_processes
 
 REFERENCE_OUT = "bench.reference-out"
 
@@ -248,12 +246,7 @@ def run_scoring(
     try:
         return watch_until_caught_up(proc, port, settings, len(feed.deals), len(feed.activities), launched)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_processes([proc], grace=30)
         if sampler is not None:
             sampler.wait(timeout=60)
         log.close()

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from services.common.background import BackgroundLoop
+from services.common.backoff import Backoff
 from services.common.db import Sessions
 from services.common.kafka import consume_with_reconnect, log_ends
 from services.common.models import LedgerEntry, RelayCursor, ScoringPresence
@@ -135,7 +136,10 @@ class Readiness(BackgroundLoop):
     # --- the chain -------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        await consume_with_reconnect(self._new_consumer, self._until_caught_up, name="readiness")
+        # A screen waits on this answer: ask again every second at most while the broker is away.
+        await consume_with_reconnect(
+            self._new_consumer, self._until_caught_up, name="readiness", backoff=Backoff(first=0.5, most=1.0)
+        )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(

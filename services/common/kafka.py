@@ -67,12 +67,13 @@ async def consume_with_reconnect(
     *,
     name: str,
     on_pause: Callable[[], None] | None = None,
+    backoff: Backoff | None = None,
 ) -> None:
     """Start a consumer from `make()` and hand it to `use` until `use` returns. When anything fails (the broker
     or the database is away), log it, call `on_pause`, back off and start over with a fresh consumer: a group
     consumer resumes from its committed offsets, an assigned one from wherever `use` keeps its positions. The
     consumer is stopped on every way out, cancellation included."""
-    backoff = Backoff()
+    backoff = backoff or Backoff()
     while True:
         consumer = make()
         try:

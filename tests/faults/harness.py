@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -205,17 +204,7 @@ class FaultStack:
     def stop_services(self, grace: float = 15.0) -> None:
         """Stop every service as an operator does (SIGTERM to all), forcefully those still running after `grace`
         seconds (a process waiting for a broker that is gone may not finish its shutdown)."""
-        services = [self.stack.services.pop(label) for label in list(self.stack.services)]
-        for service in services:
-            if service.proc.poll() is None:
-                os.killpg(service.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for service in services:
-            try:
-                service.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(service.proc.pid, signal.SIGKILL)
-                service.proc.wait()
+        self.stack.stop(grace)
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "services.cli.main", *args], env=self.stack.env(), cwd=ROOT,

@@ -24,7 +24,7 @@ import pytest
 from tests.support import stack as support
 from tests.support.clock import TEST_CLOCK, clock_env, now_stamp
 from tests.support.metrics import metric, scrape_url
-from tests.support.stack import ROOT, free_port, wait_until
+from tests.support.stack import ROOT, free_port, stop_processes, wait_until
 
 REPS = [f"rep{i}" for i in range(6)]
 
@@ -133,13 +133,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         yield running
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes([proc], signal.SIGINT, grace=60)
 
 
 FAULTS = [("broker", "broker --listener-url"), ("scoring", "services.cli.main scoring"),

@@ -11,11 +11,9 @@ its own network namespace; health checks are rewritten for that mapping only).""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -509,14 +507,6 @@ class ComposeStack(Stack):
             raise AssertionError(f"{name} exited {code}, so its dependants would never start:\n{self.tail(name)}")
         self.completed[name] = code
         del self.services[name]  # done: what stays in `services` are the long-running ones
-
-    def stop(self) -> None:
-        """`docker compose down`: SIGTERM to every service at once, then the usual wait and SIGKILL per service
-        (one at a time, eight processes would take eight grace periods)."""
-        for service in self.services.values():
-            if service.proc.poll() is None:
-                os.killpg(service.proc.pid, signal.SIGTERM)
-        super().stop()
 
     def up(self) -> ComposeStack:
         """`docker compose up --wait`: start in dependency order, honour each condition, then wait until every

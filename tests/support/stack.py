@@ -68,6 +68,21 @@ def wait_until(probe: Callable[[], T | None], *, timeout: float = 30.0, interval
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or probe}; last: {last!r}")
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes]], sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+    """Stop process groups as an operator does: `sig` to all at once, then SIGKILL to those still running
+    `grace` seconds later (a process waiting for a broker that is gone may never finish its shutdown)."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        os.killpg(proc.pid, sig)
+    deadline = time.monotonic() + grace
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @dataclass
 class Service:
     name: str
@@ -221,16 +236,10 @@ class Stack:
             return ""
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self) -> None:
-        for label in list(self.services):
-            service = self.services.pop(label)
-            if service.proc.poll() is None:
-                os.killpg(service.proc.pid, signal.SIGTERM)
-                try:
-                    service.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(service.proc.pid, signal.SIGKILL)
-                    service.proc.wait()
+    def stop(self, grace: float = 15.0) -> None:
+        """Stop every service (SIGTERM to all at once; SIGKILL to those still running after `grace` s)."""
+        services = [self.services.pop(label) for label in list(self.services)]
+        stop_processes([service.proc for service in services], grace=grace)
 
 
 def random_admin_key() -> str:

@@ -28,20 +28,9 @@ from services.notifier.messages import (
 )
 from services.notifier.tier_crossings import crossings_in_snapshot, notification_id
 from services.scoring.domain.periods import Calendar
+from tests.support.events import AE_PLAN
 
-PLAN: dict[str, Any] = {
-    "plan_id": "ae-revenue",
-    "name": "AE revenue accelerator",
-    "metric": "revenue",
-    "period": "month",
-    "effective_from": "2026-01-01",
-    "quota": 100000,
-    "tiers": [
-        {"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.05},
-        {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.08, "reward": "Shout-out at all-hands"},
-        {"tier_id": "accel", "name": "Accelerator", "threshold": 1.25, "rate": 0.12, "reward": "1 extra day of PTO"},
-    ],
-}
+PLAN: dict[str, Any] = {**AE_PLAN, "quota": 100000}
 AT = "2026-11-20T10:00:00.123456+00:00"
 
 

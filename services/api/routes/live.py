@@ -36,11 +36,6 @@ def progress_message(gw: Gateway, rep_id: str) -> dict[str, Any]:
     return {"type": "progress", "rep_id": rep_id, "plans": gw.live_progress(rep_id), "kpis": gw.current_kpis(rep_id)}
 
 
-async def _authorize(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
-    """The key's hash when it may open this socket (origin, connection budget, key: see admission.py)."""
-    return await admit(ws, roles)
-
-
 CLOSE_CATCHING_UP = 1013
 """"Try again later": the pipeline is still catching up with the ledger; its numbers would be partial."""
 
@@ -57,30 +52,37 @@ async def _refused_while_catching_up(ws: WebSocket, gw: Gateway) -> bool:
     return True
 
 
-async def rep_socket(ws: WebSocket) -> None:
-    """WS /v1/ws/reps/{rep_id}: the rep's progress now, then on every change."""
-    rep_id = ws.path_params["rep_id"]
-    key_hash = await _authorize(ws, ("viewer",))
+async def _open(ws: WebSocket, roles: tuple[Role, ...]) -> tuple[Gateway, str] | None:
+    """Admit and accept a screen's socket: the gateway and the key's hash, or None when it was refused (origin,
+    connection budget, key: see admission.py) or closed because the pipeline is still catching up."""
+    key_hash = await admit(ws, roles)
     if key_hash is None:
-        return
+        return None
     gw: Gateway = ws.app.state.gateway
     await ws.accept()
     if await _refused_while_catching_up(ws, gw):
+        return None
+    return gw, key_hash
+
+
+async def rep_socket(ws: WebSocket) -> None:
+    """WS /v1/ws/reps/{rep_id}: the rep's progress now, then on every change."""
+    rep_id = ws.path_params["rep_id"]
+    opened = await _open(ws, ("viewer",))
+    if opened is None:
         return
+    gw, key_hash = opened
     await gw.hub.serve(ws, rep_channel(rep_id), progress_message(gw, rep_id), key_hash=key_hash)
 
 
 async def board_socket(ws: WebSocket) -> None:
     """WS /v1/ws/boards/{board_id}: standings now, then at most every 250 ms when they change."""
     board_id = ws.path_params["board_id"]
-    key_hash = await _authorize(ws, ("viewer",))
-    if key_hash is None:
+    opened = await _open(ws, ("viewer",))
+    if opened is None:
         return
-    gw: Gateway = ws.app.state.gateway
+    gw, key_hash = opened
     board = gw.board(board_id)
-    await ws.accept()
-    if await _refused_while_catching_up(ws, gw):
-        return
     if board is None:
         await ws.close(code=4404, reason=f"no board {board_id!r}")
         return
