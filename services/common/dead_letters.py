@@ -9,7 +9,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter
 
-from services.common.kafka import make_producer
+from services.common.kafka import start_producer
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTER, topic_name
 
@@ -47,9 +47,7 @@ class DeadLetters:
         ]
         try:
             if self._producer is None:
-                producer = make_producer(self._settings)
-                await producer.start()
-                self._producer = producer
+                self._producer = await start_producer(self._settings)
             await self._producer.send_and_wait(self._topic, value, key=key or b"", headers=headers)
         except Exception as exc:  # noqa: BLE001  (broker away: the count and the log line remain)
             log.error("%s: could not write the dead letter from %s: %s: %s", reader, source, type(exc).__name__, exc)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from services.common.backoff import Backoff
 from services.common.settings import Settings
@@ -15,13 +17,13 @@ from services.common.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+def make_producer(settings: Settings, *, idempotent: bool = False, **overrides: object) -> AIOKafkaProducer:
     """Acks from every in-sync replica (a leader failover must not drop what the relay counted as published);
-    no idempotence (Tansu rejects InitProducerId; duplicates are recognised by sequence number downstream);
-    small linger for latency."""
+    small linger for latency. `idempotent` only where the broker was found to support it (`start_producer`):
+    duplicates from a retried send are recognised by sequence number downstream either way."""
     options: dict[str, object] = {
         "bootstrap_servers": settings.bootstrap,
-        "enable_idempotence": False,
+        "enable_idempotence": idempotent,
         "acks": "all",
         "linger_ms": 2,
         "max_batch_size": 1024 * 1024,
@@ -30,6 +32,42 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+_IDEMPOTENCE: dict[str, bool] = {}
+"""What each broker (by bootstrap address) answered to InitProducerId, once per process."""
+
+
+async def broker_supports_idempotence(settings: Settings) -> bool:
+    """Ask the broker for a producer id, as an idempotent producer does first. Brokers advertise the request in
+    their API versions whether or not they grant it (the embedded Tansu advertises it and answers with an
+    error), so the answer is the only proof. Raises when the broker cannot be reached."""
+    if settings.kafka_idempotence != "auto":
+        return settings.kafka_idempotence == "on"
+    known = _IDEMPOTENCE.get(settings.bootstrap)
+    if known is not None:
+        return known
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000)
+    try:
+        await client.bootstrap()
+        response = await client.send(client.get_random_node(), InitProducerIdRequest(None, 60_000))
+        granted = bool(response.error_code == 0)
+    finally:
+        await client.close()
+    _IDEMPOTENCE[settings.bootstrap] = granted
+    log.info("broker at %s: idempotent producers %s", settings.bootstrap, "on" if granted else "off (not supported)")
+    return granted
+
+
+async def start_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+    """A started producer (`make_producer`), idempotent where the broker supports it (detected, not assumed)."""
+    producer = make_producer(settings, idempotent=await broker_supports_idempotence(settings), **overrides)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
 
 
 async def log_ends(

@@ -6,6 +6,7 @@ import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".salespulse")
     kafka_bootstrap: str | None = None
+    kafka_idempotence: Literal["auto", "on", "off"] = "auto"
+    """Idempotent producers: "auto" asks the broker once per process (the embedded broker says no)."""
     database_url: str | None = None
     topic_prefix: str = "salespulse."
     partitions: int = Field(4, ge=1, le=256)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from services.common import db
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
-from services.common.kafka import log_ends, make_producer
+from services.common.kafka import log_ends, start_producer
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
@@ -121,9 +121,7 @@ class Relay(BackgroundLoop):
                     # committed: skip, per partition, what is already at its end (exactly once on the topic).
                     self._published = await published_upto(self._settings, self.topics.values())
                 if self._producer is None:
-                    producer = make_producer(self._settings)
-                    await producer.start()
-                    self._producer = producer
+                    self._producer = await start_producer(self._settings)
                 if not await self._leader.still_held():
                     await self._step_down()
                     continue
@@ -360,8 +358,7 @@ async def replay(settings: Settings, from_seq: int, *, out: Callable[[str], None
     await lock.release()
     engine = db.create_engine(settings.db_url)
     relay = Relay(settings, db.sessionmaker(engine))
-    producer = make_producer(settings)
-    await producer.start()
+    producer = await start_producer(settings)
     relay._producer = producer  # noqa: SLF001
     total = 0
     try:

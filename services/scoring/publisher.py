@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 
-from services.common.kafka import make_producer
+from services.common.kafka import start_producer
 from services.common.settings import Settings
 from services.common.topics import partition_for
 
@@ -41,9 +41,7 @@ class Publisher:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self._producer is None:
-                producer = make_producer(self._settings, linger_ms=0)
-                await producer.start()
-                self._producer = producer
+                self._producer = await start_producer(self._settings, linger_ms=0)
         return self._producer
 
     async def stop(self) -> None:
