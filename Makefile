@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test files run in this many processes at once (pytest-xdist): most tests spend their time waiting on timeouts.
+TEST_WORKERS ?= 2
+# Fault runs at a time in `make reliability` (1 measures recovery times alone).
+RELIABILITY_JOBS ?= 2
 
 .PHONY: run test install lint bench clean
 
@@ -22,7 +26,7 @@ run: install
 test: install
 	$(BIN)/python -m tests.setup_tools
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 bench: install  ## every benchmark; writes docs/BENCHMARKS.md (generated section) and docs/benchmarks.png
 	$(BIN)/python -m bench
@@ -36,7 +40,7 @@ clean:
 
 .PHONY: reliability
 reliability: install  ## run the fault suite (real broker, PostgreSQL at 127.0.0.1:5432) and write docs/RELIABILITY.md
-	$(BIN)/python -m tests.faults --write docs/RELIABILITY.md
+	$(BIN)/python -m tests.faults --jobs $(RELIABILITY_JOBS) --write docs/RELIABILITY.md
 
 .PHONY: screens
 screens: install  ## refresh docs/screens/*.png from a stack fed with the demo floor

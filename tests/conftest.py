@@ -8,10 +8,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.common.clock import Clock
+from tests.support import figures
 from tests.support.clock import TEST_CLOCK
 from tests.support.stack import Stack, create_postgres_database, free_port, postgres_available, start_broker_process
 
@@ -61,6 +63,18 @@ def stack_factory(broker: str, tmp_path: Path) -> Iterator[object]:
     yield make
     for stack in stacks:
         stack.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controlling process (or the only one)
+        figures.prepare()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for section, lines in figures.gathered().items():
+        terminalreporter.section(section)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_report_header() -> list[str]:

@@ -10,15 +10,7 @@ import pytest
 
 from tests.e2e.browser import chromium_path, launch, new_page
 from tests.e2e.floor import FLOOR_CLOCK, seed_floor
-from tests.e2e.screens import MEASUREMENTS
 from tests.support.stack import Stack, sqlite_stack
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if MEASUREMENTS:
-        terminalreporter.section("screens: measured")
-        for what, figure in MEASUREMENTS:
-            terminalreporter.write_line(f"{what}: {figure}")
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from tests.support.figures import record
 from tests.support.stack import Stack
 
-__all__ = ["MEASUREMENTS", "format_on_page", "report", "screen_url", "wait_ready"]
-
-MEASUREMENTS: list[tuple[str, str]] = []
-"""(what, figure) pairs measured by tests, printed at the end of the run: timings are reported, never asserted."""
+__all__ = ["format_on_page", "report", "screen_url", "wait_ready"]
 
 
 def report(what: str, figure: str) -> None:
-    MEASUREMENTS.append((what, figure))
-    print(f"{what}: {figure}")
+    """A figure a screen test measured, printed at the end of the run: timings are reported, never asserted."""
+    record("screens: measured", f"{what}: {figure}")
 
 
 def screen_url(stack: Stack, path: str, **query: str) -> str:

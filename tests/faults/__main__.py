@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.monotonic()
     outcomes = run_suite(faults, scenario, options, jobs=args.jobs, log=lambda line: print(line, flush=True))
     print(table(outcomes))
+    print(f"{len(outcomes)} runs, {args.jobs} at a time, in {time.monotonic() - clock:.0f} s")
     found = problems(outcomes)
     for line in found:
         print(line, file=sys.stderr)
