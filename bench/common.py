@@ -34,7 +34,8 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
             data_dir=Path(tmp),
             topic_prefix="bench.",
             admin_key="sp_bench_" + uuid.uuid4().hex,
-            extra_env=env,
+            # The product's pool sizes, not the suite's smaller ones (tests/support/stack.py).
+            extra_env={"SALESPULSE_DB_POOL_SIZE": "10", "SALESPULSE_DB_MAX_OVERFLOW": "10", **env},
             clock=Clock(),  # the system clock, as in production: the figures depend on no period
         )
         try:

@@ -11,30 +11,37 @@ from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from services.common.settings import get_settings
+
 Sessions = async_sessionmaker[AsyncSession]
 """What every service opens database sessions with."""
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL mode so readers never block the ledger writer."""
+def create_engine(url: str, *, synchronous: str | None = None) -> AsyncEngine:
+    """An async engine; SQLite gets WAL mode so readers never block the ledger writer, and `synchronous`
+    (default: the SALESPULSE_SQLITE_SYNCHRONOUS setting) says when a commit reaches the disk (docs/operations.md,
+    "Durability on SQLite")."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
+        sync_mode = synchronous or get_settings().sqlite_synchronous
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={sync_mode}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    settings = get_settings()
+    return create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                               pool_pre_ping=True)
 
 
 def rows_matched(result: Result[Any]) -> int:

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".salespulse")
     kafka_bootstrap: str | None = None
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    """PostgreSQL connections each engine keeps open, and may open beyond that under load (every service
+    process has one or two engines: size `max_connections` for all of them)."""
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """SQLite only: FULL syncs the write-ahead log at every commit, so an event answered 202 survives a power
+    cut; NORMAL syncs at checkpoints (a power cut can lose the last commits; the database stays consistent)."""
     kafka_idempotence: Literal["auto", "on", "off"] = "auto"
     """Idempotent producers: "auto" asks the broker once per process (the embedded broker says no)."""
     database_url: str | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from tests.support.crm_feed import (
     period_keys,
     year_queries,
 )
+from tests.support.metrics import relay_leader
 from tests.support.receivers import IdempotentHook, Mailbox, receiver_env
 from tests.support.scenario import (
     SCENARIO_ENV,
@@ -56,12 +58,15 @@ from tests.support.scenario import (
 )
 from tests.support.stack import (
     ROOT,
+    Service,
     Stack,
+    child_of,
     create_postgres_database,
     drop_postgres_database,
     free_port,
     random_admin_key,
     start_broker_process,
+    stop_processes,
     wait_until,
 )
 from tests.support.tcp_proxy import TcpProxy
@@ -86,6 +91,8 @@ class Load:
 
     def __init__(self, stack: Stack, batches: list[list[Event]], pause: float) -> None:
         self._stack = stack
+        self._ingests = [f"http://127.0.0.1:{port}" for name, port in stack.ports.items() if name.startswith("ingest")]
+        self._posts = 0
         self._batches = batches
         self._pause = pause
         self._lock = threading.Lock()
@@ -119,8 +126,10 @@ class Load:
         body = b"\n".join(orjson.dumps(event) for event in batch)
         headers = {**self._stack.headers, "Content-Type": "application/x-ndjson"}
         while True:
+            self._posts += 1  # each try goes to the next ingest process, as a load balancer spreads them
+            ingest = self._ingests[self._posts % len(self._ingests)]
             try:
-                response = client.post(f"{self._stack.ingest}/v1/events", content=body, headers=headers)
+                response = client.post(f"{ingest}/v1/events", content=body, headers=headers)
             except httpx.HTTPError:
                 response = None
             if response is not None and response.status_code == 202:
@@ -148,17 +157,20 @@ class FaultStack:
     """A stack on its own broker and database; `proxy` sits between the services and PostgreSQL."""
 
     stack: Stack
-    broker: subprocess.Popen[bytes]
+    broker: subprocess.Popen[bytes] | None
+    """The broker this suite started; None under `salespulse up`, which runs its own."""
     broker_port: int
     direct_url: str
     proxy: TcpProxy
     hook: IdempotentHook
     mailbox: Mailbox
+    up: subprocess.Popen[bytes] | None = None
+    """`salespulse up` when it runs the stack (and supervises it) instead of this suite."""
 
     @classmethod
-    def start(cls, workdir: Path) -> FaultStack:
+    def start(cls, workdir: Path, ingest_processes: int = 1, under_up: bool = False) -> FaultStack:
         broker_port = free_port()
-        broker = start_broker_process(broker_port)
+        broker = None if under_up else start_broker_process(broker_port)
         direct_url = create_postgres_database(POSTGRES_ADMIN_URL, "sp_fault")
         url = make_url(direct_url)
         proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
@@ -174,14 +186,39 @@ class FaultStack:
         )
         run = cls(stack, broker, broker_port, direct_url, proxy, hook, mailbox)
         try:
+            if under_up:
+                run.start_up()
+                return run
             run.prepare()
             for name in ("ingest", "scoring", "api", "notifier"):
                 stack.start_service(name)
+            for number in range(2, ingest_processes + 1):
+                stack.start_service("ingest", instance=f"ingest-{number}")
             run.wait_healthy()
         except BaseException:
             run.close()
             raise
         return run
+
+    def start_up(self) -> None:
+        """Run the stack as `salespulse up` does: the embedded broker and every service as its children, which
+        it supervises (restarts, repairs a broker that came back empty) with no operator."""
+        stack = self.stack
+        for name in ("ingest", "api", "notifier", "supervisor"):
+            stack.ports[name] = free_port()
+        env = stack.env(
+            SALESPULSE_BROKER_PORT=str(self.broker_port),
+            **{f"SALESPULSE_{name.upper()}_PORT": str(stack.ports[name]) for name in ("ingest", "api", "notifier",
+                                                                                     "supervisor")},
+        )
+        del env["SALESPULSE_KAFKA_BOOTSTRAP"]  # none given: `up` starts the embedded broker on BROKER_PORT
+        stack.data_dir.mkdir(parents=True, exist_ok=True)
+        log = stack.data_dir / "up.log"
+        with log.open("ab") as out:
+            self.up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], env=env, cwd=ROOT,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        stack.services["up"] = Service("up", self.up, log)
+        self.wait_healthy()
 
     def prepare(self) -> None:
         """Migrate the database and create the topics, as `Stack.prepare` does, in this process: two fewer
@@ -195,6 +232,18 @@ class FaultStack:
 
     def wait_healthy(self, *labels: str) -> None:
         """Wait for each service (all of them by default) to answer its health or readiness check."""
+        if self.up is not None:  # the services are `up`'s children: ask them where `up` serves them
+            for label in ("ingest", "api", "notifier"):
+                url = f"http://127.0.0.1:{self.stack.ports[label]}{HEALTH[label]}"
+                up = self.up
+
+                def answers(url: str = url, up: subprocess.Popen[bytes] = up) -> bool:
+                    if up.poll() is not None:
+                        raise AssertionError(f"salespulse up exited ({up.returncode}):\n{self.stack.tail('up')}")
+                    return httpx.get(url, timeout=2).status_code == 200
+
+                wait_until(answers, timeout=180, interval=0.2, what=f"{label} under salespulse up")
+            return
         for label in labels or tuple(self.stack.services):
             self.stack.wait_healthy(label, HEALTH[self.kind(label)], timeout=120)
 
@@ -215,9 +264,12 @@ class FaultStack:
 
     def close(self) -> None:
         """Tear the run down; its state is thrown away, so nothing needs a graceful stop."""
+        if self.up is not None:  # Ctrl-C: `up` stops its children (each in a session of its own) in order
+            stop_processes([self.up], signal.SIGINT, grace=60)
+            self.stack.services.pop("up", None)
         for label in list(self.stack.services):
             self.stack.kill(label)
-        if self.broker.poll() is None:
+        if self.broker is not None and self.broker.poll() is None:
             self.broker.terminate()
             self.broker.wait(timeout=10)
         self.proxy.close()
@@ -241,6 +293,15 @@ def _kill_and_restart(label: str, replacement: str | None = None) -> Callable[[F
     return inject
 
 
+def _kill_relay_leader(run: FaultStack, load: Load) -> None:
+    """Of the ingest processes sharing the ledger, kill -9 the one running the relay (a follower takes the lock
+    and publishes what it had not), then start it again."""
+    leader = relay_leader(run.stack, [label for label in run.stack.services if label.startswith("ingest")])
+    run.stack.kill(leader)
+    run.stack.start_service("ingest", instance=leader)
+    run.wait_healthy(leader)
+
+
 def _cut_database(run: FaultStack, load: Load) -> None:
     """Sever every connection to PostgreSQL and refuse new ones for DATABASE_OUTAGE_SECONDS, then let them
     through again. (Whether the clients felt it — ingest answering 503 — is the run's `retries`.)"""
@@ -251,10 +312,29 @@ def _cut_database(run: FaultStack, load: Load) -> None:
     run.proxy.up()
 
 
+def _kill_broker_under_up(run: FaultStack, load: Load) -> None:
+    """kill -9 the embedded broker that `salespulse up` runs; no operator: `up` restarts it, replays the ledger
+    into the new topics and restarts the services. The fault is over when they all answer again."""
+    assert run.up is not None
+    os.kill(child_of(run.up.pid, "broker --listener-url"), signal.SIGKILL)
+    wait_until(lambda: _refused(f"{run.stack.ingest}/v1/health"), timeout=60, interval=0.05,
+               what="salespulse up noticing the broker gone and stopping the services")
+    run.wait_healthy()
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return True
+    return False
+
+
 def _restart_broker(run: FaultStack, load: Load) -> None:
     """The embedded broker dies and comes back empty (it keeps everything in memory); then the operator procedure
     of docs/operations.md ("The embedded broker restarted"): stop the services, start the broker, replay the
     ledger into fresh topics, start the services."""
+    assert run.broker is not None
     run.broker.kill()
     run.broker.wait(timeout=10)
     run.stop_services()
@@ -272,6 +352,10 @@ class Fault:
     inject: Callable[[FaultStack, Load], None] | None
     weight: int = 1
     """How long its run takes, roughly: the heaviest start first when runs share the machine."""
+    ingest_processes: int = 1
+    """Ingest processes sharing the ledger (the load spreads its requests over them)."""
+    under_up: bool = False
+    """The stack runs under `salespulse up` (embedded broker, supervised children) rather than this suite."""
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -282,6 +366,10 @@ FAULTS: tuple[Fault, ...] = (
     Fault("notifier", "kill -9 the notifier, restart it", _kill_and_restart("notifier")),
     Fault("broker", "restart the embedded broker (topics lost; replay from the ledger)", _restart_broker, 3),
     Fault("database", f"cut the database connections for {DATABASE_OUTAGE_SECONDS:.0f} s", _cut_database),
+    Fault("ingest-leader", "two ingest processes, the relay's leader killed (kill -9), restarted", _kill_relay_leader,
+          ingest_processes=2),
+    Fault("up-broker", "kill -9 the embedded broker under `salespulse up`, no operator", _kill_broker_under_up, 3,
+          under_up=True),
 )
 
 
@@ -368,7 +456,7 @@ class RunOptions:
 def run_fault(fault: Fault, scenario: Scenario, options: RunOptions,
               log: Callable[[str], None] = print) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix=f"fault-{fault.key}-", dir=options.workdir))
-    run = FaultStack.start(workdir)
+    run = FaultStack.start(workdir, fault.ingest_processes, fault.under_up)
     try:
         configure(run.stack, scenario)
         feed = scenario.feed

@@ -19,7 +19,7 @@ from tests.conftest import POSTGRES_ADMIN_URL
 from tests.support import stack as support
 from tests.support.clock import now_stamp
 from tests.support.kafka import read_topic
-from tests.support.metrics import metric, scrape
+from tests.support.metrics import relay_leader
 from tests.support.stack import Stack, create_postgres_database, drop_postgres_database, wait_until
 
 
@@ -102,19 +102,6 @@ def check_topics(stack: Stack, acknowledged: set[str]) -> None:
         assert seqs == sorted(seqs), f"{where}: out of sequence order"
 
 
-def leader_of(stack: Stack, labels: list[str]) -> str:
-    def find() -> str | None:
-        for label in labels:
-            try:
-                if metric(scrape(stack, label), "salespulse_ingest_relay_leader") == 1:
-                    return label
-            except (httpx.HTTPError, AssertionError):
-                continue
-        return None
-
-    return wait_until(find, timeout=60, what="the process running the relay")
-
-
 @pytest.mark.parametrize("processes", [2, 3])
 def test_every_acknowledged_event_reaches_the_topics_once_in_order_and_through_a_leader_kill(
     broker: str, tmp_path: Path, postgres_url: str, processes: int
@@ -137,7 +124,7 @@ def test_every_acknowledged_event_reaches_the_topics_once_in_order_and_through_a
         check_topics(stack, set(clients.acknowledged))
 
         # The relay's process dies mid-stream; another takes the relay over.
-        leader = leader_of(stack, labels)
+        leader = relay_leader(stack, labels)
         clients = Clients(stack, labels).start()
         wait_until(lambda: all(clients.batches[label] >= 10 for label in labels), timeout=120,
                    what="the stream flowing")
@@ -147,7 +134,7 @@ def test_every_acknowledged_event_reaches_the_topics_once_in_order_and_through_a
         wait_until(lambda: all(clients.batches[label] >= counted[label] + 20 for label in survivors), timeout=180,
                    what="20 more batches through every survivor")
         clients.stop()
-        assert leader_of(stack, survivors) in survivors
+        assert relay_leader(stack, survivors) in survivors
         check_topics(stack, set(clients.acknowledged))
     finally:
         stack.stop()

@@ -24,7 +24,7 @@ import pytest
 from tests.support import stack as support
 from tests.support.clock import TEST_CLOCK, clock_env, now_stamp
 from tests.support.metrics import metric, scrape_url
-from tests.support.stack import ROOT, free_port, stop_processes, wait_until
+from tests.support.stack import ROOT, child_of, free_port, stop_processes, wait_until
 
 REPS = [f"rep{i}" for i in range(6)]
 
@@ -41,17 +41,7 @@ class Up:
 
     def child(self, marker: str) -> int:
         """The pid of the child of `up` whose command line contains `marker`."""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == self.proc.pid and marker in cmdline:
-                return int(entry.name)
-        raise AssertionError(f"no child of salespulse up runs {marker!r}")
+        return child_of(self.proc.pid, marker)
 
     def post(self, events: list[dict[str, Any]]) -> None:
         """Post until a 202 (a service being restarted refuses or drops the connection: the client retries)."""

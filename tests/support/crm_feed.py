@@ -280,13 +280,30 @@ def post_feed(stack: Stack, batches: Iterable[list[Event]], *, pause: float = 0.
 Query = tuple[str, str, date]  # rep, period kind, a date inside the period
 
 
+TRANSIENT = frozenset({429, 502, 503, 504})
+"""Answers a client tries again after their Retry-After (a gateway out of database connections says 503)."""
+
+
+async def get_patiently(client: httpx.AsyncClient, url: str, *, give_up_after: float = 60.0,
+                        **options: Any) -> httpx.Response:
+    """GET as a well-behaved client does: a transient answer is asked again after its Retry-After (at most 1 s
+    here) until `give_up_after` seconds have passed; then that answer is returned as it is."""
+    deadline = time.monotonic() + give_up_after
+    while True:
+        response = await client.get(url, **options)
+        if response.status_code not in TRANSIENT or time.monotonic() >= deadline:
+            return response
+        await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", "0.2") or 0.2)))
+
+
 async def _fetch(stack: Stack, api: str, queries: list[Query]) -> dict[Query, dict[str, Any] | None]:
     limit = asyncio.Semaphore(16)
 
     async def one(client: httpx.AsyncClient, query: Query) -> tuple[Query, dict[str, Any] | None]:
         rep, kind, on = query
         async with limit:
-            response = await client.get(f"{api}/v1/reps/{rep}/kpis", params={"period": kind, "date": on.isoformat()})
+            response = await get_patiently(client, f"{api}/v1/reps/{rep}/kpis",
+                                           params={"period": kind, "date": on.isoformat()})
         if response.status_code == 404:
             return query, None
         assert response.status_code == 200, response.text

@@ -7,9 +7,9 @@ from collections import defaultdict
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_until
 
-__all__ = ["Samples", "connected_screens", "metric", "owned_partitions", "scrape", "scrape_url"]
+__all__ = ["Samples", "connected_screens", "metric", "owned_partitions", "relay_leader", "scrape", "scrape_url"]
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -46,3 +46,18 @@ def connected_screens(stack: Stack, channel: str) -> float:
     """The gateway's count of open screens on `channel` (0 before the first one)."""
     samples = scrape(stack, "api").get("salespulse_ws_connected_clients", [])
     return sum(value for labels, value in samples if labels.get("channel") == channel)
+
+
+def relay_leader(stack: Stack, labels: list[str]) -> str:
+    """Which of the ingest processes `labels` runs the relay (its leader gauge is 1); waits for one to."""
+
+    def find() -> str | None:
+        for label in labels:
+            try:
+                if metric(scrape(stack, label), "salespulse_ingest_relay_leader") == 1:
+                    return label
+            except (httpx.HTTPError, AssertionError):
+                continue
+        return None
+
+    return wait_until(find, timeout=60, what="the process running the relay")

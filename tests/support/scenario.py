@@ -47,6 +47,7 @@ from tests.support.crm_feed import (
     crm_feed,
     expected_kpis,
     fetch_kpis,
+    get_patiently,
     mismatches,
     period_keys,
     year_queries,
@@ -484,7 +485,8 @@ def notification_log(stack: Stack, scenario: Scenario, api: str | None = None) -
     scenario, with its deliveries."""
     paths = [f"/v1/notifications?rep_id={rep['rep_id']}&limit={NOTIFICATION_LIMIT}" for rep in scenario.reps]
     log: list[dict[str, Any]] = []
-    for entries in fetch_json(stack, paths, api).values():
+    for path, entries in fetch_json(stack, paths, api).items():
+        assert isinstance(entries, list), f"GET {path} answered {entries}"
         assert len(entries) < NOTIFICATION_LIMIT, "more notifications for a rep than one page shows"
         log.extend(entries)
     return log
@@ -538,7 +540,7 @@ def fetch_json(stack: Stack, paths: list[str], api: str | None = None) -> dict[s
 
         async def one(client: httpx.AsyncClient, path: str) -> tuple[str, Any]:
             async with limit:
-                response = await client.get(path)
+                response = await get_patiently(client, path)
             return path, response.json() if response.status_code == 200 else {"status": response.status_code}
 
         async with httpx.AsyncClient(base_url=api or stack.api, headers=stack.headers, timeout=60) as client:

@@ -83,6 +83,21 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], sig: int = signal.SIGTE
             proc.wait()
 
 
+def child_of(parent: int, marker: str) -> int:
+    """The pid of a child process of `parent` whose command line contains `marker`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and marker in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no child of {parent} runs {marker!r}")
+
+
 @dataclass
 class Service:
     name: str
@@ -117,6 +132,9 @@ class Stack:
                 "SALESPULSE_BROKER_SESSION_TIMEOUT": "6",
                 "SALESPULSE_BROKER_HEARTBEAT_INTERVAL": "1",
                 "SALESPULSE_LOG_LEVEL": "WARNING",
+                # Many stacks share one PostgreSQL (max_connections 100) while suites run two at a time.
+                "SALESPULSE_DB_POOL_SIZE": "3",
+                "SALESPULSE_DB_MAX_OVERFLOW": "5",
                 "PYTHONUNBUFFERED": "1",
                 **clock_env(self.clock),
             }
