@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter
 
 from services.common.kafka import start_producer
@@ -31,6 +32,11 @@ class DeadLetters:
             ["reader"],
             registry=registry if registry is not None else CollectorRegistry(),
         )
+
+    async def put_record(self, reader: str, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Set aside a record a consumer read (see `put`)."""
+        await self.put(reader=reader, topic=record.topic, partition=record.partition, offset=record.offset,
+                       key=record.key, value=record.value or b"", reason=reason)
 
     async def put(
         self, *, reader: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, reason: str

@@ -105,24 +105,10 @@ class TopicFollower(BackgroundLoop):
                         handle(message.value)
                     except UnreadableMessage as exc:
                         if self._dead_letters is None:  # another reader in this process sets it aside
-                            log.warning(
-                                "%s: skipped an unreadable record at %s/%s@%s (%s)",
-                                self._name,
-                                message.topic,
-                                message.partition,
-                                message.offset,
-                                exc,
-                            )
+                            log.warning("%s: skipped an unreadable record at %s/%s@%s (%s)", self._name,
+                                        message.topic, message.partition, message.offset, exc)
                             continue
-                        await self._dead_letters.put(
-                            reader=self._name,
-                            topic=message.topic,
-                            partition=message.partition,
-                            offset=message.offset,
-                            key=message.key,
-                            value=message.value,
-                            reason=str(exc),
-                        )
+                        await self._dead_letters.put_record(self._name, message, str(exc))
                 if messages:
                     self.last_message_ms = int(time.time() * 1000)
             for tp in list(pending):

@@ -89,15 +89,7 @@ class SnapshotConsumer(BackgroundLoop):
         try:
             return decode(RepProgress, message.value)
         except UnreadableMessage as exc:
-            await self._dead_letters.put(
-                reader="notifier snapshots",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                value=message.value,
-                reason=str(exc),
-            )
+            await self._dead_letters.put_record("notifier snapshots", message, str(exc))
             return None
 
 
