@@ -144,8 +144,8 @@ def document(outcomes: Sequence[Outcome], facts: RunFacts) -> str:
         "",
         f"Run {facts.started} on the 2-core development machine: {facts.feed_events:,} events posted "
         f"({facts.feed_resent:,} of them twice) for {facts.reps} reps at about {facts.rate:,.0f} events/s; "
-        f"{len(outcomes)} runs, {facts.jobs} at a time, in {facts.seconds / 60:.1f} minutes (other test suites were"
-        " running on the machine too, so recovery times are upper bounds).",
+        f"{len(outcomes)} runs, {facts.jobs} at a time, in {facts.seconds / 60:.1f} minutes"
+        + (" (runs shared the machine, so recovery times are upper bounds)." if facts.jobs > 1 else "."),
         "",
         METHOD.format(fault_at=facts.fault_at, outage=DATABASE_OUTAGE_SECONDS, resent=resent),
     ]
