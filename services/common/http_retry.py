@@ -4,11 +4,15 @@ keep, or a reason to try again — a connection error, a rate limit (429) or a s
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import httpx
 
-from services.common.backoff import RETRY_STATUSES, retry_after_seconds
+from services.common.backoff import RETRY_STATUSES, Backoff, retry_after_seconds
 
-__all__ = ["problem_detail", "retry_reason"]
+__all__ = ["HttpRetries", "OutOfRetries", "Retry", "problem_detail", "retry_reason"]
 
 
 def problem_detail(response: httpx.Response) -> str:
@@ -34,3 +38,53 @@ def retry_reason(outcome: httpx.Response | httpx.TransportError) -> tuple[str, f
     if outcome.status_code not in RETRY_STATUSES:
         return None
     return f"{outcome.status_code} {problem_detail(outcome)}".strip(), retry_after_seconds(outcome.headers)
+
+
+class OutOfRetries(Exception):
+    """Nothing but reasons to try again for the whole budget; the message says the last one."""
+
+    def __init__(self, waited: float, reason: str) -> None:
+        super().__init__(f"no answer after {waited:.0f} s ({reason})")
+        self.waited = waited
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Try again after `wait` seconds, because of `reason`; `note` is True when it is time to tell the user."""
+
+    wait: float
+    reason: str
+    note: bool
+
+
+@dataclass
+class HttpRetries:
+    """The decisions of one request's tries, for a sync or an async client alike: keep the answer, or wait (the
+    back-off, at least the Retry-After asked for) and try again, until `give_up_after` seconds (None: never).
+    Notes are due on the first retry and then every `note_every` seconds."""
+
+    backoff: Backoff
+    give_up_after: float | None
+    note_every: float = 15.0
+    clock: Callable[[], float] = time.monotonic
+    _began: float = field(init=False)
+    _noted: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._began = self.clock()
+
+    def after(self, outcome: httpx.Response | httpx.TransportError) -> Retry | None:
+        """None when `outcome` is the answer to keep; else how long to wait. Raises OutOfRetries."""
+        retry = retry_reason(outcome)
+        if retry is None:
+            return None
+        reason, retry_after = retry
+        now = self.clock()
+        waited = now - self._began
+        if self.give_up_after is not None and waited >= self.give_up_after:
+            raise OutOfRetries(waited, reason)
+        note = self._noted is None or now - self._noted >= self.note_every
+        if note:
+            self._noted = now
+        return Retry(self.backoff.next(at_least=retry_after), reason, note)

@@ -25,7 +25,7 @@ import orjson
 
 from services.common.backoff import Backoff
 from services.common.clock import Clock
-from services.common.http_retry import problem_detail, retry_reason
+from services.common.http_retry import HttpRetries, OutOfRetries, problem_detail
 from services.common.naming import slug
 from services.demo.plans import demo_boards, demo_plans
 from services.demo.roster import agent_rep_ids, data_rows, demo_reps, demo_teams, rep_id_for
@@ -418,10 +418,8 @@ async def _request(
     Returns the first other response, or None when `stop` is set while waiting; raises DemoRequestFailed
     once `give_up_after` seconds have gone by without an answer.
     """
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    backoff = Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S)  # read now: tests shorten them
-    last_note: float | None = None
+    retries = HttpRetries(Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S),  # read now: tests shorten
+                          give_up_after, note_every=LOG_EVERY_S * 3)
     while True:
         try:
             outcome: httpx.Response | httpx.TransportError = await client.request(
@@ -429,18 +427,16 @@ async def _request(
             )
         except httpx.TransportError as exc:
             outcome = exc
-        retry = retry_reason(outcome)
+        try:
+            retry = retries.after(outcome)
+        except OutOfRetries as exc:
+            raise DemoRequestFailed(method, url, None, str(exc)) from None
         if retry is None:
             assert isinstance(outcome, httpx.Response)
             return outcome
-        reason, retry_after = retry
-        waited = loop.time() - began
-        if give_up_after is not None and waited >= give_up_after:
-            raise DemoRequestFailed(method, url, None, f"no answer after {waited:.0f} s ({reason})")
-        if log is not None and (last_note is None or loop.time() - last_note >= LOG_EVERY_S * 3):
-            log(f"{method} {url}: {reason}; retrying")
-            last_note = loop.time()
-        if await _stopped_after(stop, backoff.next(at_least=retry_after)):
+        if log is not None and retry.note:
+            log(f"{method} {url}: {retry.reason}; retrying")
+        if await _stopped_after(stop, retry.wait):
             return None
 
 

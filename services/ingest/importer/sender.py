@@ -14,7 +14,7 @@ import httpx
 import orjson
 
 from services.common.backoff import Backoff
-from services.common.http_retry import retry_reason
+from services.common.http_retry import HttpRetries, OutOfRetries
 from services.ingest.importer.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from services.ingest.importer.mapper import ImportRow
 
@@ -181,9 +181,8 @@ class IngestSender:
         """POST the rows' events, retrying connection errors, 429 and 502/503/504 with backoff, waiting at
         least what Retry-After asks."""
         body = b"".join(orjson.dumps(row.event) + b"\n" for row in rows)
-        began = time.monotonic()
-        backoff = Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S)
-        last_note: float | None = None
+        retries = HttpRetries(Backoff(first=RETRY_FIRST_DELAY_S, most=RETRY_MAX_DELAY_S), self.give_up_after,
+                              note_every=RETRY_NOTE_EVERY_S)
         while True:
             try:
                 outcome: httpx.Response | httpx.TransportError = self.client.post(
@@ -191,18 +190,18 @@ class IngestSender:
                 )
             except httpx.TransportError as exc:
                 outcome = exc
-            retry = retry_reason(outcome)
+            try:
+                retry = retries.after(outcome)
+            except OutOfRetries as exc:
+                raise IngestUnreachable(
+                    f"no answer from {self.url} after {self.give_up_after:.0f} s ({exc.reason})"
+                ) from None
             if retry is None:
                 assert isinstance(outcome, httpx.Response)
                 return outcome
-            reason, retry_after = retry
-            waited = time.monotonic() - began
-            if waited >= self.give_up_after:
-                raise IngestUnreachable(f"no answer from {self.url} after {self.give_up_after:.0f} s ({reason})")
-            if last_note is None or waited - last_note >= RETRY_NOTE_EVERY_S:
-                self.note(f"{self.url}: {reason}; retrying for up to {self.give_up_after:.0f} s")
-                last_note = waited
-            self.sleep(backoff.next(at_least=retry_after))
+            if retry.note:
+                self.note(f"{self.url}: {retry.reason}; retrying for up to {self.give_up_after:.0f} s")
+            self.sleep(retry.wait)
 
 
 class IngestUnreachable(Exception):
