@@ -218,7 +218,7 @@ def run(screens: int = 1000, rate: int = 1000, seconds: float = 30, idle: int = 
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     ctx = multiprocessing.get_context("spawn")
     figures = []
-    with bench_stack("sqlite", SALESPULSE_WS_MAX_CONNECTIONS="20000") as stack:
+    with bench_stack("sqlite", SALESPULSE_WS_MAX_CONNECTIONS="20000", SALESPULSE_WS_MAX_PER_KEY="20000") as stack:
         stack.start()
         seed(stack)
         time.sleep(2)  # let the seeded roster reach the read model before the clock starts

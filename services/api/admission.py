@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter
 from starlette.websockets import WebSocket
 
-from services.common.auth import Role, bearer_token, hash_key
+from services.common.auth import Principal, Role, bearer_token, hash_key
 from services.common.problems import Problem, problem_response
 from services.common.ratelimit import RateLimits, authorize_key, client_address
 
@@ -57,8 +57,9 @@ async def _refuse_handshake(ws: WebSocket, problem: Problem) -> None:
         await ws.close(code=1008, reason=problem.detail[:120])
 
 
-async def admit(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
-    """The key's hash when `ws` may be opened; otherwise the socket is refused or closed with a reason."""
+async def admit(ws: WebSocket, roles: tuple[Role, ...]) -> tuple[Principal, str] | None:
+    """The key's holder and hash when `ws` may be opened; otherwise the socket is refused or closed with a
+    reason."""
     origins: OriginPolicy | None = getattr(ws.app.state, "origins", None)
     origin = ws.headers.get("origin")
     if origins is not None and not origins.allows(origin, ws.headers.get("host")):
@@ -77,7 +78,7 @@ async def admit(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
     try:
         if limits is not None:
             limits.check("ws_connects", client_address(ws))
-        await authorize_key(ws, token, roles)
+        principal = await authorize_key(ws, token, roles)
     except Problem as exc:
         if exc.status == 429:
             await _refuse_handshake(ws, exc)
@@ -85,4 +86,4 @@ async def admit(ws: WebSocket, roles: tuple[Role, ...]) -> str | None:
         await ws.accept()
         await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.detail[:120])
         return None
-    return hash_key(token or "")
+    return principal, hash_key(token or "")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 
 from fastapi import FastAPI, Request
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=KeyStore(sessions),
             model=model,
             config=ConfigFollower(settings, dead_letters),
-            hub=Hub(registry, max_connections=settings.ws_max_connections, send_timeout=settings.ws_send_timeout),
+            hub=Hub(registry, max_connections=settings.ws_max_connections, send_timeout=settings.ws_send_timeout,
+                    max_per_key=settings.ws_max_per_key),
             config_store=ConfigStore(sessions),
             readiness=Readiness(settings, sessions, model.positions),
             dead_letters=dead_letters,
@@ -158,19 +160,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _watch_revocations(gw: Gateway, every: float = 2.0) -> None:
-    """Close screens whose key was revoked (a revoked key stops working within seconds)."""
+    """Close screens whose key was revoked or expired (either stops working within seconds)."""
     while True:
         await asyncio.sleep(every)
         hashes = {getattr(s, "key_hash", "") for screens in gw.hub.screens.values() for s in screens}
-        revoked = set()
+        ended: dict[str, set[str]] = {"revoked": set(), "expired": set()}
+        now = datetime.now(UTC)
         for digest in hashes - {""}:
-            if await gw.keys.lookup_hash(digest) is None:
-                revoked.add(digest)
-        if revoked:
-            closed = await gw.hub.close_where(
-                partial(_uses_key, frozenset(revoked)), CLOSE_REVOKED, "the API key was revoked"
-            )
-            log.info("closed %d screens opened with a revoked key", closed)
+            principal = await gw.keys.lookup_hash(digest)
+            if principal is None:
+                ended["revoked"].add(digest)
+            elif principal.expires_at is not None and now >= principal.expires_at:
+                ended["expired"].add(digest)
+        for how, digests in ended.items():
+            if digests:
+                closed = await gw.hub.close_where(
+                    partial(_uses_key, frozenset(digests)), CLOSE_REVOKED, f"the API key was {how}"
+                )
+                log.info("closed %d screens opened with a %s key", closed, how)
 
 
 def _uses_key(hashes: frozenset[str], screen: object) -> bool:

@@ -5,6 +5,7 @@ stuck past a limit is disconnected with a reason."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections import defaultdict, deque
@@ -148,11 +149,13 @@ class Screen:
 class Hub:
     def __init__(
         self, registry: CollectorRegistry, *, max_connections: int = 20_000, send_timeout: float = 10.0,
-        max_events: int = 100,
+        max_events: int = 100, max_per_key: int = 2_000,
     ) -> None:
         self.screens: dict[str, set[Screen]] = defaultdict(set)
         self.metrics = HubMetrics(registry)
         self.max_connections = max_connections
+        self.max_per_key = max_per_key
+        self._per_key: collections.Counter[str] = collections.Counter()
         self.send_timeout = send_timeout
         self.max_events = max_events
         self.flood = Bucket(FLOOD_RATE, FLOOD_BURST, max_entries=max(100_000, 2 * max_connections))
@@ -201,11 +204,17 @@ class Hub:
             reason = f"at the connection limit ({self.max_connections}); retry later"
             await ws.close(code=CLOSE_AT_CAPACITY, reason=reason)
             return
+        if self._per_key[key_hash] >= self.max_per_key:
+            self.metrics.rejected.inc()
+            reason = f"this key already holds {self.max_per_key:,} screens here (SALESPULSE_WS_MAX_PER_KEY)"
+            await ws.close(code=CLOSE_AT_CAPACITY, reason=reason)
+            return
         screen = Screen(ws, channel, self.metrics, max_events=self.max_events, send_timeout=self.send_timeout)
         screen.key_hash = key_hash
         screen.offer_state(str(first.get("type")), orjson.dumps(first))
         self.screens[channel].add(screen)
         self._count += 1
+        self._per_key[key_hash] += 1
         self.metrics.connected.labels(screen.kind).inc()
         flood_key = f"{id(screen):x}"
         try:
@@ -224,6 +233,9 @@ class Hub:
             screen.closed = True
             self.flood.forget(flood_key)
             self._count -= 1
+            self._per_key[key_hash] -= 1
+            if not self._per_key[key_hash]:
+                del self._per_key[key_hash]
             self.metrics.connected.labels(screen.kind).dec()
             self.screens[channel].discard(screen)
             if not self.screens[channel]:

@@ -3,30 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
 from services.common import db
-from services.common.auth import create_key
+from services.common.auth import Scope, as_utc, create_key, key_scope, parse_lifetime
 from services.common.models import ApiKey
 from services.common.settings import get_settings
 
 
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+
 async def run_keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "create":
+        try:
+            scope = Scope.for_role(
+                args.role,
+                boards=args.boards.split(",") if args.boards else None,
+                rep_id=args.rep_id,
+                team_id=args.team_id,
+            )
+            expires_at = datetime.now(UTC) + parse_lifetime(args.expires) if args.expires else None
+        except ValueError as exc:
+            print(f"salespulse keys create: {exc}", file=sys.stderr)
+            return 2
     settings = get_settings()
     engine = db.create_engine(settings.db_url)
     sessions = db.sessionmaker(engine)
     try:
         if args.keys_command == "create":
-            key_id, key = await create_key(sessions, role=args.role, name=args.name)
-            print(f"key_id: {key_id}\nrole:   {args.role}\nkey:    {key}\n(store it now: it is not shown again)")
+            key_id, key = await create_key(sessions, role=args.role, name=args.name, scope=scope, expires_at=expires_at)
+            print(f"key_id:  {key_id}\nrole:    {args.role}\nscope:   {scope.describe(args.role)}")
+            print(f"expires: {_when(expires_at)}{' UTC' if expires_at else ''}\nkey:     {key}")
+            print("(store it now: it is not shown again)")
         elif args.keys_command == "list":
             async with sessions() as session:
                 rows = (await session.execute(select(ApiKey).order_by(ApiKey.created_at))).scalars().all()
+            now = datetime.now(UTC)
+            header = ("KEY ID", "ROLE", "SCOPE", "STATE", "EXPIRES", "LAST USED")
+            print("  ".join(f"{h:<{w}}" for h, w in zip(header, (16, 7, 24, 24, 16, 16), strict=True)) + "  NAME")
             for row in rows:
-                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-                print(f"{row.key_id}  {row.role:<7} {state:<24} {row.name}")
+                expires = as_utc(row.expires_at) if row.expires_at else None
+                if row.revoked_at:
+                    state = f"revoked {_when(row.revoked_at)}"
+                elif expires is not None and expires <= now:
+                    state = "expired"
+                else:
+                    state = "active"
+                reads = key_scope(row).describe(row.role)
+                print(f"{row.key_id:<16}  {row.role:<7}  {reads:<24}  {state:<24}  {_when(expires):<16}  "
+                      f"{_when(row.last_used_at):<16}  {row.name}")
         elif args.keys_command == "revoke":
             async with sessions() as session, session.begin():
                 result = await session.execute(

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from services.common.auth import ROLES
 from services.common.redaction import install_on_root
 from services.common.settings import get_settings
 
@@ -193,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
-    create.add_argument("--role", required=True, choices=["admin", "ingest", "viewer"])
+    create.add_argument("--role", required=True, choices=list(ROLES))
     create.add_argument("--name", required=True)
+    create.add_argument("--boards", help="screen keys: the board ids it may show, comma-separated (floor,west)")
+    create.add_argument("--rep-id", help="rep keys: the one rep whose own data it may read")
+    create.add_argument("--team-id", help="manager keys: the one team it may read")
+    create.add_argument("--expires", help="a lifetime after which the key stops working: 90m, 12h, 30d, 2w")
     keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")

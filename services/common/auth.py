@@ -1,12 +1,19 @@
-"""API keys and roles: keys are stored as SHA-256 hashes and checked on every request."""
+"""API keys, roles and scopes: keys are stored as SHA-256 hashes and checked on every request.
+
+Roles (CONTRACT.md §6): `admin` (everything), `ingest` (post events, read their audit trail), `viewer` (read
+every board, KPI and progress) and three scoped readers — `screen` (named boards and the teams shown on them),
+`rep` (one rep's own data), `manager` (one team). What each route lets a scope see is decided where the data
+is (services/api/scope.py); personal data (e-mail addresses, delivery errors, raw ledger bodies) is for
+admins only. A key may expire; its last use is noted at most once a minute per process.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import select, update
@@ -19,8 +26,13 @@ from services.common.models import ApiKey
 from services.common.problems import Problem
 from services.common.settings import Settings
 
-Role = Literal["admin", "ingest", "viewer"]
-ROLES: tuple[Role, ...] = ("admin", "ingest", "viewer")
+Role = Literal["admin", "ingest", "viewer", "screen", "rep", "manager"]
+ROLES: tuple[Role, ...] = ("admin", "ingest", "viewer", "screen", "rep", "manager")
+READERS: tuple[Role, ...] = ("viewer", "screen", "rep", "manager")
+"""Roles that read boards, KPIs and progress, each within its scope."""
+
+LAST_USE_EVERY = timedelta(minutes=1)
+"""How stale a key's `last_used_at` may get: it is written at most this often per key and process."""
 
 
 def hash_key(key: str) -> str:
@@ -32,12 +44,60 @@ def new_key() -> str:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a scoped key may read: a `screen` key its boards, a `rep` key one rep, a `manager` key one team."""
+
+    boards: frozenset[str] = field(default_factory=frozenset)
+    rep_id: str | None = None
+    team_id: str | None = None
+
+    @classmethod
+    def for_role(
+        cls, role: str, *, boards: list[str] | None = None, rep_id: str | None = None, team_id: str | None = None
+    ) -> Scope:
+        """The scope a key of `role` is created with; a missing or misplaced part is a ValueError that names the
+        option to give or drop."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        boards = [b.strip() for b in boards or [] if b.strip()]
+        given = {"--boards": bool(boards), "--rep-id": bool(rep_id), "--team-id": bool(team_id)}
+        needs = {"screen": "--boards", "rep": "--rep-id", "manager": "--team-id"}.get(role)
+        if needs and not given[needs]:
+            raise ValueError(f"a {role} key needs {needs} (what it may read)")
+        extra = [flag for flag, present in given.items() if present and flag != needs]
+        if extra:
+            raise ValueError(f"a {role} key takes no {' or '.join(extra)}")
+        return cls(frozenset(boards), rep_id or None, team_id or None)
+
+    def describe(self, role: str) -> str:
+        """The scope in words, for `keys list` and 403 details."""
+        if role == "screen":
+            return "boards " + ", ".join(sorted(self.boards))
+        if role == "rep":
+            return f"rep {self.rep_id}"
+        if role == "manager":
+            return f"team {self.team_id}"
+        return "everything" if role == "admin" else "no scope"
+
+
+@dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id, name and role (never the key)."""
+    """Who is calling: the key's id, name, role and scope (never the key)."""
 
     key_id: str
     name: str
     role: Role
+    scope: Scope = field(default_factory=Scope)
+    expires_at: datetime | None = None
+
+    @property
+    def sees_personal_data(self) -> bool:
+        """E-mail addresses, delivery errors and raw ledger bodies (CONTRACT.md §6: admins only)."""
+        return self.role == "admin"
+
+    @property
+    def reads_everything(self) -> bool:
+        return self.role in ("admin", "viewer")
 
 
 class KeyStore:
@@ -47,6 +107,7 @@ class KeyStore:
         self._sessions = sessions
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._used: dict[str, datetime] = {}  # key id -> last use this process wrote
 
     async def lookup(self, key: str) -> Principal | None:
         return await self.lookup_hash(hash_key(key))
@@ -61,11 +122,25 @@ class KeyStore:
             row = (
                 await session.execute(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
             ).scalar_one_or_none()
-        principal = Principal(row.key_id, row.name, row.role) if row else None  # type: ignore[arg-type]
+        principal = _principal(row) if row else None
         if len(self._cache) > 10_000:
             self._cache.clear()
+            self._used.clear()
         self._cache[digest] = (now, principal)
+        if principal is not None:
+            await self._note_use(principal.key_id, row.last_used_at if row else None)
         return principal
+
+    async def _note_use(self, key_id: str, stored: datetime | None) -> None:
+        """Write the key's last use when the stored one is over a minute old (a key used by a thousand screens
+        costs one write a minute per process, not one per request)."""
+        now = datetime.now(UTC)
+        last = self._used.get(key_id) or (as_utc(stored) if stored else None)
+        if last is not None and now - last < LAST_USE_EVERY:
+            return
+        self._used[key_id] = now
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(ApiKey).where(ApiKey.key_id == key_id).values(last_used_at=now))
 
     async def authorize(self, key: str | None, allowed: tuple[Role, ...]) -> Principal:
         if not key:
@@ -75,10 +150,36 @@ class KeyStore:
         principal = await self.lookup(key)
         if principal is None:
             raise Problem(401, "The API key is unknown or revoked.", headers={"WWW-Authenticate": "Bearer"})
+        if principal.expires_at is not None and datetime.now(UTC) >= principal.expires_at:
+            raise Problem(
+                401,
+                f"The API key expired at {principal.expires_at:%Y-%m-%d %H:%M} UTC; ask an admin for a new one.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if principal.role != "admin" and principal.role not in allowed:
             need = " or ".join(allowed)
             raise Problem(403, f"This key has the role {principal.role}; this needs {need}.")
         return principal
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def key_scope(row: ApiKey) -> Scope:
+    """The scope stored with a key."""
+    return Scope(frozenset(b for b in (row.scope_boards or "").split(",") if b), row.scope_rep_id, row.scope_team_id)
+
+
+def _principal(row: ApiKey) -> Principal:
+    return Principal(
+        row.key_id,
+        row.name,
+        row.role,  # type: ignore[arg-type]
+        key_scope(row),
+        as_utc(row.expires_at) if row.expires_at else None,
+    )
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -88,15 +189,45 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def create_key(sessions: Sessions, *, role: Role, name: str, key: str | None = None) -> tuple[str, str]:
+async def create_key(
+    sessions: Sessions,
+    *,
+    role: Role,
+    name: str,
+    key: str | None = None,
+    scope: Scope | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[str, str]:
     """Store a new key (or the given one) and return (key_id, key). The key is not stored in clear."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    scope = scope or Scope.for_role(role)
     key = key or new_key()
     key_id = secrets.token_hex(8)
     async with sessions() as session, session.begin():
-        session.add(ApiKey(key_id=key_id, name=name, role=role, key_hash=hash_key(key), created_at=datetime.now(UTC)))
+        session.add(
+            ApiKey(
+                key_id=key_id,
+                name=name,
+                role=role,
+                key_hash=hash_key(key),
+                created_at=datetime.now(UTC),
+                scope_boards=",".join(sorted(scope.boards)) or None,
+                scope_rep_id=scope.rep_id,
+                scope_team_id=scope.team_id,
+                expires_at=expires_at,
+            )
+        )
     return key_id, key
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """`30d`, `12h`, `90m` or `2w` as a duration; anything else is a ValueError that shows the forms."""
+    units = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"cannot read the lifetime {text!r}; write a whole number and a unit: 90m, 12h, 30d or 2w")
+    return int(number) * units[unit]
 
 
 async def open_database(settings: Settings) -> tuple[AsyncEngine, Sessions]:

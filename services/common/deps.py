@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from services.common.auth import Principal, Role, bearer_token
+from services.common.auth import READERS, Principal, Role, bearer_token
 from services.common.ratelimit import authorize_key
 
 
@@ -27,4 +27,6 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
 AdminKey = Annotated[Principal, require("admin")]
 IngestKey = Annotated[Principal, require("ingest")]
 ViewerKey = Annotated[Principal, require("viewer")]
+ReaderKey = Annotated[Principal, require(*READERS)]
+"""viewer or a scoped reader: the route then checks the scope (services/api/scope.py)."""
 AuditKey = Annotated[Principal, require("ingest", "viewer")]

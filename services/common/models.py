@@ -80,6 +80,15 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    scope_boards: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Comma-separated board ids of a `screen` key."""
+    scope_rep_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The rep of a `rep` key."""
+    scope_team_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The team of a `manager` key."""
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Noted at most once a minute per process (KeyStore.LAST_USE_EVERY)."""
 
 
 class KpiHistory(Base):

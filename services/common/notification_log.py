@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +24,17 @@ def utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-async def notification_log(sessions: Sessions, *, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
-    """Newest first (in the order crossings were recorded), each with its deliveries (CONTRACT §6)."""
+async def notification_log(
+    sessions: Sessions, *, rep_id: str | None, limit: int, among: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Newest first (in the order crossings were recorded), each with its deliveries (CONTRACT §6); only
+    `rep_id`'s when given, only those of the reps `among` when given."""
     async with sessions() as session:
         query = select(CrossingRow).order_by(CrossingRow.seq.desc()).limit(limit)
         if rep_id is not None:
             query = query.where(CrossingRow.rep_id == rep_id)
+        if among is not None:
+            query = query.where(CrossingRow.rep_id.in_(list(among)))
         crossings = (await session.execute(query)).scalars().all()
         ids = [c.notification_id for c in crossings]
         deliveries: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     broker_port: int = 9092
     admin_key: str | None = None
     ws_max_connections: int = Field(20_000, ge=1, description="WebSocket screens per gateway process")
+    ws_max_per_key: int = Field(
+        2_000, ge=1, description="WebSocket screens one API key may hold open on one gateway process"
+    )
     ws_ping_interval: float = Field(20.0, gt=0, description="seconds between keepalive pings to each screen")
     ws_ping_timeout: float = Field(20.0, gt=0, description="a screen that does not answer a ping in time is closed")
     ws_send_timeout: float = Field(10.0, gt=0, description="seconds a screen may stay stuck before it is dropped")

@@ -149,7 +149,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status_code=202)
 
     @app.get("/v1/events/{event_id}", responses=problem_responses(*KEYED, 404))
-    async def get_event(event_id: str, request: Request, _: AuditKey) -> Any:
+    async def get_event(event_id: str, request: Request, who: AuditKey) -> Any:
+        """The event's status and, for admins, the stored body (raw ledger bodies are personal data: names,
+        amounts, owners; CONTRACT.md §6). An ingest client learns whether its event landed."""
         async with request.app.state.sessions() as session:
             row = (
                 await session.execute(select(LedgerEntry).where(LedgerEntry.event_id == event_id))
@@ -166,7 +168,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
             "status": "published" if published else "accepted",
             "accepted_at": _iso(row.accepted_at),
             "published_at": _iso(published_at) if published and published_at else None,
-            "event": json.loads(row.body),
+            "event": json.loads(row.body) if who.sees_personal_data else None,
         }
 
     _with_event_schemas(app)

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ValidationError
 from services.api.config_store import ID_FIELDS, MODELS, Kind
 from services.api.deps import GatewayDep
 from services.api.responses import KEYED_PROBLEMS, PROBLEMS
+from services.api.scope import entry_filter, out_of_scope, without_personal_data
 from services.common.config_feed import publish_config
-from services.common.deps import AdminKey, ViewerKey
+from services.common.deps import AdminKey, ReaderKey
 from services.common.problems import KEYED, Problem, problem_responses
 
 router = APIRouter(prefix="/v1")
@@ -82,11 +83,13 @@ def _routes(kind: Kind) -> None:
         response_model=model,
         responses=PROBLEMS,
     )
-    async def get_entry(entry_id: str, gw: GatewayDep, _: ViewerKey) -> Any:
+    async def get_entry(entry_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
+        if not entry_filter(who, gw, kind)(entry_id):
+            raise out_of_scope(who, f"{kind} {entry_id!r}")
         found = await gw.config_store.get(kind, entry_id)
         if found is None:
             raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
-        return found
+        return without_personal_data(who, kind, found)
 
     @router.delete(
         f"/{plural}/{{entry_id}}",
@@ -105,8 +108,10 @@ def _routes(kind: Kind) -> None:
         f"/{plural}", name=f"list_{plural}", summary=f"List {plural}", response_model=list[model],  # type: ignore[valid-type]  # one route per kind
         responses=KEYED_PROBLEMS,
     )
-    async def list_entries(gw: GatewayDep, _: ViewerKey) -> Any:
-        return await gw.config_store.list(kind)
+    async def list_entries(gw: GatewayDep, who: ReaderKey) -> Any:
+        visible = entry_filter(who, gw, kind)
+        entries = await gw.config_store.list(kind)
+        return [without_personal_data(who, kind, e) for e in entries if visible(e[id_field])]
 
 
 for _kind in PLURALS:

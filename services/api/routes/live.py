@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
@@ -12,7 +13,8 @@ from starlette.routing import WebSocketRoute
 from services.api.admission import admit
 from services.api.gateway import Gateway
 from services.api.read_model import RepView
-from services.common.auth import Role
+from services.api.scope import CLOSE_OUT_OF_SCOPE, may_read_board, may_read_rep
+from services.common.auth import READERS, Principal
 from services.common.background import BackgroundLoop
 
 log = logging.getLogger("salespulse.api.live")
@@ -52,14 +54,20 @@ async def _refused_while_catching_up(ws: WebSocket, gw: Gateway) -> bool:
     return True
 
 
-async def _open(ws: WebSocket, roles: tuple[Role, ...]) -> tuple[Gateway, str] | None:
+async def _open(ws: WebSocket, in_scope: Callable[[Principal, Gateway], bool], what: str) -> tuple[Gateway, str] | None:
     """Admit and accept a screen's socket: the gateway and the key's hash, or None when it was refused (origin,
-    connection budget, key: see admission.py) or closed because the pipeline is still catching up."""
-    key_hash = await admit(ws, roles)
-    if key_hash is None:
+    connection budget, key: see admission.py), closed because `what` is outside the key's scope (4403), or
+    closed because the pipeline is still catching up."""
+    admitted = await admit(ws, READERS)
+    if admitted is None:
         return None
+    who, key_hash = admitted
     gw: Gateway = ws.app.state.gateway
     await ws.accept()
+    if not in_scope(who, gw):
+        reason = f"this {who.role} key reads only {who.scope.describe(who.role)}; not {what}"
+        await ws.close(code=CLOSE_OUT_OF_SCOPE, reason=reason[:120])
+        return None
     if await _refused_while_catching_up(ws, gw):
         return None
     return gw, key_hash
@@ -68,7 +76,7 @@ async def _open(ws: WebSocket, roles: tuple[Role, ...]) -> tuple[Gateway, str] |
 async def rep_socket(ws: WebSocket) -> None:
     """WS /v1/ws/reps/{rep_id}: the rep's progress now, then on every change."""
     rep_id = ws.path_params["rep_id"]
-    opened = await _open(ws, ("viewer",))
+    opened = await _open(ws, lambda who, gw: may_read_rep(who, gw, rep_id), f"rep {rep_id}")
     if opened is None:
         return
     gw, key_hash = opened
@@ -78,7 +86,7 @@ async def rep_socket(ws: WebSocket) -> None:
 async def board_socket(ws: WebSocket) -> None:
     """WS /v1/ws/boards/{board_id}: standings now, then at most every 250 ms when they change."""
     board_id = ws.path_params["board_id"]
-    opened = await _open(ws, ("viewer",))
+    opened = await _open(ws, lambda who, gw: may_read_board(who, gw, board_id), f"board {board_id}")
     if opened is None:
         return
     gw, key_hash = opened

@@ -19,7 +19,8 @@ from services.api.gateway import Gateway
 from services.api.responses import KEYED_PROBLEMS
 from services.api.routes.config import PUT_PROBLEMS
 from services.api.routes.live import board_channel, rep_channel
-from services.common.deps import AdminKey, ViewerKey
+from services.api.scope import out_of_scope, require_rep
+from services.common.deps import AdminKey, ReaderKey
 from services.common.follower import TopicFollower
 from services.common.notification_log import notification_log
 from services.common.preferences import default_preferences, read_preferences, write_preferences
@@ -39,11 +40,27 @@ __all__ = ["NotificationFeed", "follow_notifications", "router"]
 )
 async def list_notifications(
     gw: GatewayDep,
-    _: ViewerKey,
+    who: ReaderKey,
     rep_id: Annotated[str | None, Query(max_length=128, description="only this rep's notifications")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
-    return await notification_log(gw.sessions, rep_id=rep_id, limit=limit)
+    """A rep key reads its own rep's (with or without `rep_id`), a manager key its team's; delivery errors
+    are for admins only."""
+    among: list[str] | None = None
+    if rep_id is not None:
+        require_rep(who, gw, rep_id)
+    elif who.role == "rep":
+        rep_id = who.scope.rep_id
+    elif who.role == "manager":
+        among = gw.config.state.members(who.scope.team_id or "")
+    elif not who.reads_everything:
+        raise out_of_scope(who, "the notification log")
+    log_entries = await notification_log(gw.sessions, rep_id=rep_id, limit=limit, among=among)
+    if not who.sees_personal_data:
+        for entry in log_entries:
+            for delivery in entry["deliveries"]:
+                delivery["last_error"] = None
+    return log_entries
 
 
 def _preferences_body(rep_id: str, prefs: Preferences, *, stored: bool) -> dict[str, Any]:
@@ -55,7 +72,8 @@ def _preferences_body(rep_id: str, prefs: Preferences, *, stored: bool) -> dict[
     summary="A rep's notification preferences (defaults if never set)",
     responses=KEYED_PROBLEMS,
 )
-async def get_preferences(rep_id: str, gw: GatewayDep, _: ViewerKey) -> dict[str, Any]:
+async def get_preferences(rep_id: str, gw: GatewayDep, who: ReaderKey) -> dict[str, Any]:
+    require_rep(who, gw, rep_id)
     prefs = await read_preferences(gw.sessions, rep_id)
     if prefs is None:
         return _preferences_body(rep_id, default_preferences(gw.settings), stored=False)

@@ -11,7 +11,8 @@ from fastapi import APIRouter
 from services.api.deps import DateQuery, GatewayDep, PeriodQuery
 from services.api.gateway import Gateway
 from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
-from services.common.deps import ViewerKey
+from services.api.scope import require_board, require_rep, require_team
+from services.common.deps import ReaderKey
 from services.common.problems import Problem
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PeriodKind
@@ -20,7 +21,8 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get("/reps/{rep_id}/kpis", summary="A rep's KPIs for one period", response_model=RepKpis, responses=PROBLEMS)
-async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+async def rep_kpis(rep_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+    require_rep(who, gw, rep_id)
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
     return await _kpis(gw, "rep_id", rep_id, period, date, gw.rep_totals)
@@ -32,7 +34,8 @@ async def rep_kpis(rep_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuer
     response_model=TeamKpis,
     responses=PROBLEMS,
 )
-async def team_kpis(team_id: str, gw: GatewayDep, _: ViewerKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+async def team_kpis(team_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+    require_team(who, gw, team_id)
     if team_id not in gw.config.state.teams() and not gw.config.state.members(team_id):
         raise Problem(404, f"No team {team_id!r}.")
     return await _kpis(gw, "team_id", team_id, period, date, gw.team_totals)
@@ -54,7 +57,8 @@ async def _kpis(
     response_model=RepProgressResponse,
     responses=PROBLEMS,
 )
-async def rep_progress(rep_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:
+async def rep_progress(rep_id: str, gw: GatewayDep, who: ReaderKey, date: DateQuery = None) -> Any:
+    require_rep(who, gw, rep_id)
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
     plans = await gw.progress(rep_id, date or gw.today())
@@ -62,7 +66,8 @@ async def rep_progress(rep_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuer
 
 
 @router.get("/boards/{board_id}/standings", summary="A board's standings", response_model=Standings, responses=PROBLEMS)
-async def standings(board_id: str, gw: GatewayDep, _: ViewerKey, date: DateQuery = None) -> Any:
+async def standings(board_id: str, gw: GatewayDep, who: ReaderKey, date: DateQuery = None) -> Any:
+    require_board(who, gw, board_id)
     board = gw.board(board_id)
     if board is None:
         raise Problem(404, f"No board {board_id!r}.")
