@@ -46,7 +46,7 @@ def _serve(app_factory: str, port: int) -> None:
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=False,  # a deflate context costs ~50 KiB per screen; standings are small
         ws_max_size=MAX_SCREEN_MESSAGE,  # screens only listen: a bigger message is closed with 1009
-        http=header_deadline_protocol(settings.http_header_timeout),  # slow-loris: headers due in time
+        http=header_deadline_protocol(settings.http_header_timeout, settings.http_body_timeout),  # slow-loris
         loop="uvloop" if _has_uvloop() else "asyncio",
         # Only a listed proxy may name the client (rate limits per address); anyone else could forge it.
         proxy_headers=bool(settings.forwarded_allow_ips),

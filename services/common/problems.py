@@ -40,6 +40,9 @@ class ProblemDetail(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = Field(None, description="for validation problems: [{index, field, message}]")
+    error_count: int | None = Field(
+        None, description="how many problems there are in all, when `errors` lists only the first of them"
+    )
 
 
 # What each status means when a route declares it; a route can word its own (see `problem_responses`).
@@ -84,6 +87,7 @@ class Problem(Exception):
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
         type_: str | None = None,
+        error_count: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -91,6 +95,7 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers
         self.type_ = type_
+        self.error_count = error_count
 
 
 def problem_response(
@@ -100,6 +105,7 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     type_: str | None = None,
+    error_count: int | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": type_ or f"https://salespulse.dev/problems/{status}",
@@ -109,6 +115,8 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    if error_count is not None:
+        body["error_count"] = error_count
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -144,7 +152,9 @@ def _validation_error(err: Any) -> dict[str, Any]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers, type_=exc.type_)
+        return problem_response(
+            exc.status, exc.detail, errors=exc.errors, headers=exc.headers, type_=exc.type_, error_count=exc.error_count
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

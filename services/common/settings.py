@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(20.0, gt=0, description="a screen that does not answer a ping in time is closed")
     ws_send_timeout: float = Field(10.0, gt=0, description="seconds a screen may stay stuck before it is dropped")
     http_header_timeout: float = Field(10.0, gt=0, description="seconds a client has to send its request headers")
+    http_body_timeout: float = Field(30.0, gt=0, description="seconds a client has, after its headers, to send a body")
     ws_allowed_origins: str = Field(
         "", description="Origins that may open WebSockets: empty = the gateway's own host name, '*' = any, or a list"
     )

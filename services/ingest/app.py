@@ -14,15 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from schemas.events import (
-    EVENT_ADAPTER,
-    AcceptWindow,
-    ActivityEvent,
-    DealEvent,
-    ValidationProblem,
-    utf8_problem,
-    validate_events,
-)
+from schemas.events import EVENT_ADAPTER, AcceptWindow, ActivityEvent, DealEvent
 from services.common import db
 from services.common.auth import KeyStore, open_database
 from services.common.deps import AuditKey, IngestKey
@@ -32,6 +24,7 @@ from services.common.problems import KEYED, Problem, install_problem_handlers, p
 from services.common.ratelimit import RateLimits
 from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
+from services.ingest.intake import check_events, read_limited
 from services.ingest.ledger import EventConflict, LedgerWriter, ledger_row
 from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import CURSOR, Relay
@@ -39,8 +32,6 @@ from services.ingest.roster import RosterCache
 
 log = logging.getLogger("salespulse.ingest")
 
-MAX_BODY = 10 * 1024 * 1024
-MAX_EVENTS = 10_000
 
 
 def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> FastAPI:
@@ -93,28 +84,16 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         responses=_EVENTS_PROBLEMS,
     )
     async def post_events(request: Request, key: IngestKey) -> JSONResponse:
-        body = await _read_limited(request)
+        body = await read_limited(request)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         ndjson = content_type in ("application/x-ndjson", "application/ndjson")
-        payload = _as_json_array(body, ndjson=ndjson)
-        events, problems = validate_events(payload, currency=settings.currency, window=accept_window(settings))
-        if ndjson and any(p.index == -1 for p in problems):
-            problems = _ndjson_line_problems(body) or problems
-        elif any(p.index == -1 for p in problems):
-            problems = [utf8_problem(body) or p for p in problems]  # offsets as sent, before any wrapping
-        if not problems and len(events) > MAX_EVENTS:
-            raise Problem(
-                413, f"A request holds at most {MAX_EVENTS:,} events; this one has {len(events):,}. Split it."
-            )
-        if not problems and settings.strict_roster:
-            problems = await request.app.state.roster.unknown_reps(events)
-        if problems:
-            metrics.events.labels("unknown", "rejected").inc(len({p.index for p in problems}))
-            raise Problem(
-                422,
-                _invalid_detail(problems),
-                errors=[{"index": p.index, "field": p.field, "message": p.message} for p in problems],
-            )
+        checked = await check_events(body, ndjson=ndjson, currency=settings.currency, window=accept_window(settings))
+        events = checked.events
+        if not checked.problem_count and settings.strict_roster:
+            checked.add(await request.app.state.roster.unknown_reps(events), 0)
+        if checked.problem_count:
+            metrics.events.labels("unknown", "rejected").inc(checked.invalid_items)
+            raise checked.problem()
         if not events:
             raise Problem(422, "The request holds no events.", errors=[])
         limits.check("events", key.key_id, len(events))  # only valid events spend the key's budget
@@ -199,7 +178,8 @@ _EVENTS_PROBLEMS = problem_responses(
     s403="the key has no ingest role",
     s409="an event_id was accepted before with another body; nothing was accepted",
     s413="over 10 MiB or over 10,000 events",
-    s422="invalid items, each listed in `errors` as {index, field, message}; nothing accepted",
+    s422="invalid items: the first 100 problems in `errors` as {index, field, message}, all of them counted in "
+    "`error_count`; nothing accepted",
     s503="the ledger database is unavailable; retry after `Retry-After` seconds",
 )
 
@@ -231,55 +211,7 @@ def accept_window(settings: Settings) -> AcceptWindow:
     )
 
 
-def _invalid_detail(problems: list[ValidationProblem]) -> str:
-    """The headline of a 422: a body that could not be read at all, or how many events are invalid."""
-    if all(p.index == -1 for p in problems):
-        return f"The body could not be read as events ({problems[0].message}); nothing was accepted."
-    return f"{len({p.index for p in problems})} of the events are invalid; nothing was accepted."
-
-
 def _iso(moment: datetime) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-async def _read_limited(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise Problem(413, f"The body is {int(declared):,} bytes; the limit is 10 MiB. Send smaller batches.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Problem(413, "The body is over the 10 MiB limit. Send smaller batches.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _ndjson_line_problems(body: bytes) -> list[ValidationProblem]:
-    """Name each NDJSON line that is not JSON, by its index among the non-empty lines."""
-    problems = []
-    lines = [line for line in body.strip().split(b"\n") if line.strip()]
-    for index, line in enumerate(lines):
-        try:
-            json.loads(line)
-        except ValueError as exc:
-            not_utf8 = utf8_problem(line)
-            why = not_utf8.message.removeprefix("body is ") if not_utf8 else f"not valid JSON: {exc}"
-            problems.append(ValidationProblem(index, "", f"line {index + 1} is {why}"))
-    return problems
-
-
-def _as_json_array(body: bytes, *, ndjson: bool) -> bytes | list[Any]:
-    """Turn one event, a JSON array or NDJSON into what validate_events takes, keeping bad lines indexed."""
-    stripped = body.strip()
-    if not stripped:
-        raise Problem(422, "The body is empty; send one event, a JSON array of events, or NDJSON.", errors=[])
-    if ndjson:
-        lines = [line for line in stripped.split(b"\n") if line.strip()]
-        return b"[" + b",".join(lines) + b"]"
-    if stripped[:1] == b"{":
-        return b"[" + stripped + b"]"
-    if stripped[:1] == b"[":
-        return stripped
-    raise Problem(422, "The body must be a JSON object, a JSON array, or NDJSON (application/x-ndjson).", errors=[])

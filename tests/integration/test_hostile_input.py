@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 MAX_SCREENS = 6  # the module's SALESPULSE_WS_MAX_CONNECTIONS, small so that a flood of attempts passes it
 HEADER_TIMEOUT = 2  # SALESPULSE_HTTP_HEADER_TIMEOUT, short so that slow-loris sockets are closed quickly
+BODY_TIMEOUT = 3  # SALESPULSE_HTTP_BODY_TIMEOUT, short so that a trickled body is cut quickly
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -38,6 +39,7 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
         "hostile",
         SALESPULSE_WS_MAX_CONNECTIONS=str(MAX_SCREENS),
         SALESPULSE_HTTP_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
+        SALESPULSE_HTTP_BODY_TIMEOUT=str(BODY_TIMEOUT),
     ).start()
     httpx.put(f"{stack.api}/v1/reps/ada", json={"name": "Ada"}, headers=stack.headers).raise_for_status()
     board = {"title": "Revenue this month", "metric": "revenue", "period": "month", "size": 10}
@@ -97,6 +99,67 @@ def test_oversized_bodies_are_413_with_or_without_a_content_length(stack: Stack)
     assert ledger_count(stack.database_url) == before
     assert httpx.get(f"{stack.api}/v1/teams/hostile", headers=stack.headers).status_code == 404
     assert_healthy(stack)
+
+
+def test_a_10_mib_body_of_invalid_items_gets_100_errors_while_health_keeps_answering(stack: Stack) -> None:
+    """10,000 invalid items of ~1 KiB each (10 MiB): a 422 with the first 100 problems and the count of all,
+    and meanwhile the same process answers its health check (validation hands the event loop back)."""
+    item = b'{"type": "deal", "note": "' + b"x" * 1000 + b'"}'
+    body = b"[" + b",".join([item] * 10_000) + b"]"
+    assert 9.5 * 1024 * 1024 < len(body) <= 10 * 1024 * 1024
+    before = ledger_count(stack.database_url)
+
+    async def post_and_probe() -> tuple[httpx.Response, list[float]]:
+        latencies: list[float] = []
+        async with httpx.AsyncClient(timeout=60) as http:
+            headers = {**stack.headers, "Content-Type": "application/json"}
+            posting = asyncio.create_task(http.post(f"{stack.ingest}/v1/events", content=body, headers=headers))
+            while not posting.done():
+                started = asyncio.get_running_loop().time()
+                assert (await http.get(f"{stack.ingest}/v1/health")).status_code == 200
+                latencies.append(asyncio.get_running_loop().time() - started)
+                await asyncio.sleep(0.01)
+            return await posting, latencies
+
+    answer, latencies = asyncio.run(post_and_probe())
+    rejection = problem(answer, 422)
+    print(f"\n10 MiB of invalid items: health answered {len(latencies)} times, worst {max(latencies) * 1000:.0f} ms")
+    assert len(rejection["errors"]) == 100 and rejection["error_count"] > 100
+    assert rejection["errors"][0]["index"] == 0 and "10,000 of the events are invalid" in rejection["detail"]
+    assert len(answer.content) < 64 * 1024, "the answer stays small"
+    assert len(latencies) >= 2 and max(latencies) < 1.0  # ten times a normal answer, on a loaded machine
+    assert ledger_count(stack.database_url) == before
+
+
+def test_more_items_than_a_request_may_hold_are_refused_before_validation(stack: Stack) -> None:
+    tiny = b"[" + b",".join([b'{"type":"deal"}'] * 400_000) + b"]"
+    assert "at most 10,000 events; this one has 400,000" in problem(send(stack, tiny), 413)["detail"]
+    lines = b"\n".join([b'{"type":"deal"}'] * 20_000)
+    assert "this one has 20,000" in problem(send(stack, lines, "application/x-ndjson"), 413)["detail"]
+    assert_healthy(stack)
+
+
+def test_a_deal_with_more_than_50_splits_is_refused(stack: Stack) -> None:
+    splits = [{"rep_id": f"r{i}", "share": "0.01"} for i in range(60)]
+    rejection = problem(send(stack, json.dumps(deal("many-splits", splits=splits))), 422)
+    assert rejection["errors"] == [{"index": 0, "field": "splits", "message": "splits must hold at most 50 items"}]
+
+
+def test_a_trickled_body_is_cut_with_408_and_others_are_served(stack: Stack) -> None:
+    body = json.dumps([won("trickled", "ada", "1.00")]).encode()
+    sock = socket.create_connection(("127.0.0.1", stack.ports["ingest"]), timeout=10)
+    try:
+        sock.sendall(
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {stack.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        assert_healthy(stack)  # served while the body hangs
+        answer = wait_until(lambda: answer_once_closed(sock), timeout=BODY_TIMEOUT + 20, what="trickled body cut")
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"request body did not arrive within" in answer, answer
+    assert httpx.get(f"{stack.ingest}/v1/events/trickled", headers=stack.headers).status_code == 404
 
 
 UNREADABLE = [
