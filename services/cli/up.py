@@ -8,16 +8,19 @@ import contextlib
 import os
 import secrets
 import signal
+import stat
 import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from services.cli.supervisor import GaveUp, Process, Supervised, Supervisor
 from services.common import db
+from services.common.auth import Role, Scope
 from services.common.broker import broker_command, ensure_topics, port_is_free, wait_for_port
 from services.common.settings import Settings, get_settings
 from services.ingest.relay import reset_relay_cursor
@@ -39,37 +42,65 @@ class StartupError(Exception):
     pass
 
 
+def read_secret(path: Path) -> str | None:
+    """A key kept in the data directory, or None when there is none. One that others may read is refused:
+    it may have been copied already, and it would go on being exposed."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        raise StartupError(
+            f"{path} can be read by other users (mode {stat.S_IMODE(mode):04o}); a key file must be private. "
+            f"Run `chmod 600 {path}` (and consider revoking the key if others could read it), then start again."
+        )
+    return path.read_text().strip()
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write a key file that is private from its first byte (created 0600 under a temporary name, then renamed
+    into place), so it is never briefly readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def admin_key(settings: Settings) -> str:
     """SALESPULSE_ADMIN_KEY, or a key generated once and kept in the data directory."""
     if settings.admin_key:
         return settings.admin_key
     path = settings.data_dir / "admin.key"
-    if path.exists():
-        return path.read_text().strip()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = "sp_" + secrets.token_urlsafe(32)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
+    key = read_secret(path)
+    if key is None:
+        key = "sp_" + secrets.token_urlsafe(32)
+        write_secret(path, key)
     return key
 
 
-async def screens_key(settings: Settings) -> str:
-    """A viewer key for the screens' URLs in the banner: generated once, kept in the data directory (like the
-    admin key), registered again if the database no longer knows it. Never the admin key: screen URLs are
-    shared and shown on TVs."""
+async def screens_key(settings: Settings, file: str, role: Role, name: str, scope: Scope | None = None) -> str:
+    """A key for the screens' URLs in the banner: generated once, kept in the data directory (like the admin
+    key), registered again if the database no longer knows it. Never the admin key: screen URLs are shared and
+    shown on TVs."""
     from services.common.auth import KeyStore, create_key
 
-    path = settings.data_dir / "screens.key"
-    key = path.read_text().strip() if path.exists() else None
+    path = settings.data_dir / file
+    key = read_secret(path)
     engine = db.create_engine(settings.db_url)
     try:
         sessions = db.sessionmaker(engine)
         principal = await KeyStore(sessions).lookup(key) if key else None
-        if principal is None or principal.role != "viewer":
-            _, key = await create_key(sessions, role="viewer", name="screens (salespulse up)", key=key)
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(key + "\n")
-            path.chmod(0o600)
+        if principal is None or principal.role != role or principal.scope != (scope or Scope()):
+            _, key = await create_key(sessions, role=role, name=name, scope=scope)
+            write_secret(path, key)
     finally:
         await engine.dispose()
     assert key is not None
@@ -232,13 +263,15 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         # The data dir's generated key is shown so the demo can be tried; a key from the environment is not echoed.
         kept = settings.data_dir / "admin.key"
         shown = "from SALESPULSE_ADMIN_KEY" if settings.admin_key else f"{key} (kept in {kept})"
-        viewer = await screens_key(settings)
+        viewer = await screens_key(settings, "screens.key", "viewer", "screens index (salespulse up)")
+        tv = await screens_key(settings, "tv.key", "screen", "TV board floor (salespulse up)",
+                               Scope(boards=frozenset({"floor"})))
         screens = f"{base}:{settings.api_port}/screens"
         later = "" if demo else "   (once a board `floor` exists)"
         print(
             "\nsalespulse is up\n"
             f"  screens       {screens}/?token={viewer}\n"
-            f"  TV board      {screens}/board/floor?token={viewer}{later}\n"
+            f"  TV board      {screens}/board/floor?token={tv}{later}\n"
             f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"
             f"  ingest        {base}:{settings.ingest_port}/v1/events\n"
             f"  notifier      {base}:{settings.notifier_port}/metrics\n"

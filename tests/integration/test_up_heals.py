@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -139,6 +140,14 @@ def test_the_banner_names_the_screens_and_nothing_is_logged_per_request(up: Up) 
     assert tv[1].startswith(f"{up.api}/screens/board/floor?token=sp_"), tv[1]
     assert up.key not in screens[1]  # a viewer key: screen URLs are shared, never the admin key
     assert httpx.get(screens[1], timeout=10).status_code == 200
+    tv_key = tv[1].split("?token=")[1]
+    as_tv = {"Authorization": f"Bearer {tv_key}"}
+    assert httpx.get(f"{up.api}/v1/boards/floor", headers=as_tv, timeout=10).status_code in (200, 404)
+    assert httpx.get(f"{up.api}/v1/boards/other", headers=as_tv, timeout=10).status_code == 403  # floor only
+    assert httpx.get(f"{up.api}/v1/reps/rep-1/kpis", headers=as_tv, timeout=10).status_code == 403
+    data = up.log.parent / "data"
+    for name in ("screens.key", "tv.key"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
     root = httpx.get(f"{up.api}/", timeout=10, follow_redirects=False)
     assert root.status_code == 307 and root.headers["location"] == "/screens/"
     up.post(some_events(40))
