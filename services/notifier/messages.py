@@ -117,21 +117,30 @@ def celebration_message(crossing: TierCrossing) -> Celebration:
     )
 
 
+def slack_escape(text: str) -> str:
+    """Slack's escaping of `&`, `<` and `>`: a rep id or name such as `<!channel>` is shown as written instead
+    of pinging the whole channel (https://api.slack.com/reference/surfaces/formatting#escaping)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
-    """A Slack-compatible incoming-webhook body: `text` (fallback) and Block Kit `blocks`."""
-    text = f":tada: {headline(crossing)}."
-    lines = [f":tada: *{rep_name(crossing)}* reached *{crossing.tier_name}* ({_percent(crossing.threshold)}) "
-             f"in _{_plan_name(crossing)}_, {period_words(crossing)}."]
+    """A Slack-compatible incoming-webhook body: `text` (fallback) and Block Kit `blocks`. Every name, id and
+    reward in it is user-supplied and escaped."""
+    esc = slack_escape
+    text = f":tada: {esc(headline(crossing))}."
+    lines = [f":tada: *{esc(rep_name(crossing))}* reached *{esc(crossing.tier_name)}* "
+             f"({_percent(crossing.threshold)}) in _{esc(_plan_name(crossing))}_, {esc(period_words(crossing))}."]
     if crossing.reward:
-        lines.append(f":gift: Reward: {crossing.reward}")
+        lines.append(f":gift: Reward: {esc(crossing.reward)}")
     gap = gap_line(crossing)
     if gap:
-        lines.append(gap)
+        lines.append(esc(gap))
+    context = f"salespulse · {esc(crossing.notification_id)}"
     return {
         "text": text,
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"salespulse · {crossing.notification_id}"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         ],
     }
 

@@ -271,6 +271,22 @@ async def test_a_failing_webhook_is_retried_with_backoff_and_delivered_once(
         hook.close()
 
 
+async def test_a_rep_id_that_looks_like_slack_markup_reaches_slack_escaped(harness: Harness, hook: Hook) -> None:
+    """`<!channel>` in a rep id (not on the roster, so the id is the name shown) must not ping a channel."""
+    h = harness
+    h.settings.notify_slack_webhook_urls = hook.url("/slack")
+    await h.start_notifier()
+    rep = "<!channel> & <@U123>"
+    await write_preferences(h.sessions, rep, Preferences(channels=["webhook"]))
+    await h.snapshot(rep, reached("target"))
+    await until(lambda: hook.accepted("/slack"), what="the Slack message delivered")
+    body = hook.accepted("/slack")[0]["body"].decode()
+    assert "<!channel>" not in body and "<@U123>" not in body
+    payload = json.loads(body)
+    assert payload["text"].startswith(":tada: &lt;!channel&gt; &amp; &lt;@U123&gt; reached Target")
+    assert "*&lt;!channel&gt; &amp; &lt;@U123&gt;*" in payload["blocks"][0]["text"]["text"]
+
+
 async def test_a_webhook_that_answers_4xx_is_not_retried(harness: Harness) -> None:
     h = harness
     hook = Hook(failures=100, fail_with=404)

@@ -16,6 +16,7 @@ from typing import IO, Final
 import httpx
 
 from schemas.events import DEFAULT_CURRENCY
+from services.common.csv_cells import neutralise
 from services.ingest.importer.exit_codes import EXIT_REJECTED, EXIT_USAGE
 from services.ingest.importer.mapper import CsvMapper, ImportRow, read_csv
 from services.ingest.importer.mapping import EventType, MappingError, load_mapping
@@ -137,14 +138,15 @@ class _RejectsFile:
         self.path = path
         self.stream = path.open("w", encoding="utf-8", newline="")
         self.writer = csv.writer(self.stream)
-        self.writer.writerow([*header, _unique_name("line", header), _unique_name("reason", header)])
+        columns = [*header, _unique_name("line", header), _unique_name("reason", header)]
+        self.writer.writerow([neutralise(name) for name in columns])
         self.width = len(header)
         self.rows = 0
 
     def write(self, row: ImportRow) -> None:
         # A short or long record keeps its values in the original columns, padded or cut to fit.
         values = (row.values + [""] * self.width)[: self.width]
-        self.writer.writerow([*values, row.line, "; ".join(row.reasons)])
+        self.writer.writerow([neutralise(cell) for cell in (*values, str(row.line), "; ".join(row.reasons))])
         self.rows += 1
 
     def close(self) -> None:

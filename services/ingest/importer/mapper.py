@@ -11,6 +11,7 @@ from typing import IO, Any
 import orjson
 
 from schemas.events import DEFAULT_CURRENCY, validate_events
+from services.common.csv_cells import restore
 from services.ingest.importer.mapping import ImportMapping, MappedRow, MappingError
 
 __all__ = ["CsvMapper", "ImportRow", "read_csv"]
@@ -39,18 +40,19 @@ class ImportRow:
 
 
 def read_csv(stream: IO[str], *, delimiter: str = ",") -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and an iterator of (start line, values); blank lines are left out."""
+    """The header and an iterator of (start line, values); blank lines are left out. A cell a spreadsheet would
+    run as a formula, written with a leading `'` (services/common/csv_cells.py), is read without it."""
     reader = csv.reader(stream, delimiter=delimiter)
     header = next(reader, None)
     if header is None:
         raise ValueError("the file is empty; a CSV import needs a header line naming the columns")
-    header = [name.strip() for name in header]
+    header = [restore(name.strip()) for name in header]
 
     def records() -> Iterator[tuple[int, list[str]]]:
         line = reader.line_num + 1
         for values in reader:
             if any(value.strip() for value in values):
-                yield line, values
+                yield line, [restore(value) for value in values]
             line = reader.line_num + 1
 
     return header, records()
