@@ -9,6 +9,7 @@ divide a cluster-wide budget by the replica count when one is wanted.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Iterable
@@ -54,6 +55,9 @@ class RateLimits:
     def __init__(self, limits: dict[str, Limit], registry: CollectorRegistry, *, clock: Clock = time.monotonic) -> None:
         self.limits = {role: limit for role, limit in limits.items() if limit.rate > 0}
         self._buckets = {role: Bucket(limit.rate, limit.burst, clock=clock) for role, limit in self.limits.items()}
+        self.exhausted_lookups = asyncio.Semaphore(1)
+        """Key lookups for addresses out of auth-failure budget run one at a time per process: a valid key is
+        still served, and a flood of made-up keys costs the database one query at a time."""
         self.refused = Counter(
             "salespulse_rate_limited_total",
             "Requests and WebSocket connection attempts refused by a rate limit",
@@ -100,6 +104,10 @@ class RateLimits:
         limit = self.limits.get(role)
         if limit is not None:
             self._refuse_after(limit, self._buckets[role].wait(identity))
+
+    def exhausted(self, role: str, identity: str) -> bool:
+        """Whether `identity` has nothing left for `role` now; spends nothing."""
+        return role in self.limits and self._buckets[role].wait(identity) > 0
 
     def _refuse_after(self, limit: Limit, wait: float) -> None:
         if wait <= 0:
@@ -167,8 +175,10 @@ def client_address(conn: HTTPConnection) -> str:
 
 
 async def authorize_key(conn: HTTPConnection, token: str | None, roles: Iterable[Role]) -> Principal:
-    """Check the key, counting unknown keys per client address: an address that keeps guessing is refused
-    for a moment before any lookup, which keeps a flood of made-up keys off the database."""
+    """Check the key, counting unknown keys per client address. An address that keeps guessing is out of
+    budget for a moment: its requests are then looked up one at a time per process (a flood of made-up keys
+    costs the database one query at a time, and the rest are refused with 429 at once), and one that brings a
+    valid key is still served — a TV behind the same address as a guesser keeps its board."""
     allowed = tuple(roles)
     keys = conn.app.state.keys
     limits: RateLimits | None = getattr(conn.app.state, "rate_limits", None)
@@ -176,7 +186,13 @@ async def authorize_key(conn: HTTPConnection, token: str | None, roles: Iterable
         principal: Principal = await keys.authorize(token, allowed)
         return principal
     address = client_address(conn)
-    limits.refuse_while_exhausted("auth_failures", address)
+    if limits.exhausted("auth_failures", address):
+        if limits.exhausted_lookups.locked():
+            limits.refuse_while_exhausted("auth_failures", address)
+        async with limits.exhausted_lookups:
+            found = await keys.lookup(token)
+        if found is None:
+            limits.refuse_while_exhausted("auth_failures", address)
     try:
         principal = await keys.authorize(token, allowed)
     except Problem as exc:

@@ -69,6 +69,7 @@ def secured(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 KEY_NAMES = (
     "ingest-budget", "ingest-other", "ingest-events", "ingest-log", "ingest-revoked",
     "viewer-budget", "viewer-other", "viewer-ws", "viewer-origin", "viewer-log", "viewer-headers",
+    "viewer-guessed",
 )
 
 
@@ -195,12 +196,19 @@ def test_the_gateway_limits_each_key_and_other_keys_go_on(secured: Stack, keys: 
     assert refusals(secured.api, "api_requests") >= 1
 
 
-def test_an_address_that_keeps_sending_unknown_keys_is_refused_and_others_are_not(secured: Stack) -> None:
+def test_an_address_that_keeps_sending_unknown_keys_is_refused_and_others_are_not(
+    secured: Stack, keys: Keys
+) -> None:
     with client(new_address()) as guessing:
         _, refused = until_refused(
             lambda n: guessing.get(f"{secured.api}/v1/boards", headers=bearer(f"sp_guess_{n}")), passing=(401,)
         )
-    assert_rate_limited(refused, "SALESPULSE_RATE_AUTH_FAILURES")
+        assert_rate_limited(refused, "SALESPULSE_RATE_AUTH_FAILURES")
+        # Out of budget, the address is still served with a valid key (a TV behind the guesser's NAT), and
+        # still refused with a made-up one.
+        assert guessing.get(f"{secured.api}/v1/boards", headers=bearer(keys["viewer-guessed"][1])).status_code == 200
+        assert_rate_limited(guessing.get(f"{secured.api}/v1/boards", headers=bearer("sp_guess_again")),
+                            "SALESPULSE_RATE_AUTH_FAILURES")
     with client(new_address()) as elsewhere:
         assert elsewhere.get(f"{secured.api}/v1/boards", headers=bearer("sp_guess_x")).status_code == 401
     with client(new_address()) as ingest_guessing:
