@@ -4,6 +4,7 @@ Each tool is checked first and installed only when missing, so a warm machine pa
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,14 @@ def ensure_broker() -> None:
     print(f"broker: {path}")
 
 
+def system_command(name: str) -> str | None:
+    """The path of a command, looking in the system directories too (nginx lives in /usr/sbin)."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def ensure_debian_packages(packages: dict[str, str]) -> None:
     """`packages` maps a command to the Debian package that provides it."""
-    missing = [pkg for cmd, pkg in packages.items() if shutil.which(cmd) is None]
+    missing = [pkg for cmd, pkg in packages.items() if system_command(cmd) is None]
     if not missing:
         return
     if shutil.which("apt-get") is None:
@@ -39,6 +45,7 @@ def main() -> None:
             "chromium": "chromium",  # the screens' end-to-end tests drive the system browser
             "prometheus": "prometheus",  # tests/integration/test_observability.py runs a real Prometheus
             "promtool": "prometheus",  # tests/unit/test_dashboards.py checks the config, rules and alert tests
+            "nginx": "nginx-light",  # tests/integration/test_security.py runs deploy/nginx.conf in front of a gateway
         }
     )
 

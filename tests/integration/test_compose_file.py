@@ -255,6 +255,12 @@ def test_the_mounted_files_exist_and_nginx_proxies_both_gateways_with_websocket_
         assert re.search(r"default\s+upgrade\s*;", mapping.group(1))
         assert re.search(r"''\s+close\s*;", mapping.group(1))
     assert re.search(r"proxy_buffering\s+off\s*;", text), "pushes would be buffered"
+    # The client address: set to the peer's (never appended to), trusted by the gateways from the proxy only.
+    assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr\s*;", text), "a client could forge it"
+    assert not re.search(r"log_format[^;]*\$(request|request_uri|args|query_string)\b", text), "keys in the log"
+    proxy_address = proxy.spec["networks"]["default"]["ipv4_address"]
+    for name in api:
+        assert services[name].environment["SALESPULSE_FORWARDED_ALLOW_IPS"] == proxy_address, name
 
 
 # --- 2. the image and the stack -------------------------------------------------------------------------------

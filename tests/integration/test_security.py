@@ -11,7 +11,10 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,8 +31,9 @@ from services.common import db
 from services.common.auth import create_key
 from services.common.models import ApiKey, LedgerEntry
 from services.common.security_headers import JSON_POLICY
+from tests.setup_tools import system_command
 from tests.support.events import activity
-from tests.support.stack import ROOT, Stack, run_db, sqlite_stack, wait_until
+from tests.support.stack import ROOT, Stack, free_port, run_db, sqlite_stack, stop_processes, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +222,63 @@ def test_an_address_that_keeps_sending_unknown_keys_is_refused_and_others_are_no
         )
     assert_rate_limited(refused, "SALESPULSE_RATE_AUTH_FAILURES")
     assert refusals(secured.api, "auth_failures") >= 1 and refusals(secured.ingest, "auth_failures") >= 1
+
+
+@pytest.fixture(scope="module")
+def proxied(secured: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """deploy/nginx.conf run as a local process in front of a gateway: the proxy's URL and its access log.
+    The gateway trusts X-Forwarded-For from anyone here (`*`), so the proxy alone must make the header honest
+    (the compose file also narrows the trust to the proxy's address: tests/integration/test_compose_file.py)."""
+    nginx = system_command("nginx")
+    assert nginx, "nginx is installed by `make test` (tests/setup_tools.py)"
+    secured.start_service("api", instance="api-proxied", SALESPULSE_FORWARDED_ALLOW_IPS="*")
+    secured.wait_healthy("api-proxied", "/v1/ready")
+    work = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    upstream = f"\n    server 127.0.0.1:{secured.ports['api-proxied']};"
+    conf = re.sub(r"(\s*server api-\d+:8000;)+", upstream, conf, count=1)
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};").replace("/var/log/nginx/", f"{work}/")
+    (work / "default.conf").write_text(conf)
+    temp = " ".join(f"{kind}_temp_path {work}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (work / "nginx.conf").write_text(
+        f"daemon off; worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log;\n"
+        f"events {{}}\nhttp {{ {temp} include {work}/default.conf; }}\n"
+    )
+    proc = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-p", str(work)], stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        wait_until(lambda: proc.poll() is not None or port_open(port), what="nginx listening")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        yield f"http://127.0.0.1:{port}", work / "access.log"
+    finally:
+        stop_processes([proc], grace=10)
+        secured.kill("api-proxied", signal.SIGTERM)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_forged_x_forwarded_for_through_the_proxy_does_not_change_which_address_is_limited(
+    secured: Stack, proxied: tuple[str, Path]
+) -> None:
+    proxy, access_log = proxied
+    with client(new_address()) as guessing:
+        # Each request claims another client address; the limit still counts the real one.
+        _, refused = until_refused(
+            lambda n: guessing.get(f"{proxy}/v1/boards", headers={**bearer(f"sp_guess_{n}"),
+                                                                   "X-Forwarded-For": f"203.0.113.{n}"}),
+            passing=(401,),
+        )
+        assert_rate_limited(refused, "SALESPULSE_RATE_AUTH_FAILURES")
+    with client(new_address()) as elsewhere:  # another real address through the same proxy: its own budget
+        assert elsewhere.get(f"{proxy}/v1/boards", headers=bearer("sp_guess_x")).status_code == 401
+        assert elsewhere.get(f"{proxy}/screens/board/floor?token=sp_secret_in_the_query").status_code == 200
+    logged = wait_until(lambda: "/screens/board/floor" in (text := access_log.read_text()) and text,
+                        what="the proxy's access log written")
+    assert "sp_secret" not in logged and "token=" not in logged and "sp_guess" not in logged
 
 
 async def open_board(stack: Stack, key: str, address: str, **options: object) -> dict[str, object]:
