@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter
 from starlette.websockets import WebSocket
 
-from services.common.auth import Principal, Role, bearer_token, hash_key
+from services.common.auth import SESSION_COOKIE, Principal, Role, bearer_token, hash_key
 from services.common.problems import Problem, problem_response
 from services.common.ratelimit import RateLimits, authorize_key, client_address
 
@@ -73,7 +73,9 @@ async def admit(ws: WebSocket, roles: tuple[Role, ...]) -> tuple[Principal, str]
             ),
         )
         return None
-    token = ws.query_params.get("token") or bearer_token(ws.headers.get("authorization"))
+    token = (
+        ws.query_params.get("token") or bearer_token(ws.headers.get("authorization")) or ws.cookies.get(SESSION_COOKIE)
+    )
     limits: RateLimits | None = getattr(ws.app.state, "rate_limits", None)
     try:
         if limits is not None:

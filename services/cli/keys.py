@@ -6,10 +6,10 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from services.common import db
-from services.common.auth import Scope, as_utc, create_key, key_scope, parse_lifetime
+from services.common.auth import Scope, as_utc, create_key, key_scope, parse_lifetime, revoke_key
 from services.common.models import ApiKey
 from services.common.settings import get_settings
 
@@ -42,7 +42,9 @@ async def run_keys(args: argparse.Namespace) -> int:
             print("(store it now: it is not shown again)")
         elif args.keys_command == "list":
             async with sessions() as session:
-                rows = (await session.execute(select(ApiKey).order_by(ApiKey.created_at))).scalars().all()
+                screen_sessions = ApiKey.parent_key_id.is_not(None)  # one per screen and hour: not listed
+                query = select(ApiKey).where(~screen_sessions).order_by(ApiKey.created_at)
+                rows = (await session.execute(query)).scalars().all()
             now = datetime.now(UTC)
             header = ("KEY ID", "ROLE", "SCOPE", "STATE", "EXPIRES", "LAST USED")
             print("  ".join(f"{h:<{w}}" for h, w in zip(header, (16, 7, 24, 24, 16, 16), strict=True)) + "  NAME")
@@ -58,16 +60,10 @@ async def run_keys(args: argparse.Namespace) -> int:
                 print(f"{row.key_id:<16}  {row.role:<7}  {reads:<24}  {state:<24}  {_when(expires):<16}  "
                       f"{_when(row.last_used_at):<16}  {row.name}")
         elif args.keys_command == "revoke":
-            async with sessions() as session, session.begin():
-                result = await session.execute(
-                    update(ApiKey)
-                    .where(ApiKey.key_id == args.key_id, ApiKey.revoked_at.is_(None))
-                    .values(revoked_at=datetime.now(UTC))
-                )
-            if not db.rows_matched(result):
+            if not await revoke_key(sessions, args.key_id):
                 print(f"no active key with id {args.key_id}")
                 return 1
-            print(f"revoked {args.key_id}; it stops working within seconds")
+            print(f"revoked {args.key_id} and its screen sessions; they stop working within seconds")
         return 0
     finally:
         await engine.dispose()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -89,6 +89,8 @@ class Principal:
     role: Role
     scope: Scope = field(default_factory=Scope)
     expires_at: datetime | None = None
+    parent_key_id: str | None = None
+    """Set on a screen session: the key it was traded for."""
 
     @property
     def sees_personal_data(self) -> bool:
@@ -179,6 +181,7 @@ def _principal(row: ApiKey) -> Principal:
         row.role,  # type: ignore[arg-type]
         key_scope(row),
         as_utc(row.expires_at) if row.expires_at else None,
+        row.parent_key_id,
     )
 
 
@@ -219,6 +222,57 @@ async def create_key(
             )
         )
     return key_id, key
+
+
+SESSION_COOKIE = "sp_session"
+SESSION_LIFETIME = timedelta(hours=12)
+"""How long a screen's session cookie lives; the screens renew it every hour while they run."""
+
+
+async def create_session(sessions: Sessions, parent: Principal) -> tuple[str, datetime]:
+    """A session key for a screen that traded its `?token=` for a cookie: read-only whatever the parent (an
+    admin's or viewer's key gives a viewer session; a scoped key its own role and scope), ending after
+    SESSION_LIFETIME or with the parent's expiry or revocation. Expired sessions are swept on the way."""
+    if parent.role not in ("admin", *READERS):
+        raise Problem(403, f"A {parent.role} key cannot open a screen session; use a viewer or scoped key.")
+    now = datetime.now(UTC)
+    expires_at = min(now + SESSION_LIFETIME, parent.expires_at or now + SESSION_LIFETIME)
+    role: Role = "viewer" if parent.role == "admin" else parent.role
+    key = new_key()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            delete(ApiKey).where(ApiKey.parent_key_id.is_not(None), ApiKey.expires_at < now - timedelta(days=1))
+        )
+        session.add(
+            ApiKey(
+                key_id=secrets.token_hex(8),
+                name=f"screen session of {parent.key_id}",
+                role=role,
+                key_hash=hash_key(key),
+                created_at=now,
+                scope_boards=",".join(sorted(parent.scope.boards)) or None,
+                scope_rep_id=parent.scope.rep_id,
+                scope_team_id=parent.scope.team_id,
+                expires_at=expires_at,
+                parent_key_id=parent.parent_key_id or parent.key_id,
+            )
+        )
+    return key, expires_at
+
+
+async def revoke_key(sessions: Sessions, key_id: str) -> bool:
+    """Revoke a key and the screen sessions made from it; False when there is no active key with that id."""
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            update(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+        )
+        if not db.rows_matched(result):
+            return False
+        await session.execute(
+            update(ApiKey).where(ApiKey.parent_key_id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+        )
+    return True
 
 
 def parse_lifetime(text: str) -> timedelta:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from services.common.auth import READERS, Principal, Role, bearer_token
+from services.common.auth import READERS, SESSION_COOKIE, Principal, Role, bearer_token
 from services.common.ratelimit import authorize_key
 
 
@@ -15,13 +15,22 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
     limits: unknown keys per client address, then requests per key (services/common/ratelimit.py)."""
 
     async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-        principal = await authorize_key(request, bearer_token(authorization), roles)
+        principal = await authorize_key(request, request_token(request, authorization), roles)
         limits = getattr(request.app.state, "rate_limits", None)
         if limits is not None:
             limits.check("requests", principal.key_id)
         return principal
 
     return Depends(check)
+
+
+def request_token(request: Request, authorization: str | None) -> str | None:
+    """The key a request brings: its bearer token, or — for reads only — a screen's session cookie (a cookie is
+    sent by the browser on its own, so it never authorizes a change: CSRF has nothing to ride on)."""
+    token = bearer_token(authorization)
+    if token is None and request.method in ("GET", "HEAD"):
+        token = request.cookies.get(SESSION_COOKIE)
+    return token
 
 
 AdminKey = Annotated[Principal, require("admin")]

@@ -89,6 +89,9 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """Noted at most once a minute per process (KeyStore.LAST_USE_EVERY)."""
+    parent_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    """A screen session's key (the cookie a screen traded its `?token=` for): the key it was made from, whose
+    revocation ends it too."""
 
 
 class KpiHistory(Base):

@@ -4,13 +4,15 @@ message instead of a retry storm when the key is missing or refused."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.screens import screen_url
-from tests.support.stack import Stack
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +61,31 @@ def test_a_screen_without_a_key_says_how_to_add_one(floor: Stack, open_page: Any
     page.goto(f"{floor.api}/screens/board/floor")
     page.wait_for_selector("#notice:not([hidden])")
     assert "needs an API key" in page.inner_text("#notice") and "?token=" in page.inner_text("#notice")
+
+
+def test_a_tv_trades_its_key_for_a_private_cookie_and_closes_when_the_key_is_revoked(
+    floor: Stack, open_page: Any
+) -> None:
+    key_id, key = floor.create_key("screen", "lobby tv", "--boards", "floor")
+    page = open_page()
+    page.goto(f"{floor.api}/screens/board/floor?token={key}")
+    page.wait_for_selector(".board[data-connection='live']", timeout=20_000)
+    assert "token=" not in page.url and key not in page.url  # out of the address bar and the history
+    cookie = next(c for c in page.context.cookies() if c["name"] == "sp_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"] != key
+    assert "sp_session" not in page.evaluate("document.cookie")  # page scripts cannot read it
+    # The session reads what the key may read, nothing more, and changes nothing.
+    as_session = {"Cookie": f"sp_session={cookie['value']}"}
+    assert httpx.get(f"{floor.api}/v1/boards/floor/standings", headers=as_session, timeout=10).status_code == 200
+    assert httpx.get(f"{floor.api}/v1/reps/ada/kpis", headers=as_session, timeout=10).status_code == 403
+    assert httpx.put(f"{floor.api}/v1/teams/east", json={"name": "X"}, headers=as_session,
+                     timeout=10).status_code == 401
+    revoked = subprocess.run([sys.executable, "-m", "services.cli.main", "keys", "revoke", key_id],
+                             env=floor.env(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
+    page.wait_for_selector(".board[data-connection='refused']", timeout=20_000)
+    assert "revoked" in page.inner_text(".banner")
+    assert httpx.get(f"{floor.api}/v1/boards/floor/standings", headers=as_session, timeout=10).status_code == 401
 
 
 def test_a_refused_key_is_shown_on_the_board_and_retried_only_slowly(floor: Stack, open_page: Any) -> None:

@@ -200,10 +200,12 @@ class Stack:
         self.services[label] = service
         return service
 
-    def create_key(self, role: str, name: str | None = None) -> tuple[str, str]:
-        """`salespulse keys create` as an operator runs it: the new key's (key_id, key)."""
+    def create_key(self, role: str, name: str | None = None, *scope: str) -> tuple[str, str]:
+        """`salespulse keys create` as an operator runs it (`scope`: more options, e.g. "--boards", "floor"):
+        the new key's (key_id, key)."""
         out = subprocess.run(
-            [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", role, "--name", name or role],
+            [sys.executable, "-m", "services.cli.main", "keys", "create", "--role", role, "--name", name or role,
+             *scope],
             env=self.env(),
             cwd=ROOT,
             capture_output=True,

@@ -385,8 +385,8 @@ function confetti() {
 
 const celebrations = new Celebrations(document.getElementById("celebration"));
 
-function main() {
-  if (!requireToken()) return;
+async function main() {
+  if (!(await requireToken())) return;
   const ids = ROTATING
     ? (params.get("boards") || "")
         .split(",")

@@ -1,8 +1,10 @@
-// What every screen shares: the API key from the page's own URL, REST calls, a WebSocket that reconnects by
-// itself with backoff, and the formatting of money, counts, rates and periods (CONTRACT §2–§6).
+// What every screen shares: the API key from the page's own URL (traded for a session cookie on load), REST
+// calls, a WebSocket that reconnects by itself with backoff, and the formatting of money, counts, rates and
+// periods (CONTRACT §2–§6).
 
 export const params = new URLSearchParams(location.search);
-export const token = params.get("token") || "";
+/** The key from `?token=` until it is traded for a session cookie; "" after that (the cookie does the work). */
+export let token = params.get("token") || "";
 export const locale = navigator.language || "en-US";
 
 /** The business calendar the server fills into the page: timezone, fiscal year start month, currency. */
@@ -65,10 +67,14 @@ export function pathId() {
   return parts.length >= 3 ? decodeURIComponent(parts[2]) : "";
 }
 
-/** A link to another screen that keeps the key. */
+/** The page's key as a query parameter, when it still has one (no session cookie). */
+export function keyQuery(extra = {}) {
+  return new URLSearchParams(token ? { ...extra, token } : extra);
+}
+
+/** A link to another screen that keeps the key (or, with a session cookie, needs none). */
 export function screenHref(kind, id, extra = {}) {
-  const query = new URLSearchParams({ ...extra, token });
-  return `/screens/${kind}/${encodeURIComponent(id)}?${query}`;
+  return `/screens/${kind}/${encodeURIComponent(id)}?${keyQuery(extra)}`;
 }
 
 /** Show a full-page message (no key, key rejected, nothing found) instead of the screen. */
@@ -79,8 +85,35 @@ export function showNotice(title, detail) {
   notice.hidden = false;
 }
 
-export function requireToken() {
-  if (token) return true;
+const SESSION_RENEWAL_MS = 60 * 60 * 1000; // the cookie lives 12 h; renewed hourly while the screen runs
+let renewal = null;
+
+/**
+ * Trade the page's `?token=` (or the session cookie it already has) for a fresh session cookie, and take the
+ * key out of the address bar, the history and any URL this page shows. False when no session could be opened.
+ */
+export async function openSession() {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  try {
+    const response = await fetch("/v1/session", { method: "POST", headers, credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) return false;
+  } catch {
+    return false;
+  }
+  if (token) {
+    params.delete("token");
+    const query = params.toString();
+    history.replaceState(history.state, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+    token = "";
+  }
+  if (!renewal) renewal = setInterval(openSession, SESSION_RENEWAL_MS);
+  return true;
+}
+
+/** A session for this screen, or the key from its URL; otherwise a notice saying how to open it. */
+export async function requireToken() {
+  if (await openSession()) return true;
+  if (token) return true; // the trade failed (an older gateway, a network blip): go on with the key itself
   showNotice(
     "This screen needs an API key",
     "Open it with ?token=<key> at the end of the address: a viewer key is enough (salespulse keys create --role viewer).",
@@ -100,8 +133,9 @@ export class ApiError extends Error {
 /** GET a /v1 path with the page's key; `allow404` turns a 404 into null. */
 export async function api(path, { allow404 = false } = {}) {
   const response = await fetch(path, {
-    headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+    headers: token ? { Authorization: `Bearer ${token}`, Accept: "application/json" } : { Accept: "application/json" },
     cache: "no-store",
+    credentials: "same-origin",
   });
   if (response.status === 404 && allow404) return null;
   if (!response.ok) {
@@ -167,6 +201,7 @@ export class LiveSocket {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    if (!token) return `${scheme}//${location.host}${this.path}`; // the session cookie goes with the handshake
     const joiner = this.path.includes("?") ? "&" : "?";
     return `${scheme}//${location.host}${this.path}${joiner}token=${encodeURIComponent(token)}`;
   }

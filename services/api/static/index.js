@@ -1,9 +1,9 @@
 // The screens' index: every board, team and rep with a link to its screen (the key is carried along).
 
-import { api, h, requireToken, screenHref, showNotice, token } from "./common.js";
+import { api, h, keyQuery, requireToken, screenHref, showNotice } from "./common.js";
 
 async function main() {
-  if (!requireToken()) return;
+  if (!(await requireToken())) return;
   let boards, teams, reps;
   try {
     [boards, teams, reps] = await Promise.all([api("/v1/boards"), api("/v1/teams"), api("/v1/reps")]);
@@ -12,7 +12,7 @@ async function main() {
     return;
   }
   const list = (items, render) => h("ul", { class: "index-list" }, items.map((item) => h("li", {}, render(item))));
-  const rotateAll = `/screens/rotate?${new URLSearchParams({ boards: boards.map((b) => b.board_id).join(","), every: "20", token })}`;
+  const rotateAll = `/screens/rotate?${keyQuery({ boards: boards.map((b) => b.board_id).join(","), every: "20" })}`;
   document.getElementById("boards").replaceChildren(
     list(boards, (b) => h("a", { href: screenHref("board", b.board_id) }, b.title)),
     boards.length > 1 ? h("p", {}, h("a", { href: rotateAll }, "All boards in rotation, 20 s each")) : null,

@@ -36,7 +36,7 @@ let notificationsAvailable = true;
 const el = (id) => document.getElementById(id);
 
 async function main() {
-  if (!requireToken()) return;
+  if (!(await requireToken())) return;
   let progress;
   try {
     const [rep, plans, firstProgress] = await Promise.all([

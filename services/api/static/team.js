@@ -47,7 +47,7 @@ const state = {
 };
 
 async function main() {
-  if (!requireToken()) return;
+  if (!(await requireToken())) return;
   try {
     const [team, reps, plans] = await Promise.all([
       api(`/v1/teams/${encodeURIComponent(teamId)}`, { allow404: true }),

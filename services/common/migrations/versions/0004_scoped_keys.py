@@ -1,4 +1,4 @@
-"""scoped keys: a key's scope (boards, one rep, one team), its expiry and its last use
+"""scoped keys: a key's scope (boards, one rep, one team), its expiry, its last use, and screen sessions
 
 Revision ID: 0004
 Revises: 0003
@@ -21,9 +21,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column('scope_team_id', sa.String(length=128), nullable=True))
         batch.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column('parent_key_id', sa.String(length=32), nullable=True))
+        batch.create_index('ix_api_keys_parent_key_id', ['parent_key_id'])
 
 
 def downgrade() -> None:
     with op.batch_alter_table('api_keys') as batch:
-        for column in ('last_used_at', 'expires_at', 'scope_team_id', 'scope_rep_id', 'scope_boards'):
+        batch.drop_index('ix_api_keys_parent_key_id')
+        for column in ('parent_key_id', 'last_used_at', 'expires_at', 'scope_team_id', 'scope_rep_id', 'scope_boards'):
             batch.drop_column(column)
