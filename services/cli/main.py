@@ -25,7 +25,7 @@ def refuse_weak_admin_key() -> None:
         sys.exit(2)
 
 
-def _serve(app_factory: str, port: int) -> None:
+def _serve(app_factory: str, port: int, *, screens: bool = False) -> None:
     import uvicorn
 
     from services.api.hub import MAX_SCREEN_MESSAGE
@@ -51,6 +51,8 @@ def _serve(app_factory: str, port: int) -> None:
         # Only a listed proxy may name the client (rate limits per address); anyone else could forge it.
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        # Bounded work: beyond this many connections and requests at once, new requests get a 503 at once.
+        limit_concurrency=settings.http_max_concurrency or 1_000 + (settings.ws_max_connections if screens else 0),
     )
 
 
@@ -67,7 +69,7 @@ def cmd_ingest(_: argparse.Namespace) -> None:
 
 
 def cmd_api(_: argparse.Namespace) -> None:
-    _serve("services.api.app:create_app", get_settings().api_port)
+    _serve("services.api.app:create_app", get_settings().api_port, screens=True)
 
 
 def cmd_notifier(_: argparse.Namespace) -> None:

@@ -72,6 +72,11 @@ class RateLimits:
         return cls({**_request_limits(settings, api=False), "auth_failures": _auth_failures(settings)}, registry)
 
     @classmethod
+    def for_notifier(cls, settings: Settings, registry: CollectorRegistry) -> RateLimits:
+        """The notifier's few routes (digests on demand) under the gateway's per-key request budget."""
+        return cls({**_request_limits(settings, api=True), "auth_failures": _auth_failures(settings)}, registry)
+
+    @classmethod
     def for_api(cls, settings: Settings, registry: CollectorRegistry) -> RateLimits:
         limits = {**_request_limits(settings, api=True), "auth_failures": _auth_failures(settings)}
         limits["ws_connects"] = Limit(

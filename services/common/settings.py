@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     ws_send_timeout: float = Field(10.0, gt=0, description="seconds a screen may stay stuck before it is dropped")
     http_header_timeout: float = Field(10.0, gt=0, description="seconds a client has to send its request headers")
     http_body_timeout: float = Field(30.0, gt=0, description="seconds a client has, after its headers, to send a body")
+    http_max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="connections and requests one process serves at once before answering 503 (default: 1,000, "
+        "plus SALESPULSE_WS_MAX_CONNECTIONS on the gateway, whose screens hold a connection each)",
+    )
     ws_allowed_origins: str = Field(
         "", description="Origins that may open WebSockets: empty = the gateway's own host name, '*' = any, or a list"
     )

@@ -17,6 +17,7 @@ from services.common.auth import KeyStore, open_database
 from services.common.deps import AdminKey
 from services.common.http_metrics import install_http_metrics
 from services.common.problems import install_problem_handlers
+from services.common.ratelimit import RateLimits
 from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
 from services.notifier.service import Notifier
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(title="salespulse notifier", version="0.1.0", lifespan=lifespan)
+    app.state.rate_limits = RateLimits.for_notifier(settings, registry)
     install_problem_handlers(app)
     install_http_metrics(app, registry, "notifier")
     install_security_headers(app)

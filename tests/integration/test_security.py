@@ -436,3 +436,37 @@ def test_a_production_deployment_refuses_a_guessable_admin_key(command: str, tmp
     assert run.returncode == 2
     assert "SALESPULSE_ADMIN_KEY" in run.stderr and "at least 24" in run.stderr
     assert "changeme" not in run.stderr + run.stdout
+
+
+def test_the_notifier_limits_unknown_keys_per_address_like_the_other_services(secured: Stack) -> None:
+    secured.start_service("notifier")
+    secured.wait_healthy("notifier", "/v1/health")
+    notifier = f"http://127.0.0.1:{secured.ports['notifier']}"
+    with client(new_address()) as guessing:
+        _, refused = until_refused(
+            lambda n: guessing.post(f"{notifier}/v1/digests/run", headers=bearer(f"sp_guess_{n}")), passing=(401,)
+        )
+    assert_rate_limited(refused, "SALESPULSE_RATE_AUTH_FAILURES")
+    assert refusals(notifier, "auth_failures") >= 1
+
+
+def test_connections_beyond_a_process_concurrency_limit_get_503_and_the_rest_are_served(secured: Stack) -> None:
+    secured.start_service("ingest", instance="ingest-tight", SALESPULSE_HTTP_MAX_CONCURRENCY="3")
+    secured.wait_healthy("ingest-tight", "/v1/health")
+    port = secured.ports["ingest-tight"]
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        for sock in held:
+            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")  # headers not finished: each holds a slot
+
+        def refused() -> httpx.Response | None:
+            response = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10)
+            return response if response.status_code == 503 else None
+
+        assert "Service Unavailable" in wait_until(refused, timeout=20, what="a 503 beyond the limit").text
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).status_code == 200,
+               what="served again once the held connections closed")
+    secured.kill("ingest-tight", signal.SIGTERM)
