@@ -27,6 +27,7 @@ from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
+PER_KEY = 2  # the module's SALESPULSE_WS_MAX_PER_KEY
 WHO = ("admin", "ingest", "viewer", "screen", "rep", "manager", "expired")
 READ_ALL = {"admin": 200, "ingest": 403, "viewer": 200, "screen": 200, "rep": 200, "manager": 200, "expired": 401}
 ADMIN_ONLY = {who: 403 for who in WHO} | {"admin": 200, "expired": 401}
@@ -85,7 +86,7 @@ SOCKETS = [
 
 @pytest.fixture(scope="module")
 def scoped(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = sqlite_stack(broker, tmp_path_factory, "scopes").start()
+    stack = sqlite_stack(broker, tmp_path_factory, "scopes", SALESPULSE_WS_MAX_PER_KEY=str(PER_KEY)).start()
     stack.start_service("notifier")
     stack.wait_healthy("notifier", "/v1/health")
     with httpx.Client(base_url=stack.api, headers=stack.headers, timeout=10) as http:
@@ -220,6 +221,33 @@ def test_every_socket_admits_each_role_and_scope_as_the_matrix_says(scoped: Stac
 
     failures = asyncio.run(all_codes())
     assert not failures, "\n".join(failures)
+
+
+def test_one_key_holds_at_most_its_share_of_screens_and_other_keys_still_open(
+    scoped: Stack, keys: dict[str, str]
+) -> None:
+    async def scenario() -> tuple[int | str, str, int | str]:
+        url = f"{scoped.ws}/v1/ws/boards/west?token={keys['screen']}"
+        held = [await websockets.connect(url, open_timeout=10) for _ in range(PER_KEY)]
+        try:
+            for ws in held:
+                await asyncio.wait_for(ws.recv(), 10)
+            async with websockets.connect(url, open_timeout=10) as extra:
+                try:
+                    await asyncio.wait_for(extra.recv(), 10)
+                    code, reason = "open", ""
+                except websockets.ConnectionClosed as closed:
+                    assert closed.rcvd is not None
+                    code, reason = closed.rcvd.code, closed.rcvd.reason
+            other = await _close_code(f"{scoped.ws}/v1/ws/boards/west?token={keys['viewer']}")
+            return code, reason, other
+        finally:
+            for ws in held:
+                await ws.close()
+
+    code, reason, other = asyncio.run(scenario())
+    assert code == 1013 and f"this key already holds {PER_KEY} screens" in reason
+    assert other == "open"
 
 
 def keys_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
