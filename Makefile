@@ -26,7 +26,7 @@ run: install
 test: install
 	$(BIN)/python -m tests.setup_tools
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install  ## every benchmark; writes docs/BENCHMARKS.md (generated section) and docs/benchmarks.png
 	$(BIN)/python -m bench

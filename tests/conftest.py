@@ -65,6 +65,32 @@ def stack_factory(broker: str, tmp_path: Path) -> Iterator[object]:
         stack.stop()
 
 
+HEAVIEST_FIRST = (
+    "tests/integration/test_scoring_crash_points.py",
+    "tests/integration/test_fault_suite.py",
+    "tests/integration/test_scoring_faults.py",
+    "tests/integration/test_scale_out.py",
+    "tests/e2e/test_pinned_instants.py",
+    "tests/integration/test_notifier_stack.py",
+    "tests/e2e/test_celebration_end_to_end.py",
+    "tests/integration/test_scoring_replay.py",
+    "tests/integration/test_readiness.py",
+    "tests/integration/test_up_heals.py",
+    "tests/integration/test_observability.py",
+    "tests/integration/test_ingest_scale_out.py",
+    "tests/integration/test_late_crossings.py",
+)
+"""Modules by wall time in a `make test` run (the slowest-25 list it prints), longest first. With two workers
+and whole modules as the unit (`--dist loadfile --no-loadscope-reorder`), starting the long ones first and
+letting the short ones fill in around them keeps one worker from running a long module alone at the end
+(longest-processing-time-first scheduling). A module not listed keeps its place after these."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(HEAVIEST_FIRST)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controlling process (or the only one)
         figures.prepare()

@@ -1,6 +1,7 @@
-"""Scoring stays exact through crashes and scaling: a worker killed with SIGKILL at any step of a batch, or
-from outside while events flow, is replaced and the KPIs end exactly as if nothing happened; two workers
-give what one gives; a replacement republishes every rep's snapshot, and a gateway started late gets all.
+"""Scoring stays exact through crashes and scaling: a worker killed from outside while events flow is replaced
+and the KPIs end exactly as if nothing happened; two workers give what one gives; a replacement republishes
+every rep's snapshot, and a gateway started late gets all. (A worker killed at each step of a batch:
+test_scoring_crash_points.py.)
 
 The feed and the independent expectation are the replay test's (CONTRACT §1–3, not services.scoring).
 """
@@ -18,67 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
 from tests.support.metrics import metric, owned_partitions, scrape
+from tests.support.scoring_stack import sqlite_url, start_api, start_scoring, start_without_scoring
 from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _sqlite_url(tmp_path: Any) -> str:
-    # The database is not what these tests are about; SQLite keeps them quick.
-    return f"sqlite+aiosqlite:///{tmp_path / 'faults.db'}"
-
-
-def start_without_scoring(stack: Stack) -> Stack:
-    stack.prepare()
-    stack.start_service("ingest")
-    stack.wait_healthy("ingest", "/v1/health")
-    return stack
-
-
-def start_scoring(stack: Stack, label: str, **env: str) -> None:
-    stack.start_service("scoring", instance=label, **env)
-    stack.wait_healthy(label, "/metrics")
-
-
-def start_api(stack: Stack, label: str = "api") -> str:
-    stack.start_service("api", instance=label)
-    stack.wait_healthy(label, "/v1/ready", timeout=90)
-    return f"http://127.0.0.1:{stack.ports[label]}"
-
-
-@pytest.mark.parametrize(
-    "crash_at",
-    [
-        "deal-state:credits-sent:2",
-        "deal-state:table-written:2",
-        "rep-kpis:state-written:2",
-        "rep-kpis:history-written:2",
-    ],
-)
-def test_a_worker_killed_at_any_step_of_a_batch_is_replaced_without_loss_or_double_count(
-    stack_factory: Any, tmp_path: Any, crash_at: str
-) -> None:
-    feed = crm_feed()
-    expected = expected_kpis(feed.events)
-    stack = start_without_scoring(stack_factory(_sqlite_url(tmp_path), **STACK_ENV))
-    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT=crash_at)
-    crashed = stack.services["scoring"]
-
-    post_feed(stack, feed.batches(2500))
-    wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what=f"the worker to crash at {crash_at}")
-    assert crashed.proc.returncode == -9, stack.tail("scoring")
-    assert f"crash point {crash_at.rsplit(':', 1)[0]} reached" in stack.tail("scoring", 200)
-    stack.kill("scoring")
-
-    start_scoring(stack, "scoring-2")
-    # The gateway starts after the worker: it rebuilds everything from the snapshots topic.
-    api = start_api(stack)
-    wait_for_kpis(stack, expected, api=api, timeout=120)
-
-    # The replacement really met the risky case: it saw messages the crashed worker had already applied.
-    samples = scrape(stack, "scoring-2")
-    agent = "rep-kpis" if crash_at.startswith("rep-kpis") or "credits-sent" in crash_at else "deal-state"
-    assert metric(samples, "salespulse_scoring_duplicates_total", agent=agent) > 0
 
 
 def test_a_worker_killed_while_events_flow_is_replaced_and_the_replacement_republishes_every_rep(
@@ -86,7 +30,7 @@ def test_a_worker_killed_while_events_flow_is_replaced_and_the_replacement_repub
 ) -> None:
     feed = crm_feed()
     expected = expected_kpis(feed.events)
-    stack = stack_factory(_sqlite_url(tmp_path), **STACK_ENV).start()
+    stack = stack_factory(sqlite_url(tmp_path), **STACK_ENV).start()
     deal_events = len({event["event_id"] for event in feed.events if event["type"] == "deal"})
     # The feed goes in at a steady pace (1,000 events every 0.25 s), so the worker is killed while it scores.
     posting = threading.Thread(target=post_feed, args=(stack, feed.batches(1000)), kwargs={"pause": 0.25})
@@ -132,7 +76,7 @@ def _over(value: float, threshold: float) -> float | None:
 def test_two_workers_share_the_partitions_and_give_what_one_gives(stack_factory: Any, tmp_path: Any) -> None:
     feed = crm_feed()
     expected = expected_kpis(feed.events)
-    stack = start_without_scoring(stack_factory(_sqlite_url(tmp_path), **STACK_ENV))
+    stack = start_without_scoring(stack_factory(sqlite_url(tmp_path), **STACK_ENV))
     start_scoring(stack, "scoring")
     start_scoring(stack, "scoring-b")
     # 4 partitions each of events.deals, credits and events.activities, split between the two.

@@ -1,0 +1,54 @@
+"""A scoring worker killed with SIGKILL at each risky step of a batch (after its credits were sent, after its
+table was written, after a rep's state or history was written) is replaced, and the KPIs end exactly as if
+nothing happened: the replacement meets messages the dead worker had already applied and counts none twice.
+
+The feed and the independent expectation are the replay test's (CONTRACT §1–3, not services.scoring).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
+from tests.support.metrics import metric, scrape
+from tests.support.scoring_stack import sqlite_url, start_api, start_scoring, start_without_scoring
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        "deal-state:credits-sent:2",
+        "deal-state:table-written:2",
+        "rep-kpis:state-written:2",
+        "rep-kpis:history-written:2",
+    ],
+)
+def test_a_worker_killed_at_any_step_of_a_batch_is_replaced_without_loss_or_double_count(
+    stack_factory: Any, tmp_path: Any, crash_at: str
+) -> None:
+    feed = crm_feed()
+    expected = expected_kpis(feed.events)
+    stack = start_without_scoring(stack_factory(sqlite_url(tmp_path), **STACK_ENV))
+    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT=crash_at)
+    crashed = stack.services["scoring"]
+
+    post_feed(stack, feed.batches(2500))
+    wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what=f"the worker to crash at {crash_at}")
+    assert crashed.proc.returncode == -9, stack.tail("scoring")
+    assert f"crash point {crash_at.rsplit(':', 1)[0]} reached" in stack.tail("scoring", 200)
+    stack.kill("scoring")
+
+    start_scoring(stack, "scoring-2")
+    # The gateway starts after the worker: it rebuilds everything from the snapshots topic.
+    api = start_api(stack)
+    wait_for_kpis(stack, expected, api=api, timeout=120)
+
+    # The replacement really met the risky case: it saw messages the crashed worker had already applied.
+    samples = scrape(stack, "scoring-2")
+    agent = "rep-kpis" if crash_at.startswith("rep-kpis") or "credits-sent" in crash_at else "deal-state"
+    assert metric(samples, "salespulse_scoring_duplicates_total", agent=agent) > 0
