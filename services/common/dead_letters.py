@@ -42,8 +42,8 @@ class DeadLetters:
         self, *, reader: str, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, reason: str
     ) -> None:
         """Set one record aside. Never raises: a dead letter that cannot be written is still counted and logged,
-        and the reader goes on."""
-        self.counted.labels(reader).inc()
+        and the reader goes on. The count moves once the write is done (or has failed), so whoever sees it
+        can read the record on the dead-letter topic."""
         source = f"{topic}/{partition}@{offset}"
         log.error("%s: unreadable record at %s (%s); moved to %s", reader, source, reason, self._topic)
         headers = [
@@ -57,6 +57,8 @@ class DeadLetters:
             await self._producer.send_and_wait(self._topic, value, key=key or b"", headers=headers)
         except Exception as exc:  # noqa: BLE001  (broker away: the count and the log line remain)
             log.error("%s: could not write the dead letter from %s: %s: %s", reader, source, type(exc).__name__, exc)
+        finally:
+            self.counted.labels(reader).inc()
 
     async def close(self) -> None:
         if self._producer is not None:
