@@ -219,3 +219,41 @@ class CoachingDigest(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# --- CRM connectors: deliveries waiting to become events, and each connector's cursors -------------------------
+
+
+class ConnectorInboxRow(Base):
+    """A CRM change a connector accepted (a webhook, a change event) and has not yet turned into ledger events.
+    Written before the CRM is answered, deleted once the events are in the ledger; a record the mapping cannot
+    turn into an event stays here as `rejected` with the reason, for an admin."""
+
+    __tablename__ = "connector_inbox"
+    __table_args__ = (Index("ix_connector_inbox_due", "connector", "status", "not_before"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    connector: Mapped[str] = mapped_column(String(32), nullable=False)
+    object_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    """fetch (read the whole record from the CRM), record (the payload is the whole record), delete."""
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    """When the change happened in the CRM (the lag metric's start; a deletion's time)."""
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Not tried again before then (an API error's back-off); also a claim by one ingest process."""
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ConnectorState(Base):
+    """A connector's named positions: the Salesforce replay id, a backfill's cursor."""
+
+    __tablename__ = "connector_state"
+
+    connector: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

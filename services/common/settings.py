@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.clock import Clock
@@ -136,6 +136,28 @@ class Settings(BaseSettings):
     notify_max_age: timedelta = Field(
         timedelta(days=7), description="a crossing in a period that ended longer ago is recorded, not pushed"
     )
+
+    # CRM connectors (docs/connectors.md). A connector whose credentials are unset is off: its routes answer 404.
+    hubspot_client_secret: SecretStr | None = Field(None, description="HubSpot app client secret (v3 signatures)")
+    hubspot_token: SecretStr | None = Field(None, description="HubSpot private-app or OAuth access token (CRM API)")
+    hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_webhook_url: str | None = Field(
+        None, description="the exact target URL configured in HubSpot (signatures are over it); default: as received"
+    )
+    hubspot_mapping: Path | None = Field(None, description="mapping file (default: the packaged hubspot.yaml)")
+    pipedrive_webhook_user: str | None = Field(None, description="HTTP Basic user Pipedrive's webhook sends")
+    pipedrive_webhook_password: SecretStr | None = None
+    pipedrive_token: SecretStr | None = Field(None, description="Pipedrive API token (backfill, owners, merges)")
+    pipedrive_api_url: str | None = Field(None, description="e.g. https://yourcompany.pipedrive.com")
+    pipedrive_mapping: Path | None = None
+    salesforce_instance_url: str | None = Field(None, description="e.g. https://yourorg.my.salesforce.com")
+    salesforce_token: SecretStr | None = Field(None, description="OAuth access token (REST and the Pub/Sub API)")
+    salesforce_tenant_id: str | None = Field(None, description="the org id (Pub/Sub API tenantid header)")
+    salesforce_pubsub_address: str = Field("api.pubsub.salesforce.com:7443", description="Pub/Sub API host:port")
+    salesforce_pubsub_tls: bool = True
+    salesforce_mapping: Path | None = None
+    connector_batch_size: int = Field(100, ge=1, le=100, description="CRM records fetched per API call")
+    connector_retry_max_seconds: float = Field(300.0, gt=0, description="longest wait between tries of a CRM call")
 
     @field_validator("timezone")
     @classmethod

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from schemas.events import EVENT_ADAPTER, AcceptWindow, ActivityEvent, DealEvent
+from schemas.events import EVENT_ADAPTER
 from services.common import db
 from services.common.auth import KeyStore, open_database
 from services.common.deps import AuditKey, IngestKey
@@ -24,8 +24,11 @@ from services.common.problems import KEYED, Problem, install_problem_handlers, p
 from services.common.ratelimit import RateLimits
 from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
-from services.ingest.intake import check_events, read_limited
-from services.ingest.ledger import EventConflict, LedgerWriter, ledger_row
+from services.connectors.inbox import Inbox
+from services.connectors.routes import install_connector_routes, running_connectors
+from services.ingest.accept import Intake
+from services.ingest.intake import read_limited
+from services.ingest.ledger import EventConflict, LedgerWriter
 from services.ingest.metrics import IngestMetrics
 from services.ingest.relay import CURSOR, Relay
 from services.ingest.roster import RosterCache
@@ -48,11 +51,13 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         app.state.writer = writer
         app.state.relay = relay
         app.state.roster = RosterCache(sessions)
+        app.state.intake = Intake(settings, writer, app.state.roster, metrics)
         writer.start()
         if run_relay:
             relay.start()
         try:
-            yield
+            async with running_connectors(app, settings, app.state.intake, Inbox(sessions, settings.clock)):
+                yield
         finally:
             await relay.stop()
             await writer.stop()
@@ -64,13 +69,7 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
     install_http_metrics(app, metrics.registry, "ingest")
     install_security_headers(app)
     limits = app.state.rate_limits = RateLimits.for_ingest(settings, metrics.registry)
-
-    def count(events: list[DealEvent | ActivityEvent], outcome: str) -> None:
-        deals = sum(1 for e in events if e.type == "deal")
-        if deals:
-            metrics.events.labels("deal", outcome).inc(deals)
-        if len(events) - deals:
-            metrics.events.labels("activity", outcome).inc(len(events) - deals)
+    install_connector_routes(app, settings, metrics)
 
     @app.get("/v1/health")
     async def health() -> dict[str, str]:
@@ -87,20 +86,17 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         body = await read_limited(request)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         ndjson = content_type in ("application/x-ndjson", "application/ndjson")
-        checked = await check_events(body, ndjson=ndjson, currency=settings.currency, window=accept_window(settings))
-        events = checked.events
-        if not checked.problem_count and settings.strict_roster:
-            checked.add(await request.app.state.roster.unknown_reps(events), 0)
+        intake: Intake = request.app.state.intake
+        checked = await intake.check(body, ndjson=ndjson)
         if checked.problem_count:
-            metrics.events.labels("unknown", "rejected").inc(checked.invalid_items)
             raise checked.problem()
+        events = checked.events
         if not events:
             raise Problem(422, "The request holds no events.", errors=[])
         limits.check("events", key.key_id, len(events))  # only valid events spend the key's budget
         try:
-            result = await request.app.state.writer.append([ledger_row(e) for e in events])
+            result = await intake.append(events)
         except EventConflict as exc:
-            count(events, "conflict")
             conflicting = set(exc.event_ids)
             raise Problem(
                 409,
@@ -121,10 +117,6 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
                 "The ledger database is unavailable; nothing was accepted. Retry later.",
                 headers={"Retry-After": "2"},
             ) from exc
-        for type_, n in result.accepted_by_type.items():
-            metrics.events.labels(type_, "accepted").inc(n)
-        for type_, n in result.duplicates_by_type.items():
-            metrics.events.labels(type_, "duplicate").inc(n)
         return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates}, status_code=202)
 
     @app.get("/v1/events/{event_id}", responses=problem_responses(*KEYED, 404))
@@ -200,15 +192,6 @@ def _with_event_schemas(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def accept_window(settings: Settings) -> AcceptWindow:
-    """The timestamps this request may carry: from SALESPULSE_EVENTS_NOT_BEFORE to a few days past now."""
-    return AcceptWindow.around(
-        settings.clock.now(),
-        not_before=datetime.combine(settings.events_not_before, datetime.min.time(), UTC),
-        ahead=timedelta(days=settings.events_max_future_days),
-    )
 
 
 def _iso(moment: datetime) -> str:

@@ -1,0 +1,234 @@
+"""CRM connectors end to end on the real broker: a local fake of HubSpot and of Pipedrive (their documented HTTP
+interfaces) send webhooks to ingest as the vendors would; what the deals go through in the CRM must give
+exactly the KPIs that the equivalent contract events give. Each CRM deal has a twin: the same story told as
+contract events posted to `POST /v1/events` for twin reps, and the two sets of KPIs are compared.
+
+Then duplicated, replayed and reordered deliveries, a 429 storm and forged or stale webhooks change nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.connectors.core import epoch_ms
+from tests.support.fake_crm import FakeHubSpot, FakePipedrive
+from tests.support.stack import Stack, free_port, sqlite_stack, wait_until
+
+pytestmark = pytest.mark.integration
+
+DAY = "2026-12-05"
+CLOSED = "2026-12-05T10:00:00Z"
+EMAILS = {"101": "ana@example.com", "102": "ben@example.com"}
+PERIODS = (("month", DAY), ("quarter", DAY), ("year", DAY))
+
+
+@pytest.fixture(scope="module")
+def crm(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, FakeHubSpot, FakePipedrive]]:
+    stack = sqlite_stack(broker, tmp_path_factory, "crm")
+    hub = FakeHubSpot(clock=stack.clock, owners=dict(EMAILS))
+    pipe = FakePipedrive(clock=stack.clock, users={int(k): v for k, v in EMAILS.items()})
+    stack.ports["ingest"] = free_port()
+    hub.webhook_url = f"http://127.0.0.1:{stack.ports['ingest']}/v1/connectors/hubspot/webhook"
+    pipe.webhook_url = f"http://127.0.0.1:{stack.ports['ingest']}/v1/connectors/pipedrive/webhook"
+    stack.extra_env.update({
+        "SALESPULSE_HUBSPOT_CLIENT_SECRET": hub.secret,
+        "SALESPULSE_HUBSPOT_TOKEN": "hubspot-private-app-token",
+        "SALESPULSE_HUBSPOT_API_URL": hub.url,
+        "SALESPULSE_PIPEDRIVE_WEBHOOK_USER": pipe.user,
+        "SALESPULSE_PIPEDRIVE_WEBHOOK_PASSWORD": pipe.password,
+        "SALESPULSE_PIPEDRIVE_TOKEN": pipe.token,
+        "SALESPULSE_PIPEDRIVE_API_URL": pipe.url,
+        "SALESPULSE_CONNECTOR_RETRY_MAX_SECONDS": "2",
+    })
+    stack.start()
+    try:
+        yield stack, hub, pipe
+    finally:
+        stack.stop()
+        hub.close()
+        pipe.close()
+
+
+class Twin:
+    """The same deals told as contract events, for reps `twin-<rep>`."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.version = 0
+
+    def deal(self, deal_id: str, owner: str, stage: str, amount: str, **more: Any) -> None:
+        self.version += 1
+        event = {"event_id": f"twin-{deal_id}-{self.version}", "type": "deal", "occurred_at": CLOSED,
+                 "deal_id": f"twin-{deal_id}", "version": self.version, "owner_id": f"twin-{owner}",
+                 "stage": stage, "amount": amount, **more}
+        if stage != "open":
+            event.setdefault("closed_at", CLOSED)
+        answer = httpx.post(f"{self.stack.ingest}/v1/events", json=event, headers=self.stack.headers, timeout=10)
+        assert answer.status_code == 202, answer.text
+
+
+def kpis(stack: Stack, rep: str) -> dict[str, Any]:
+    found = {}
+    for period, day in PERIODS:
+        answer = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": period, "date": day},
+                           headers=stack.headers, timeout=10)
+        found[period] = answer.json()["kpis"] if answer.status_code == 200 else answer.status_code
+    return found
+
+
+def same_as_twins(stack: Stack, *reps: str, what: str) -> None:
+    def probe() -> bool:
+        return all(kpis(stack, rep) == kpis(stack, f"twin-{rep}") for rep in reps)
+
+    try:
+        wait_until(probe, timeout=30, what=what)
+    except AssertionError:
+        detail = {rep: (kpis(stack, rep), kpis(stack, f"twin-{rep}")) for rep in reps}
+        raise AssertionError(f"{what}: {json.dumps(detail)[:2000]}\n{stack.tail('ingest')}") from None
+
+
+def connectors(stack: Stack) -> dict[str, dict[str, Any]]:
+    answer = httpx.get(f"{stack.ingest}/v1/connectors", headers=stack.headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {c["connector"]: c for c in answer.json()["connectors"]}
+
+
+def drained(stack: Stack, name: str) -> None:
+    wait_until(lambda: connectors(stack)[name]["pending"] == 0, timeout=30, what=f"{name} inbox drained")
+
+
+def metric(stack: Stack, name: str, **labels: str) -> float:
+    text = httpx.get(f"{stack.ingest}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+        elif not labels and line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_hubspot_deal_lifecycle_gives_the_kpis_of_the_equivalent_events(crm: tuple[Stack, FakeHubSpot, Any]) -> None:
+    stack, hub, _ = crm
+    twin = Twin(stack)
+    a = hub.create(dealname="Acme", dealstage="appointmentscheduled", amount="1000", hubspot_owner_id="101",
+                   closedate="2026-12-20T00:00:00Z", dealtype="newbusiness")
+    twin.deal("A", "ana", "open", "1000")
+    hub.update(a, dealstage="closedwon", closedate=CLOSED)
+    twin.deal("A", "ana", "won", "1000")
+    same_as_twins(stack, "ana", what="a deal moved to Closed Won")
+    assert kpis(stack, "ana")["month"]["revenue"] == 1000
+
+    hub.update(a, amount="1500.25")
+    twin.deal("A", "ana", "won", "1500.25")
+    hub.update(a, hubspot_owner_id="102")
+    twin.deal("A", "ben", "won", "1500.25")
+    same_as_twins(stack, "ana", "ben", what="amount changed, then the deal reassigned")
+
+    b = hub.create(dealname="Bolt", dealstage="closedwon", amount="700", hubspot_owner_id="101", closedate=CLOSED,
+                   dealtype="renewal")
+    twin.deal("B", "ana", "won", "700", kind="renewal")
+    c = hub.create(dealname="Cobalt", dealstage="closedlost", amount="300", hubspot_owner_id="102", closedate=CLOSED)
+    twin.deal("C", "ben", "lost", "300")
+    hub.update(a, dealstage="contractsent")  # reopened
+    twin.deal("A", "ben", "open", "1500.25")
+    same_as_twins(stack, "ana", "ben", what="a renewal won, a deal lost, a deal reopened")
+    hub.delete(b)
+    twin.deal("B", "ana", "open", "0")
+    same_as_twins(stack, "ana", "ben", what="a won deal deleted")
+    assert kpis(stack, "ana")["month"]["revenue"] == 0 and kpis(stack, "ben")["month"]["deals_lost"] == 1
+    assert c
+
+    # Every delivery again, newest first, then once more: duplicates and reordering change nothing.
+    before = {rep: kpis(stack, rep) for rep in ("ana", "ben")}
+    accepted = metric(stack, "salespulse_connector_records_total", connector="hubspot", outcome="accepted")
+    for raw in [*reversed(hub.deliveries), *hub.deliveries]:
+        assert hub.post_signed(raw).status_code == 200
+    drained(stack, "hubspot")
+    assert {rep: kpis(stack, rep) for rep in ("ana", "ben")} == before
+    assert metric(stack, "salespulse_connector_records_total", connector="hubspot", outcome="accepted") == accepted
+
+    # A 429 storm: the connector waits as told and loses nothing.
+    hub.fail_next(5, 429, retry_after=0.3)
+    hub.update(c, dealstage="closedwon", amount="300")
+    twin.deal("C", "ben", "won", "300")
+    same_as_twins(stack, "ana", "ben", what="a change fetched through a 429 storm")
+    assert hub.answered(429) == 5
+    assert metric(stack, "salespulse_connector_api_errors_total", connector="hubspot", status="429") == 5
+    assert metric(stack, "salespulse_connector_lag_seconds_count", connector="hubspot") > 0
+
+
+def test_forged_stale_and_malformed_hubspot_webhooks_are_refused(crm: tuple[Stack, FakeHubSpot, Any]) -> None:
+    stack, hub, _ = crm
+    raw = json.dumps([{"objectId": 1, "occurredAt": 1, "subscriptionType": "deal.creation"}]).encode()
+    refused = metric(stack, "salespulse_connector_deliveries_total", connector="hubspot", outcome="rejected_signature")
+    forged = hub.post_signed(raw, secret="not-the-client-secret")
+    assert forged.status_code == 401 and "signature does not match" in forged.json()["detail"]
+    stale = hub.post_signed(raw, timestamp_ms=epoch_ms(stack.clock.now()) - 5 * 60 * 1000 - 1000)
+    assert stale.status_code == 401 and "more than 5 minutes" in stale.json()["detail"]
+    unsigned = httpx.post(hub.webhook_url, content=raw, timeout=10)
+    assert unsigned.status_code == 401
+    tampered = raw.replace(b'"objectId": 1', b'"objectId": 2')
+    stamp = str(epoch_ms(stack.clock.now()))
+    from services.connectors.hubspot import sign_v3
+
+    signature = sign_v3(hub.secret, "POST", hub.webhook_url, raw, stamp)
+    answer = httpx.post(hub.webhook_url, content=tampered, timeout=10,
+                        headers={"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp})
+    assert answer.status_code == 401
+    assert metric(stack, "salespulse_connector_deliveries_total", connector="hubspot",
+                  outcome="rejected_signature") == refused + 4
+    malformed = hub.post_signed(b'{"not": "an array"}')
+    assert malformed.status_code == 400 and "JSON array" in malformed.json()["detail"]
+    assert connectors(stack)["hubspot"]["pending"] == 0
+
+
+def test_a_record_the_mapping_cannot_place_is_kept_with_its_reason(crm: tuple[Stack, FakeHubSpot, Any]) -> None:
+    stack, hub, _ = crm
+    hub.create(dealname="Orphan", dealstage="closedwon", amount="10", hubspot_owner_id="999", closedate=CLOSED)
+    wait_until(lambda: connectors(stack)["hubspot"]["rejected"] >= 1, timeout=30, what="the orphan deal refused")
+    rejection = connectors(stack)["hubspot"]["recent_rejections"][0]
+    assert "owner '999' is not mapped to a rep" in rejection["error"] and "owners.table" in rejection["error"]
+    viewer = httpx.get(f"{stack.ingest}/v1/connectors", timeout=10)
+    assert viewer.status_code == 401
+    requeued = httpx.post(f"{stack.ingest}/v1/connectors/hubspot/requeue", headers=stack.headers, timeout=10)
+    assert requeued.status_code == 200 and requeued.json()["requeued"] >= 1
+    wait_until(lambda: connectors(stack)["hubspot"]["rejected"] >= 1, timeout=30, what="refused again, unchanged")
+
+
+def test_pipedrive_lifecycle_merges_and_reordered_deliveries(crm: tuple[Stack, Any, FakePipedrive]) -> None:
+    stack, _, pipe = crm
+    twin = Twin(stack)
+    d = pipe.create(owner_id=101, value=400, status="open")
+    twin.deal("D", "cara", "open", "400")  # no KPIs yet either way
+    pipe.update(d, status="won", close_time="2026-12-05 10:00:00")
+    twin.deal("D", "ana", "won", "400")
+    e = pipe.create(owner_id=101, value=600.5, status="won", close_time=CLOSED)
+    twin.deal("E", "ana", "won", "600.5")
+    f = pipe.create(owner_id=102, value=250, status="lost", close_time=CLOSED)
+    twin.deal("F", "ben", "lost", "250")
+    same_as_twins(stack, "ana", "ben", what="Pipedrive deals won and lost")
+
+    # D merged into E: Pipedrive deletes D (merged_to_id E) and changes E.
+    pipe.delete(d, merged_to=e)
+    twin.deal("D", "ana", "open", "0")
+    pipe.update(e, value=1000.5)
+    twin.deal("E", "ana", "won", "1000.5")
+    pipe.update(f, owner_id=101)
+    twin.deal("F", "ana", "lost", "250")
+    same_as_twins(stack, "ana", "ben", what="a merge and a reassignment")
+    assert kpis(stack, "ana")["month"]["revenue"] == 1000.5  # the merged deal does not count twice
+
+    before = {rep: kpis(stack, rep) for rep in ("ana", "ben")}
+    for raw in reversed(pipe.deliveries):  # every older snapshot again, newest first
+        assert pipe.post(raw).status_code == 200
+    drained(stack, "pipedrive")
+    assert {rep: kpis(stack, rep) for rep in ("ana", "ben")} == before
+
+    wrong = pipe.post(pipe.deliveries[0], auth=(pipe.user, "guess"))
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
+    assert httpx.post(pipe.webhook_url, content=b"{}", timeout=10).status_code == 401
