@@ -175,6 +175,32 @@ def cmd_import(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_connect(args: argparse.Namespace) -> None:
+    from datetime import date
+
+    from services.connectors.backfill import BackfillOptions, run_backfill
+    from services.connectors.mapping import MappingError
+
+    if not args.backfill:
+        print(
+            f"{args.crm} deals reach salespulse live through ingest once its settings are set "
+            "(docs/connectors.md); add --backfill to read the deals already in the CRM.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        print(f"error: --since {args.since!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
+        sys.exit(2)
+    options = BackfillOptions(args.crm, since, args.ingest_url, args.key, args.restart, args.batch)
+    try:
+        sys.exit(run_backfill(get_settings(), options))
+    except MappingError as exc:
+        print(exc.report(), file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salespulse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch", type=int, default=1000, help="events per request, at most 10,000 (default 1000)")
     imp.add_argument("--dry-run", action="store_true", help="map and validate only; write rejects, send nothing")
     imp.set_defaults(func=cmd_import)
+    connect = sub.add_parser("connect", help="backfill deals from a CRM (HubSpot, Pipedrive, Salesforce)")
+    connect.add_argument("crm", choices=["hubspot", "pipedrive", "salesforce"])
+    connect.add_argument("--backfill", action="store_true", help="read every deal changed since --since")
+    connect.add_argument("--since", help="first day (YYYY-MM-DD, business timezone; default: everything)")
+    connect.add_argument("--ingest-url", help="ingest base URL (default http://127.0.0.1:$SALESPULSE_INGEST_PORT)")
+    connect.add_argument("--key", help="API key (default $SALESPULSE_API_KEY, $SALESPULSE_ADMIN_KEY, the data dir's)")
+    connect.add_argument("--restart", action="store_true", help="start over instead of resuming a stopped backfill")
+    connect.add_argument("--batch", type=int, default=500, help="events per request (default 500)")
+    connect.set_defaults(func=cmd_connect)
     return parser
 
 

@@ -8,7 +8,11 @@ Then duplicated, replayed and reordered deliveries, a 429 storm and forged or st
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -16,7 +20,7 @@ import pytest
 
 from services.connectors.core import epoch_ms
 from tests.support.fake_crm import FakeHubSpot, FakePipedrive
-from tests.support.stack import Stack, free_port, sqlite_stack, wait_until
+from tests.support.stack import ROOT, Stack, free_port, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +236,80 @@ def test_pipedrive_lifecycle_merges_and_reordered_deliveries(crm: tuple[Stack, A
     wrong = pipe.post(pipe.deliveries[0], auth=(pipe.user, "guess"))
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
     assert httpx.post(pipe.webhook_url, content=b"{}", timeout=10).status_code == 401
+
+
+def connect(stack: Stack, crm: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`salespulse connect CRM --backfill ...` as an admin runs it, in its own process."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+    clean.update({"SALESPULSE_DATA_DIR": str(stack.data_dir / "cli"), **env})
+    command = [sys.executable, "-m", "services.cli.main", "connect", crm, "--backfill", "--ingest-url", stack.ingest,
+               "--key", stack.admin_key, *args]
+    return subprocess.Popen(command, env=clean, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def summary(out: str) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out.splitlines()
+            if line.split() and line.split()[0] in ("read", "accepted", "duplicates", "rejected")}
+
+
+def test_hubspot_backfill_resumes_after_a_kill_and_is_safe_to_run_twice(
+    crm: tuple[Stack, FakeHubSpot, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    stack, _, _ = crm
+    old = FakeHubSpot(clock=stack.clock, owners={"201": "dora@example.com"}, secret="unused")
+    try:
+        for number in range(450):  # no webhook: deals that were in HubSpot before salespulse
+            old.create(dealname=f"Old {number}", dealstage="closedwon", amount=f"{number}.50", hubspot_owner_id="201",
+                       closedate="2026-11-10T12:00:00Z")
+        old.delay = 0.25  # each API call takes a while, so the kill lands mid-way
+        env = {"SALESPULSE_HUBSPOT_TOKEN": "token", "SALESPULSE_HUBSPOT_API_URL": old.url}
+        first = connect(stack, "hubspot", "--since", "2026-01-01", **env)
+        state = stack.data_dir / "cli" / "connectors" / "hubspot-backfill.json"
+        wait_until(lambda: state.exists() and json.loads(state.read_text())["read"] >= 100, timeout=60,
+                   what="the backfill's first pages")
+        first.kill()
+        first.wait(timeout=10)
+        read_before = json.loads(state.read_text())["read"]
+        assert read_before < 450
+        old.delay = 0.0
+        second = connect(stack, "hubspot", "--since", "2026-01-01", **env)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+        assert f"resuming the hubspot backfill after {read_before:,} records" in err
+        assert "records/s" in err
+        assert summary(out)["read"] == 450 - read_before
+        expected = sum(Decimal(f"{n}.50") for n in range(450))
+        wait_until(lambda: Decimal(str(_revenue(stack, "dora"))) == expected,
+                   timeout=30, what="every old deal counted once")
+        again = connect(stack, "hubspot", "--since", "2026-01-01", "--restart", **env)
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        assert summary(out) == {"read": 450, "accepted": 0, "duplicates": 450, "rejected": 0}
+    finally:
+        old.close()
+
+
+def _revenue(stack: Stack, rep: str) -> float:
+    answer = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": "month", "date": "2026-11-10"},
+                       headers=stack.headers, timeout=10)
+    return answer.json()["kpis"]["revenue"] if answer.status_code == 200 else -1.0
+
+
+def test_pipedrive_backfill_reads_every_page(crm: tuple[Stack, Any, FakePipedrive]) -> None:
+    stack, _, _ = crm
+    old = FakePipedrive(clock=stack.clock, users={301: "eli@example.com"}, token="old-token")
+    try:
+        for number in range(120):
+            status = "won" if number % 3 else "lost"
+            old.create(owner_id=301, value=10, status=status, close_time="2026-11-10T12:00:00Z")
+        env = {"SALESPULSE_PIPEDRIVE_TOKEN": "old-token", "SALESPULSE_PIPEDRIVE_API_URL": old.url}
+        run = connect(stack, "pipedrive", "--since", "2026-01-01", **env)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        assert summary(out) == {"read": 120, "accepted": 120, "duplicates": 0, "rejected": 0}
+        wait_until(lambda: _revenue(stack, "eli") == 800.0, timeout=30, what="80 won deals of 10")
+        wrong = connect(stack, "pipedrive", **{**env, "SALESPULSE_PIPEDRIVE_TOKEN": "wrong"})
+        out, err = wrong.communicate(timeout=60)
+        assert wrong.returncode == 1 and "401" in err
+    finally:
+        old.close()

@@ -43,6 +43,8 @@ class FakeCrm:
     calls: list[tuple[str, str, int]] = field(default_factory=list)
     """(method, path, status answered)"""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0
+    """Seconds each API answer takes."""
     _failures: list[tuple[int, float]] = field(default_factory=list)
     _last_ms: int = 0
 
@@ -99,6 +101,8 @@ class FakeCrm:
     def answer(
         self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: Any
     ) -> tuple[int, Any, dict[str, str]]:
+        if self.delay:
+            time.sleep(self.delay)  # a slow CRM (the server's own thread; nothing here waits for it)
         with self.lock:
             failure = self._failures.pop(0) if self._failures else None
         if failure:

@@ -31,8 +31,12 @@ MAX_BATCH: Final = 10_000
 class ImportProgress:
     """A one-line progress bar on a terminal; an occasional plain line otherwise (logs, CI)."""
 
-    def __init__(self, total: int, stream: IO[str], *, label: str, interactive: bool | None = None) -> None:
+    def __init__(
+        self, total: int | None, stream: IO[str], *, label: str, interactive: bool | None = None, unit: str = "rows"
+    ) -> None:
         self.total = total
+        """None: not known (a CRM that does not say how many records there are)."""
+        self.unit = unit
         self.stream = stream
         self.label = label
         self.interactive = stream.isatty() if interactive is None else interactive
@@ -63,14 +67,16 @@ class ImportProgress:
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.began, 1e-9)
         rate = self.done / elapsed
+        if self.total is None:
+            return f"{self.label} {self.done:,} {self.unit} · {rate:,.0f} {self.unit}/s"
         share = self.done / self.total if self.total else 1.0
-        left = (self.total - self.done) / rate if rate > 0 else None
+        left = max(0, self.total - self.done) / rate if rate > 0 else None
         width = 24
-        filled = round(width * share)
+        filled = round(width * min(share, 1.0))
         eta = "--:--" if left is None else _duration(left)
         return (
-            f"{self.label} [{'#' * filled}{'-' * (width - filled)}] {self.done:,}/{self.total:,} rows "
-            f"{share:4.0%} · {rate:,.0f} rows/s · ETA {eta}"
+            f"{self.label} [{'#' * filled}{'-' * (width - filled)}] {self.done:,}/{self.total:,} {self.unit} "
+            f"{min(share, 1.0):4.0%} · {rate:,.0f} {self.unit}/s · ETA {eta}"
         )
 
     def _show(self) -> None:
@@ -114,7 +120,8 @@ def default_rejects_path(file: Path) -> Path:
     return file.with_name(file.name + ".rejects.csv")
 
 
-def _api_key(explicit: str | None, data_dir: Path) -> str | None:
+def api_key(explicit: str | None, data_dir: Path) -> str | None:
+    """The key a CLI command sends: --key, $SALESPULSE_API_KEY, $SALESPULSE_ADMIN_KEY, or the data dir's admin.key."""
     for key in (explicit, os.environ.get("SALESPULSE_API_KEY"), os.environ.get("SALESPULSE_ADMIN_KEY")):
         if key:
             return key
@@ -186,7 +193,7 @@ def run_import(
         return fail("--rejects must not be the file being imported")
     key = None
     if not options.dry_run:
-        key = _api_key(options.key, data_dir)
+        key = api_key(options.key, data_dir)
         if key is None:
             return fail(
                 "no API key: pass --key, or set SALESPULSE_API_KEY or SALESPULSE_ADMIN_KEY "
