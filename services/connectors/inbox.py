@@ -52,8 +52,9 @@ class Inbox:
         self.sessions = sessions
         self.clock = clock
 
-    async def add(self, connector: str, items: Iterable[NewItem]) -> int:
-        """Record the changes durably (one transaction); the count written."""
+    async def add(self, connector: str, items: Iterable[NewItem], *, state: tuple[str, str] | None = None) -> int:
+        """Record the changes durably, and with them the connector's position `state` (name, value) when given,
+        in one transaction; the count written."""
         now = self.clock.now()
         rows = [
             {
@@ -68,9 +69,12 @@ class Inbox:
             }
             for item in items
         ]
-        if rows:
+        if rows or state:
             async with self.sessions() as session, session.begin():
-                await session.execute(insert(INBOX), rows)
+                if rows:
+                    await session.execute(insert(INBOX), rows)
+                if state:
+                    await self._put_state(session, connector, *state)
         return len(rows)
 
     async def claim(self, connector: str, limit: int, lease: float) -> list[InboxItem]:
@@ -192,12 +196,15 @@ class Inbox:
 
     async def set_state(self, connector: str, name: str, value: str) -> None:
         async with self.sessions() as session, session.begin():
-            row = await session.get(ConnectorState, (connector, name))
-            if row is None:
-                session.add(ConnectorState(connector=connector, name=name, value=value, updated_at=self.clock.now()))
-            else:
-                row.value = value
-                row.updated_at = self.clock.now()
+            await self._put_state(session, connector, name, value)
+
+    async def _put_state(self, session: Any, connector: str, name: str, value: str) -> None:
+        row = await session.get(ConnectorState, (connector, name))
+        if row is None:
+            session.add(ConnectorState(connector=connector, name=name, value=value, updated_at=self.clock.now()))
+        else:
+            row.value = value
+            row.updated_at = self.clock.now()
 
 
 def _aware(moment: datetime) -> datetime:

@@ -57,6 +57,10 @@ def build_connectors(settings: Settings, metrics: IngestMetrics | None) -> dict[
             api_url=settings.pipedrive_api_url,
             token=settings.pipedrive_token.get_secret_value() if settings.pipedrive_token else None,
         )
+    if settings.salesforce_instance_url and settings.salesforce_token and settings.salesforce_tenant_id:
+        from services.connectors.salesforce import SalesforceConnector
+
+        found["salesforce"] = SalesforceConnector.from_settings(settings, metrics)
     return found
 
 

@@ -142,8 +142,11 @@ class ConnectorWorker(BackgroundLoop):
             deal: CrmDeal | None = connector.record(item.payload or {}, item.changed_at)
         else:
             deal = deals.get(item.object_id)
-            if deal is None:  # gone from the CRM; its deletion arrives (or arrived) as a delete of its own
-                return None
+            if deal is None:  # gone from the CRM: a deletion, unless the CRM sends its deletions by themselves
+                if not getattr(connector, "missing_means_deleted", False):
+                    return None
+                owner = await self.inbox.last_owner(deal_id_for(connector.name, item.object_id))
+                return None if owner is None else deletion_event(connector.name, item.object_id, item.changed_at, owner)
         assert deal is not None
         return await snapshot_event(deal, connector.mapping, connector.owner_email, connector.zone)
 

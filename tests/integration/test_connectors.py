@@ -19,15 +19,13 @@ import httpx
 import pytest
 
 from services.connectors.core import epoch_ms
+from tests.support.connectors import CLOSED, Twin, connectors, drained, kpis, metric, same_as_twins
 from tests.support.fake_crm import FakeHubSpot, FakePipedrive
 from tests.support.stack import ROOT, Stack, free_port, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
-DAY = "2026-12-05"
-CLOSED = "2026-12-05T10:00:00Z"
 EMAILS = {"101": "ana@example.com", "102": "ben@example.com"}
-PERIODS = (("month", DAY), ("quarter", DAY), ("year", DAY))
 
 
 @pytest.fixture(scope="module")
@@ -55,65 +53,6 @@ def crm(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         stack.stop()
         hub.close()
         pipe.close()
-
-
-class Twin:
-    """The same deals told as contract events, for reps `twin-<rep>`."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.version = 0
-
-    def deal(self, deal_id: str, owner: str, stage: str, amount: str, **more: Any) -> None:
-        self.version += 1
-        event = {"event_id": f"twin-{deal_id}-{self.version}", "type": "deal", "occurred_at": CLOSED,
-                 "deal_id": f"twin-{deal_id}", "version": self.version, "owner_id": f"twin-{owner}",
-                 "stage": stage, "amount": amount, **more}
-        if stage != "open":
-            event.setdefault("closed_at", CLOSED)
-        answer = httpx.post(f"{self.stack.ingest}/v1/events", json=event, headers=self.stack.headers, timeout=10)
-        assert answer.status_code == 202, answer.text
-
-
-def kpis(stack: Stack, rep: str) -> dict[str, Any]:
-    found = {}
-    for period, day in PERIODS:
-        answer = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": period, "date": day},
-                           headers=stack.headers, timeout=10)
-        found[period] = answer.json()["kpis"] if answer.status_code == 200 else answer.status_code
-    return found
-
-
-def same_as_twins(stack: Stack, *reps: str, what: str) -> None:
-    def probe() -> bool:
-        return all(kpis(stack, rep) == kpis(stack, f"twin-{rep}") for rep in reps)
-
-    try:
-        wait_until(probe, timeout=30, what=what)
-    except AssertionError:
-        detail = {rep: (kpis(stack, rep), kpis(stack, f"twin-{rep}")) for rep in reps}
-        raise AssertionError(f"{what}: {json.dumps(detail)[:2000]}\n{stack.tail('ingest')}") from None
-
-
-def connectors(stack: Stack) -> dict[str, dict[str, Any]]:
-    answer = httpx.get(f"{stack.ingest}/v1/connectors", headers=stack.headers, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return {c["connector"]: c for c in answer.json()["connectors"]}
-
-
-def drained(stack: Stack, name: str) -> None:
-    wait_until(lambda: connectors(stack)[name]["pending"] == 0, timeout=30, what=f"{name} inbox drained")
-
-
-def metric(stack: Stack, name: str, **labels: str) -> float:
-    text = httpx.get(f"{stack.ingest}/metrics", timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-        elif not labels and line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_hubspot_deal_lifecycle_gives_the_kpis_of_the_equivalent_events(crm: tuple[Stack, FakeHubSpot, Any]) -> None:

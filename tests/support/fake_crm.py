@@ -342,3 +342,203 @@ def _text(value: Any) -> Any:
     """HubSpot's API gives every property as a string."""
     return None if value is None else str(value)
 
+
+
+# --- Salesforce: REST (SOQL query, User) and the Pub/Sub API's Subscribe/GetSchema over real gRPC --------------
+
+SF_HEADER = {
+    "type": "record", "name": "ChangeEventHeader", "namespace": "com.sforce.eventbus",
+    "fields": [
+        {"name": "entityName", "type": "string"},
+        {"name": "recordIds", "type": {"type": "array", "items": "string"}},
+        {"name": "changeType", "type": {"type": "enum", "name": "ChangeType", "namespace": "com.sforce.eventbus",
+                                        "symbols": ["CREATE", "UPDATE", "DELETE", "UNDELETE", "GAP_CREATE",
+                                                    "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW",
+                                                    "SNAPSHOT"]}},
+        {"name": "changeOrigin", "type": "string"},
+        {"name": "transactionKey", "type": "string"},
+        {"name": "sequenceNumber", "type": "int"},
+        {"name": "commitTimestamp", "type": "long"},
+        {"name": "commitNumber", "type": "long"},
+        {"name": "commitUser", "type": "string"},
+        {"name": "nulledFields", "type": {"type": "array", "items": "string"}},
+        {"name": "diffFields", "type": {"type": "array", "items": "string"}},
+        {"name": "changedFields", "type": {"type": "array", "items": "string"}},
+    ],
+}
+SF_FIELDS = ["Name", "Description", "StageName", "Amount", "CloseDate", "OwnerId", "Type", "AccountId",
+             "CurrencyIsoCode", "LastModifiedDate"]
+SF_SCHEMA = {
+    "type": "record", "name": "OpportunityChangeEvent", "namespace": "com.sforce.eventbus",
+    "fields": [{"name": "ChangeEventHeader", "type": SF_HEADER}]
+    + [{"name": name, "type": ["null", "string"], "default": None} for name in SF_FIELDS],
+}
+SF_SCHEMA_ID = "opportunity-change-event-v1"
+
+
+@dataclass
+class FakeSalesforce(FakeCrm):
+    """An org's Opportunities, OpportunitySplits and Users over REST, and their change events on a gRPC server
+    that speaks the Pub/Sub API (services/connectors/pubsub/pubsub_api.proto)."""
+
+    token: str = "00Dxx0000000001!salesforce-token"
+    opportunities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    splits: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    events: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """(replay id, Avro payload) in commit order."""
+    grpc_port: int = field(default_factory=free_port)
+    subscribes: list[bytes] = field(default_factory=list)
+    """The replay id each Subscribe started after (b"" for LATEST)."""
+    _seq: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        import grpc
+
+        from services.connectors.pubsub import pubsub_api_pb2_grpc as pb_grpc
+
+        self.changed = threading.Condition(self.lock)
+        self.grpc_server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(8))
+        pb_grpc.add_PubSubServicer_to_server(_PubSub(self), self.grpc_server)
+        self.grpc_server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
+        self.grpc_server.start()
+
+    def route(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return 401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], {}
+        if path.endswith("/query"):
+            return 200, self._query(query["q"][0]), {}
+        if "/sobjects/User/" in path:
+            user = path.rsplit("/", 1)[1]
+            if user not in self.users:
+                return 404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}], {}
+            return 200, {"attributes": {"type": "User"}, "Id": user, "Email": self.users[user]}, {}
+        return 404, [{"errorCode": "NOT_FOUND", "message": path}], {}
+
+    def _query(self, soql: str) -> dict[str, Any]:
+        import re
+
+        with self.lock:
+            ids = re.findall(r"'([A-Za-z0-9]{15,18})'", soql)
+            if "FROM OpportunitySplit" in soql:
+                records = [{"attributes": {"type": "OpportunitySplit"}, "OpportunityId": opp, "SplitOwnerId": owner,
+                            "SplitPercentage": percent}
+                           for opp in ids for owner, percent in self.splits.get(opp, [])]
+            elif "WHERE Id IN" in soql:
+                records = [dict(self.opportunities[i]) for i in ids if i in self.opportunities]
+            else:
+                since = re.search(r"LastModifiedDate >= (\S+)", soql)
+                records = sorted((dict(o) for o in self.opportunities.values()
+                                  if not since or o["LastModifiedDate"] >= since.group(1).replace("Z", ".000+0000")),
+                                 key=lambda o: (o["LastModifiedDate"], o["Id"]))
+        return {"totalSize": len(records), "done": True, "records": records}
+
+    def _publish(self, change: str, opp_id: str, changed: list[str], ms: int) -> None:
+        import io
+
+        import fastavro
+
+        with self.lock:
+            values = dict(self.opportunities.get(opp_id, {}))
+        bitmap = sum(1 << (SF_FIELDS.index(name) + 1) for name in changed)  # field 0 is the header
+        header = {"entityName": "Opportunity", "recordIds": [opp_id], "changeType": change, "changeOrigin": "",
+                  "transactionKey": f"t{ms}", "sequenceNumber": 1, "commitTimestamp": ms, "commitNumber": ms,
+                  "commitUser": "005000000000001", "nulledFields": [], "diffFields": [],
+                  "changedFields": [hex(bitmap)] if changed else []}
+        record = {"ChangeEventHeader": header, **{n: (None if values.get(n) is None else str(values[n]))
+                                                   for n in SF_FIELDS if change in ("CREATE", "UPDATE")}}
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, fastavro.parse_schema(SF_SCHEMA), record)
+        with self.changed:
+            self._seq += 1
+            self.events.append((self._seq.to_bytes(8, "big"), buffer.getvalue()))
+            self.changed.notify_all()
+
+    def create(self, opp_id: str, **fields: Any) -> None:
+        ms = self.now_ms()
+        with self.lock:
+            self.opportunities[opp_id] = {"attributes": {"type": "Opportunity"}, "Id": opp_id,
+                                          "LastModifiedDate": _sf_time(ms), **fields}
+        self._publish("CREATE", opp_id, list(fields), ms)
+
+    def update(self, opp_id: str, *, gap: bool = False, **fields: Any) -> None:
+        ms = self.now_ms()
+        with self.lock:
+            self.opportunities[opp_id].update(fields, LastModifiedDate=_sf_time(ms))
+        self._publish("GAP_UPDATE" if gap else "UPDATE", opp_id, list(fields), ms)
+
+    def delete(self, opp_id: str) -> None:
+        ms = self.now_ms()
+        with self.lock:
+            del self.opportunities[opp_id]
+        self._publish("DELETE", opp_id, [], ms)
+
+    def close(self) -> None:
+        self.grpc_server.stop(0)
+        super().close()
+
+
+def _sf_time(ms: int) -> str:
+    """Salesforce's REST datetime: 2026-12-05T10:00:00.000+0000."""
+    return iso_ms(ms).replace("Z", "+0000")
+
+
+class _PubSub:
+    """The Pub/Sub API's Subscribe (with flow control and replay) and GetSchema, over the fake's events."""
+
+    def __init__(self, fake: FakeSalesforce) -> None:
+        self.fake = fake
+
+    def GetSchema(self, request: Any, context: Any) -> Any:  # the service's method names
+        from services.connectors.pubsub import pubsub_api_pb2 as pb
+
+        return pb.SchemaInfo(schema_json=json.dumps(SF_SCHEMA), schema_id=request.schema_id)
+
+    def Subscribe(self, requests: Any, context: Any) -> Any:
+        from services.connectors.pubsub import pubsub_api_pb2 as pb
+
+        metadata = dict(context.invocation_metadata())
+        if metadata.get("accesstoken") != self.fake.token or not metadata.get("tenantid"):
+            import grpc
+
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid session")
+        first = next(requests)
+        fake = self.fake
+        with fake.changed:
+            fake.subscribes.append(bytes(first.replay_id) if first.replay_preset == pb.CUSTOM else b"")
+            if first.replay_preset == pb.CUSTOM:
+                position = int.from_bytes(first.replay_id, "big")
+            elif first.replay_preset == pb.EARLIEST:
+                position = 0
+            else:
+                position = len(fake.events)
+        credits = [first.num_requested]
+
+        def more() -> None:
+            import grpc
+
+            try:
+                for request in requests:
+                    with fake.changed:
+                        credits[0] += request.num_requested
+                        fake.changed.notify_all()
+            except grpc.RpcError:  # the client went away (a killed ingest)
+                return
+
+        threading.Thread(target=more, daemon=True).start()
+        while context.is_active():
+            with fake.changed:
+                fake.changed.wait_for(lambda at=position: at < len(fake.events) and credits[0] > 0, timeout=0.5)
+                ready = fake.events[position:position + max(0, credits[0])]
+            if not ready:
+                continue
+            position += len(ready)
+            credits[0] -= len(ready)
+            yield pb.FetchResponse(
+                events=[pb.ConsumerEvent(event=pb.ProducerEvent(id=f"e{int.from_bytes(r, 'big')}",
+                                                                 schema_id=SF_SCHEMA_ID, payload=p), replay_id=r)
+                        for r, p in ready],
+                latest_replay_id=ready[-1][0], rpc_id="rpc", pending_num_requested=credits[0])

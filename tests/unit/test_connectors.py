@@ -213,3 +213,28 @@ def test_a_deletion_credits_nothing() -> None:
     events, problems = validate_events(json.dumps([event]).encode(), currency="USD")
     assert not problems
     assert events[0].stage == "open" and events[0].amount == 0 and events[0].version == epoch_ms(deleted)
+
+
+def test_salesforce_changed_field_bitmaps_decode_to_field_names() -> None:
+    from services.connectors.salesforce import changed_fields, items_for_change
+
+    schema = {"fields": [
+        {"name": "ChangeEventHeader", "type": {"type": "record", "name": "H", "fields": []}},
+        {"name": "Name", "type": ["null", "string"]},
+        {"name": "Amount", "type": ["null", "string"]},
+        {"name": "BillingAddress", "type": ["null", {"type": "record", "name": "Address", "fields": [
+            {"name": "City", "type": ["null", "string"]}, {"name": "Street", "type": ["null", "string"]}]}]},
+        {"name": "StageName", "type": ["null", "string"]},
+    ]}
+    assert changed_fields(["0x14"], schema) == {"Amount", "StageName"}  # bits 2 and 4
+    assert changed_fields(["0x8", "3-0x2"], schema) == {"BillingAddress", "BillingAddress.Street"}
+    assert changed_fields(["not-hex", "9-0x1"], schema) == set()
+    header = {"changeType": "UPDATE", "recordIds": ["006000000000001AAA"], "commitTimestamp": 1_700_000_000_000,
+              "changedFields": ["0x2"]}  # Name only
+    assert items_for_change({"ChangeEventHeader": header}, schema, {"Amount", "StageName"}) == []
+    fetch = items_for_change({"ChangeEventHeader": {**header, "changedFields": ["0x4"]}}, schema, {"Amount"})
+    assert [(i.object_id, i.action) for i in fetch] == [("006000000000001AAA", "fetch")]
+    for change, action in (("DELETE", "delete"), ("GAP_UPDATE", "fetch"), ("GAP_DELETE", "fetch"),
+                           ("UNDELETE", "fetch"), ("CREATE", "fetch")):
+        items = items_for_change({"ChangeEventHeader": {**header, "changeType": change}}, schema, {"Amount"})
+        assert [i.action for i in items] == [action], change
