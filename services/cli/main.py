@@ -65,6 +65,14 @@ def _has_uvloop() -> bool:
 
 
 def cmd_ingest(_: argparse.Namespace) -> None:
+    from services.connectors.mapping import MappingError
+    from services.connectors.routes import build_connectors
+
+    try:  # a connector's mapping is checked before serving: a broken one stops ingest with what to change
+        build_connectors(get_settings(), None)
+    except MappingError as exc:
+        print(exc.report(), file=sys.stderr)
+        sys.exit(2)
     _serve("services.ingest.app:create_app", get_settings().ingest_port)
 
 

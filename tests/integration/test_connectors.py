@@ -252,3 +252,16 @@ def test_pipedrive_backfill_reads_every_page(crm: tuple[Stack, Any, FakePipedriv
         assert wrong.returncode == 1 and "401" in err
     finally:
         old.close()
+
+
+def test_ingest_refuses_to_start_with_a_broken_mapping(tmp_path: Any) -> None:
+    mapping = tmp_path / "hubspot.yaml"
+    mapping.write_text("connector: hubspot\nfields: {amount: amount}\nstages: {won: [closedwon]}\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+    env.update({"SALESPULSE_DATA_DIR": str(tmp_path), "SALESPULSE_HUBSPOT_CLIENT_SECRET": "s",
+                "SALESPULSE_HUBSPOT_TOKEN": "t", "SALESPULSE_HUBSPOT_MAPPING": str(mapping)})
+    run = subprocess.run([sys.executable, "-m", "services.cli.main", "ingest"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "error: the mapping hubspot.yaml cannot be used" in run.stderr
+    assert "fields.owner: required" in run.stderr and "fields.closed_at: required" in run.stderr
