@@ -14,6 +14,7 @@ the field and what to change; the connector counts it and keeps it for an admin 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "CrmDeal",
     "OwnerResolver",
     "RecordRejected",
+    "content_id",
     "deal_id_for",
     "deletion_event",
     "epoch_ms",
@@ -194,6 +196,13 @@ async def snapshot_event(
             for owner_id, share in deal.splits
         ]
     return event
+
+
+def content_id(event: dict[str, Any]) -> str:
+    """The event's id told apart by its content: for a second snapshot with the same CRM version."""
+    body = json.dumps({k: v for k, v in event.items() if k != "event_id"}, sort_keys=True, default=str)
+    suffix = hashlib.sha256(body.encode()).hexdigest()[:12]
+    return f"{event['event_id'][: 127 - len(suffix)]}-{suffix}"
 
 
 def deletion_event(connector: str, crm_id: str, deleted_at: datetime, owner_id: str) -> dict[str, Any]:

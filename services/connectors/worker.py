@@ -23,7 +23,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from services.common.background import BackgroundLoop
 from services.common.backoff import Backoff
 from services.connectors.base import Connector, CrmApiError
-from services.connectors.core import CrmDeal, RecordRejected, deal_id_for, deletion_event, snapshot_event
+from services.connectors.core import (
+    CrmDeal,
+    RecordRejected,
+    content_id,
+    deal_id_for,
+    deletion_event,
+    snapshot_event,
+)
 from services.connectors.inbox import Inbox, InboxItem
 from services.ingest.accept import Intake
 from services.ingest.ledger import EventConflict
@@ -112,7 +119,7 @@ class ConnectorWorker(BackgroundLoop):
             if event is None:
                 await self.inbox.done([item.id])
                 continue
-            pending.setdefault(event["event_id"], _Pending(event)).items.append(item)
+            pending.setdefault(content_id(event), _Pending(event)).items.append(item)  # same id and content: one
         await self._write(list(pending.values()))
         self.backoff.reset()
         return True
@@ -152,6 +159,7 @@ class ConnectorWorker(BackgroundLoop):
 
     async def _write(self, pending: list[_Pending]) -> None:
         name = self.connector.name
+        told_apart: set[str] = set()
         while pending:
             checked = await self.intake.check(orjson.dumps([p.event for p in pending]))
             if checked.problem_count:
@@ -166,17 +174,21 @@ class ConnectorWorker(BackgroundLoop):
             try:
                 result = await self.intake.append(checked.events)
             except EventConflict as exc:
+                # The same CRM revision (same modification time) with other content: two changes within the
+                # CRM's clock resolution, or a record read again under a changed mapping. The later one is
+                # told apart by its content and, on the contract's tie-break by event_id, wins.
                 conflicting = set(exc.event_ids)
                 for p in pending:
-                    if p.event["event_id"] in conflicting:
-                        await self._reject(
-                            p,
-                            f"event {p.event['event_id']} is in the ledger with another body: the mapping changed "
-                            "since this CRM revision was read; the deal's next change in the CRM applies the new "
-                            "mapping",
-                            "rejected_event",
-                        )
-                pending = [p for p in pending if p.event["event_id"] not in conflicting]
+                    if p.event["event_id"] not in conflicting:
+                        continue
+                    if p.event["event_id"] in told_apart:  # cannot happen unless the content hash collides
+                        await self._reject(p, f"event {p.event['event_id']} is in the ledger with another body",
+                                           "rejected_event")
+                        p.event = {}
+                    else:
+                        p.event["event_id"] = content_id(p.event)
+                        told_apart.add(p.event["event_id"])
+                pending = [p for p in pending if p.event]
                 continue
             self.metrics.connector_records.labels(name, "accepted").inc(result.accepted)
             if result.duplicates:

@@ -172,6 +172,13 @@ def test_pipedrive_lifecycle_merges_and_reordered_deliveries(crm: tuple[Stack, A
     drained(stack, "pipedrive")
     assert {rep: kpis(stack, rep) for rep in ("ana", "ben")} == before
 
+    # Two changes within one second of Pipedrive's clock: the same version, other content. The later one wins.
+    with pipe.lock:
+        same_second = dict(pipe.deals[e], value=1100.5)
+    pipe.deliver("change", e, "2026-12-05T10:00:00.900Z", same_second, {"value": 1000.5})
+    twin.deal("E", "ana", "won", "1100.5")
+    same_as_twins(stack, "ana", "ben", what="a second change within the same second")
+
     wrong = pipe.post(pipe.deliveries[0], auth=(pipe.user, "guess"))
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
     assert httpx.post(pipe.webhook_url, content=b"{}", timeout=10).status_code == 401
