@@ -19,7 +19,18 @@ import httpx
 import pytest
 
 from services.connectors.core import epoch_ms
-from tests.support.connectors import CLOSED, Twin, connectors, drained, kpis, metric, same_as_twins
+from tests.support.connectors import (
+    CLOSED,
+    Twin,
+    connect,
+    connectors,
+    drained,
+    kpis,
+    metric,
+    revenue,
+    same_as_twins,
+    summary,
+)
 from tests.support.fake_crm import FakeHubSpot, FakePipedrive
 from tests.support.stack import ROOT, Stack, free_port, sqlite_stack, wait_until
 
@@ -125,6 +136,12 @@ def test_forged_stale_and_malformed_hubspot_webhooks_are_refused(crm: tuple[Stac
     assert answer.status_code == 401
     assert metric(stack, "salespulse_connector_deliveries_total", connector="hubspot",
                   outcome="rejected_signature") == refused + 4
+    secrets = (hub.secret, "hubspot-private-app-token", "pipedrive-webhook-password", "pipedrive-api-token")
+    status_text = httpx.get(f"{stack.ingest}/v1/connectors", headers=stack.headers, timeout=10).text
+    metrics_text = httpx.get(f"{stack.ingest}/metrics", timeout=10).text
+    log_text = (stack.data_dir / "ingest.log").read_text(errors="replace")
+    for secret in secrets:  # no credential is logged or returned
+        assert secret not in status_text and secret not in metrics_text and secret not in log_text
     malformed = hub.post_signed(b'{"not": "an array"}')
     assert malformed.status_code == 400 and "JSON array" in malformed.json()["detail"]
     assert connectors(stack)["hubspot"]["pending"] == 0
@@ -164,6 +181,9 @@ def test_pipedrive_lifecycle_merges_and_reordered_deliveries(crm: tuple[Stack, A
     pipe.update(f, owner_id=101)
     twin.deal("F", "ana", "lost", "250")
     same_as_twins(stack, "ana", "ben", what="a merge and a reassignment")
+    pipe.update(f, status="open")  # reopened
+    twin.deal("F", "ana", "open", "250")
+    same_as_twins(stack, "ana", "ben", what="a lost deal reopened")
     assert kpis(stack, "ana")["month"]["revenue"] == 1000.5  # the merged deal does not count twice
 
     before = {rep: kpis(stack, rep) for rep in ("ana", "ben")}
@@ -182,20 +202,6 @@ def test_pipedrive_lifecycle_merges_and_reordered_deliveries(crm: tuple[Stack, A
     wrong = pipe.post(pipe.deliveries[0], auth=(pipe.user, "guess"))
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
     assert httpx.post(pipe.webhook_url, content=b"{}", timeout=10).status_code == 401
-
-
-def connect(stack: Stack, crm: str, *args: str, **env: str) -> subprocess.Popen[str]:
-    """`salespulse connect CRM --backfill ...` as an admin runs it, in its own process."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
-    clean.update({"SALESPULSE_DATA_DIR": str(stack.data_dir / "cli"), **env})
-    command = [sys.executable, "-m", "services.cli.main", "connect", crm, "--backfill", "--ingest-url", stack.ingest,
-               "--key", stack.admin_key, *args]
-    return subprocess.Popen(command, env=clean, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def summary(out: str) -> dict[str, int]:
-    return {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out.splitlines()
-            if line.split() and line.split()[0] in ("read", "accepted", "duplicates", "rejected")}
 
 
 def test_hubspot_backfill_resumes_after_a_kill_and_is_safe_to_run_twice(
@@ -225,7 +231,7 @@ def test_hubspot_backfill_resumes_after_a_kill_and_is_safe_to_run_twice(
         assert "records/s" in err
         assert summary(out)["read"] == 450 - read_before
         expected = sum(Decimal(f"{n}.50") for n in range(450))
-        wait_until(lambda: Decimal(str(_revenue(stack, "dora"))) == expected,
+        wait_until(lambda: Decimal(str(revenue(stack, "dora"))) == expected,
                    timeout=30, what="every old deal counted once")
         again = connect(stack, "hubspot", "--since", "2026-01-01", "--restart", **env)
         out, err = again.communicate(timeout=120)
@@ -233,12 +239,6 @@ def test_hubspot_backfill_resumes_after_a_kill_and_is_safe_to_run_twice(
         assert summary(out) == {"read": 450, "accepted": 0, "duplicates": 450, "rejected": 0}
     finally:
         old.close()
-
-
-def _revenue(stack: Stack, rep: str) -> float:
-    answer = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": "month", "date": "2026-11-10"},
-                       headers=stack.headers, timeout=10)
-    return answer.json()["kpis"]["revenue"] if answer.status_code == 200 else -1.0
 
 
 def test_pipedrive_backfill_reads_every_page(crm: tuple[Stack, Any, FakePipedrive]) -> None:
@@ -253,7 +253,7 @@ def test_pipedrive_backfill_reads_every_page(crm: tuple[Stack, Any, FakePipedriv
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
         assert summary(out) == {"read": 120, "accepted": 120, "duplicates": 0, "rejected": 0}
-        wait_until(lambda: _revenue(stack, "eli") == 800.0, timeout=30, what="80 won deals of 10")
+        wait_until(lambda: revenue(stack, "eli") == 800.0, timeout=30, what="80 won deals of 10")
         wrong = connect(stack, "pipedrive", **{**env, "SALESPULSE_PIPEDRIVE_TOKEN": "wrong"})
         out, err = wrong.communicate(timeout=60)
         assert wrong.returncode == 1 and "401" in err

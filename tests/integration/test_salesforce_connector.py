@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.connectors import Twin, connectors, kpis, metric, same_as_twins
+from tests.support.connectors import Twin, connect, connectors, kpis, metric, revenue, same_as_twins, summary
 from tests.support.fake_crm import FakeSalesforce
 from tests.support.stack import Stack, sqlite_stack, wait_until
 
@@ -75,6 +75,20 @@ def test_opportunity_changes_give_the_kpis_of_the_equivalent_events(org: tuple[S
     fake.delete(opp(2))
     twin.deal("S2", "ana", "open", "0")
     same_as_twins(stack, "ana", "ben", what="a GAP update re-read and a deletion")
+    fake.update(opp(1), StageName="Negotiation/Review")  # reopened
+    twin.deal("S1", "ben", "open", "1250.75")
+    same_as_twins(stack, "ana", "ben", what="a lost Opportunity reopened")
+
+    # Salesforce delivers at least once: the same change events again (with new replay ids) change nothing.
+    before = {rep: kpis(stack, rep) for rep in ("ana", "ben")}
+    with fake.changed:
+        again = [payload for _, payload in fake.events[-6:]]
+    for payload in again:
+        fake.republish(payload)
+    wait_until(lambda: connectors(stack)["salesforce"]["pending"] == 0 and
+               metric(stack, "salespulse_connector_deliveries_total", connector="salesforce", outcome="accepted")
+               >= len(fake.events), timeout=30, what="the repeated change events handled")
+    assert {rep: kpis(stack, rep) for rep in ("ana", "ben")} == before
     assert connectors(stack)["salesforce"]["rejected"] == 0
 
 
@@ -95,3 +109,22 @@ def test_a_restarted_ingest_resumes_after_the_stored_replay_id(org: tuple[Stack,
     same_as_twins(stack, "ana", "ben", what="changes made while ingest was down")
     resumed = fake.subscribes[subscribed]
     assert resumed and int.from_bytes(resumed, "big") >= 1  # CUSTOM, after a replay id it had stored
+
+
+def test_salesforce_backfill_reads_opportunities_changed_since_a_day(org: tuple[Stack, FakeSalesforce]) -> None:
+    stack, fake = org
+    for number in range(100, 130):
+        with fake.lock:  # already in the org before salespulse: no change events
+            fake.opportunities[opp(number)] = {"attributes": {"type": "Opportunity"}, "Id": opp(number),
+                                               "LastModifiedDate": "2026-11-02T09:00:00.000+0000",
+                                               "StageName": "Closed Won", "Amount": "10", "CloseDate": "2026-11-02",
+                                               "OwnerId": ANA}
+    run = connect(stack, "salesforce", "--since", "2026-11-01", **{
+        "SALESPULSE_SALESFORCE_INSTANCE_URL": fake.url, "SALESPULSE_SALESFORCE_TOKEN": fake.token,
+        "SALESPULSE_SALESFORCE_TENANT_ID": "00D000000000001AAA"})
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    counts = summary(out)
+    assert counts["read"] == len(fake.opportunities) and counts["rejected"] == 0
+    wait_until(lambda: revenue(stack, "ana", "2026-11-02") == 300, timeout=30,
+               what="30 won Opportunities of 10 in November")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import httpx
 
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import ROOT, Stack, wait_until
 
-__all__ = ["CLOSED", "DAY", "Twin", "connectors", "drained", "kpis", "metric", "same_as_twins"]
+__all__ = [
+    "CLOSED", "DAY", "Twin", "connect", "connectors", "drained", "kpis", "metric", "revenue", "same_as_twins",
+    "summary",
+]
 
 DAY = "2026-12-05"
 CLOSED = "2026-12-05T10:00:00Z"
@@ -73,3 +79,24 @@ def metric(stack: Stack, name: str, **labels: str) -> float:
         elif not labels and line.startswith(name + " "):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def connect(stack: Stack, crm: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`salespulse connect CRM --backfill ...` as an admin runs it, in its own process."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
+    clean.update({"SALESPULSE_DATA_DIR": str(stack.data_dir / "cli"), **env})
+    command = [sys.executable, "-m", "services.cli.main", "connect", crm, "--backfill", "--ingest-url", stack.ingest,
+               "--key", stack.admin_key, *args]
+    return subprocess.Popen(command, env=clean, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def summary(out: str) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out.splitlines()
+            if line.split() and line.split()[0] in ("read", "accepted", "duplicates", "rejected")}
+
+
+def revenue(stack: Stack, rep: str, day: str = "2026-11-10") -> float:
+    """The rep's revenue in the month of `day` (-1 when the rep has no KPIs at all)."""
+    answer = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": "month", "date": day},
+                       headers=stack.headers, timeout=10)
+    return answer.json()["kpis"]["revenue"] if answer.status_code == 200 else -1.0

@@ -457,6 +457,13 @@ class FakeSalesforce(FakeCrm):
             self.events.append((self._seq.to_bytes(8, "big"), buffer.getvalue()))
             self.changed.notify_all()
 
+    def republish(self, payload: bytes) -> None:
+        """The same change event once more, at a new replay id (Salesforce delivers at least once)."""
+        with self.changed:
+            self._seq += 1
+            self.events.append((self._seq.to_bytes(8, "big"), payload))
+            self.changed.notify_all()
+
     def create(self, opp_id: str, **fields: Any) -> None:
         ms = self.now_ms()
         with self.lock:
