@@ -130,6 +130,11 @@ class PlanProgressEntry(_Message):
     rewards: list[str]
     pace: float | None
     forecast_attainment: float | None
+    closed: bool | None = Field(None, description="the period is closed (its statements are frozen); REST only")
+    restated: bool | None = Field(
+        None, description="a closed period whose ledger changed after the close: the live value differs from the "
+        "frozen statement's, and the difference is carried to the next open statement; REST only"
+    )
 
 
 class RepProgress(_Message):

@@ -23,6 +23,7 @@ from services.api.readiness import Readiness
 from services.api.routes import config as config_routes
 from services.api.routes import live, notifications, reads, screens
 from services.api.routes import session as session_routes
+from services.api.routes import statements as statement_routes
 from services.common.auth import KeyStore, open_database
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reads.router, tags=["reads"])
     app.include_router(notifications.router, tags=["notifications"])
     app.include_router(session_routes.router, tags=["screens"])
+    app.include_router(statement_routes.router, tags=["statements"])
     live.install_sockets(app)
     app.include_router(screens.router)
     return app

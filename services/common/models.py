@@ -257,3 +257,33 @@ class ConnectorState(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+# --- period close and commission statements (docs/statements.md) ----------------------------------------------
+
+
+class PeriodClose(Base):
+    """A plan's period closed by an admin: its statements are frozen as of ledger sequence `as_of_seq`."""
+
+    __tablename__ = "period_closes"
+
+    plan_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period_key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    as_of_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    forced: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    closed_by: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+class StatementRow(Base):
+    """One rep's frozen statement of a closed period (the JSON document GET /v1/statements/{id} answers)."""
+
+    __tablename__ = "statements"
+    __table_args__ = (Index("ix_statements_rep", "rep_id", "plan_id"),)
+
+    statement_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    period_key: Mapped[str] = mapped_column(String(16), nullable=False)
+    rep_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)

@@ -47,6 +47,7 @@ class ProblemDetail(BaseModel):
 
 # What each status means when a route declares it; a route can word its own (see `problem_responses`).
 _MEANINGS: dict[int, str] = {
+    400: "the request is not what this route takes",
     401: "missing, unknown or revoked API key",
     403: "the key's role may not do this",
     404: "not found",

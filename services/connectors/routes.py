@@ -14,13 +14,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.common.deps import AdminKey
-from services.common.problems import Problem
+from services.common.problems import KEYED, Problem, problem_responses
 from services.common.settings import Settings
 from services.connectors import hubspot, pipedrive
 from services.connectors.base import Connector
@@ -84,6 +84,15 @@ class Connectors:
         self.wake(name)
 
 
+ConnectorName = Literal["hubspot", "pipedrive", "salesforce"]
+_WEBHOOK_PROBLEMS = problem_responses(
+    400, 401, 404, 413, 429, 503,
+    s400="not a delivery of this CRM's webhook shape",
+    s401="not signed by the CRM (HubSpot) or wrong HTTP Basic credentials (Pipedrive)",
+    s404="the connector is off: its settings are not set on this ingest service",
+)
+
+
 def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMetrics) -> None:
     def running(request: Request, name: str) -> Connectors:
         connectors: Connectors = request.app.state.connectors
@@ -96,7 +105,7 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
         log.warning("%s webhook refused (%s): %s", name, status, detail)
         return Problem(status, detail, headers=headers or None)
 
-    @app.post("/v1/connectors/hubspot/webhook", include_in_schema=True, summary="HubSpot webhook (v3 signature)")
+    @app.post("/v1/connectors/hubspot/webhook", summary="HubSpot webhook (v3 signature)", responses=_WEBHOOK_PROBLEMS)
     async def hubspot_webhook(request: Request) -> JSONResponse:
         connectors = running(request, "hubspot")
         body = await read_limited(request)
@@ -119,7 +128,8 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
             metrics.connector_deliveries.labels("hubspot", "ignored").inc(batch.ignored)
         return JSONResponse({"accepted": len(batch.items), "ignored": batch.ignored})
 
-    @app.post("/v1/connectors/pipedrive/webhook", summary="Pipedrive webhook v2 (HTTP Basic auth)")
+    @app.post("/v1/connectors/pipedrive/webhook", summary="Pipedrive webhook v2 (HTTP Basic auth)",
+              responses=_WEBHOOK_PROBLEMS)
     async def pipedrive_webhook(request: Request) -> JSONResponse:
         connectors = running(request, "pipedrive")
         if not _basic_auth_ok(request.headers.get("authorization"), settings):
@@ -136,7 +146,8 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
         metrics.connector_deliveries.labels("pipedrive", "ignored" if delivery.ignored else "accepted").inc()
         return JSONResponse({"accepted": len(delivery.items), "ignored": delivery.ignored})
 
-    @app.get("/v1/connectors", summary="Each connector: on or off, changes waiting, records refused")
+    @app.get("/v1/connectors", summary="Each connector: on or off, changes waiting, records refused",
+             responses=problem_responses(*KEYED))
     async def connector_status(request: Request, key: AdminKey) -> dict[str, Any]:
         connectors: Connectors = request.app.state.connectors
         counts = await connectors.inbox.counts()
@@ -151,10 +162,9 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
             })
         return {"connectors": listed}
 
-    @app.post("/v1/connectors/{name}/requeue", summary="Try the connector's refused records again (after a fix)")
-    async def requeue(name: str, request: Request, key: AdminKey) -> dict[str, Any]:
-        if name not in CONNECTORS:
-            raise Problem(404, f"No connector {name!r}; there are {', '.join(CONNECTORS)}.")
+    @app.post("/v1/connectors/{name}/requeue", summary="Try the connector's refused records again (after a fix)",
+              responses=problem_responses(*KEYED))
+    async def requeue(name: ConnectorName, request: Request, key: AdminKey) -> dict[str, Any]:
         connectors: Connectors = request.app.state.connectors
         count = await connectors.inbox.requeue_rejected(name)
         connectors.wake(name)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import websockets
 
+from services.api.statements import statement_id
 from services.common import db
 from services.common.auth import Scope, create_key
 from tests.support.events import AE_PLAN, deal, post
@@ -70,7 +71,15 @@ ROUTES: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("GET", "api", "/v1/reps/w1/preferences", None, only("viewer", "rep", "manager")),
     ("GET", "api", "/v1/reps/e1/preferences", None, only("viewer")),
     ("PUT", "api", "/v1/reps/w1/preferences", {"channels": ["in_app"]}, ADMIN_ONLY),
+    ("GET", "api", "/v1/reps/w1/statements", None, only("viewer", "rep", "manager")),
+    ("GET", "api", "/v1/reps/e1/statements", None, only("viewer")),
+    ("GET", "api", f"/v1/statements/{statement_id('ae-revenue', '2026-11', 'w1')}", None,
+     only("viewer", "rep", "manager")),
+    ("GET", "api", f"/v1/statements/{statement_id('ae-revenue', '2026-11', 'e1')}", None, only("viewer")),
+    ("POST", "api", "/v1/plans/ae-revenue/periods/2026-10/close", None, ADMIN_ONLY),
     ("GET", "ingest", "/v1/events/scope-seed", None, only("ingest", "viewer")),
+    ("GET", "ingest", "/v1/connectors", None, ADMIN_ONLY),
+    ("POST", "ingest", "/v1/connectors/hubspot/requeue", None, ADMIN_ONLY),
     ("POST", "notifier", "/v1/digests/run", None, ADMIN_ONLY),
 ]
 # (path, keys that may open it); every other valid key is closed with 4403, the expired one with 4401.

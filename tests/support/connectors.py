@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -22,12 +23,17 @@ CLOSED = "2026-12-05T10:00:00Z"
 PERIODS = (("month", DAY), ("quarter", DAY), ("year", DAY))
 
 
+_TWIN_DEALS: dict[str, dict[str, dict[str, Any]]] = {}
+"""Per stack (topic prefix): each twin deal's latest event, for what the twins' own KPIs must be."""
+
+
 class Twin:
-    """The same deals told as contract events, for reps `twin-<rep>`."""
+    """The same deals told as contract events, for reps `twin-<rep>`; every deal closes on DAY."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.version = 0
+        self.deals = _TWIN_DEALS.setdefault(stack.topic_prefix, {})
 
     def deal(self, deal_id: str, owner: str, stage: str, amount: str, **more: Any) -> None:
         self.version += 1
@@ -38,6 +44,32 @@ class Twin:
             event.setdefault("closed_at", CLOSED)
         answer = httpx.post(f"{self.stack.ingest}/v1/events", json=event, headers=self.stack.headers, timeout=10)
         assert answer.status_code == 202, answer.text
+        self.deals[deal_id] = event
+
+
+def twin_expectation(stack: Stack, rep: str) -> dict[str, float]:
+    """What the twin rep's revenue, won and lost deals must be in DAY's month, from the twin events posted."""
+    sums = {"revenue": Decimal(0), "deals_won": Decimal(0), "deals_lost": Decimal(0)}
+    for event in _TWIN_DEALS.get(stack.topic_prefix, {}).values():
+        splits = event.get("splits") or [{"rep_id": event["owner_id"], "share": "1"}]
+        for split in splits:
+            if split["rep_id"] != f"twin-{rep}":
+                continue
+            share = Decimal(split["share"])
+            if event["stage"] == "won":
+                sums["revenue"] += Decimal(event["amount"]) * share
+                sums["deals_won"] += share
+            elif event["stage"] == "lost":
+                sums["deals_lost"] += share
+    return {name: float(value) for name, value in sums.items()}
+
+
+def _twin_caught_up(stack: Stack, rep: str, found: dict[str, Any]) -> bool:
+    expected = twin_expectation(stack, rep)
+    month = found["month"]
+    if not isinstance(month, dict):  # 404: no events at all
+        return not any(expected.values())
+    return all(abs(float(month[name]) - value) < 0.005 for name, value in expected.items())
 
 
 def kpis(stack: Stack, rep: str) -> dict[str, Any]:
@@ -51,7 +83,11 @@ def kpis(stack: Stack, rep: str) -> dict[str, Any]:
 
 def same_as_twins(stack: Stack, *reps: str, what: str) -> None:
     def probe() -> bool:
-        return all(kpis(stack, rep) == kpis(stack, f"twin-{rep}") for rep in reps)
+        for rep in reps:
+            twin = kpis(stack, f"twin-{rep}")
+            if not _twin_caught_up(stack, rep, twin) or kpis(stack, rep) != twin:
+                return False
+        return True
 
     try:
         wait_until(probe, timeout=30, what=what)

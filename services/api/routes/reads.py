@@ -12,6 +12,7 @@ from services.api.deps import DateQuery, GatewayDep, PeriodQuery
 from services.api.gateway import Gateway
 from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
 from services.api.scope import require_board, require_rep, require_team
+from services.api.statements import StatementBook, session_close
 from services.common.deps import ReaderKey
 from services.common.problems import Problem
 from services.scoring.domain.kpis import KpiTotals
@@ -62,7 +63,14 @@ async def rep_progress(rep_id: str, gw: GatewayDep, who: ReaderKey, date: DateQu
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
     plans = await gw.progress(rep_id, date or gw.today())
-    return {"rep_id": rep_id, "plans": [p.to_dict() for p in plans]}
+    entries = []
+    for progress in plans:
+        entry = progress.to_dict()
+        if await session_close(gw.sessions, progress.plan_id, progress.period_key):
+            entry.update(await StatementBook(gw.sessions, gw.calendar).restated(
+                progress.plan_id, progress.period_key, rep_id, progress.value))
+        entries.append(entry)
+    return {"rep_id": rep_id, "plans": entries}
 
 
 @router.get("/boards/{board_id}/standings", summary="A board's standings", response_model=Standings, responses=PROBLEMS)

@@ -1,0 +1,181 @@
+"""The ledger folded with the contract's rules, remembering which events produced what: the basis of
+statements (a rep's credited deals and activities in a period, each traced to its ledger events), of
+restatements after a close, and of what-if runs over history. Pure: events in, facts out.
+
+`LedgerFold.add` takes the ledger's events in sequence order. For each deal it keeps the snapshot applied
+last (the contract's ordering rule: a stale snapshot is ignored) and the chain of events that were applied;
+activities are kept as facts. `lines` then answers "what does rep R earn under metric M in period K, and
+from which events".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas.kpis import ACTIVITY_PREFIX
+from services.scoring.domain.credits import CREDIT_MEASURES, contribution
+from services.scoring.domain.deals import DealSnapshot, is_newer
+from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.periods import Calendar, PeriodKind
+
+__all__ = ["ActivityFact", "AppliedEvent", "DealHistory", "LedgerFold", "Line"]
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedEvent:
+    seq: int
+    event_id: str
+
+
+@dataclass(slots=True)
+class DealHistory:
+    applied: DealSnapshot | None = None
+    chain: list[AppliedEvent] = field(default_factory=list)
+    """The deal's snapshots that were applied (not stale), in ledger order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFact:
+    seq: int
+    event_id: str
+    rep_id: str
+    kind: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Line:
+    """One statement line: a deal's credit to the rep (or an activity kind's count) under the plan's metric."""
+
+    key: str
+    """`deal:<deal_id>` or `activity:<kind>` — what a line is about, stable across recomputations."""
+    credit: Decimal
+    event_ids: tuple[str, ...]
+    deal_id: str | None = None
+    stage: str | None = None
+    amount: Decimal | None = None
+    share: Decimal | None = None
+    closed_at: datetime | None = None
+    kind: str | None = None
+    count: int | None = None
+    last_seq: int = 0
+    """The ledger sequence of the newest event behind the line."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "credit": str(self.credit), "event_ids": list(self.event_ids)}
+        if self.deal_id is not None:
+            out.update(type="deal", deal_id=self.deal_id, stage=self.stage,
+                       amount=None if self.amount is None else str(self.amount),
+                       share=None if self.share is None else str(self.share),
+                       closed_at=None if self.closed_at is None else self.closed_at.isoformat())
+        else:
+            out.update(type="activity", kind=self.kind, count=self.count)
+        return out
+
+
+class LedgerFold:
+    def __init__(self) -> None:
+        self.deals: dict[str, DealHistory] = {}
+        self.activities: list[ActivityFact] = []
+        self.last_seq = 0
+
+    def add(self, seq: int, event: Mapping[str, Any]) -> None:
+        """Fold one ledger event (its JSON body) at ledger sequence `seq`."""
+        self.last_seq = max(self.last_seq, seq)
+        if event.get("type") == "deal":
+            snapshot = DealSnapshot.from_event(event)
+            history = self.deals.setdefault(snapshot.deal_id, DealHistory())
+            if is_newer(snapshot, history.applied):
+                history.applied = snapshot
+                history.chain.append(AppliedEvent(seq, str(event["event_id"])))
+        elif event.get("type") == "activity":
+            at = datetime.fromisoformat(str(event["occurred_at"]).replace("Z", "+00:00"))
+            self.activities.append(ActivityFact(seq, str(event["event_id"]), str(event["rep_id"]),
+                                                str(event["kind"]), at))
+
+    def add_all(self, events: Iterable[tuple[int, Mapping[str, Any]]]) -> LedgerFold:
+        for seq, event in events:
+            self.add(seq, event)
+        return self
+
+    def totals(self, rep_id: str, kind: PeriodKind, key: str, calendar: Calendar) -> KpiTotals:
+        """The rep's KPI sums in one period, as scoring would hold them."""
+        totals = KpiTotals()
+        for history in self.deals.values():
+            if history.applied is None:
+                continue
+            for credit in contribution(history.applied):
+                if credit.rep_id == rep_id and calendar.key(credit.at, kind) == key:
+                    totals.apply_credit(credit)
+        for fact in self.activities:
+            if fact.rep_id == rep_id and calendar.key(fact.at, kind) == key:
+                totals.add_activity(fact.kind)
+        return totals
+
+    def reps(self) -> set[str]:
+        found = {fact.rep_id for fact in self.activities}
+        for history in self.deals.values():
+            if history.applied is not None:
+                found.update(credit.rep_id for credit in contribution(history.applied))
+        return found
+
+    def lines(self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar) -> list[Line]:
+        """What the rep is credited with under `metric` in the period, line by line, each with its events.
+
+        For an additive metric the lines' credits sum to the metric's value; for a rate (win_rate,
+        avg_deal_size, retention_rate) the lines are its parts (won and lost deals), credited by revenue or
+        share as the rate's numerator counts them."""
+        return sorted(self._deal_lines(rep_id, metric, kind, key, calendar), key=lambda line: line.key) + sorted(
+            self._activity_lines(rep_id, metric, kind, key, calendar), key=lambda line: line.key
+        )
+
+    def _deal_lines(self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar) -> Iterator[Line]:
+        measures = _deal_measures(metric)
+        if not measures:
+            return
+        for deal_id, history in self.deals.items():
+            snapshot = history.applied
+            if snapshot is None:
+                continue
+            for credit in contribution(snapshot):
+                if credit.rep_id != rep_id or calendar.key(credit.at, kind) != key:
+                    continue
+                value = sum((getattr(credit, name) for name in measures), ZERO)
+                if not value and not any(getattr(credit, name) for name in CREDIT_MEASURES):
+                    continue
+                share = dict(snapshot.splits).get(rep_id)
+                yield Line(
+                    key=f"deal:{deal_id}", credit=value, event_ids=tuple(e.event_id for e in history.chain),
+                    deal_id=deal_id, stage=snapshot.stage, amount=snapshot.amount, share=share,
+                    closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0,
+                )
+
+    def _activity_lines(
+        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar
+    ) -> Iterator[Line]:
+        if metric != "activities" and not metric.startswith(ACTIVITY_PREFIX):
+            return
+        wanted = None if metric == "activities" else metric[len(ACTIVITY_PREFIX):]
+        by_kind: dict[str, list[ActivityFact]] = {}
+        for fact in self.activities:
+            if fact.rep_id == rep_id and (wanted is None or fact.kind == wanted) and calendar.key(fact.at, kind) == key:
+                by_kind.setdefault(fact.kind, []).append(fact)
+        for activity_kind, facts in by_kind.items():
+            yield Line(key=f"activity:{activity_kind}", credit=Decimal(len(facts)),
+                       event_ids=tuple(f.event_id for f in facts), kind=activity_kind, count=len(facts),
+                       last_seq=max(f.seq for f in facts))
+
+
+def _deal_measures(metric: str) -> tuple[str, ...]:
+    """The credit measures whose sum is a line's credit under `metric` (rates: their numerator's measure)."""
+    if metric in CREDIT_MEASURES:
+        return (metric,)
+    return {"win_rate": ("deals_won",), "avg_deal_size": ("revenue",), "retention_rate": ("renewals_won",)}.get(
+        metric, ()
+    )

@@ -1,0 +1,147 @@
+"""Period close, statements and restatement on a real stack (docs/statements.md).
+
+November 2026 is closed with three won deals; then one is reversed, one's amount changes and one's close date
+moves into December. The frozen November statement does not move; December's statement carries three
+adjustment lines with the exact differences and the payout difference; once December is closed in turn,
+January carries nothing for November — nothing is counted twice."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.stack import Stack, sqlite_stack, wait_until
+
+pytestmark = pytest.mark.integration
+
+PLAN = {
+    "plan_id": "monthly", "name": "Monthly revenue", "metric": "revenue", "period": "month",
+    "effective_from": "2026-10-01", "participants": {"teams": [], "reps": []}, "quota": 1000,
+    "tiers": [
+        {"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.1},
+        {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.2},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = sqlite_stack(broker, tmp_path_factory, "stmts")
+    stack.start()
+    try:
+        httpx.put(f"{stack.api}/v1/reps/ana", json={"name": "Ana", "team_id": None}, headers=stack.headers,
+                  timeout=10).raise_for_status()
+        httpx.put(f"{stack.api}/v1/plans/monthly", json=PLAN, headers=stack.headers, timeout=10).raise_for_status()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def deal(stack: Stack, deal_id: str, version: int, stage: str, amount: str, closed_at: str) -> None:
+    event = {"event_id": f"{deal_id}-v{version}", "type": "deal", "occurred_at": closed_at, "deal_id": deal_id,
+             "version": version, "owner_id": "ana", "stage": stage, "amount": amount}
+    if stage != "open":
+        event["closed_at"] = closed_at
+    answer = httpx.post(f"{stack.ingest}/v1/events", json=event, headers=stack.headers, timeout=10)
+    assert answer.status_code == 202, answer.text
+
+
+def get(stack: Stack, path: str, **params: Any) -> Any:
+    answer = httpx.get(f"{stack.api}{path}", params=params, headers=stack.headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def close(stack: Stack, period: str, **params: Any) -> httpx.Response:
+    return httpx.post(f"{stack.api}/v1/plans/monthly/periods/{period}/close", params=params, headers=stack.headers,
+                      timeout=60)
+
+
+def progress(stack: Stack, day: str) -> dict[str, Any]:
+    entries = get(stack, "/v1/reps/ana/progress", date=day)["plans"]
+    return next(p for p in entries if p["plan_id"] == "monthly")
+
+
+def statement_of(stack: Stack, period: str) -> dict[str, Any]:
+    listed = get(stack, "/v1/reps/ana/statements")["statements"]
+    found = next((s for s in listed if s["period_key"] == period and s["plan_id"] == "monthly"), None)
+    if found is None:  # an open period other than the current one: its id is plan, period and rep
+        from services.api.statements import statement_id
+
+        return get(stack, f"/v1/statements/{statement_id('monthly', period, 'ana')}")
+    return get(stack, f"/v1/statements/{found['statement_id']}")
+
+
+def test_close_restate_and_carry_once(stack: Stack) -> None:
+    deal(stack, "D1", 1, "won", "500", "2026-11-10T12:00:00Z")
+    deal(stack, "D2", 1, "won", "700", "2026-11-12T12:00:00Z")
+    deal(stack, "D3", 1, "won", "300", "2026-11-20T12:00:00Z")
+    wait_until(lambda: progress(stack, "2026-11-15")["value"] == 1500, timeout=30, what="November's deals scored")
+    live = progress(stack, "2026-11-15")
+
+    early = close(stack, "2026-12")
+    assert early.status_code == 409 and "force=true" in early.json()["detail"]
+    closed = close(stack, "2026-11")
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["already_closed"] is False and closed.json()["statements"] >= 1
+    again = close(stack, "2026-11")
+    assert again.status_code == 200 and again.json()["already_closed"] is True  # closing twice is a no-op
+
+    november = statement_of(stack, "2026-11")
+    assert november["status"] == "closed"
+    assert Decimal(november["value"]) == 1500 == sum(Decimal(line["credit"]) for line in november["lines"])
+    assert Decimal(november["payout"]) == Decimal("200.00") == Decimal(str(live["payout"]))  # 1000×10 % + 500×20 %
+    assert [line["deal_id"] for line in november["lines"]] == ["D1", "D2", "D3"]
+    assert november["lines"][0]["event_ids"] == ["D1-v1"]
+    assert progress(stack, "2026-11-15")["closed"] is True and progress(stack, "2026-11-15")["restated"] is False
+
+    # After the close: a reversal, an amount fix, a close date moved out of November.
+    deal(stack, "D1", 2, "open", "500", "2026-12-01T09:00:00Z")
+    deal(stack, "D2", 2, "won", "650", "2026-11-12T12:00:00Z")
+    deal(stack, "D3", 2, "won", "300", "2026-12-02T12:00:00Z")
+    wait_until(lambda: progress(stack, "2026-11-15")["value"] == 650, timeout=30, what="the restated November")
+    assert progress(stack, "2026-11-15")["restated"] is True
+    assert statement_of(stack, "2026-11") == november  # frozen
+
+    december = statement_of(stack, "2026-12")
+    assert december["status"] == "open"
+    assert [line["deal_id"] for line in december["lines"]] == ["D3"] and Decimal(december["value"]) == 300
+    [group] = december["adjustments"]
+    assert group["closed_period"] == "2026-11"
+    assert {line["deal_id"]: Decimal(line["credit"]) for line in group["lines"]} == {
+        "D1": Decimal(-500), "D2": Decimal(-50), "D3": Decimal(-300)}
+    assert {line["deal_id"]: line["event_ids"] for line in group["lines"]} == {
+        "D1": ["D1-v2"], "D2": ["D2-v2"], "D3": ["D3-v2"]}
+    assert Decimal(group["payout"]) == Decimal("65.00") - Decimal("200.00")  # a clawback: negative
+    assert Decimal(december["total_payout"]) == Decimal("30.00") + Decimal("-135.00")
+
+    rows = list(csv.reader(io.StringIO(httpx.get(
+        f"{stack.api}/v1/statements/{december['statement_id']}", params={"format": "csv"}, headers=stack.headers,
+        timeout=30).text)))
+    assert ["adjustment", "2026-11", "deal", "D1", "", "", "", "", "-500.00", "", "D1-v2"] in rows, rows[12:]
+
+    assert close(stack, "2026-12", force="true").status_code == 200
+    frozen_december = statement_of(stack, "2026-12")
+    assert frozen_december["status"] == "closed" and frozen_december["adjustments"] == december["adjustments"]
+    january = statement_of(stack, "2027-01")
+    assert january["adjustments"] == []  # November's differences were carried once, by December
+
+
+def test_statements_are_pay_data(stack: Stack) -> None:
+    _, screen = stack.create_key("screen", "tv", "--boards", "floor")
+    _, own = stack.create_key("rep", "ana-phone", "--rep-id", "ana")
+    _, other = stack.create_key("rep", "ben-phone", "--rep-id", "ben")
+    path = f"{stack.api}/v1/reps/ana/statements"
+    assert httpx.get(path, headers={"Authorization": f"Bearer {own}"}, timeout=10).status_code == 200
+    assert httpx.get(path, headers={"Authorization": f"Bearer {other}"}, timeout=10).status_code == 403
+    assert httpx.get(path, headers={"Authorization": f"Bearer {screen}"}, timeout=10).status_code == 403
+    closing = httpx.post(f"{stack.api}/v1/plans/monthly/periods/2026-10/close",
+                         headers={"Authorization": f"Bearer {own}"}, timeout=10)
+    assert closing.status_code == 403
+    assert httpx.get(f"{stack.api}/v1/statements/st_bm9wZQ", headers=stack.headers, timeout=10).status_code == 404
