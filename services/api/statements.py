@@ -255,6 +255,79 @@ class StatementBook:
         return {"plan_id": plan.plan_id, "period_key": period_key, "closed_at": now.isoformat(),
                 "as_of_seq": fold.last_seq, "already_closed": False, "statements": len(rows)}
 
+    # --- what-if -------------------------------------------------------------------------------------------
+    def what_if(
+        self, draft: Plan, live: Plan | None, period_key: str, participants: Iterable[tuple[str, str | None]],
+        fold: LedgerFold, now: datetime,
+    ) -> dict[str, Any]:
+        """Every participant's figures under the draft plan next to the live one, and the total cost of each,
+        from the ledger as it stands; nothing is written and nothing is sent."""
+        start, _ = self.period_bounds(draft, period_key)
+        reps = dict(participants)
+        for rep in fold.reps():
+            reps.setdefault(rep, None)
+        rows = []
+        cost = {"draft": ZERO, "live": ZERO}
+        for rep_id, team_id in sorted(reps.items()):
+            figures: dict[str, Any] = {"rep_id": rep_id}
+            for name, plan in (("draft", draft), ("live", live)):
+                progress = None
+                if plan is not None:
+                    cache: dict[tuple[str, str], Any] = {}
+
+                    def totals(k: PeriodKind, key: str, rep: str = rep_id, memo: dict[Any, Any] = cache) -> Any:
+                        if (k, key) not in memo:
+                            memo[(k, key)] = fold.totals(rep, k, key, self.calendar)
+                        return memo[(k, key)]
+
+                    progress = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=totals,
+                                             calendar=self.calendar, on=start, now=now)
+                if progress is not None and progress.period_key != period_key:
+                    progress = None
+                figures[name] = None if progress is None else _figures(progress)
+                if progress is not None:
+                    cost[name] += progress.payout
+            if figures["draft"] is not None or figures["live"] is not None:
+                rows.append(figures)
+        return {
+            "plan_id": draft.plan_id,
+            "period_key": period_key,
+            "live_plan": live is not None,
+            "participants": rows,
+            "total_cost": {"draft": str(cost["draft"]), "live": str(cost["live"]) if live is not None else None,
+                           "difference": str(cost["draft"] - cost["live"]) if live is not None else None},
+            "as_of_seq": fold.last_seq,
+        }
+
+    def projection(
+        self, plans: Iterable[Plan], rep_id: str, team_id: str | None, on: date, fold: LedgerFold, now: datetime
+    ) -> list[dict[str, Any]]:
+        """For each plan covering the rep: the figures now, and if every open deal of the rep closed won today at
+        its amount (the rep's share of it)."""
+        open_deals = fold.open_deals_of(rep_id)
+        found = []
+        for plan in plans:
+            current = plan_progress(plan, rep_id=rep_id, team_id=team_id,
+                                    totals=lambda k, key: fold.totals(rep_id, k, key, self.calendar),
+                                    calendar=self.calendar, on=on, now=now)
+            if current is None:
+                continue
+
+            def with_pipeline(k: PeriodKind, key: str) -> Any:
+                totals = fold.totals(rep_id, k, key, self.calendar)
+                if key == self.calendar.key(now, k):
+                    for credit in open_deals(now):
+                        totals.apply_credit(credit)
+                return totals
+
+            projected = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=with_pipeline,
+                                      calendar=self.calendar, on=on, now=now)
+            assert projected is not None
+            found.append({"plan_id": plan.plan_id, "period_key": current.period_key,
+                          "open_deals": len(open_deals(now)), "now": _figures(current),
+                          "if_pipeline_closes": _figures(projected)})
+        return found
+
     # --- reading --------------------------------------------------------------------------------------------
     async def statement(
         self, plan: Plan, period_key: str, rep_id: str, team_id: str | None, now: datetime,
@@ -285,6 +358,12 @@ class StatementBook:
             return {"closed": closed, "restated": closed and live_value != ZERO}
         frozen = json.loads(row.body)
         return {"closed": True, "restated": Decimal(frozen["value"]) != live_value}
+
+
+def _figures(progress: Any) -> dict[str, Any]:
+    document = progress.to_dict()
+    return {"value": str(progress.value), "quota": str(progress.quota), "attainment": document["attainment"],
+            "tier": document["tier"], "payout": str(progress.payout)}
 
 
 async def session_close(sessions: Sessions, plan_id: str, period_key: str) -> bool:

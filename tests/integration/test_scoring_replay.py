@@ -10,7 +10,9 @@ compared with the independent computation there.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
+import httpx
 import pytest
 
 from tests.support.crm_feed import STACK_ENV, Event, crm_feed, expected_kpis, post_feed, wait_for_kpis
@@ -63,6 +65,35 @@ def test_crm_replay_with_duplicates_reversals_and_stale_versions_ends_in_the_con
         return samples if len(lags) == 12 and all(value == 0 for _, value in lags) else None
 
     wait_until(caught_up, timeout=30, interval=0.2, what="zero consumer lag on all 12 source partitions")
+
+    # Statements over the data set (issue 21): a fiscal quarter closed, each statement's lines summing to its
+    # value and its payout equal to live progress; the same plan as a what-if draft gives identical figures.
+    plan = {"plan_id": "q-revenue", "name": "Quarterly revenue", "metric": "revenue", "period": "quarter",
+            "effective_from": "2025-01-01", "quota": 150000,
+            "tiers": [{"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.04},
+                      {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.07},
+                      {"tier_id": "accel", "name": "Accelerator", "threshold": 1.3, "rate": 0.1}]}
+    with httpx.Client(base_url=stack.api, headers=stack.headers, timeout=120) as http:
+        http.put("/v1/plans/q-revenue", json=plan).raise_for_status()
+        wait_until(lambda: http.get("/v1/plans/q-revenue").status_code == 200, timeout=10, what="the plan")
+        day = "2025-11-15"  # in FY2026-Q3 (the fiscal year starts in April)
+        live = {}
+        for rep in sorted({key[0] for key in expected.totals}):
+            answer = http.get(f"/v1/reps/{rep}/progress", params={"date": day}).json()
+            live[rep] = next(p for p in answer["plans"] if p["plan_id"] == "q-revenue")
+        draft = http.post("/v1/plans/what-if", json={"plan": plan, "period_key": "FY2026-Q3"}).json()
+        assert all(row["draft"] == row["live"] for row in draft["participants"])
+        closed = http.post("/v1/plans/q-revenue/periods/FY2026-Q3/close")
+        assert closed.status_code == 200, closed.text
+        for rep, progress in live.items():
+            listed = http.get(f"/v1/reps/{rep}/statements").json()["statements"]
+            entry = next(s for s in listed if s["plan_id"] == "q-revenue" and s["period_key"] == "FY2026-Q3")
+            statement = http.get(f"/v1/statements/{entry['statement_id']}").json()
+            assert sum(Decimal(line["credit"]) for line in statement["lines"]) == Decimal(statement["value"]), rep
+            assert Decimal(statement["payout"]) == Decimal(str(progress["payout"])), rep
+            assert float(statement["value"]) == progress["value"], rep
+            row = next(r for r in draft["participants"] if r["rep_id"] == rep)
+            assert row["live"]["payout"] == statement["payout"], rep
 
 
 def _unique(events: Iterable[Event]) -> list[Event]:

@@ -145,3 +145,52 @@ def test_statements_are_pay_data(stack: Stack) -> None:
                          headers={"Authorization": f"Bearer {own}"}, timeout=10)
     assert closing.status_code == 403
     assert httpx.get(f"{stack.api}/v1/statements/st_bm9wZQ", headers=stack.headers, timeout=10).status_code == 404
+
+
+def what_if(stack: Stack, plan: dict[str, Any], period_key: str) -> dict[str, Any]:
+    answer = httpx.post(f"{stack.api}/v1/plans/what-if", json={"plan": plan, "period_key": period_key},
+                        headers=stack.headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_what_if_a_draft_plan_on_history_touches_nothing(stack: Stack) -> None:
+    deal(stack, "C1", 1, "won", "800", "2026-10-05T12:00:00Z")
+    deal(stack, "C2", 1, "won", "600", "2026-10-20T12:00:00Z")
+    deal(stack, "C3", 1, "open", "500", "2026-12-03T12:00:00Z")
+    wait_until(lambda: progress(stack, "2026-10-15")["value"] == 1400, timeout=30, what="October scored")
+    before = (get(stack, "/v1/reps/ana/progress", date="2026-10-15"), get(stack, "/v1/reps/ana/kpis",
+              period="month", date="2026-10-15"), get(stack, "/v1/notifications"))
+
+    same = what_if(stack, PLAN, "2026-10")
+    ana = next(row for row in same["participants"] if row["rep_id"] == "ana")
+    assert ana["draft"] == ana["live"] and Decimal(ana["live"]["payout"]) == Decimal("180.00")  # 100 + 400×20 %
+    assert Decimal(same["total_cost"]["difference"]) == 0
+
+    draft = {**PLAN, "tiers": [{"tier_id": "base", "name": "Base", "threshold": 0.0, "rate": 0.15},
+                               {"tier_id": "target", "name": "Target", "threshold": 1.0, "rate": 0.25}]}
+    changed = what_if(stack, draft, "2026-10")
+    ana = next(row for row in changed["participants"] if row["rep_id"] == "ana")
+    assert Decimal(ana["draft"]["payout"]) == Decimal("250.00")  # 1,000 × 15 % + 400 × 25 %, by hand
+    assert Decimal(ana["live"]["payout"]) == Decimal("180.00")
+    assert Decimal(changed["total_cost"]["draft"]) - Decimal(changed["total_cost"]["live"]) == Decimal("70.00")
+    assert changed["elapsed_ms"] >= 0
+
+    after = (get(stack, "/v1/reps/ana/progress", date="2026-10-15"), get(stack, "/v1/reps/ana/kpis",
+             period="month", date="2026-10-15"), get(stack, "/v1/notifications"))
+    assert after == before  # live state, progress and the notification log are as they were
+    assert get(stack, "/v1/plans/monthly")["tiers"][0]["rate"] == 0.1  # the live plan is unchanged
+
+    bad = httpx.post(f"{stack.api}/v1/plans/what-if", json={"plan": {**PLAN, "quota": 0}, "period_key": "2026-10"},
+                     headers=stack.headers, timeout=30)
+    assert bad.status_code == 422 and "quota" in bad.json()["detail"]
+
+
+def test_projection_if_the_open_pipeline_closes(stack: Stack) -> None:
+    wait_until(lambda: get(stack, "/v1/reps/ana/projection")["plans"], timeout=30, what="a projection")
+    [plan] = get(stack, "/v1/reps/ana/projection")["plans"]
+    assert plan["open_deals"] >= 1  # C3 (and D1, reopened in the first test)
+    now, projected = Decimal(plan["now"]["value"]), Decimal(plan["if_pipeline_closes"]["value"])
+    open_amounts = Decimal(500) + Decimal(500)  # C3 and D1 are open, both ana's
+    assert projected - now == open_amounts
+    assert Decimal(plan["if_pipeline_closes"]["payout"]) >= Decimal(plan["now"]["payout"])

@@ -86,6 +86,7 @@ SCREENS: Final = {
     "/rotate": ScreenPage("board", "leaderboard", "tv", "Several boards in turn: ?boards=a,b,c&every=20"),
     "/rep/{rep_id}": ScreenPage("rep", "my progress", "app rep-page", "A rep's own progress page"),
     "/team/{team_id}": ScreenPage("team", "team", "app team-page", "A manager's team page"),
+    "/statement/{statement_id}": ScreenPage("statement", "statement", "app statement", "A printable statement"),
 }
 """Every screen by path; the page's script reads the ids from the path."""
 

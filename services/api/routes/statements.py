@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+import time
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
+from schemas.config import Plan
 from services.api.deps import GatewayDep
 from services.api.gateway import Gateway
 from services.api.responses import PROBLEMS
 from services.api.scope import require_rep
-from services.api.statements import StatementBook, parse_statement_id, statement_id
+from services.api.statements import StatementBook, parse_statement_id, read_fold, statement_id
 from services.common.auth import Principal
 from services.common.csv_cells import neutralise
 from services.common.deps import AdminKey, ReaderKey
@@ -27,11 +31,19 @@ def book(gw: Gateway) -> StatementBook:
     return StatementBook(gw.sessions, gw.calendar)
 
 
-def require_pay_reader(who: Principal, gw: Gateway, rep_id: str) -> None:
-    """A rep's pay: admins and viewers, the rep's own key, the manager of the rep's team — not a TV's key."""
+def require_pay_reader(who: Principal, gw: Gateway, rep_id: str, *, known: bool = False) -> None:
+    """A rep's pay: admins and viewers, the rep's own key, the manager of the rep's team — not a TV's key;
+    `known`: and the rep must be on the roster or have events (404)."""
     if who.role == "screen":
         raise Problem(403, "A screen key reads boards, not statements; use the rep's own key or a manager's.")
     require_rep(who, gw, rep_id)
+    if known and not gw.rep_known(rep_id):
+        raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
+
+
+def roster(gw: Gateway) -> list[tuple[str, str | None]]:
+    """(rep, team) of every rep on the roster: the participants a plan may cover besides reps with events."""
+    return [(rep_id, doc.get("team_id")) for rep_id, doc in gw.config.state.reps().items()]
 
 
 @router.post(
@@ -46,18 +58,57 @@ async def close_period(
     plan = gw.plan(plan_id)
     if plan is None:
         raise Problem(404, f"No plan {plan_id!r}.")
-    state = gw.config.state
-    participants = [(rep_id, doc.get("team_id")) for rep_id, doc in state.reps().items()]
     return await book(gw).close(plan, period_key, force=force, closed_by=who.key_id, now=gw.now(),
-                                participants=participants)
+                                participants=roster(gw))
+
+
+@router.post(
+    "/plans/what-if",
+    summary="A draft plan on real history: every participant's figures next to the live plan's, and the cost",
+    responses=problem_responses(*KEYED),
+)
+async def what_if(
+    gw: GatewayDep, who: AdminKey,
+    body: Annotated[dict[str, Any], Body(description='{"plan": <a plan, CONTRACT §4>, "period_key": "2026-Q3"} '
+                                                     'or "date": "2026-08-15" instead of period_key')],
+) -> Any:
+    try:
+        draft = Plan.model_validate(body.get("plan"))
+    except ValidationError as exc:
+        raise Problem(422, "The draft plan is not valid: " + "; ".join(e["msg"] for e in exc.errors()[:5]),
+                      errors=[{"index": None, "field": "plan." + ".".join(str(p) for p in e["loc"]),
+                               "message": e["msg"]} for e in exc.errors()]) from None
+    kind = draft.period
+    if "period_key" in body:
+        period_key = str(body["period_key"])
+    else:
+        try:
+            on = date.fromisoformat(str(body.get("date") or gw.today().isoformat()))
+        except ValueError:
+            raise Problem(422, f"date {body.get('date')!r} is not a date (YYYY-MM-DD).") from None
+        period_key = gw.calendar.key_for_date(on, kind)
+    statements_book = book(gw)
+    statements_book.period_bounds(draft, period_key)  # 422 for a key of another kind
+    began = time.perf_counter()
+    fold = await read_fold(gw.sessions)
+    answer = statements_book.what_if(draft, gw.plan(draft.plan_id), period_key, roster(gw), fold, gw.now())
+    answer["elapsed_ms"] = round((time.perf_counter() - began) * 1000)
+    return answer
+
+
+@router.get("/reps/{rep_id}/projection", summary="If the rep's open pipeline closed today at its amounts",
+            responses=PROBLEMS)
+async def projection(rep_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
+    require_pay_reader(who, gw, rep_id, known=True)
+    fold = await read_fold(gw.sessions)
+    found = book(gw).projection(gw.plans(), rep_id, gw.config.state.team_of(rep_id), gw.today(), fold, gw.now())
+    return {"rep_id": rep_id, "plans": found}
 
 
 @router.get("/reps/{rep_id}/statements", summary="A rep's statements: closed periods and the open ones",
             responses=PROBLEMS)
 async def rep_statements(rep_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
-    require_pay_reader(who, gw, rep_id)
-    if not gw.rep_known(rep_id):
-        raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
+    require_pay_reader(who, gw, rep_id, known=True)
     statements_book = book(gw)
     listed: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -57,11 +57,29 @@ async function main() {
   }
   renderPlans(progress.plans);
   loadNotifications();
+  loadStatements();
   new LiveSocket(`/v1/ws/reps/${encodeURIComponent(repId)}`, {
     onMessage,
     onState: (state, detail) => renderStatus(el("status"), state, detail),
     onOpen: reloadPlans,
   }).start();
+}
+
+/** The rep's statements (a screen key may not read pay: the list then says so), each linking to its page. */
+async function loadStatements() {
+  const list = el("statements");
+  let answer;
+  try {
+    answer = await api(`/v1/reps/${encodeURIComponent(repId)}/statements`);
+  } catch (error) {
+    list.replaceChildren(h("li", { class: "muted" }, error.status === 403 ? "Statements need your own key." : error.message));
+    return;
+  }
+  const items = answer.statements.map((s) => h("li", {},
+    h("a", { href: screenHref("statement", s.statement_id) }, `${plansById.get(s.plan_id)?.name || s.plan_id} · ${periodLabel(s.period_key)}`),
+    h("span", { class: "muted" }, ` ${s.status === "closed" ? "closed" : "open"} · ${formatMoney(Number(s.total_payout ?? s.payout))}`)));
+  list.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, "No statements yet.")]));
+  list.dataset.ready = "1";
 }
 
 async function renderHeader(rep) {

@@ -10,14 +10,14 @@ from which events".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from schemas.kpis import ACTIVITY_PREFIX
-from services.scoring.domain.credits import CREDIT_MEASURES, contribution
+from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
@@ -117,6 +117,21 @@ class LedgerFold:
             if fact.rep_id == rep_id and calendar.key(fact.at, kind) == key:
                 totals.add_activity(fact.kind)
         return totals
+
+    def open_deals_of(self, rep_id: str) -> Callable[[datetime], list[Credit]]:
+        """The rep's open deals as the credits they would give if won at a given instant (the rep's part)."""
+        deals = [h.applied for h in self.deals.values()
+                 if h.applied is not None and h.applied.stage == "open"
+                 and any(rep == rep_id for rep, _ in h.applied.splits)]
+
+        def credits(at: datetime) -> list[Credit]:
+            found = []
+            for snapshot in deals:
+                won = replace(snapshot, stage="won", closed_at=at)
+                found += [c for c in contribution(won) if c.rep_id == rep_id]
+            return found
+
+        return credits
 
     def reps(self) -> set[str]:
         found = {fact.rep_id for fact in self.activities}
