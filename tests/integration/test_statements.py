@@ -187,10 +187,19 @@ def test_what_if_a_draft_plan_on_history_touches_nothing(stack: Stack) -> None:
 
 
 def test_projection_if_the_open_pipeline_closes(stack: Stack) -> None:
-    wait_until(lambda: get(stack, "/v1/reps/ana/projection")["plans"], timeout=30, what="a projection")
-    [plan] = get(stack, "/v1/reps/ana/projection")["plans"]
-    assert plan["open_deals"] >= 1  # C3 (and D1, reopened in the first test)
-    now, projected = Decimal(plan["now"]["value"]), Decimal(plan["if_pipeline_closes"]["value"])
-    open_amounts = Decimal(500) + Decimal(500)  # C3 and D1 are open, both ana's
-    assert projected - now == open_amounts
-    assert Decimal(plan["if_pipeline_closes"]["payout"]) >= Decimal(plan["now"]["payout"])
+    for deal_id, stage, amount in (("E1", "won", "400"), ("E2", "open", "250"), ("E3", "open", "125.50")):
+        event = {"event_id": f"{deal_id}-v1", "type": "deal", "occurred_at": "2026-12-03T12:00:00Z",
+                 "deal_id": deal_id, "version": 1, "owner_id": "eve", "stage": stage, "amount": amount}
+        if stage == "won":
+            event["closed_at"] = "2026-12-03T12:00:00Z"
+        assert httpx.post(f"{stack.ingest}/v1/events", json=event, headers=stack.headers,
+                          timeout=10).status_code == 202
+    wait_until(lambda: httpx.get(f"{stack.api}/v1/reps/eve/projection", headers=stack.headers,
+                                 timeout=10).status_code == 200, timeout=30, what="eve known")
+    wait_until(lambda: get(stack, "/v1/reps/eve/projection")["plans"][0]["open_deals"] == 2, timeout=30,
+               what="eve's open deals in the ledger")
+    [plan] = get(stack, "/v1/reps/eve/projection")["plans"]
+    assert Decimal(plan["now"]["value"]) == 400
+    assert Decimal(plan["if_pipeline_closes"]["value"]) == Decimal("775.50")  # 400 + 250 + 125.50
+    assert Decimal(plan["now"]["payout"]) == Decimal("40.00")
+    assert Decimal(plan["if_pipeline_closes"]["payout"]) == Decimal("77.55")  # 775.50 × 10 %
