@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark, print each figure, and write docs/BENCHMARKS.md's generated section
 (each figure next to its target and its same-run reference) and docs/benchmarks.png.
 
-    .venv/bin/python -m bench [--quick] [--only ingest,e2e,scoring,restart,fanout,connectors] [--no-write]
+    .venv/bin/python -m bench [--quick] [--only ingest,e2e,scoring,restart,fanout,connectors,whatif] [--no-write]
 
 `--quick` runs every benchmark at a small size (a smoke run; its figures are not written unless asked)."""
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import connectors, endtoend, fanout, ingest, restart, scoring
+from bench import connectors, endtoend, fanout, ingest, restart, scoring, whatif
 from bench.common import Figure, print_figures
 from bench.report import chart, section, write_markdown
 
@@ -29,6 +29,7 @@ FULL: dict[str, Callable[[], list[Figure]]] = {
     "restart": lambda: restart.run(100_000),
     "fanout": lambda: fanout.run(1000, 1000, 30, 10_000),
     "connectors": lambda: connectors.run(200),
+    "whatif": lambda: whatif.run(5),
 }
 QUICK: dict[str, Callable[[], list[Figure]]] = {
     "ingest": lambda: ingest.run(2_000, 10),
@@ -37,6 +38,7 @@ QUICK: dict[str, Callable[[], list[Figure]]] = {
     "restart": lambda: restart.run(5_000),
     "fanout": lambda: fanout.run(100, 100, 5, 500),
     "connectors": lambda: connectors.run(20),
+    "whatif": lambda: whatif.run(1),
 }
 
 

@@ -84,6 +84,9 @@ class LedgerFold:
         self.deals: dict[str, DealHistory] = {}
         self.activities: list[ActivityFact] = []
         self.last_seq = 0
+        self._period_cache: dict[tuple[str, str, int], dict[str, KpiTotals]] = {}
+        self._rep_index: dict[str, list[str]] = {}
+        self._index_seq = -1
 
     def add(self, seq: int, event: Mapping[str, Any]) -> None:
         """Fold one ledger event (its JSON body) at ledger sequence `seq`."""
@@ -105,18 +108,27 @@ class LedgerFold:
         return self
 
     def totals(self, rep_id: str, kind: PeriodKind, key: str, calendar: Calendar) -> KpiTotals:
-        """The rep's KPI sums in one period, as scoring would hold them."""
-        totals = KpiTotals()
+        """The rep's KPI sums in one period, as scoring would hold them (a copy: the caller may change it)."""
+        found = self.period_totals(kind, key, calendar).get(rep_id)
+        return KpiTotals() if found is None else found.copy()
+
+    def period_totals(self, kind: PeriodKind, key: str, calendar: Calendar) -> dict[str, KpiTotals]:
+        """Every rep's KPI sums in one period, in one pass over the fold (kept until the fold changes)."""
+        cached = self._period_cache.get((kind, key, self.last_seq))
+        if cached is not None:
+            return cached
+        by_rep: dict[str, KpiTotals] = {}
         for history in self.deals.values():
-            if history.applied is None:
+            if history.applied is None or history.applied.stage == "open":
                 continue
             for credit in contribution(history.applied):
-                if credit.rep_id == rep_id and calendar.key(credit.at, kind) == key:
-                    totals.apply_credit(credit)
+                if calendar.key(credit.at, kind) == key:
+                    by_rep.setdefault(credit.rep_id, KpiTotals()).apply_credit(credit)
         for fact in self.activities:
-            if fact.rep_id == rep_id and calendar.key(fact.at, kind) == key:
-                totals.add_activity(fact.kind)
-        return totals
+            if calendar.key(fact.at, kind) == key:
+                by_rep.setdefault(fact.rep_id, KpiTotals()).add_activity(fact.kind)
+        self._period_cache[(kind, key, self.last_seq)] = by_rep
+        return by_rep
 
     def open_deals_of(self, rep_id: str) -> Callable[[datetime], list[Credit]]:
         """The rep's open deals as the credits they would give if won at a given instant (the rep's part)."""
@@ -154,7 +166,8 @@ class LedgerFold:
         measures = _deal_measures(metric)
         if not measures:
             return
-        for deal_id, history in self.deals.items():
+        for deal_id in self._deals_of(rep_id):
+            history = self.deals[deal_id]
             snapshot = history.applied
             if snapshot is None:
                 continue
@@ -170,6 +183,17 @@ class LedgerFold:
                     deal_id=deal_id, stage=snapshot.stage, amount=snapshot.amount, share=share,
                     closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0,
                 )
+
+    def _deals_of(self, rep_id: str) -> list[str]:
+        """The deals whose applied snapshot names the rep (an index kept until the fold changes)."""
+        if self._index_seq != self.last_seq:
+            index: dict[str, list[str]] = {}
+            for deal_id, history in self.deals.items():
+                if history.applied is not None:
+                    for rep, _ in history.applied.splits:
+                        index.setdefault(rep, []).append(deal_id)
+            self._rep_index, self._index_seq = index, self.last_seq
+        return self._rep_index.get(rep_id, [])
 
     def _activity_lines(
         self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar
