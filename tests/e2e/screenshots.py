@@ -147,6 +147,31 @@ def simple(browser: Any, stack: Stack, out: Path, name: str, path: str, size: tu
     page.context.close()
 
 
+def statement(browser: Any, stack: Stack, out: Path, rep: dict[str, Any]) -> str:
+    """The featured rep's statement of the revenue plan (or the first plan covering them), that period closed
+    early (with force)."""
+    listed = get(stack, f"/v1/reps/{rep['rep_id']}/statements")["statements"]
+    first = next((s for s in listed if s["plan_id"] == "ae-revenue"), listed[0])
+    closed = httpx.post(f"{stack.api}/v1/plans/{first['plan_id']}/periods/{first['period_key']}/close",
+                        params={"force": "true"}, headers=stack.headers, timeout=120)
+    closed.raise_for_status()
+    simple(browser, stack, out, "statement", f"/screens/statement/{first['statement_id']}", TV)
+    return str(first["plan_id"])
+
+
+def plan_editor(browser: Any, stack: Stack, out: Path, plan_id: str) -> None:
+    """The plan editor with a draft's preview on history: the top tier's rate raised by two points."""
+    page = new_page(browser, width=TV[0], height=1900)
+    page.goto(screen_url(stack, "/screens/admin/plans", plan=plan_id))
+    wait_ready(page)
+    rate = page.locator("#tiers tbody tr:last-child .t-rate")
+    rate.fill(str(float(rate.input_value() or 0) + 2))
+    page.click("#preview")
+    page.wait_for_selector("#preview-card:not([hidden]) #preview-table tbody tr")
+    shoot(page, out, "plan-editor", settle_ms=300)
+    page.context.close()
+
+
 def reconnecting(browser: Any, stack: Stack, out: Path) -> None:
     """A board whose gateway went away: last standings dimmed, a banner, and the next try counting down."""
     page = new_page(browser, width=TV[0], height=TV[1])
@@ -197,6 +222,7 @@ def main() -> None:
                     celebration(browser, stack, out)
                     simple(browser, stack, out, "rep", f"/screens/rep/{rep['rep_id']}", TV)
                     simple(browser, stack, out, "rep-phone", f"/screens/rep/{rep['rep_id']}", PHONE)
+                    plan_editor(browser, stack, out, statement(browser, stack, out, rep))
                     simple(browser, stack, out, "team", f"/screens/team/{rep['team_id']}", TV, plan="ae-revenue")
                     simple(browser, stack, out, "index", "/screens/", TV)
                     reconnecting(browser, stack, out)

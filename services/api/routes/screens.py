@@ -87,6 +87,7 @@ SCREENS: Final = {
     "/rep/{rep_id}": ScreenPage("rep", "my progress", "app rep-page", "A rep's own progress page"),
     "/team/{team_id}": ScreenPage("team", "team", "app team-page", "A manager's team page"),
     "/statement/{statement_id}": ScreenPage("statement", "statement", "app statement", "A printable statement"),
+    "/admin/plans": ScreenPage("plans", "plan editor", "app admin", "The plan editor (admin key)"),
 }
 """Every screen by path; the page's script reads the ids from the path."""
 

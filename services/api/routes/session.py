@@ -12,11 +12,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 
 from services.api.deps import GatewayDep
-from services.common.auth import READERS, SESSION_COOKIE, SESSION_LIFETIME, bearer_token, create_session
+from services.common.auth import (
+    READERS,
+    ROLES,
+    SESSION_COOKIE,
+    SESSION_LIFETIME,
+    Principal,
+    bearer_token,
+    create_session,
+)
+from services.common.deps import require
 from services.common.problems import KEYED, problem_responses
 from services.common.ratelimit import authorize_key
 
 router = APIRouter(prefix="/v1")
+AnyKey = Annotated[Principal, require(*ROLES)]
 
 
 @router.post(
@@ -46,3 +56,10 @@ async def open_session(
 
 
 __all__ = ["router"]
+
+
+@router.get("/whoami", summary="The calling key's role and scope (never the key)", responses=problem_responses(*KEYED))
+async def whoami(who: AnyKey) -> dict[str, Any]:
+    """What a page needs to know before it offers an action: an editor asks whether its key may write."""
+    return {"key_id": who.key_id, "name": who.name, "role": who.role,
+            "scope": who.scope.describe(who.role), "expires_at": who.expires_at.isoformat() if who.expires_at else None}
