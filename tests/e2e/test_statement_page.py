@@ -1,5 +1,6 @@
 """The statement page in headless Chromium: reached from the rep's page, it shows the summary the API gives and
-one table row per line, each with its ledger events; printable without the page's controls."""
+one table row per line, each with its ledger events; printable without the page's controls. The rep page also
+shows what each plan would pay if the rep's open deals closed."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def test_the_rep_page_links_to_a_statement_that_shows_its_lines(floor: Stack, op
     page.goto(screen_url(floor, "/screens/rep/ada"))
     wait_ready(page)
     page.wait_for_selector("#statements[data-ready='1'] a", timeout=15_000)
+    page.wait_for_selector("#projection[data-ready='1']", timeout=15_000)
+    projection = httpx.get(f"{floor.api}/v1/reps/ada/projection", headers=floor.headers, timeout=30).json()["plans"]
+    shown = page.eval_on_selector_all("#projection li", "rows => rows.map(r => [r.dataset.planId, "
+                                      "r.querySelector('.projected-payout').textContent])")
+    assert [plan_id for plan_id, _ in shown] == [p["plan_id"] for p in projection]
+    for (_, text), plan in zip(shown, projection, strict=True):
+        assert text == (format_on_page(page, "formatMoney", float(plan["now"]["payout"])) + " → "
+                        + format_on_page(page, "formatMoney", float(plan["if_pipeline_closes"]["payout"])))
     links = page.eval_on_selector_all("#statements a", "links => links.map(a => a.getAttribute('href'))")
     assert any(first["statement_id"] in href for href in links)
     page.click(f"#statements a[href*='{first['statement_id']}']")

@@ -58,11 +58,35 @@ async function main() {
   renderPlans(progress.plans);
   loadNotifications();
   loadStatements();
+  loadProjection();
   new LiveSocket(`/v1/ws/reps/${encodeURIComponent(repId)}`, {
     onMessage,
     onState: (state, detail) => renderStatus(el("status"), state, detail),
     onOpen: reloadPlans,
   }).start();
+}
+
+/** What each plan would pay if every open deal of the rep closed won today at its amount. */
+async function loadProjection() {
+  const box = el("projection");
+  let answer;
+  try {
+    answer = await api(`/v1/reps/${encodeURIComponent(repId)}/projection`);
+  } catch (error) {
+    box.replaceChildren(h("p", { class: "muted" }, error.status === 403 ? "Needs your own key." : error.message));
+    return;
+  }
+  const items = answer.plans.map((p) => h("li", { dataset: { planId: p.plan_id } },
+    h("strong", {}, plansById.get(p.plan_id)?.name || p.plan_id),
+    h("span", { class: "muted" }, ` · ${p.open_deals} open ${p.open_deals === 1 ? "deal" : "deals"}`),
+    h("div", {}, `Attainment ${formatPercent(p.now.attainment)} → ${formatPercent(p.if_pipeline_closes.attainment)}`
+      + ` · tier ${p.now.tier?.name || "none"} → ${p.if_pipeline_closes.tier?.name || "none"}`),
+    h("div", {}, "Payout ", h("span", { class: "projected-payout" },
+      `${formatMoney(Number(p.now.payout))} → ${formatMoney(Number(p.if_pipeline_closes.payout))}`))));
+  box.replaceChildren(items.length
+    ? h("ul", { class: "statements projection" }, ...items)
+    : h("p", { class: "muted" }, "No plan covers you in this period."));
+  box.dataset.ready = "1";
 }
 
 /** The rep's statements (a screen key may not read pay: the list then says so), each linking to its page. */
