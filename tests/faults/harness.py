@@ -166,6 +166,8 @@ class FaultStack:
     mailbox: Mailbox
     up: subprocess.Popen[bytes] | None = None
     """`salespulse up` when it runs the stack (and supervises it) instead of this suite."""
+    revivals: list[str] = field(default_factory=list)
+    """Services this suite restarted after they stopped by themselves (`revive`)."""
 
     @classmethod
     def start(cls, workdir: Path, ingest_processes: int = 1, under_up: bool = False) -> FaultStack:
@@ -199,6 +201,21 @@ class FaultStack:
             run.close()
             raise
         return run
+
+    def revive(self, log: Callable[[str], None]) -> None:
+        """Start again a service that stopped by itself, as the deployments do (compose's `restart:
+        unless-stopped`, `salespulse up`'s supervisor): scoring stops on purpose when a batch cannot complete
+        (a database outage mid-batch) so that the batch is redone by its replacement. Under `up`, `up` does it."""
+        if self.up is not None:
+            return
+        for label, service in list(self.stack.services.items()):
+            code = service.proc.poll()
+            if code is None:
+                continue
+            log(f"  {label} stopped by itself (exit {code}); restarting it as its supervisor would")
+            self.revivals.append(label)
+            self.stack.services.pop(label)
+            self.stack.start_service(label.split("-")[0], instance=label)
 
     def start_up(self) -> None:
         """Run the stack as `salespulse up` does: the embedded broker and every service as its children, which
@@ -473,8 +490,12 @@ def run_fault(fault: Fault, scenario: Scenario, options: RunOptions,
             started = time.monotonic()
             log(f"  {fault.key}: injecting at {at_fault} events acknowledged")
             fault.inject(run, load)
-            wait_until(lambda: activities_counted(run.stack, before) >= activities, timeout=options.settle_timeout,
-                       interval=0.2, what="the activities acknowledged before the fault in the KPIs")
+            def recovered() -> bool:
+                run.revive(log)
+                return activities_counted(run.stack, before) >= activities
+
+            wait_until(recovered, timeout=options.settle_timeout, interval=0.2,
+                       what="the activities acknowledged before the fault in the KPIs")
             recovery = time.monotonic() - started
             log(f"  {fault.key}: recovered in {recovery:.1f} s")
         load.join(timeout=options.settle_timeout)

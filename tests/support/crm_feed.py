@@ -287,10 +287,17 @@ TRANSIENT = frozenset({429, 502, 503, 504})
 async def get_patiently(client: httpx.AsyncClient, url: str, *, give_up_after: float = 60.0,
                         **options: Any) -> httpx.Response:
     """GET as a well-behaved client does: a transient answer is asked again after its Retry-After (at most 1 s
-    here) until `give_up_after` seconds have passed; then that answer is returned as it is."""
+    here), and a GET whose connection broke (a kept-alive connection the server closed as it was reused) is sent
+    again, until `give_up_after` seconds have passed; then that answer (or error) is returned as it is."""
     deadline = time.monotonic() + give_up_after
     while True:
-        response = await client.get(url, **options)
+        try:
+            response = await client.get(url, **options)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
         if response.status_code not in TRANSIENT or time.monotonic() >= deadline:
             return response
         await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", "0.2") or 0.2)))
