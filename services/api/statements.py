@@ -169,7 +169,8 @@ class StatementBook:
             if closed_key >= carrier_key or self._carrier(plan, closed_key, closes) != carrier_key:
                 continue
             was = frozen.get(closed_key)
-            now_doc = self.compute(plan, closed_key, rep_id, team_id, fold, now)
+            rules = _rules_of(closes[closed_key]) or plan
+            now_doc = self.compute(rules, closed_key, rep_id, team_id, fold, now)
             if was is None and now_doc is None:
                 continue
             carried = _carried(frozen.values(), closed_key)
@@ -250,7 +251,8 @@ class StatementBook:
                                      period_key=period_key, rep_id=rep_id, closed_at=now, body=json.dumps(document)))
         async with self.sessions() as session, session.begin():
             session.add(PeriodClose(plan_id=plan.plan_id, period_key=period_key, closed_at=now,
-                                    as_of_seq=fold.last_seq, forced=int(force), closed_by=closed_by))
+                                    as_of_seq=fold.last_seq, forced=int(force), closed_by=closed_by,
+                                    plan_rules=plan.model_dump_json()))
             session.add_all(rows)
         return {"plan_id": plan.plan_id, "period_key": period_key, "closed_at": now.isoformat(),
                 "as_of_seq": fold.last_seq, "already_closed": False, "statements": len(rows)}
@@ -369,6 +371,12 @@ def _figures(progress: Any) -> dict[str, Any]:
 async def session_close(sessions: Sessions, plan_id: str, period_key: str) -> bool:
     async with sessions() as session:
         return await session.get(PeriodClose, (plan_id, period_key)) is not None
+
+
+def _rules_of(close: PeriodClose) -> Plan | None:
+    """The plan as it was when the period was closed: a closed period is restated under its own rules, so a plan
+    edited later changes what it pays from then on, not what closed periods paid."""
+    return Plan.model_validate(json.loads(close.plan_rules)) if close.plan_rules else None
 
 
 def _carried(frozen: Iterable[dict[str, Any]], closed_key: str) -> dict[str, Any]:

@@ -273,6 +273,8 @@ class PeriodClose(Base):
     as_of_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     forced: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     closed_by: Mapped[str] = mapped_column(String(32), nullable=False)
+    plan_rules: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The plan as it was at the close (JSON): restatements of the period follow these rules."""
 
 
 class StatementRow(Base):

@@ -132,6 +132,19 @@ def test_close_restate_and_carry_once(stack: Stack) -> None:
     january = statement_of(stack, "2027-01")
     assert january["adjustments"] == []  # November's differences were carried once, by December
 
+    # A plan edited after a close changes what it pays from then on, not what closed periods paid.
+    richer = {**PLAN, "tiers": [{**PLAN["tiers"][0], "rate": 0.5}, PLAN["tiers"][1]]}
+    httpx.put(f"{stack.api}/v1/plans/monthly", json=richer, headers=stack.headers, timeout=10).raise_for_status()
+    try:
+        wait_until(lambda: get(stack, "/v1/plans/monthly")["tiers"][0]["rate"] == 0.5, timeout=10, what="the edit")
+        deal(stack, "D2", 3, "won", "660", "2026-11-12T12:00:00Z")  # one more fix to November
+        wait_until(lambda: progress(stack, "2026-11-15")["value"] == 660, timeout=30, what="November fixed again")
+        [group] = statement_of(stack, "2027-01")["adjustments"]
+        assert group["closed_period"] == "2026-11" and group["lines"][0]["credit"] == "10.00"
+        assert Decimal(group["payout"]) == Decimal("1.00")  # 10 more at November's 10 %, not the new 50 %
+    finally:
+        httpx.put(f"{stack.api}/v1/plans/monthly", json=PLAN, headers=stack.headers, timeout=10).raise_for_status()
+
 
 def test_statements_are_pay_data(stack: Stack) -> None:
     _, screen = stack.create_key("screen", "tv", "--boards", "floor")

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column('as_of_seq', sa.BigInteger(), nullable=False),
         sa.Column('forced', sa.Integer(), nullable=False, server_default='0'),
         sa.Column('closed_by', sa.String(length=32), nullable=False),
+        sa.Column('plan_rules', sa.Text(), nullable=True),
     )
     op.create_table(
         'statements',
