@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from services.common.deps import AdminKey
 from services.common.problems import KEYED, Problem, problem_responses
+from services.common.ratelimit import client_address
 from services.common.settings import Settings
 from services.connectors import hubspot, pipedrive
 from services.connectors.base import Connector
@@ -105,9 +106,22 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
         log.warning("%s webhook refused (%s): %s", name, status, detail)
         return Problem(status, detail, headers=headers or None)
 
+    def guard(request: Request) -> None:
+        """An address that keeps sending forged deliveries is out of budget for a moment (429), like one that
+        keeps guessing API keys (SALESPULSE_RATE_AUTH_FAILURES)."""
+        limits = getattr(request.app.state, "rate_limits", None)
+        if limits is not None:
+            limits.refuse_while_exhausted("auth_failures", client_address(request))
+
+    def spend(request: Request) -> None:
+        limits = getattr(request.app.state, "rate_limits", None)
+        if limits is not None:
+            limits.check("auth_failures", client_address(request))
+
     @app.post("/v1/connectors/hubspot/webhook", summary="HubSpot webhook (v3 signature)", responses=_WEBHOOK_PROBLEMS)
     async def hubspot_webhook(request: Request) -> JSONResponse:
         connectors = running(request, "hubspot")
+        guard(request)
         body = await read_limited(request)
         assert settings.hubspot_client_secret is not None
         uri = settings.hubspot_webhook_url or str(request.url)
@@ -117,6 +131,7 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
             epoch_ms(settings.clock.now()),
         )
         if why:
+            spend(request)
             raise refuse("hubspot", "rejected_signature", 401, f"Not a request signed by HubSpot: {why}.")
         try:
             batch = hubspot.parse_webhook(body)
@@ -132,7 +147,9 @@ def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMe
               responses=_WEBHOOK_PROBLEMS)
     async def pipedrive_webhook(request: Request) -> JSONResponse:
         connectors = running(request, "pipedrive")
+        guard(request)
         if not _basic_auth_ok(request.headers.get("authorization"), settings):
+            spend(request)
             raise refuse("pipedrive", "rejected_auth", 401, "Wrong or missing HTTP Basic credentials.",
                          **{"WWW-Authenticate": 'Basic realm="salespulse"'})
         body = await read_limited(request)

@@ -272,3 +272,19 @@ def test_ingest_refuses_to_start_with_a_broken_mapping(tmp_path: Any) -> None:
     assert run.returncode == 2
     assert "error: the mapping hubspot.yaml cannot be used" in run.stderr
     assert "fields.owner: required" in run.stderr and "fields.closed_at: required" in run.stderr
+
+
+def test_an_address_that_keeps_forging_webhooks_is_held_off(crm: tuple[Stack, FakeHubSpot, Any]) -> None:
+    stack, hub, _ = crm
+    stack.start_service("ingest", instance="ingest-strict", SALESPULSE_RATE_AUTH_FAILURES="0.01",
+                        SALESPULSE_RATE_AUTH_FAILURES_BURST="3")
+    try:
+        stack.wait_healthy("ingest-strict", "/v1/health")
+        url = f"http://127.0.0.1:{stack.ports['ingest-strict']}/v1/connectors/hubspot/webhook"
+        forged = {"X-HubSpot-Signature-v3": "bm90IGEgc2lnbmF0dXJl", "X-HubSpot-Request-Timestamp":
+                  str(epoch_ms(stack.clock.now()))}
+        answers = [httpx.post(url, content=b"[]", headers=forged, timeout=10) for _ in range(4)]
+        assert [a.status_code for a in answers] == [401, 401, 401, 429]
+        assert int(answers[-1].headers["retry-after"]) >= 1 and "SALESPULSE_RATE_AUTH_FAILURES" in answers[-1].text
+    finally:
+        stack.kill("ingest-strict")
