@@ -5,6 +5,7 @@ and counts failures by status."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = ["Connector", "CrmApiError", "call_crm"]
 
 log = logging.getLogger("salespulse.connectors")
 _ERROR_TEXT = 300
+OWNER_TTL_SECONDS = 600.0
 
 
 class CrmApiError(Exception):
@@ -70,7 +72,7 @@ class Connector:
         self.mapping = mapping
         self.zone = zone
         self.metrics = metrics
-        self._emails: dict[str, str | None] = {}
+        self._emails: dict[str, tuple[float, str | None]] = {}
 
     @classmethod
     def load_mapping(cls, path: Path | None) -> ConnectorMapping:
@@ -85,9 +87,14 @@ class Connector:
         raise NotImplementedError(f"{self.name} sends no whole records")
 
     async def owner_email(self, owner_id: str) -> str | None:
-        if owner_id not in self._emails:
-            self._emails[owner_id] = await self._owner_email(owner_id)
-        return self._emails[owner_id]
+        """The owner's e-mail address, asked of the CRM at most once per OWNER_TTL_SECONDS (a renamed or new
+        owner is seen within minutes, without an ingest restart)."""
+        now = time.monotonic()
+        cached = self._emails.get(owner_id)
+        if cached is None or now - cached[0] >= OWNER_TTL_SECONDS:
+            cached = (now, await self._owner_email(owner_id))
+            self._emails[owner_id] = cached
+        return cached[1]
 
     async def _owner_email(self, owner_id: str) -> str | None:
         return None
