@@ -100,7 +100,10 @@ async def board_socket(ws: WebSocket) -> None:
 
 class LivePusher(BackgroundLoop):
     """Turns read-model changes into pushes: a rep's progress at once (latest wins per screen), and each
-    watched board's standings at most once per `interval`, only when they changed."""
+    watched board's standings at most once per `interval`, only when they changed.
+
+    Coalescing is on the trailing edge only when needed: a change after a quiet `interval` is pushed at once;
+    changes that follow a push within `interval` wait for the rest of it and go out together."""
 
     loop_name = "board-pusher"
 
@@ -110,6 +113,7 @@ class LivePusher(BackgroundLoop):
         self.refresh = refresh
         self.dirty: dict[str, int] = {}  # rep id (or "*") -> newest ingest acceptance time behind the change
         self.last_sent: dict[str, Any] = {}
+        self.wake = asyncio.Event()
 
     def on_rep(self, view: RepView) -> None:
         rep_id = view.rep_id
@@ -118,24 +122,35 @@ class LivePusher(BackgroundLoop):
         if gw.hub.watching(channel):
             gw.hub.publish_state(channel, "progress", progress_message(gw, rep_id), view.accepted_ms)
         self.dirty[rep_id] = max(self.dirty.get(rep_id, 0), view.accepted_ms)
+        self.wake.set()
 
     def on_config(self, change: dict[str, Any]) -> None:
         if change["kind"] == "board":
             self.last_sent.pop(change["id"], None)
         self.dirty["*"] = 0
+        self.wake.set()
 
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_refresh = loop.time() + self.refresh
+        last_push = loop.time() - self.interval
         while True:
-            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.wait_for(self.wake.wait(), max(0.0, next_refresh - loop.time()))
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            spacing = last_push + self.interval - loop.time()
+            if spacing > 0:  # the rate limit of a board's pushes: what arrives meanwhile goes out together
+                await asyncio.sleep(spacing)
             if loop.time() >= next_refresh:
                 self.dirty["*"] = 0  # periods roll over and pace moves with time
                 next_refresh = loop.time() + self.refresh
             if not self.dirty:
                 continue
             dirty, self.dirty = self.dirty, {}
+            last_push = loop.time()
             try:
                 await self.push_boards(dirty)
             except Exception:  # a bad board must not stop the others
