@@ -73,7 +73,7 @@ def cmd_ingest(_: argparse.Namespace) -> None:
     except MappingError as exc:
         print(exc.report(), file=sys.stderr)
         sys.exit(2)
-    _serve("services.ingest.app:create_app", get_settings().ingest_port)
+    _serve("services.cli.apps:ingest_app", get_settings().ingest_port)
 
 
 def cmd_api(_: argparse.Namespace) -> None:
@@ -186,7 +186,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_connect(args: argparse.Namespace) -> None:
     from datetime import date
 
-    from services.connectors.backfill import BackfillOptions, run_backfill
+    from services.cli.backfill import BackfillOptions, run_backfill
     from services.connectors.mapping import MappingError
 
     if not args.backfill:

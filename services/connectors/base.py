@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,22 @@ import httpx
 from services.common.backoff import retry_after_seconds
 from services.connectors.core import CrmDeal
 from services.connectors.mapping import ConnectorMapping, default_mapping_path, load_connector_mapping
-from services.ingest.metrics import IngestMetrics
+from services.connectors.metrics import ConnectorMetrics
 
-__all__ = ["Connector", "CrmApiError", "call_crm"]
+__all__ = ["Connector", "CrmApiError", "Page", "call_crm"]
 
 log = logging.getLogger("salespulse.connectors")
 _ERROR_TEXT = 300
 OWNER_TTL_SECONDS = 600.0
+
+
+@dataclass
+class Page:
+    """One page of a backfill: the deals, the position after them, and how many there are in all (if said)."""
+
+    deals: list[CrmDeal]
+    cursor: dict[str, Any]
+    total: int | None
 
 
 class CrmApiError(Exception):
@@ -41,7 +51,7 @@ class CrmApiError(Exception):
 
 
 async def call_crm(
-    connector: str, client: httpx.AsyncClient, metrics: IngestMetrics | None, method: str, url: str, **kwargs: Any
+    connector: str, client: httpx.AsyncClient, metrics: ConnectorMetrics | None, method: str, url: str, **kwargs: Any
 ) -> httpx.Response:
     """One API call; CrmApiError for no answer or an answer that is not 2xx (404 is returned: callers decide)."""
     try:
@@ -68,7 +78,7 @@ class Connector:
 
     name = ""
 
-    def __init__(self, mapping: ConnectorMapping, zone: ZoneInfo, metrics: IngestMetrics | None) -> None:
+    def __init__(self, mapping: ConnectorMapping, zone: ZoneInfo, metrics: ConnectorMetrics | None) -> None:
         self.mapping = mapping
         self.zone = zone
         self.metrics = metrics

@@ -29,7 +29,7 @@ from services.connectors.base import Connector, call_crm
 from services.connectors.core import CrmDeal, RecordRejected, parse_crm_time
 from services.connectors.inbox import NewItem
 from services.connectors.mapping import ConnectorMapping
-from services.ingest.metrics import IngestMetrics
+from services.connectors.metrics import ConnectorMetrics
 
 __all__ = ["MAX_AGE_MS", "HubSpotConnector", "decode_uri", "parse_webhook", "sign_v3", "verify_v3"]
 
@@ -118,7 +118,7 @@ class HubSpotConnector(Connector):
         self,
         mapping: ConnectorMapping,
         zone: ZoneInfo,
-        metrics: IngestMetrics | None,
+        metrics: ConnectorMetrics | None,
         *,
         api_url: str,
         token: str,

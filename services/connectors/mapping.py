@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 
 from schemas.suggestions import did_you_mean
-from services.ingest.importer.mapping import MappingError
+from services.common.mapping_errors import MappingError
 
 __all__ = ["CONNECTORS", "ConnectorMapping", "MappingError", "default_mapping_path", "load_connector_mapping"]
 

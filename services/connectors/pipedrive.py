@@ -28,7 +28,7 @@ from services.connectors.base import Connector, call_crm
 from services.connectors.core import CrmDeal, RecordRejected, parse_crm_time
 from services.connectors.inbox import NewItem
 from services.connectors.mapping import ConnectorMapping
-from services.ingest.metrics import IngestMetrics
+from services.connectors.metrics import ConnectorMetrics
 
 __all__ = ["PipedriveConnector", "parse_webhook"]
 
@@ -92,7 +92,7 @@ class PipedriveConnector(Connector):
         self,
         mapping: ConnectorMapping,
         zone: ZoneInfo,
-        metrics: IngestMetrics | None,
+        metrics: ConnectorMetrics | None,
         *,
         api_url: str | None,
         token: str | None,

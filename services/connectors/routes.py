@@ -18,8 +18,11 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 
+from services.common.bodies import read_limited
 from services.common.deps import AdminKey
+from services.common.intake import EventIntake
 from services.common.problems import KEYED, Problem, problem_responses
 from services.common.ratelimit import client_address
 from services.common.settings import Settings
@@ -28,12 +31,10 @@ from services.connectors.base import Connector
 from services.connectors.core import epoch_ms
 from services.connectors.inbox import Inbox, NewItem
 from services.connectors.mapping import CONNECTORS
+from services.connectors.metrics import ConnectorMetrics
 from services.connectors.worker import ConnectorWorker
-from services.ingest.accept import Intake
-from services.ingest.intake import read_limited
-from services.ingest.metrics import IngestMetrics
 
-__all__ = ["Connectors", "build_connectors", "install_connector_routes"]
+__all__ = ["Connectors", "ConnectorsExtension", "build_connectors", "install_connector_routes"]
 
 log = logging.getLogger("salespulse.connectors")
 _SETTINGS = {
@@ -43,7 +44,7 @@ _SETTINGS = {
 }
 
 
-def build_connectors(settings: Settings, metrics: IngestMetrics | None) -> dict[str, Connector]:
+def build_connectors(settings: Settings, metrics: ConnectorMetrics | None) -> dict[str, Connector]:
     """The connectors whose credentials are set; MappingError (at start-up) when a mapping cannot be used."""
     zone = settings.zone
     found: dict[str, Connector] = {}
@@ -94,7 +95,7 @@ _WEBHOOK_PROBLEMS = problem_responses(
 )
 
 
-def install_connector_routes(app: FastAPI, settings: Settings, metrics: IngestMetrics) -> None:
+def install_connector_routes(app: FastAPI, settings: Settings, metrics: ConnectorMetrics) -> None:
     def running(request: Request, name: str) -> Connectors:
         connectors: Connectors = request.app.state.connectors
         if name not in connectors.connectors:
@@ -202,26 +203,40 @@ def _basic_auth_ok(header: str | None, settings: Settings) -> bool:
     )
 
 
-@asynccontextmanager
-async def running_connectors(app: FastAPI, settings: Settings, intake: Intake, inbox: Inbox) -> AsyncIterator[None]:
-    """Start the configured connectors' workers for the app's lifetime."""
-    connectors = Connectors(build_connectors(settings, intake.metrics), inbox)
-    for name, connector in connectors.connectors.items():
-        worker = ConnectorWorker(connector, inbox, intake, batch=settings.connector_batch_size,
-                                 most_wait=settings.connector_retry_max_seconds)
-        connectors.workers[name] = worker
-        worker.start()
-        starter = getattr(connector, "start_subscriber", None)
-        if starter is not None:
-            connectors.extra.append(starter(connectors))
-        log.info("%s connector on (mapping %s)", name, connector.mapping.origin)
-    app.state.connectors = connectors
-    try:
-        yield
-    finally:
-        for loop in connectors.extra:
-            await loop.stop()
-        for worker in connectors.workers.values():
-            await worker.stop()
-        for connector in connectors.connectors.values():
-            await connector.close()
+class ConnectorsExtension:
+    """The connectors as ingest hosts them (services/common/intake.py, `IngestExtension`): their routes and
+    metrics on ingest's app, their workers (and Salesforce's subscriber) for the app's lifetime."""
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.metrics: ConnectorMetrics | None = None
+
+    def install(self, app: FastAPI, settings: Settings, registry: CollectorRegistry) -> None:
+        self.settings, self.metrics = settings, ConnectorMetrics(registry)
+        install_connector_routes(app, settings, self.metrics)
+
+    @asynccontextmanager
+    async def running(self, app: FastAPI, intake: EventIntake) -> AsyncIterator[None]:
+        assert self.settings is not None and self.metrics is not None, "install() first"
+        settings, metrics = self.settings, self.metrics
+        inbox = Inbox(app.state.sessions, settings.clock)
+        connectors = Connectors(build_connectors(settings, metrics), inbox)
+        for name, connector in connectors.connectors.items():
+            worker = ConnectorWorker(connector, inbox, intake, metrics, batch=settings.connector_batch_size,
+                                     most_wait=settings.connector_retry_max_seconds)
+            connectors.workers[name] = worker
+            worker.start()
+            starter = getattr(connector, "start_subscriber", None)
+            if starter is not None:
+                connectors.extra.append(starter(connectors))
+            log.info("%s connector on (mapping %s)", name, connector.mapping.origin)
+        app.state.connectors = connectors
+        try:
+            yield
+        finally:
+            for loop in connectors.extra:
+                await loop.stop()
+            for worker in connectors.workers.values():
+                await worker.stop()
+            for connector in connectors.connectors.values():
+                await connector.close()

@@ -33,13 +33,13 @@ import httpx
 from services.common.background import BackgroundLoop
 from services.common.backoff import Backoff
 from services.common.settings import Settings
-from services.connectors.base import Connector, CrmApiError, call_crm
+from services.connectors.base import Connector, CrmApiError, Page, call_crm
 from services.connectors.core import CrmDeal, RecordRejected, parse_crm_time
 from services.connectors.inbox import NewItem
 from services.connectors.mapping import ConnectorMapping
+from services.connectors.metrics import ConnectorMetrics
 from services.connectors.pubsub import pubsub_api_pb2 as _pb
 from services.connectors.pubsub import pubsub_api_pb2_grpc as _pb_grpc
-from services.ingest.metrics import IngestMetrics
 
 __all__ = ["TOPIC", "SalesforceConnector", "changed_fields", "items_for_change"]
 
@@ -119,7 +119,7 @@ class SalesforceConnector(Connector):
         self,
         mapping: ConnectorMapping,
         zone: ZoneInfo,
-        metrics: IngestMetrics | None,
+        metrics: ConnectorMetrics | None,
         *,
         instance_url: str,
         token: str,
@@ -139,7 +139,7 @@ class SalesforceConnector(Connector):
         self.splits_enabled = True
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: IngestMetrics | None) -> SalesforceConnector:
+    def from_settings(cls, settings: Settings, metrics: ConnectorMetrics | None) -> SalesforceConnector:
         assert settings.salesforce_instance_url and settings.salesforce_token and settings.salesforce_tenant_id
         return cls(
             cls.load_mapping(settings.salesforce_mapping), settings.zone, metrics,
@@ -223,10 +223,8 @@ class SalesforceConnector(Connector):
         email = response.json().get("Email")
         return str(email) if email else None
 
-    async def backfill_pages(self, since: datetime, cursor: dict[str, Any]) -> AsyncIterator[Any]:
+    async def backfill_pages(self, since: datetime, cursor: dict[str, Any]) -> AsyncIterator[Page]:
         """Opportunities modified since `since` (or the cursor's time), oldest first, 2,000 at a time."""
-        from services.connectors.backfill import Page
-
         start = cursor.get("since") or since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         while True:
             records = await self.query(

@@ -2,7 +2,7 @@
 
 Each round claims due rows (oldest first), reads the whole deals from the CRM in one batch call where the
 webhook named only ids, maps every deal, checks the events exactly as `POST /v1/events` does and appends them
-through the same `Intake`. Then:
+through the same intake (services/common/intake.py). Then:
 - rows whose events are in the ledger are deleted;
 - a CRM error leaves the rows for later (at least the Retry-After the CRM asked for; the whole connector
   pauses meanwhile, so a 429 storm delays work and loses none);
@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from services.common.background import BackgroundLoop
 from services.common.backoff import Backoff
+from services.common.intake import EventConflict, EventIntake
 from services.connectors.base import Connector, CrmApiError
 from services.connectors.core import (
     CrmDeal,
@@ -32,8 +33,7 @@ from services.connectors.core import (
     snapshot_event,
 )
 from services.connectors.inbox import Inbox, InboxItem
-from services.ingest.accept import Intake
-from services.ingest.ledger import EventConflict
+from services.connectors.metrics import ConnectorMetrics
 
 __all__ = ["ConnectorWorker"]
 
@@ -51,7 +51,8 @@ class _Pending:
 
 
 class ConnectorWorker(BackgroundLoop):
-    def __init__(self, connector: Connector, inbox: Inbox, intake: Intake, *, batch: int, most_wait: float) -> None:
+    def __init__(self, connector: Connector, inbox: Inbox, intake: EventIntake, metrics: ConnectorMetrics, *,
+                 batch: int, most_wait: float) -> None:
         self.connector = connector
         self.inbox = inbox
         self.intake = intake
@@ -60,7 +61,7 @@ class ConnectorWorker(BackgroundLoop):
         self.backoff = Backoff(first=1.0, most=most_wait, jitter=0.5)
         self.paused_until = 0.0
         self.loop_name = f"{connector.name} connector"
-        self.metrics = intake.metrics
+        self.metrics = metrics
 
     async def _run(self) -> None:
         name = self.connector.name

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +19,12 @@ from services.common import db
 from services.common.auth import KeyStore, open_database
 from services.common.deps import AuditKey, IngestKey
 from services.common.http_metrics import install_http_metrics
+from services.common.intake import IngestExtension
 from services.common.models import LedgerEntry, RelayCursor, RelayProgress
 from services.common.problems import KEYED, Problem, install_problem_handlers, problem_responses
 from services.common.ratelimit import RateLimits
 from services.common.security_headers import install_security_headers
 from services.common.settings import Settings, get_settings
-from services.connectors.inbox import Inbox
-from services.connectors.routes import install_connector_routes, running_connectors
 from services.ingest.accept import Intake
 from services.ingest.intake import read_limited
 from services.ingest.ledger import EventConflict, LedgerWriter
@@ -37,7 +36,10 @@ log = logging.getLogger("salespulse.ingest")
 
 
 
-def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, run_relay: bool = True, extensions: Sequence[IngestExtension] = ()
+) -> FastAPI:
+    """Ingest's app; `extensions` are parts it hosts (the CRM connectors: services/cli/apps.py adds them)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -56,7 +58,9 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
         if run_relay:
             relay.start()
         try:
-            async with running_connectors(app, settings, app.state.intake, Inbox(sessions, settings.clock)):
+            async with AsyncExitStack() as hosted:
+                for extension in extensions:
+                    await hosted.enter_async_context(extension.running(app, app.state.intake))
                 yield
         finally:
             await relay.stop()
@@ -69,7 +73,8 @@ def create_app(settings: Settings | None = None, *, run_relay: bool = True) -> F
     install_http_metrics(app, metrics.registry, "ingest")
     install_security_headers(app)
     limits = app.state.rate_limits = RateLimits.for_ingest(settings, metrics.registry)
-    install_connector_routes(app, settings, metrics)
+    for extension in extensions:
+        extension.install(app, settings, metrics.registry)
 
     @app.get("/v1/health")
     async def health() -> dict[str, str]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 
 from schemas.events import (
     AcceptWindow,
@@ -32,9 +31,9 @@ from schemas.events import (
     utf8_problem,
     validate_events,
 )
+from services.common.bodies import MAX_BODY, read_limited
 from services.common.problems import Problem
 
-MAX_BODY = 10 * 1024 * 1024
 MAX_EVENTS = 10_000
 MAX_ERRORS = 100
 CHUNK = 250
@@ -75,20 +74,6 @@ class Checked:
             errors=[{"index": p.index, "field": p.field, "message": p.message} for p in self.problems],
             error_count=self.problem_count,
         )
-
-
-async def read_limited(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise Problem(413, f"The body is {int(declared):,} bytes; the limit is 10 MiB. Send smaller batches.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Problem(413, "The body is over the 10 MiB limit. Send smaller batches.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def check_events(body: bytes, *, ndjson: bool, currency: str, window: AcceptWindow) -> Checked:

@@ -16,19 +16,14 @@ from sqlalchemy import Table, func, insert, select
 from schemas.events import ActivityEvent, DealEvent, canonical_json
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
+from services.common.intake import EventConflict
 from services.common.models import LedgerEntry
 from services.ingest.metrics import IngestMetrics
 
+__all__ = ["EventConflict", "LedgerWriter", "ledger_row"]  # EventConflict: services/common/intake.py
+
 log = logging.getLogger("salespulse.ingest.ledger")
 LEDGER = cast(Table, LedgerEntry.__table__)
-
-
-class EventConflict(Exception):
-    """The same event_id arrived with a different body."""
-
-    def __init__(self, event_ids: list[str]) -> None:
-        super().__init__(", ".join(event_ids))
-        self.event_ids = event_ids
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("ingest", "scoring", "notifier", "api")
+SERVICES = ("ingest", "scoring", "notifier", "api", "connectors")
 SHARED = ("schemas", "services.common", "services.scoring.domain")
 
 
@@ -67,4 +67,5 @@ def test_the_checks_see_what_they_look_for() -> None:
     assert ("services.common.settings" in {module for _, module in imports(relay)})
     assert service_of("services.api.gateway") == "api" and not allowed("services.api.gateway")
     assert allowed("services.scoring.domain.plans") and not allowed("services.scoring.agents")
+    assert service_of("services.connectors.routes") == "connectors" and service_of("services.cli.apps") is None
     assert is_test_module("tests.integration.test_gateway") and not is_test_module("tests.support.events")

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from schemas.events import ActivityEvent, DealEvent
 from schemas.suggestions import did_you_mean
+from services.common.mapping_errors import MappingError
 from services.common.naming import slug
 
 __all__ = [
@@ -78,21 +79,6 @@ class _Missing(enum.Enum):
 
 
 MISSING: Final = _Missing.MISSING
-
-
-class MappingError(Exception):
-    """The mapping file (or the CSV header it is checked against) cannot be used; `problems` says why."""
-
-    def __init__(self, origin: str, problems: list[str]) -> None:
-        super().__init__(f"{origin}: " + "; ".join(problems))
-        self.origin = origin
-        self.problems = problems
-
-    def report(self) -> str:
-        """One line per problem, for a terminal."""
-        lines = [f"error: the mapping {self.origin} cannot be used:"]
-        lines += [f"  - {problem}" for problem in self.problems]
-        return "\n".join(lines)
 
 
 class _RowProblem(Exception):

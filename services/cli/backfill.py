@@ -24,8 +24,8 @@ import httpx
 
 from services.common.backoff import Backoff
 from services.common.settings import Settings
-from services.connectors.base import Connector, CrmApiError
-from services.connectors.core import CrmDeal, RecordRejected, epoch_ms, snapshot_event
+from services.connectors.base import Connector, CrmApiError, Page
+from services.connectors.core import RecordRejected, epoch_ms, snapshot_event
 from services.connectors.hubspot import HubSpotConnector
 from services.connectors.pipedrive import PipedriveConnector
 from services.ingest.importer.command import ImportProgress, api_key
@@ -51,13 +51,6 @@ class BackfillOptions:
     key: str | None = None
     restart: bool = False
     batch: int = 500
-
-
-@dataclass
-class Page:
-    deals: list[CrmDeal]
-    cursor: dict[str, Any]
-    total: int | None
 
 
 def api_connector(name: str, settings: Settings) -> Connector:
