@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,6 +30,7 @@ from services.common.db import Sessions
 from services.common.models import LedgerEntry, PeriodClose, StatementRow
 from services.common.problems import Problem
 from services.scoring.domain.incentives import plan_period, plan_progress
+from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.ledger_fold import LedgerFold
 from services.scoring.domain.periods import Calendar, PeriodKind
 
@@ -121,14 +122,9 @@ class StatementBook:
         """The rep's statement of the period as the ledger stands in `fold` (None: not a participant)."""
         start, _ = self.period_bounds(plan, period_key)
         kind: PeriodKind = plan.period
-        cache: dict[tuple[str, str], Any] = {}
 
-        def totals(k: PeriodKind, key: str) -> Any:
-            if (k, key) not in cache:
-                cache[(k, key)] = fold.totals(rep_id, k, key, self.calendar)
-            return cache[(k, key)]
-
-        progress = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=totals, calendar=self.calendar,
+        progress = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=self._totals_of(fold, rep_id),
+                                 calendar=self.calendar,
                                  on=start, now=now)
         if progress is None or plan_period(plan, self.calendar, start) != period_key:
             return None
@@ -275,15 +271,8 @@ class StatementBook:
             for name, plan in (("draft", draft), ("live", live)):
                 progress = None
                 if plan is not None:
-                    cache: dict[tuple[str, str], Any] = {}
-
-                    def totals(k: PeriodKind, key: str, rep: str = rep_id, memo: dict[Any, Any] = cache) -> Any:
-                        if (k, key) not in memo:
-                            memo[(k, key)] = fold.totals(rep, k, key, self.calendar)
-                        return memo[(k, key)]
-
-                    progress = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=totals,
-                                             calendar=self.calendar, on=start, now=now)
+                    progress = plan_progress(plan, rep_id=rep_id, team_id=team_id, calendar=self.calendar,
+                                             on=start, now=now, totals=self._totals_of(fold, rep_id))
                 if progress is not None and progress.period_key != period_key:
                     progress = None
                 figures[name] = None if progress is None else _figures(progress)
@@ -301,6 +290,9 @@ class StatementBook:
             "as_of_seq": fold.last_seq,
         }
 
+    def _totals_of(self, fold: LedgerFold, rep_id: str) -> Callable[[PeriodKind, str], KpiTotals]:
+        return lambda kind, key: fold.totals(rep_id, kind, key, self.calendar)
+
     def projection(
         self, plans: Iterable[Plan], rep_id: str, team_id: str | None, on: date, fold: LedgerFold, now: datetime
     ) -> list[dict[str, Any]]:
@@ -309,8 +301,7 @@ class StatementBook:
         open_deals = fold.open_deals_of(rep_id)
         found = []
         for plan in plans:
-            current = plan_progress(plan, rep_id=rep_id, team_id=team_id,
-                                    totals=lambda k, key: fold.totals(rep_id, k, key, self.calendar),
+            current = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=self._totals_of(fold, rep_id),
                                     calendar=self.calendar, on=on, now=now)
             if current is None:
                 continue
@@ -352,14 +343,12 @@ class StatementBook:
         return document
 
     async def restated(self, plan_id: str, period_key: str, rep_id: str, live_value: Decimal) -> dict[str, Any]:
-        """For live progress of a period: whether it is closed, and whether the ledger has moved it since."""
+        """For live progress of a closed period: whether the ledger has moved it since the close (a rep without a
+        frozen statement had nothing then)."""
         async with self.sessions() as session:
             row = await session.get(StatementRow, statement_id(plan_id, period_key, rep_id))
-        if row is None:
-            closed = await session_close(self.sessions, plan_id, period_key)
-            return {"closed": closed, "restated": closed and live_value != ZERO}
-        frozen = json.loads(row.body)
-        return {"closed": True, "restated": Decimal(frozen["value"]) != live_value}
+        frozen = Decimal(json.loads(row.body)["value"]) if row is not None else ZERO
+        return {"closed": True, "restated": frozen != live_value}
 
 
 def _figures(progress: Any) -> dict[str, Any]:

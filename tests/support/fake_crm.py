@@ -251,6 +251,7 @@ class FakePipedrive(FakeCrm):
     users: dict[int, str] = field(default_factory=dict)
     deliveries: list[bytes] = field(default_factory=list)
     _next_id: int = 0
+    _last_s: int = 0
 
     def route(
         self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: Any
@@ -282,7 +283,7 @@ class FakePipedrive(FakeCrm):
         """update_time (seconds, as Pipedrive sends it) and the webhook's meta.timestamp."""
         ms = self.now_ms()
         with self.lock:  # Pipedrive's update_time has whole seconds: keep them strictly increasing
-            seconds = max(ms // 1000, getattr(self, "_last_s", 0) + 1)
+            seconds = max(ms // 1000, self._last_s + 1)
             self._last_s = seconds
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)), iso_ms(seconds * 1000)
 
