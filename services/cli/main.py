@@ -113,7 +113,14 @@ def cmd_replay(args: argparse.Namespace) -> None:
     async def main() -> int:
         settings = get_settings()
         await ensure_topics(settings)
-        return await replay(settings, args.from_seq)
+        from_seq = args.from_seq
+        if from_seq is None:
+            from services.common.checkpoints import replay_start_for_empty_broker
+
+            from_seq = await replay_start_for_empty_broker(settings) + 1
+            if from_seq > 1:
+                print(f"the scoring checkpoint holds the ledger up to seq {from_seq - 1}: replaying from {from_seq}")
+        return await replay(settings, from_seq)
 
     total = asyncio.run(main())
     print(f"replay done: {total:,} events republished")
@@ -225,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     sub.add_parser("topics", help="create the Kafka topics").set_defaults(func=cmd_topics)
     replay = sub.add_parser("replay", help="republish the ledger into the Kafka topics")
-    replay.add_argument("--from-seq", type=int, default=1, help="first ledger sequence number to republish")
+    replay.add_argument(
+        "--from-seq", type=int, default=None,
+        help="first ledger sequence number to republish (default: the first after the scoring checkpoint, "
+             "for a broker that came back empty)",
+    )
     replay.set_defaults(func=cmd_replay)
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -22,6 +22,7 @@ from services.cli.supervisor import GaveUp, Process, Supervised, Supervisor
 from services.common import db
 from services.common.auth import Role, Scope
 from services.common.broker import broker_command, ensure_topics, port_is_free, wait_for_port
+from services.common.checkpoints import replay_start_for_empty_broker
 from services.common.settings import Settings, get_settings
 from services.ingest.relay import reset_relay_cursor
 
@@ -245,8 +246,9 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             await _spawn(broker)
             await asyncio.to_thread(wait_for_port, settings.broker_port, settings.host)
             env["SALESPULSE_KAFKA_BOOTSTRAP"] = settings.bootstrap
-            # The embedded broker keeps nothing on disk: rebuild every topic from the ledger.
-            await reset_relay_cursor(settings, 0)
+            # The embedded broker keeps nothing on disk: rebuild every topic from the ledger after the scoring
+            # checkpoint (scoring restores its tables from the checkpoint, the gateway from scoring's snapshots).
+            await reset_relay_cursor(settings, await replay_start_for_empty_broker(settings))
         await ensure_topics(settings)
         ingest = Child("ingest", [*python, "ingest"], env)
         scoring = Child("scoring", [*python, "scoring"], env)
@@ -321,7 +323,7 @@ def _supervise(settings: Settings, children: list[Child]) -> Supervisor:
         await supervisor.stop_children(list(reversed(services)))
         await supervisor.start(supervisor.children["broker"])
         await asyncio.to_thread(wait_for_port, settings.broker_port, settings.host)
-        await reset_relay_cursor(settings, 0)
+        await reset_relay_cursor(settings, await replay_start_for_empty_broker(settings))
         await ensure_topics(settings)
         for name in services:
             await supervisor.start(supervisor.children[name])

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -38,6 +39,10 @@ class LedgerEntry(Base):
     body_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+RELAY_CURSOR = "kafka"
+"""The relay cursor's row: the publishing position into Kafka."""
 
 
 class RelayCursor(Base):
@@ -113,6 +118,32 @@ class KpiHistoryMark(Base):
 
     rep_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ScoringCheckpoint(Base):
+    """One key of a scoring table as of the last checkpoint: the value in its changelog encoding."""
+
+    __tablename__ = "scoring_checkpoint"
+    __table_args__ = (Index("ix_scoring_checkpoint_partition", "table_name", "partition"),)
+
+    table_name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class ScoringCheckpointMark(Base):
+    """What the checkpoint reflects: every ledger event up to `seq` is folded into it (so a replay into an empty
+    broker starts after `seq`), and per table the changelog offsets it covers (`offsets`, JSON; null once the
+    broker they refer to is gone, when a restore reads the whole changelog of the new one)."""
+
+    __tablename__ = "scoring_checkpoint_mark"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    partitions: Mapped[int] = mapped_column(Integer, nullable=False)
+    offsets: Mapped[str | None] = mapped_column(Text, nullable=True)
+    taken_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class ScoringPresence(Base):

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     broker_heartbeat_interval: float = 3.0
     scoring_batch_size: int = 2000
     scoring_batch_within: float = 0.02
+    scoring_checkpoint_interval: float = Field(
+        10.0, ge=0, description="seconds between checkpoints of the scoring tables in SQL (0: none)"
+    )
 
     relay_batch_size: int = 5000
     relay_idle_seconds: float = 0.05

@@ -24,7 +24,7 @@ from services.common import db
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
 from services.common.kafka import log_ends, start_producer
-from services.common.models import LedgerEntry, RelayCursor, RelayProgress
+from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
 from services.ingest.ledger import LedgerRecord
@@ -32,7 +32,7 @@ from services.ingest.metrics import IngestMetrics
 
 log = logging.getLogger("salespulse.ingest.relay")
 
-CURSOR = "kafka"
+CURSOR = RELAY_CURSOR
 
 
 def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:

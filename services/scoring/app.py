@@ -39,6 +39,7 @@ from services.common.settings import Settings, get_settings
 from services.common.topics import ACTIVITIES, CREDITS, DEAD_LETTER, DEALS, REP_SNAPSHOTS, topic_name
 from services.scoring import agents
 from services.scoring.agents import Scoring
+from services.scoring.checkpoint import Checkpointer
 from services.scoring.codecs import RepStateEncoder
 from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.periods import Calendar
@@ -149,6 +150,43 @@ def create_app(settings: Settings | None = None) -> faust.App:
         sent = await agents.refresh_owned(ctx, ctx.owned(app.consumer), ctx.clock.now_ms())
         log.info("republished %d rep snapshots after recovery", sent)
 
+    def folded() -> dict[tuple[str, int], int]:
+        """Per source partition, the offset up to which completed batches folded it (the group's committed
+        offset after a restart, before any new batch)."""
+        done = dict(ctx.processed)
+        for tp, offset in committed_offsets(app.consumer).items():
+            where = (tp.topic, tp.partition)
+            if offset is not None and offset > done.get(where, 0):
+                done[where] = offset
+        return done
+
+    def owns_everything() -> bool:
+        mine = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        return all((topic, p) in mine for topic in ctx.source_topics for p in range(settings.partitions))
+
+    def taken(values: int, seconds: float) -> None:
+        assert checkpointer.taken_seq is not None
+        metrics.checkpoint_seq.set(checkpointer.taken_seq)
+        metrics.checkpoint_values.inc(values)
+        metrics.checkpoint_seconds.set(seconds)
+
+    checkpointer = Checkpointer(
+        settings,
+        deal_table=ctx.deal_table,
+        rep_table=ctx.rep_table,
+        deal_topics=(deals_name, activities_name),
+        credits_topic=credits_name,
+        folded=folded,
+        owns_everything=owns_everything,
+        on_taken=taken,
+    )
+
+    if settings.scoring_checkpoint_interval > 0:
+        @app.task
+        async def checkpoint() -> None:
+            """The tables in SQL with the ledger sequence they reflect (services/scoring/checkpoint.py)."""
+            await checkpointer.run(settings.scoring_checkpoint_interval, lambda: serving(app))
+
     presence = Presence(settings)
 
     @app.timer(PRESENCE_INTERVAL)
@@ -166,6 +204,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @cast(Any, app.on_before_shutdown).connect
     async def leave(sender: Any, **_: Any) -> None:
         await presence.leave()
+        await checkpointer.close()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -179,4 +218,5 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app.deal_table = ctx.deal_table  # type: ignore[attr-defined]
     app.rep_table = ctx.rep_table  # type: ignore[attr-defined]
     app.publisher = publisher  # type: ignore[attr-defined]
+    app.checkpointer = checkpointer  # type: ignore[attr-defined]
     return app

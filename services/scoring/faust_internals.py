@@ -11,9 +11,12 @@ checks that each internal used here is still there):
 3. **The conductor's queue** (`Topic._queue`, `Topic.decode`): the agents' topics deliver into a batch buffer
    (`services/scoring/intake.py`) through `attach_queue`, with no Faust Event built per message.
 4. **The per-message monitor hooks**: no-ops (`LeanMonitor`); the worker's own metrics are elsewhere.
-5. **Table data and restores** (`Table.data.data`, `Table.apply_changelog_batch`): `CodecTable` sets its
-   serializers before registration and never lets a restore move a key back; `memory_store` is the dict the
-   agents write in batches (services/scoring/tables.py).
+5. **Table data and restores** (`Table.data.data`, `Table.apply_changelog_batch`, `Table.on_rebalance`,
+   `Table.persisted_offset`): `CodecTable` sets its serializers before registration, never lets a restore move
+   a key back, and starts a restore from the SQL checkpoint (its values put into the store when partitions are
+   assigned, the changelog read only from the offset the checkpoint covers — what a persistent store's
+   `persisted_offset` does); `memory_store` is the dict the agents write in batches
+   (services/scoring/tables.py, services/scoring/checkpoint.py).
 6. **Committed offsets** (`Consumer._committed_offset`), read for the consumer-lag metric.
 7. **Serving** (`App.in_recovery`, `App.flow_control`): whether the worker processes its assignment now, for
    its presence row (services/scoring/presence.py).
@@ -22,7 +25,7 @@ checks that each internal used here is still there):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 import faust
@@ -39,6 +42,7 @@ __all__ = [
     "LeanMonitor",
     "attach_queue",
     "committed_offsets",
+    "key_partitions",
     "memory_store",
     "serving",
     "use_lean_consumer",
@@ -198,6 +202,32 @@ class CodecTable(faust.Table[Any, Any]):
         self.key_serializer = "raw"
         self.value_serializer = codec
         self._progress = progress
+        self.restore_base: Callable[[set[int]], Awaitable[Mapping[int, int]]] | None = None
+        """Loads the checkpointed values of newly assigned changelog partitions into the store and returns,
+        per partition, the last changelog offset the checkpoint covers (absent: read from the beginning)."""
+        self.on_restored: Callable[[list[Any]], None] | None = None
+        """Told of every changelog record a restore applied (so the next checkpoint includes it)."""
+        self._restore_from: dict[int, int] = {}
+
+    async def on_rebalance(
+        self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any], generation_id: int = 0
+    ) -> None:
+        """Before Faust's recovery reads the changelogs (it asks `persisted_offset` next), put each newly
+        assigned partition's checkpoint into the store, so the restore reads only the changelog after it."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if self.restore_base is None:
+            return
+        changelog = self.changelog_topic.get_topic_name()
+        mine = {tp.partition for tp in newly_assigned if tp.topic == changelog}
+        for partition in {tp.partition for tp in revoked if tp.topic == changelog}:
+            self._restore_from.pop(partition, None)
+        if mine:
+            self._restore_from.update(await self.restore_base(mine))
+
+    def persisted_offset(self, tp: Any) -> int | None:
+        if tp.topic != self.changelog_topic.get_topic_name():
+            return None
+        return self._restore_from.get(tp.partition)
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         """Apply restored values, but never one behind the value already held for its key.
@@ -215,11 +245,19 @@ class CodecTable(faust.Table[Any, Any]):
                 fresh.append(event)
         if fresh:
             super().apply_changelog_batch(fresh)
+            if self.on_restored is not None:
+                self.on_restored(fresh)
 
 
 def memory_store(table: Any) -> dict[str, Any]:
     """The dict behind a table with the memory store: what a restore fills and the agents read and write."""
     return cast(dict[str, Any], table.data.data)
+
+
+def key_partitions(table: Any) -> dict[str, int]:
+    """The memory store's key → changelog partition, by which it drops the keys of partitions it no longer owns
+    when a recovery completes (values put in the store from a checkpoint must be in it too)."""
+    return cast(dict[str, int], table.data._key_partition)  # noqa: SLF001
 
 
 # --- 6: committed offsets ---------------------------------------------------------------------------------------

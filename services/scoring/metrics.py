@@ -68,6 +68,22 @@ class ScoringMetrics:
             registry=r,
         )
 
+        self.checkpoint_seq = Gauge(
+            "salespulse_scoring_checkpoint_seq",
+            "Ledger sequence number the last checkpoint reflects (a restart replays only what follows it)",
+            registry=r,
+        )
+        self.checkpoint_values = Counter(
+            "salespulse_scoring_checkpoint_values_total",
+            "Table values written to the SQL checkpoint",
+            registry=r,
+        )
+        self.checkpoint_seconds = Gauge(
+            "salespulse_scoring_checkpoint_seconds",
+            "How long the last checkpoint took",
+            registry=r,
+        )
+
         # Every agent's series exist from the start (at zero), so dashboards and alerts see them before traffic.
         for agent in AGENTS:
             for family in (self.events, self.batch_size, self.processing, self.event_age, self.duplicates):

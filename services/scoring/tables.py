@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from faust.serializers import codecs
 
-from services.scoring.faust_internals import CodecTable, memory_store
+from services.scoring.faust_internals import CodecTable, key_partitions, memory_store
 from services.scoring.publisher import Publisher
 
 __all__ = ["StateTable", "state_table"]
@@ -25,12 +25,47 @@ __all__ = ["StateTable", "state_table"]
 class StateTable:
     """A str-keyed Faust table kept in memory, its values domain objects, encoded by `encode` on the changelog."""
 
-    def __init__(self, table: Any, encode: Callable[[Any], bytes], publisher: Publisher) -> None:
+    def __init__(
+        self,
+        table: Any,
+        encode: Callable[[Any], bytes],
+        publisher: Publisher,
+        *,
+        decode: Callable[[bytes], Any] | None = None,
+        progress: Callable[[Any], int] | None = None,
+    ) -> None:
         self.table = table
+        self.name: str = table.name
         self._store = memory_store(table)
         self._encode = encode
+        self.decode = decode
+        self.progress = progress
         self._publisher = publisher
         self.changelog_topic: str = table.changelog_topic.get_topic_name()
+        self.dirty: dict[str, bytes] = {}
+        """Every key written (or restored from the changelog) since the last checkpoint, with its encoded value."""
+        table.on_restored = self._restored
+
+    def _restored(self, events: list[Any]) -> None:
+        dirty = self.dirty
+        for event in events:
+            raw = event.message.value
+            if raw is not None:
+                dirty[event.key] = raw
+
+    def load(self, values: Mapping[str, Any], partition_of: Callable[[str], int]) -> int:
+        """Put checkpointed values into the store where they are ahead of what it holds; returns how many."""
+        store, progress = self._store, self.progress
+        assert progress is not None
+        keys = key_partitions(self.table)
+        loaded = 0
+        for key, value in values.items():
+            held = store.get(key)
+            if held is None or progress(value) > progress(held):
+                store[key] = value
+                keys[key] = partition_of(key)
+                loaded += 1
+        return loaded
 
     def get(self, key: str) -> Any:
         return self._store.get(key)
@@ -53,6 +88,7 @@ class StateTable:
             raw = encoded.get(key) if encoded is not None else None
             records.append((key.encode(), raw if raw is not None else encode(value)))
         self._store.update(values)
+        self.dirty.update(zip(values, (value for _, value in records), strict=True))
         await self._publisher.publish(self.changelog_topic, records)
 
 
@@ -84,4 +120,4 @@ def state_table(
             f"changelog of table {name} would decode with {topic.key_serializer}/{topic.value_serializer}"
         )
     encoder = codecs.get_codec(codec)
-    return StateTable(table, encoder.dumps, publisher)
+    return StateTable(table, encoder.dumps, publisher, decode=encoder.loads, progress=progress)

@@ -54,6 +54,7 @@ def test_the_monitor_hooks_it_silences_exist_and_table_data_is_a_dict_in_the_mem
         assert hook in vars(faust_internals.LeanMonitor), hook
     assert "apply_changelog_batch" in {name for cls in Table.__mro__ for name in vars(cls)}
     assert "self.data" in inspect.getsource(Store)
+    assert "self._key_partition" in inspect.getsource(Store.on_recovery_completed)
 
 
 def test_faust_keeps_the_committed_offsets_it_reads_for_the_lag_metric() -> None:
@@ -70,3 +71,18 @@ def test_faust_says_when_a_worker_rebalances_recovers_or_holds_its_flow() -> Non
 
     assert "def flow_control(self) -> FlowControlEvent" in inspect.getsource(App)
     assert callable(FlowControlEvent.is_active)
+
+
+def test_faust_asks_a_table_where_its_restore_starts_after_the_tables_rebalance() -> None:
+    """The checkpoint (services/scoring/checkpoint.py) is loaded in `Table.on_rebalance`, which the app awaits
+    before the recovery service reads `persisted_offset` for each assigned changelog partition."""
+    from faust.app.base import App
+    from faust.tables.manager import TableManager
+    from faust.tables.recovery import Recovery
+
+    manager = inspect.getsource(TableManager.on_rebalance)
+    assert manager.index("table.on_rebalance") < manager.index("self.recovery.on_rebalance")
+    assert "self.tables.on_rebalance" in inspect.getsource(App._on_partitions_assigned)
+    assert "table.persisted_offset(tp)" in inspect.getsource(Recovery)
+    for name in ("on_rebalance", "persisted_offset"):
+        assert name in {n for cls in Table.__mro__ for n in vars(cls)}, name

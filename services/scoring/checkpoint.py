@@ -1,0 +1,216 @@
+"""Checkpoints of the scoring tables in SQL, so a restart costs what changed since the last one.
+
+**Taking one** (every `scoring_checkpoint_interval` seconds, by a worker that owns every partition):
+
+1. Read the relay's cursor `C` (every ledger event up to `C` is in the events topics), then the exact ends of
+   `events.deals` and `events.activities`, and wait until the agents have completed batches up to those ends:
+   every event up to `C` is folded.
+2. Read the deal table's changelog ends, then copy the deal table's changed values (synchronously: one instant).
+   A deal value is written only after its credits are acknowledged, so every credit it implies is in `credits`.
+3. Read the ends of `credits`, wait until the rep agent has folded up to them, read the rep table's changelog
+   ends, copy its changed values. The rep values now reflect every credit of the deal values of step 2 (and
+   perhaps later ones: a deal event replayed after the checkpoint re-emits identical credits, which the rep
+   state's per-source marks recognise), and every activity up to `C`.
+4. Upsert the changed values and the mark (`C`, the changelog ends) in one transaction.
+
+Values written to the store after a changelog end was read are re-read from the changelog by a restore, which
+never moves a key back (`CodecTable.apply_changelog_batch`): harmless.
+
+**Restoring** (services/scoring/faust_internals.py, `CodecTable`): when changelog partitions are assigned, their
+checkpointed values go into the store, and Faust's recovery reads the changelog only from the checkpoint's
+offsets — or all of it when the broker is a new one (`up` voids the offsets), whose changelog holds only what
+was written since, on top of the checkpoint. A broker that came back empty is refilled from the ledger after
+`C` only (services/common/checkpoints.py).
+
+With several workers no single one can vouch for `C` (the rep tables take credits from every deals partition),
+so none takes a checkpoint; the changelog on Apache Kafka is durable and restores stay Faust's own, starting from
+the last checkpoint a single worker took, if any (docs/decisions.md, "Checkpointed restart").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import select
+
+from services.common import checkpoints, db
+from services.common.db import Sessions
+from services.common.kafka import log_ends
+from services.common.models import RELAY_CURSOR, RelayCursor
+from services.common.settings import Settings
+from services.common.topics import partition_for
+from services.scoring.tables import StateTable
+
+log = logging.getLogger("salespulse.scoring.checkpoint")
+
+__all__ = ["Checkpointer"]
+
+CAUGHT_UP_WITHIN = 30.0
+"""How long a checkpoint waits for the agents to fold up to the ends it read before it gives up (and tries
+again at the next interval)."""
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        deal_table: StateTable,
+        rep_table: StateTable,
+        deal_topics: tuple[str, str],
+        credits_topic: str,
+        folded: Callable[[], Mapping[tuple[str, int], int]],
+        owns_everything: Callable[[], bool],
+        on_taken: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._deal_table = deal_table
+        self._rep_table = rep_table
+        self._event_topics = deal_topics
+        self._credits_topic = credits_topic
+        self._folded = folded
+        self._owns_everything = owns_everything
+        self._on_taken = on_taken
+        self._sessions: Sessions | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self.taken_seq: int | None = None
+        deal_table.table.restore_base = self._restorer(deal_table)
+        rep_table.table.restore_base = self._restorer(rep_table)
+
+    @property
+    def sessions(self) -> Sessions:
+        if self._sessions is None:
+            self._sessions = db.sessionmaker(db.create_engine(self._settings.db_url))
+        return self._sessions
+
+    # --- restoring ---------------------------------------------------------------------------------------------
+
+    def _restorer(self, table: StateTable) -> Callable[[set[int]], Any]:
+        async def restore(partitions: set[int]) -> dict[int, int]:
+            return await self.restore(table, partitions)
+
+        return restore
+
+    async def restore(self, table: StateTable, partitions: set[int]) -> dict[int, int]:
+        """Load `table`'s checkpointed values of `partitions` into its store; per partition, the last changelog
+        offset the checkpoint covers (none: the restore reads the changelog from the beginning)."""
+        started = time.perf_counter()
+        mark = await checkpoints.read_mark(self.sessions)
+        if mark is None or mark.partitions != self._settings.partitions:
+            return {}
+        rows = await checkpoints.load_values(self.sessions, table.name, partitions)
+        decode = table.decode
+        assert decode is not None
+        count = self._settings.partitions
+        loaded = table.load({key: decode(raw) for key, raw in rows}, lambda key: partition_for(key, count))
+        offsets = (mark.offsets or {}).get(table.name, {})
+        log.info("%s: %d of %d checkpointed values restored for partitions %s in %.2f s (ledger seq %d); "
+                 "changelog read from %s", table.name, loaded, len(rows), sorted(partitions),
+                 time.perf_counter() - started, mark.seq,
+                 "the checkpoint's offsets" if offsets else "the beginning (a new broker)")
+        return {p: offsets[p] for p in partitions if p in offsets}
+
+    # --- taking one --------------------------------------------------------------------------------------------
+
+    async def run(self, interval: float, serving: Callable[[], bool]) -> None:
+        """Take a checkpoint every `interval` seconds while the worker serves every partition."""
+        told = False
+        while True:
+            await asyncio.sleep(interval)
+            if not serving():
+                continue
+            if not self._owns_everything():
+                if not told:
+                    log.info("not every partition is assigned here: no checkpoint (another worker shares them)")
+                    told = True
+                continue
+            told = False
+            try:
+                await self.take()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (the next interval tries again; nothing depends on this one)
+                log.warning("checkpoint not taken (%s: %s); trying again in %.0f s", type(exc).__name__, exc, interval)
+
+    async def take(self) -> bool:
+        """One checkpoint (the steps in the module docstring); False when the agents did not catch up in time."""
+        started = time.perf_counter()
+        count = self._settings.partitions
+        consumer = await self._ends_reader()
+        seq = await self._relay_cursor()
+        events = [TopicPartition(t, p) for t in self._event_topics for p in range(count)]
+        if not await self._folded_up_to(await log_ends(consumer, events)):
+            return False
+        deals = self._changelog_tps(self._deal_table)
+        deal_offsets = await log_ends(consumer, deals)
+        deal_values = dict(self._deal_table.dirty)
+        credits = [TopicPartition(self._credits_topic, p) for p in range(count)]
+        if not await self._folded_up_to(await log_ends(consumer, credits)):
+            return False
+        reps = self._changelog_tps(self._rep_table)
+        rep_offsets = await log_ends(consumer, reps)
+        rep_values = dict(self._rep_table.dirty)
+        written = await checkpoints.write_checkpoint(
+            self.sessions,
+            {
+                self._deal_table.name: [(k, partition_for(k, count), v) for k, v in deal_values.items()],
+                self._rep_table.name: [(k, partition_for(k, count), v) for k, v in rep_values.items()],
+            },
+            seq=seq,
+            partitions=count,
+            offsets={  # the last offset each changelog partition held (Faust's `persisted_offset`): -1 for none
+                self._deal_table.name: {tp.partition: deal_offsets[tp] - 1 for tp in deals},
+                self._rep_table.name: {tp.partition: rep_offsets[tp] - 1 for tp in reps},
+            },
+            taken_ms=int(time.time() * 1000),
+        )
+        for table, values in ((self._deal_table, deal_values), (self._rep_table, rep_values)):
+            dirty = table.dirty
+            for key, value in values.items():
+                if dirty.get(key) is value:  # not written again since the copy
+                    del dirty[key]
+        self.taken_seq = seq
+        took = time.perf_counter() - started
+        if self._on_taken is not None:
+            self._on_taken(written, took)
+        log.info("checkpoint at ledger seq %d: %d changed values in %.2f s", seq, written, took)
+        return True
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _ends_reader(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, group_id=None,
+                                        enable_auto_commit=False, fetch_max_wait_ms=20)
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def _relay_cursor(self) -> int:
+        async with self.sessions() as session:
+            seq = await session.scalar(select(RelayCursor.seq).where(RelayCursor.name == RELAY_CURSOR))
+        return int(seq or 0)
+
+    async def _folded_up_to(self, ends: Mapping[TopicPartition, int]) -> bool:
+        """Wait until the agents' completed batches reach `ends` on every partition."""
+        deadline = time.monotonic() + CAUGHT_UP_WITHIN
+        while True:
+            folded = self._folded()
+            if all(folded.get((tp.topic, tp.partition), 0) >= end for tp, end in ends.items()):
+                return True
+            if time.monotonic() > deadline:
+                log.info("checkpoint skipped: the agents did not fold up to the topics' ends within %.0f s",
+                         CAUGHT_UP_WITHIN)
+                return False
+            await asyncio.sleep(0.05)
+
+    def _changelog_tps(self, table: StateTable) -> list[TopicPartition]:
+        return [TopicPartition(table.changelog_topic, p) for p in range(self._settings.partitions)]
