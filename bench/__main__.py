@@ -1,9 +1,10 @@
 """`make bench`: run every benchmark, print each figure, and write docs/BENCHMARKS.md's generated section
 (each figure next to its target and its same-run reference) and docs/benchmarks.png.
 
-    .venv/bin/python -m bench [--quick] [--only ingest,e2e,scoring,restart,fanout,connectors,whatif] [--no-write]
+    .venv/bin/python -m bench [--quick] [--only ingest,e2e,...] [--no-write] [--busy]
 
-`--quick` runs every benchmark at a small size (a smoke run; its figures are not written unless asked)."""
+`--quick` runs every benchmark at a small size (a smoke run; its figures are not written unless asked). It refuses
+to run when the load average is above 1.5 (`--busy` runs anyway, marks the figures and writes nothing)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import connectors, endtoend, fanout, ingest, restart, scoring, whatif
+from bench import connectors, endtoend, fanout, ingest, restart, scoring, uprestart, whatif
 from bench.common import Figure, print_figures
 from bench.report import chart, section, write_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
+QUIET_LOAD = 1.5
+"""Benchmarks run only below this load average (1 minute): a figure taken while suites run is not a figure."""
 FULL: dict[str, Callable[[], list[Figure]]] = {
     "ingest": lambda: ingest.run(20_000, 100),
     "e2e": lambda: endtoend.run(100_000),
     "scoring": lambda: scoring.run(200_000),
     "restart": lambda: restart.run(100_000),
+    "up-restart": lambda: uprestart.run((100_000, 300_000, 1_000_000)),
     "fanout": lambda: fanout.run(1000, 1000, 30, 10_000),
     "connectors": lambda: connectors.run(200),
     "whatif": lambda: whatif.run(5),
@@ -36,6 +40,7 @@ QUICK: dict[str, Callable[[], list[Figure]]] = {
     "e2e": lambda: endtoend.run(10_000),
     "scoring": lambda: scoring.run(20_000),
     "restart": lambda: restart.run(5_000),
+    "up-restart": lambda: uprestart.run((5_000, 10_000)),
     "fanout": lambda: fanout.run(100, 100, 5, 500),
     "connectors": lambda: connectors.run(20),
     "whatif": lambda: whatif.run(1),
@@ -58,12 +63,19 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(FULL))
     parser.add_argument("--write", action="store_true", help="write the report even after --quick")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--busy", action="store_true",
+                        help=f"run although the load average is above {QUIET_LOAD} (figures marked, nothing written)")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     names = args.only.split(",") if args.only else list(plan)
     unknown = set(names) - set(plan)
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(plan)}")
+    load = os.getloadavg()[0]
+    if load > QUIET_LOAD and not args.busy:
+        parser.exit(2, f"the load average is {load:.2f} (above {QUIET_LOAD}): something else is running, and figures "
+                       "taken now would not be figures. Wait for a quiet machine, or pass --busy to run anyway "
+                       "(every figure is then marked as taken on a busy machine and nothing is written).\n")
     about = context()
     started = time.monotonic()
     figures: list[Figure] = []
@@ -73,6 +85,10 @@ def main() -> None:
         print_figures(got)
         figures += got
     print(f"== all benchmarks took {time.monotonic() - started:,.0f} s")
+    if args.busy and load > QUIET_LOAD:
+        print(f"every figure above was taken on a busy machine (load average {load:.2f} before the run): "
+              "not written", flush=True)
+        return
     if args.no_write or (args.quick and not args.write):
         return
     command = "make bench" if not (args.quick or args.only) else " ".join(["python -m bench", *sys.argv[1:]])

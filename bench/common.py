@@ -62,6 +62,8 @@ class Figure:
     reference: float | None = None
     reference_label: str = ""
     note: str = ""
+    x: float | None = None
+    """Where the figure sits on a growth curve (e.g. the ledger size), for the chart's curve panel."""
 
     @property
     def met(self) -> bool | None:

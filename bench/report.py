@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.common import Figure, number
 
@@ -60,9 +61,14 @@ def chart(figures: Sequence[Figure], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curve = [f for f in figures if f.x is not None and not math.isnan(f.value)]
     rates = [f for f in figures if f.unit in ("events/s", "req/s") and f.target is not None and not math.isnan(f.value)]
-    latencies = [f for f in figures if f.unit in ("ms", "s") and not math.isnan(f.value)]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 9), constrained_layout=True)
+    latencies = [f for f in figures if f.unit in ("ms", "s") and not math.isnan(f.value) and f.x is None]
+    panels = 3 if curve else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 4.5 * panels), constrained_layout=True)
+    top, bottom = axes[0], axes[1]
+    if curve:
+        growth(axes[2], curve)
     labels = [f"{f.bench}: {f.name}" for f in rates]
     ys = range(len(rates))
     top.barh([y + 0.25 for y in ys], [f.value for f in rates], height=0.25, label="measured", color="#2b6cb0")
@@ -89,3 +95,18 @@ def chart(figures: Sequence[Figure], path: Path) -> None:
     bottom.legend(loc="lower right", fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def growth(axis: Any, figures: Sequence[Figure]) -> None:
+    """Restart time against ledger size: measured (checkpointed) and the same-run reference (whole replay)."""
+    points = sorted(figures, key=lambda f: f.x or 0)
+    xs = [f.x for f in points]
+    axis.plot(xs, [f.value for f in points], marker="o", color="#2b6cb0", label="measured: restart from the checkpoint")
+    axis.plot(xs, [f.reference or math.nan for f in points], marker="o", color="#a0aec0",
+              label="same-run reference: " + (points[0].reference_label or "reference"))
+    if points[0].target is not None:
+        axis.axhline(points[0].target, color="#c53030", linestyle="--", label="target")
+    axis.set_xlabel("events in the ledger")
+    axis.set_ylabel(points[0].unit)
+    axis.set_title("Growth: " + points[0].bench)
+    axis.legend(loc="upper left", fontsize=8)

@@ -6,7 +6,8 @@ One activity for each of N distinct reps is pre-loaded onto events.activities (t
 format), a scoring worker folds them all (N rep states in its tables and their changelogs), and is stopped
 (SIGTERM, as a rolling restart does). A new worker is launched and, at once, one activity of a new rep is
 published. The figure is launch → that rep's snapshot on rep-snapshots: process start, joining the group,
-restoring every table from its changelog, and folding the new event. The broker is the embedded one with
+restoring every table (from the SQL checkpoint, which the first worker took before it stopped, plus the
+changelog after it), and folding the new event. The broker is the embedded one with
 the test suite's session timeout (6 s): a member that left is only forgotten when its session expires.
 """
 
@@ -19,6 +20,7 @@ import signal
 import time
 from datetime import UTC, datetime
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -28,6 +30,7 @@ from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, REP_SNAPSHOTS, partition_for, topic_name
 from services.ingest.relay import envelope
 from services.scoring.publisher import Publisher
+from tests.support.stack import wait_until
 
 TARGET_SECONDS = 10.0
 PROBE = "probe-rep"
@@ -73,6 +76,15 @@ async def wait_for_snapshot(settings: Settings, rep: str, start_offset: int, tim
         await consumer.stop()
 
 
+def checkpointed(port: int) -> float:
+    """Table values the worker on `port` has written to its checkpoint so far."""
+    samples = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in samples.splitlines():
+        if line.startswith("salespulse_scoring_checkpoint_values_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def run(reps: int = 100_000) -> list[Figure]:
     with bench_stack("sqlite") as stack:
         settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
@@ -82,6 +94,9 @@ def run(reps: int = 100_000) -> list[Figure]:
         stack.wait_healthy("first", "/metrics")
         fold = watch_until_caught_up(first.proc, stack.ports["first"], settings, 0, reps, launched)
         print(f"{reps:,} reps folded by the first worker in {fold.launch_to_done:.1f} s", flush=True)
+        # A rolling restart follows a checkpoint (every 10 s by default): wait for the one holding every rep.
+        wait_until(lambda: checkpointed(stack.ports["first"]) >= reps, timeout=300, interval=0.5,
+                   what=f"a checkpoint of all {reps:,} reps")
         os.killpg(first.proc.pid, signal.SIGTERM)
         first.proc.wait(timeout=60)
         stack.services.pop("first")

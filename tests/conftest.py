@@ -70,6 +70,7 @@ HEAVIEST_FIRST = (
     "tests/integration/test_fault_suite.py",
     "tests/integration/test_scoring_faults.py",
     "tests/integration/test_scale_out.py",
+    "tests/integration/test_checkpoint.py",
     "tests/e2e/test_pinned_instants.py",
     "tests/integration/test_notifier_stack.py",
     "tests/e2e/test_celebration_end_to_end.py",

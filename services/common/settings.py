@@ -101,8 +101,11 @@ class Settings(BaseSettings):
     scoring_web_port: int = 6066
     broker_session_timeout: float = 30.0
     broker_heartbeat_interval: float = 3.0
-    scoring_batch_size: int = 2000
+    scoring_batch_size: int = Field(2000, ge=1, description="events that start a batch at once (else after _WITHIN)")
     scoring_batch_within: float = 0.02
+    scoring_batch_max: int = Field(
+        10_000, ge=1, description="a backlog is folded in batches of up to this many events (fewer state writes)"
+    )
     scoring_checkpoint_interval: float = Field(
         10.0, ge=0, description="seconds between checkpoints of the scoring tables in SQL (0: none)"
     )

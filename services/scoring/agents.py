@@ -227,10 +227,11 @@ async def fold_reps_exclusively(ctx: Scoring, events: Sequence[Any]) -> None:
 
 async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -> None:
     """Take batches from `intake` and fold each to its end before acknowledging it, until cancelled."""
-    batch_size, within = ctx.settings.scoring_batch_size, ctx.settings.scoring_batch_within
+    settings = ctx.settings
+    batch_size, within, backlog = settings.scoring_batch_size, settings.scoring_batch_within, settings.scoring_batch_max
     try:
         while True:
-            events = await intake.take(batch_size, within)
+            events = await intake.take(batch_size, within, backlog)
             batch = ctx.in_flight[agent] = asyncio.ensure_future(_complete(ctx, agent, fold, events))
             try:
                 await asyncio.shield(batch)

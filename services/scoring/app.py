@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         stream_wait_empty=False,
-        stream_buffer_maxsize=max(4096, 2 * settings.scoring_batch_size),
+        stream_buffer_maxsize=max(4096, 2 * settings.scoring_batch_size, settings.scoring_batch_max),
         datadir=str(settings.data_dir / "scoring"),
         Monitor=LeanMonitor,
     )
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         source_topics=(deals_name, credits_name, activities_name),
     )
     metrics.set_assignment({}, ctx.source_topics)
-    high_water = 4 * settings.scoring_batch_size
+    high_water = max(4 * settings.scoring_batch_size, 2 * settings.scoring_batch_max)
     deal_intake = BatchIntake(app, app.topic(deals_name, key_type=bytes, value_type=bytes), high_water=high_water)
     rep_intake = BatchIntake(
         app, app.topic(credits_name, activities_name, key_type=bytes, value_type=bytes), high_water=high_water

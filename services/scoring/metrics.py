@@ -20,7 +20,7 @@ class ScoringMetrics:
             "salespulse_scoring_batch_size",
             "Events per batch, by agent",
             ["agent"],
-            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000),
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10_000, 20_000),
             registry=r,
         )
         self.processing = Histogram(
