@@ -85,21 +85,22 @@ class Screen:
         self.channel = channel
         self.kind = _kind_of(channel)
         self.metrics = metrics
-        self.latest: dict[str, tuple[bytes, int]] = {}
-        self.events: deque[tuple[bytes, int]] | None = None
+        # Payloads are the one JSON text of a message, shared by every screen it goes to (encoded once).
+        self.latest: dict[str, tuple[str, int]] = {}
+        self.events: deque[tuple[str, int]] | None = None
         self.max_events = max_events
         self.send_timeout = send_timeout
         self.closed = False
         self.sender: asyncio.Task[None] | None = None
         self.key_hash = ""
 
-    def offer_state(self, kind: str, payload: bytes, accepted_ms: int = 0) -> None:
+    def offer_state(self, kind: str, payload: str, accepted_ms: int = 0) -> None:
         if kind in self.latest:
             self.metrics.coalesced.labels(self.kind).inc()
         self.latest[kind] = (payload, accepted_ms)
         self._kick()
 
-    def offer_event(self, payload: bytes, accepted_ms: int = 0) -> None:
+    def offer_event(self, payload: str, accepted_ms: int = 0) -> None:
         if self.events is None:
             self.events = deque()
         if len(self.events) >= self.max_events:
@@ -123,7 +124,7 @@ class Screen:
                     payload, accepted_ms = self.latest.pop(kind)
                 try:
                     async with asyncio.timeout(self.send_timeout):
-                        await self.ws.send_text(payload.decode())
+                        await self.ws.send_text(payload)
                 except TimeoutError:
                     self.metrics.disconnected_slow.labels(self.kind).inc()
                     log.info("disconnecting a %s screen that stayed behind", self.kind)
@@ -178,7 +179,7 @@ class Hub:
         screens = self.screens.get(channel)
         if not screens:
             return
-        payload = orjson.dumps(message)
+        payload = orjson.dumps(message).decode()  # once per message, not per screen
         for screen in screens:
             screen.offer_state(kind, payload, accepted_ms)
 
@@ -186,7 +187,7 @@ class Hub:
         screens = self.screens.get(channel)
         if not screens:
             return
-        payload = orjson.dumps(message)
+        payload = orjson.dumps(message).decode()
         for screen in screens:
             screen.offer_event(payload, accepted_ms)
 
@@ -211,7 +212,7 @@ class Hub:
             return
         screen = Screen(ws, channel, self.metrics, max_events=self.max_events, send_timeout=self.send_timeout)
         screen.key_hash = key_hash
-        screen.offer_state(str(first.get("type")), orjson.dumps(first))
+        screen.offer_state(str(first.get("type")), orjson.dumps(first).decode())
         self.screens[channel].add(screen)
         self._count += 1
         self._per_key[key_hash] += 1

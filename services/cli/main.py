@@ -87,7 +87,7 @@ def cmd_notifier(_: argparse.Namespace) -> None:
 def cmd_scoring(_: argparse.Namespace) -> None:
     from services.scoring.worker import run
 
-    run()
+    run(os.environ.get("SALESPULSE_LOG_LEVEL", "warning").lower())
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
