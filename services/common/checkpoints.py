@@ -9,13 +9,12 @@ the last checkpoint, not the whole history (docs/decisions.md, "Checkpointed res
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
 from services.common.db import Sessions
@@ -96,28 +95,35 @@ async def load_values(sessions: Sessions, table: str, partitions: Iterable[int])
 
 async def write_checkpoint(
     sessions: Sessions,
-    values: Mapping[str, Iterable[tuple[str, int, bytes]]],
+    values: Sequence[tuple[str, Iterable[tuple[str, int, bytes]]]],
     *,
     seq: int,
     partitions: int,
     offsets: Mapping[str, Mapping[int, int]],
     taken_ms: int,
 ) -> int:
-    """Upsert each table's changed values `(key, partition, value)` and move the mark, in one transaction.
-    Returns the rows written."""
+    """Upsert each table's changed values `(key, partition, value)`, table by table in the order given, then
+    move the mark. Returns the rows written.
+
+    Values go in short transactions of CHUNK rows, so a big checkpoint never holds the database's write lock
+    for long (on SQLite ingest's ledger commits wait for it). That is safe because the mark moves last and
+    each value is newer than the one it replaces: a crash in between leaves newer values under the old mark,
+    and replaying from the old mark re-applies events those values already hold, which their own sequence
+    marks recognise — provided a table whose values imply work in another (a deal value implies that its
+    credits are in the rep values) comes after that other table in `values`."""
     written = 0
+    for table, items in values:
+        chunk: list[dict[str, object]] = []
+        for key, partition, value in items:
+            chunk.append({"table_name": table, "key": key, "partition": partition, "value": value})
+            if len(chunk) >= CHUNK:
+                written += await _upsert(sessions, chunk)
+                chunk = []
+        if chunk:
+            written += await _upsert(sessions, chunk)
+    encoded = orjson.dumps({t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()}).decode()
+    mark = {"seq": seq, "partitions": partitions, "offsets": encoded, "taken_ms": taken_ms}
     async with sessions() as session, session.begin():
-        for table, items in values.items():
-            chunk: list[dict[str, object]] = []
-            for key, partition, value in items:
-                chunk.append({"table_name": table, "key": key, "partition": partition, "value": value})
-                if len(chunk) >= CHUNK:
-                    written += await _upsert(session, chunk)
-                    chunk = []
-            if chunk:
-                written += await _upsert(session, chunk)
-        encoded = orjson.dumps({t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()}).decode()
-        mark = {"seq": seq, "partitions": partitions, "offsets": encoded, "taken_ms": taken_ms}
         if db.rows_matched(await session.execute(
             update(ScoringCheckpointMark).where(ScoringCheckpointMark.name == MARK).values(**mark)
         )) == 0:
@@ -125,12 +131,13 @@ async def write_checkpoint(
     return written
 
 
-async def _upsert(session: AsyncSession, rows: list[dict[str, object]]) -> int:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(ScoringCheckpoint).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[ScoringCheckpoint.table_name, ScoringCheckpoint.key],
-        set_={"value": statement.excluded.value, "partition": statement.excluded.partition},
-    )
-    await session.execute(statement)
+async def _upsert(sessions: Sessions, rows: list[dict[str, object]]) -> int:
+    async with sessions() as session, session.begin():
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(ScoringCheckpoint).values(rows)
+        statement = statement.on_conflict_do_update(
+            index_elements=[ScoringCheckpoint.table_name, ScoringCheckpoint.key],
+            set_={"value": statement.excluded.value, "partition": statement.excluded.partition},
+        )
+        await session.execute(statement)
     return len(rows)

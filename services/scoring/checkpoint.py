@@ -11,7 +11,8 @@
    ends, copy its changed values. The rep values now reflect every credit of the deal values of step 2 (and
    perhaps later ones: a deal event replayed after the checkpoint re-emits identical credits, which the rep
    state's per-source marks recognise), and every activity up to `C`.
-4. Upsert the changed values and the mark (`C`, the changelog ends) in one transaction.
+4. Upsert the changed rep values, then the changed deal values, then the mark (`C`, the changelog ends), in
+   short transactions (services/common/checkpoints.py, `write_checkpoint`, says why that order is safe).
 
 Values written to the store after a changelog end was read are re-read from the changelog by a restore, which
 never moves a key back (`CodecTable.apply_changelog_batch`): harmless.
@@ -157,10 +158,10 @@ class Checkpointer:
         rep_values = dict(self._rep_table.dirty)
         written = await checkpoints.write_checkpoint(
             self.sessions,
-            {
-                self._deal_table.name: [(k, partition_for(k, count), v) for k, v in deal_values.items()],
-                self._rep_table.name: [(k, partition_for(k, count), v) for k, v in rep_values.items()],
-            },
+            [  # rep values first: a deal value in SQL must never be newer than the credits in the rep values
+                (self._rep_table.name, [(k, partition_for(k, count), v) for k, v in rep_values.items()]),
+                (self._deal_table.name, [(k, partition_for(k, count), v) for k, v in deal_values.items()]),
+            ],
             seq=seq,
             partitions=count,
             offsets={  # the last offset each changelog partition held (Faust's `persisted_offset`): -1 for none
