@@ -31,7 +31,7 @@ FULL: dict[str, Callable[[], list[Figure]]] = {
     "scoring": lambda: scoring.run(200_000),
     "restart": lambda: restart.run(100_000),
     "up-restart": lambda: uprestart.run((100_000, 300_000, 1_000_000)),
-    "fanout": lambda: fanout.run(1000, 1000, 30, 10_000),
+    "fanout": lambda: fanout.run(100, 1000, 20, 0) + fanout.run(300, 1000, 20, 0) + fanout.run(1000, 1000, 30, 10_000),
     "connectors": lambda: connectors.run(200),
     "whatif": lambda: whatif.run(5),
 }

@@ -63,7 +63,10 @@ class Figure:
     reference_label: str = ""
     note: str = ""
     x: float | None = None
-    """Where the figure sits on a growth curve (e.g. the ledger size), for the chart's curve panel."""
+    """Where the figure sits on a growth curve (e.g. the ledger size), for the chart's curve panels."""
+    series: str = ""
+    x_label: str = ""
+    """The line of its curve panel (one panel per bench), e.g. "p99"."""
 
     @property
     def met(self) -> bool | None:

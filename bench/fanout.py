@@ -249,6 +249,9 @@ def run(screens: int = 1000, rate: int = 1000, seconds: float = 30, idle: int = 
                     "ms",
                     target=target,
                     higher_is_better=False,
+                    x=screens,
+                    series=f"202-to-screen p{int(q * 100)}",
+                    x_label="screens connected",
                     **market,
                 )  # type: ignore[arg-type]
             )

@@ -64,11 +64,12 @@ def chart(figures: Sequence[Figure], path: Path) -> None:
     curve = [f for f in figures if f.x is not None and not math.isnan(f.value)]
     rates = [f for f in figures if f.unit in ("events/s", "req/s") and f.target is not None and not math.isnan(f.value)]
     latencies = [f for f in figures if f.unit in ("ms", "s") and not math.isnan(f.value) and f.x is None]
-    panels = 3 if curve else 2
+    benches = sorted({f.bench for f in curve})
+    panels = 2 + len(benches)
     fig, axes = plt.subplots(panels, 1, figsize=(11, 4.5 * panels), constrained_layout=True)
     top, bottom = axes[0], axes[1]
-    if curve:
-        growth(axes[2], curve)
+    for axis, bench in zip(axes[2:], benches, strict=True):
+        growth(axis, [f for f in curve if f.bench == bench])
     labels = [f"{f.bench}: {f.name}" for f in rates]
     ys = range(len(rates))
     top.barh([y + 0.25 for y in ys], [f.value for f in rates], height=0.25, label="measured", color="#2b6cb0")
@@ -98,15 +99,20 @@ def chart(figures: Sequence[Figure], path: Path) -> None:
 
 
 def growth(axis: Any, figures: Sequence[Figure]) -> None:
-    """Restart time against ledger size: measured (checkpointed) and the same-run reference (whole replay)."""
-    points = sorted(figures, key=lambda f: f.x or 0)
-    xs = [f.x for f in points]
-    axis.plot(xs, [f.value for f in points], marker="o", color="#2b6cb0", label="measured: restart from the checkpoint")
-    axis.plot(xs, [f.reference or math.nan for f in points], marker="o", color="#a0aec0",
-              label="same-run reference: " + (points[0].reference_label or "reference"))
-    if points[0].target is not None:
-        axis.axhline(points[0].target, color="#c53030", linestyle="--", label="target")
-    axis.set_xlabel("events in the ledger")
-    axis.set_ylabel(points[0].unit)
-    axis.set_title("Growth: " + points[0].bench)
+    """One bench's figures against their `x` (ledger size, screens): a line per series, and the same-run
+    reference as a line of its own where it varies along the curve."""
+    series = sorted({f.series for f in figures})
+    for name in series:
+        points = sorted((f for f in figures if f.series == name), key=lambda f: f.x or 0)
+        axis.plot([f.x for f in points], [f.value for f in points], marker="o", label=name or "measured")
+        references = [f.reference for f in points]
+        if all(r is not None for r in references) and len(set(references)) > 1:
+            axis.plot([f.x for f in points], references, marker="o", color="#a0aec0",
+                      label="same-run reference: " + points[0].reference_label)
+        targets = {f.target for f in points if f.target is not None}
+        if len(targets) == 1:
+            axis.axhline(targets.pop(), color="#c53030", linestyle="--", label=f"target ({name or 'measured'})")
+    axis.set_xlabel(figures[0].x_label or "size")
+    axis.set_ylabel(figures[0].unit)
+    axis.set_title("Growth: " + figures[0].bench)
     axis.legend(loc="upper left", fontsize=8)
