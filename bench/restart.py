@@ -106,6 +106,9 @@ def run(reps: int = 100_000) -> list[Figure]:
         stack.start_service("scoring", instance="second")
         asyncio.run(publish(settings, [activity(reps + 1, PROBE)]))
         seen = asyncio.run(wait_for_snapshot(settings, PROBE, offset))
+        for line in (stack.data_dir / "second.log").read_text(errors="replace").splitlines():
+            if "checkpointed values restored" in line or "Joined group" in line:
+                print("second worker:", line.strip(), flush=True)  # where the time went (SALESPULSE_LOG_LEVEL=INFO)
     seconds = seen - launched
     return [
         Figure(
