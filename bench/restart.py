@@ -86,7 +86,8 @@ def checkpointed(port: int) -> float:
 
 
 def run(reps: int = 100_000) -> list[Figure]:
-    with bench_stack("sqlite") as stack:
+    # SALESPULSE_LOG_LEVEL=INFO in the environment shows where the second worker's time went (printed below).
+    with bench_stack("sqlite", SALESPULSE_LOG_LEVEL=os.environ.get("SALESPULSE_LOG_LEVEL", "WARNING")) as stack:
         settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
         asyncio.run(publish(settings, [activity(seq, f"rep{seq:06d}") for seq in range(1, reps + 1)]))
         launched = time.perf_counter()
