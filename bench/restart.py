@@ -119,7 +119,7 @@ def run(reps: int = 100_000) -> list[Figure]:
             "s",
             target=TARGET_SECONDS,
             higher_is_better=False,
-            note="includes the embedded broker's 6 s session timeout for the stopped member",
+            note="includes joining the group on the embedded broker (6 s session) and restoring the checkpoint",
         )
     ]
 
