@@ -14,7 +14,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a ledger.
@@ -52,6 +54,12 @@ class RelayCursor(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+async def relay_cursor(session: AsyncSession) -> int:
+    """Every ledger event up to this sequence number is in the Kafka topics (0 before the first)."""
+    seq = (await session.execute(select(RelayCursor.seq).where(RelayCursor.name == RELAY_CURSOR))).scalar()
+    return int(seq or 0)
 
 
 class RelayProgress(Base):

@@ -20,7 +20,7 @@ from services.common.auth import KeyStore, open_database
 from services.common.deps import AuditKey, IngestKey
 from services.common.http_metrics import install_http_metrics
 from services.common.intake import IngestExtension
-from services.common.models import LedgerEntry, RelayCursor, RelayProgress
+from services.common.models import LedgerEntry, RelayProgress, relay_cursor
 from services.common.problems import KEYED, Problem, install_problem_handlers, problem_responses
 from services.common.ratelimit import RateLimits
 from services.common.security_headers import install_security_headers
@@ -29,7 +29,7 @@ from services.ingest.accept import Intake
 from services.ingest.intake import read_limited
 from services.ingest.ledger import EventConflict, LedgerWriter
 from services.ingest.metrics import IngestMetrics
-from services.ingest.relay import CURSOR, Relay
+from services.ingest.relay import Relay
 from services.ingest.roster import RosterCache
 
 log = logging.getLogger("salespulse.ingest")
@@ -134,7 +134,7 @@ def create_app(
             ).scalar_one_or_none()
             if row is None:
                 raise Problem(404, f"No event with event_id {event_id!r} was accepted.")
-            cursor = (await session.execute(select(RelayCursor.seq).where(RelayCursor.name == CURSOR))).scalar() or 0
+            cursor = await relay_cursor(session)
             first_published = select(func.min(RelayProgress.published_at)).where(RelayProgress.seq_end >= row.seq)
             published_at = (await session.execute(first_published)).scalar()
         published = row.seq <= cursor

@@ -24,7 +24,7 @@ from services.common import db
 from services.common.background import BackgroundLoop
 from services.common.db import Sessions
 from services.common.kafka import log_ends, start_producer
-from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress
+from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress, relay_cursor
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
 from services.ingest.ledger import LedgerRecord
@@ -149,8 +149,7 @@ class Relay(BackgroundLoop):
 
     async def read_cursor(self) -> int:
         async with self._sessions() as session:
-            seq = (await session.execute(select(RelayCursor.seq).where(RelayCursor.name == CURSOR))).scalar()
-        return int(seq or 0)
+            return await relay_cursor(session)
 
     async def publish_once(self) -> int:
         """Publish the next batch after the cursor; returns how many events went out."""

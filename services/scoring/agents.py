@@ -77,6 +77,21 @@ class Scoring:
         """The partitions of the rep agent's sources this worker owns now."""
         return {tp.partition for tp in consumer.assignment() if tp.topic == self.credits_topic}
 
+    def owns_every_source(self, consumer: Any) -> bool:
+        """Whether this worker owns every partition of every source topic (no other worker shares them)."""
+        mine = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        return all((t, p) in mine for t in self.source_topics for p in range(self.settings.partitions))
+
+    def folded(self, consumer: Any) -> dict[tuple[str, int], int]:
+        """Per owned source partition, the offset up to which completed batches folded it: this worker's own
+        account, or the group's committed offset where that is further (after a restart, before any batch)."""
+        committed = committed_offsets(consumer)
+        return {
+            (tp.topic, tp.partition): max(self.processed.get((tp.topic, tp.partition), 0), committed.get(tp) or 0)
+            for tp in consumer.assignment()
+            if tp.topic in self.source_topics
+        }
+
 
 async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     """Snapshots in, credit deltas out: one credits message per (rep, source event)."""

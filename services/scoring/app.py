@@ -43,7 +43,7 @@ from services.scoring.checkpoint import Checkpointer
 from services.scoring.codecs import RepStateEncoder
 from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.periods import Calendar
-from services.scoring.faust_internals import LeanMonitor, committed_offsets, serving, use_lean_consumer
+from services.scoring.faust_internals import LeanMonitor, serving, use_lean_consumer
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
@@ -150,23 +150,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         sent = await agents.refresh_owned(ctx, ctx.owned(app.consumer), ctx.clock.now_ms())
         log.info("republished %d rep snapshots after recovery", sent)
 
-    def folded() -> dict[tuple[str, int], int]:
-        """Per source partition, the offset up to which completed batches folded it (the group's committed
-        offset after a restart, before any new batch)."""
-        done = dict(ctx.processed)
-        for tp, offset in committed_offsets(app.consumer).items():
-            where = (tp.topic, tp.partition)
-            if offset is not None and offset > done.get(where, 0):
-                done[where] = offset
-        return done
-
-    def owns_everything() -> bool:
-        mine = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-        return all((topic, p) in mine for topic in ctx.source_topics for p in range(settings.partitions))
-
-    def taken(values: int, seconds: float) -> None:
-        assert checkpointer.taken_seq is not None
-        metrics.checkpoint_seq.set(checkpointer.taken_seq)
+    def taken(seq: int, values: int, seconds: float) -> None:
+        metrics.checkpoint_seq.set(seq)
         metrics.checkpoint_values.inc(values)
         metrics.checkpoint_seconds.set(seconds)
 
@@ -174,10 +159,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         settings,
         deal_table=ctx.deal_table,
         rep_table=ctx.rep_table,
-        deal_topics=(deals_name, activities_name),
+        event_topics=(deals_name, activities_name),
         credits_topic=credits_name,
-        folded=folded,
-        owns_everything=owns_everything,
+        folded=lambda: ctx.folded(app.consumer),
+        owns_everything=lambda: ctx.owns_every_source(app.consumer),
         on_taken=taken,
     )
 
@@ -192,14 +177,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.timer(PRESENCE_INTERVAL)
     async def announce_presence() -> None:
         """Which source partitions this worker serves now (none while rebalancing or recovering)."""
-        served: dict[tuple[str, int], int] = {}
-        if serving(app):
-            committed = committed_offsets(app.consumer)
-            for tp in app.consumer.assignment():
-                if tp.topic in ctx.source_topics:
-                    where = (tp.topic, tp.partition)
-                    served[where] = max(ctx.processed.get(where, 0), committed.get(tp) or 0)
-        await presence.beat(served)
+        await presence.beat(ctx.folded(app.consumer) if serving(app) else {})
 
     @cast(Any, app.on_before_shutdown).connect
     async def leave(sender: Any, **_: Any) -> None:

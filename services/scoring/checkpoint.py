@@ -37,12 +37,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import select
 
 from services.common import checkpoints, db
 from services.common.db import Sessions
 from services.common.kafka import log_ends
-from services.common.models import RELAY_CURSOR, RelayCursor
+from services.common.models import relay_cursor
 from services.common.settings import Settings
 from services.common.topics import partition_for
 from services.scoring.tables import StateTable
@@ -63,23 +62,22 @@ class Checkpointer:
         *,
         deal_table: StateTable,
         rep_table: StateTable,
-        deal_topics: tuple[str, str],
+        event_topics: tuple[str, str],
         credits_topic: str,
         folded: Callable[[], Mapping[tuple[str, int], int]],
         owns_everything: Callable[[], bool],
-        on_taken: Callable[[int, float], None] | None = None,
+        on_taken: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self._settings = settings
         self._deal_table = deal_table
         self._rep_table = rep_table
-        self._event_topics = deal_topics
+        self._event_topics = event_topics
         self._credits_topic = credits_topic
         self._folded = folded
         self._owns_everything = owns_everything
         self._on_taken = on_taken
         self._sessions: Sessions | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self.taken_seq: int | None = None
         deal_table.table.restore_base = self._restorer(deal_table)
         rep_table.table.restore_base = self._restorer(rep_table)
 
@@ -107,7 +105,6 @@ class Checkpointer:
         rows = await checkpoints.load_values(self.sessions, table.name, partitions)
         read = time.perf_counter()
         decode = table.decode
-        assert decode is not None
         count = self._settings.partitions
         loaded = table.load({key: decode(raw) for key, raw in rows}, lambda key: partition_for(key, count))
         offsets = (mark.offsets or {}).get(table.name, {})
@@ -176,10 +173,9 @@ class Checkpointer:
             for key, value in values.items():
                 if dirty.get(key) is value:  # not written again since the copy
                     del dirty[key]
-        self.taken_seq = seq
         took = time.perf_counter() - started
         if self._on_taken is not None:
-            self._on_taken(written, took)
+            self._on_taken(seq, written, took)
         log.info("checkpoint at ledger seq %d: %d changed values in %.2f s", seq, written, took)
         return True
 
@@ -198,8 +194,7 @@ class Checkpointer:
 
     async def _relay_cursor(self) -> int:
         async with self.sessions() as session:
-            seq = await session.scalar(select(RelayCursor.seq).where(RelayCursor.name == RELAY_CURSOR))
-        return int(seq or 0)
+            return await relay_cursor(session)
 
     async def _folded_up_to(self, ends: Mapping[TopicPartition, int]) -> bool:
         """Wait until the agents' completed batches reach `ends` on every partition."""

@@ -31,8 +31,8 @@ class StateTable:
         encode: Callable[[Any], bytes],
         publisher: Publisher,
         *,
-        decode: Callable[[bytes], Any] | None = None,
-        progress: Callable[[Any], int] | None = None,
+        decode: Callable[[bytes], Any],
+        progress: Callable[[Any], int],
     ) -> None:
         self.table = table
         self.name: str = table.name
@@ -56,7 +56,6 @@ class StateTable:
     def load(self, values: Mapping[str, Any], partition_of: Callable[[str], int]) -> int:
         """Put checkpointed values into the store where they are ahead of what it holds; returns how many."""
         store, progress = self._store, self.progress
-        assert progress is not None
         keys = key_partitions(self.table)
         loaded = 0
         for key, value in values.items():
@@ -82,13 +81,15 @@ class StateTable:
         `encoded` may hold values already encoded by the caller (the same bytes `encode` would give)."""
         if not values:
             return
-        encode = self._encode
+        encode, dirty = self._encode, self.dirty
         records = []
         for key, value in values.items():
             raw = encoded.get(key) if encoded is not None else None
-            records.append((key.encode(), raw if raw is not None else encode(value)))
+            if raw is None:
+                raw = encode(value)
+            records.append((key.encode(), raw))
+            dirty[key] = raw
         self._store.update(values)
-        self.dirty.update(zip(values, (value for _, value in records), strict=True))
         await self._publisher.publish(self.changelog_topic, records)
 
 
