@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -16,6 +17,7 @@ from services.api.config_store import ConfigStore
 from services.api.hub import Hub
 from services.api.read_model import ReadModel
 from services.api.readiness import Readiness
+from services.api.tally import BoardTally
 from services.common.auth import KeyStore
 from services.common.config_feed import ConfigFollower
 from services.common.db import Sessions
@@ -28,7 +30,7 @@ from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 from services.scoring.domain.plans import TierRef, current_tier
 from services.scoring.domain.progress import Progress
-from services.scoring.domain.standings import Entry, rank
+from services.scoring.domain.standings import Entry
 
 
 @dataclass
@@ -154,68 +156,86 @@ class Gateway:
             return sorted(r for r, doc in roster.items() if doc.get("team_id") in teams)
         return sorted(set(roster) | set(self.model.reps))
 
-    async def contest_history(self, board: Board, reps: list[str]) -> dict[str, KpiTotals]:
-        """The part of a contest's window that left the reps' hot state for history (CONTRACT §5: a contest is
-        exact for any window, whenever asked — one that ended long ago or was defined after the fact)."""
-        assert board.window is not None
-        first, end = window_minutes(board.window.starts_at, board.window.ends_at)
-        floors = {}
-        for rep_id in reps:
-            view = self.model.reps.get(rep_id)
-            floor = view.minute_floor if view is not None else None
-            if floor is not None and first < floor:
-                floors[rep_id] = floor
-        return await contest_history(self.sessions, floors, first, end) if floors else {}
+    def on_board(self, board: Board, rep_id: str) -> bool:
+        """Whether the rep is one of `board_reps(board)`."""
+        teams = board.scope.teams
+        if teams:
+            return self.config.state.reps().get(rep_id, {}).get("team_id") in teams
+        return rep_id in self.model.reps or rep_id in self.config.state.reps()
 
     async def standings(self, board: Board, on: date | None = None) -> dict[str, object]:
         """Standings from hot state (boards show current periods; older dates use the same rule); a contest
         adds what of its window is already in history."""
+        return (await self.tally(board, on)).message()
+
+    async def tally(self, board: Board, on: date | None = None) -> BoardTally:
+        """Every entry of the board, computed afresh (see BoardTally)."""
         on = on or self.today()
-        roster = self.config.state.reps()
-        plan = self.plan(board.plan_id) if board.plan_id else None
-        now = self.now()
         if board.window is not None:
             period_key = f"{board.window.starts_at.isoformat()}/{board.window.ends_at.isoformat()}"
         else:
             period_key = self.calendar.key_for_date(on, board.period)  # type: ignore[arg-type]
-        entries = []
-        reps = self.board_reps(board)
-        history = await self.contest_history(board, reps) if board.window is not None else {}
-        for rep_id in reps:
+        plan = self.plan(board.plan_id) if board.plan_id else None
+        tally = BoardTally(board, plan, on, period_key)
+        await self.retally(tally, self.board_reps(board))
+        return tally
+
+    async def retally(self, tally: BoardTally, reps: Iterable[str]) -> None:
+        """Recompute the entries of `reps` (those that changed) in `tally`; reps no longer on the board leave it."""
+        board, roster, now = tally.board, self.config.state.reps(), self.now()
+        changed = [rep_id for rep_id in reps if self.on_board(board, rep_id)]
+        for rep_id in set(reps).difference(changed):
+            tally.entries.pop(rep_id, None)
+            tally.updated_ms.pop(rep_id, None)
+            tally.history.pop(rep_id, None)
+        if board.window is not None:
+            await self._read_contest_history(tally, changed)
+        for rep_id in changed:
+            view = self.model.reps.get(rep_id)
+            if view is not None:
+                tally.updated_ms[rep_id] = view.updated_ms
             doc = roster.get(rep_id, {})
             if board.window is not None:
-                view = self.model.reps.get(rep_id)
                 contest = view.contest(board.board_id) if view else None
-                past = history.get(rep_id)
+                past = tally.history.get(rep_id, (0, None))[1]
                 if past is not None:
                     contest = past if contest is None else contest + past
                 value = contest.value(board.metric) if contest else Decimal(0)
             else:
-                totals = self.hot_totals(rep_id, board.period, period_key) or KpiTotals()  # type: ignore[arg-type]
+                totals = self.hot_or_zero(rep_id, board.period, tally.period_key)  # type: ignore[arg-type]
                 value = totals.value(board.metric)
             attainment = tier = None
-            if plan is not None:
+            if tally.plan is not None:
                 rep_progress = plan_progress(
-                    plan, rep_id=rep_id, team_id=doc.get("team_id"),
+                    tally.plan, rep_id=rep_id, team_id=doc.get("team_id"),
                     totals=partial(self.hot_or_zero, rep_id),
-                    calendar=self.calendar, on=on, now=now,
+                    calendar=self.calendar, on=tally.on, now=now,
                 )
                 if rep_progress is not None:
                     attainment = rep_progress.attainment
-                    reached = current_tier(attainment, plan.tiers)
+                    reached = current_tier(attainment, tally.plan.tiers)
                     tier = TierRef.of(reached) if reached else None
-            entries.append(
-                Entry(rep_id=rep_id, value=value if value is not None else Decimal(0), name=doc.get("name"),
-                      team_id=doc.get("team_id"), attainment=attainment, tier=tier)
+            tally.entries[rep_id] = Entry(
+                rep_id=rep_id, value=value if value is not None else Decimal(0), name=doc.get("name"),
+                team_id=doc.get("team_id"), attainment=attainment, tier=tier,
             )
-        ranked = rank(entries, board.size)
-        updated = max((self.model.reps[r].updated_ms for r in self.board_reps(board) if r in self.model.reps),
-                      default=0)
-        return {
-            "board_id": board.board_id,
-            "title": board.title,
-            "metric": board.metric,
-            "period_key": period_key,
-            "updated_at": datetime.fromtimestamp(updated / 1000, UTC).isoformat() if updated else None,
-            "entries": [r.to_dict(metric=board.metric, with_plan=plan is not None) for r in ranked],
-        }
+
+    async def _read_contest_history(self, tally: BoardTally, reps: list[str]) -> None:
+        """The part of a contest's window that left the reps' hot state for history (CONTRACT §5: a contest is
+        exact for any window, whenever asked — one that ended long ago or was defined after the fact); read
+        again for a rep only when its minute floor moved."""
+        window = tally.board.window
+        assert window is not None
+        first, end = window_minutes(window.starts_at, window.ends_at)
+        floors = {}
+        for rep_id in reps:
+            view = self.model.reps.get(rep_id)
+            floor = view.minute_floor if view is not None else None
+            if floor is None or first >= floor:
+                tally.history.pop(rep_id, None)
+            elif tally.history.get(rep_id, (None, None))[0] != floor:
+                floors[rep_id] = floor
+        if floors:
+            found = await contest_history(self.sessions, floors, first, end)
+            for rep_id, floor in floors.items():
+                tally.history[rep_id] = (floor, found.get(rep_id))

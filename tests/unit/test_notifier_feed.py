@@ -34,9 +34,9 @@ def gateway() -> Any:
         state.apply({"kind": "board", "id": board_id, "body": body, "updated_ms": 1})
     roster = state.reps()
 
-    def board_reps(board: Board) -> list[str]:
+    def on_board(board: Board, rep_id: str) -> bool:
         teams = set(board.scope.teams)
-        return sorted(r for r, doc in roster.items() if not teams or doc.get("team_id") in teams)
+        return rep_id in roster and (not teams or roster[rep_id].get("team_id") in teams)
 
     return SimpleNamespace(
         settings=Settings(),
@@ -44,7 +44,7 @@ def gateway() -> Any:
         hub=Recorder(),
         config=SimpleNamespace(state=state),
         board=lambda board_id: Board.model_validate(state.boards()[board_id]) if board_id in state.boards() else None,
-        board_reps=board_reps,
+        on_board=on_board,
     )
 
 

@@ -14,6 +14,7 @@ from services.api.admission import admit
 from services.api.gateway import Gateway
 from services.api.read_model import RepView
 from services.api.scope import CLOSE_OUT_OF_SCOPE, may_read_board, may_read_rep
+from services.api.tally import BoardTally
 from services.common.auth import READERS, Principal
 from services.common.background import BackgroundLoop
 
@@ -113,6 +114,7 @@ class LivePusher(BackgroundLoop):
         self.refresh = refresh
         self.dirty: dict[str, int] = {}  # rep id (or "*") -> newest ingest acceptance time behind the change
         self.last_sent: dict[str, Any] = {}
+        self.tallies: dict[str, BoardTally] = {}  # watched board -> its standings, kept per rep
         self.wake = asyncio.Event()
 
     def on_rep(self, view: RepView) -> None:
@@ -157,17 +159,29 @@ class LivePusher(BackgroundLoop):
                 log.exception("could not push standings")
 
     async def push_boards(self, dirty: dict[str, int]) -> None:
+        """Push each watched board that changed. A board's tally is built once and then updated for the reps
+        that changed; a configuration change or the periodic refresh ("*") or a new period builds it again."""
         gw = self.gw
-        for channel in gw.hub.channels("board:"):
-            board_id = channel.split(":", 1)[1]
+        everything = "*" in dirty
+        watched = {channel.split(":", 1)[1]: channel for channel in gw.hub.channels("board:")}
+        for board_id in set(self.tallies).difference(watched):
+            del self.tallies[board_id]
+        today = gw.today()
+        for board_id, channel in watched.items():
             board = gw.board(board_id)
             if board is None:
                 continue
-            reps = gw.board_reps(board)
-            changed = [dirty[r] for r in reps if r in dirty]
-            if "*" not in dirty and not changed:
-                continue
-            standings = await gw.standings(board)
+            tally = self.tallies.get(board_id)
+            if everything or tally is None or tally.on != today:
+                changed = [at for rep_id, at in dirty.items() if rep_id != "*" and gw.on_board(board, rep_id)]
+                tally = self.tallies[board_id] = await gw.tally(board, today)
+            else:
+                reps = [rep_id for rep_id in dirty if gw.on_board(board, rep_id)]
+                if not reps:
+                    continue
+                changed = [dirty[rep_id] for rep_id in reps]
+                await gw.retally(tally, reps)
+            standings = tally.message()
             comparable = {k: v for k, v in standings.items() if k != "updated_at"}
             if self.last_sent.get(board_id) == comparable:
                 gw.hub.metrics_coalesced()

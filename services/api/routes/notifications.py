@@ -142,7 +142,7 @@ class NotificationFeed:
         else:
             for board_id in list(self.gw.config.state.boards()):
                 board = self.gw.board(board_id)
-                if board is not None and message.rep_id in self.gw.board_reps(board):
+                if board is not None and self.gw.on_board(board, message.rep_id):
                     hub.publish_event(board_channel(board_id), pushed)
         self.pushed += 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -64,10 +65,15 @@ def rank(entries: Iterable[Entry], size: int) -> list[RankedEntry]:
     """The top `size` entries: value descending, equal values share a rank, ties ordered by rep_id.
 
     Reps at 0 come after every rep with a non-zero value, so they fill the board only when it has room.
+    Costs O(n log size): a board of ten over thousands of reps does not sort them all.
     """
-    ordered = sorted(entries, key=lambda entry: (entry.value == 0, -entry.value, entry.rep_id))
+    ordered = heapq.nsmallest(max(size, 0), entries, key=_order)
     ranked: list[RankedEntry] = []
-    for position, entry in enumerate(ordered[: max(size, 0)], start=1):
+    for position, entry in enumerate(ordered, start=1):
         tied = bool(ranked) and ranked[-1].value == entry.value
         ranked.append(RankedEntry(rank=ranked[-1].rank if tied else position, entry=entry))
     return ranked
+
+
+def _order(entry: Entry) -> tuple[bool, Decimal, str]:
+    return (entry.value == 0, -entry.value, entry.rep_id)
