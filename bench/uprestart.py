@@ -34,7 +34,7 @@ import httpx
 from bench.common import Figure, print_figures
 from bench.ingest import run_client
 from bench.scoring import floor_events
-from tests.support.stack import ROOT, free_port, wait_until
+from tests.support.stack import ROOT, up_port_env, up_ports, wait_until
 
 TARGET_SECONDS = 30.0
 YEAR_OF = "2026-01-10"  # the floor's simulated days start on 2026-01-05: one fiscal year holds them all
@@ -47,20 +47,20 @@ class Up:
         self.data = data
         self.db = data / "salespulse.db"
         self.key = "sp_bench_" + os.urandom(8).hex()
-        self.ports = {name: free_port() for name in ("API", "INGEST", "NOTIFIER", "SUPERVISOR", "BROKER")}
+        self.ports = up_ports("broker")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.ports['API']}"
+        return f"http://127.0.0.1:{self.ports['api']}"
 
     @property
     def ingest(self) -> str:
-        return f"http://127.0.0.1:{self.ports['INGEST']}"
+        return f"http://127.0.0.1:{self.ports['ingest']}"
 
     def start(self) -> float:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
-        env.update({f"SALESPULSE_{name}_PORT": str(port) for name, port in self.ports.items()})
+        env.update(up_port_env(self.ports))
         env.update({"SALESPULSE_DATA_DIR": str(self.data), "SALESPULSE_ADMIN_KEY": self.key,
                     "SALESPULSE_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}", "SALESPULSE_LOG_LEVEL": "WARNING"})
         launched = time.perf_counter()

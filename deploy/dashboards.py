@@ -75,7 +75,7 @@ PIPELINE_HEALTH = Dashboard(
             (
                 Panel(
                     "Targets up",
-                    (q('up{job=~"ingest|api|scoring|notifier"}', "{{job}} {{instance}}"),),
+                    (q('up{job=~"ingest|relay|api|scoring|notifier"}', "{{job}} {{instance}}"),),
                     kind="stat",
                     description="1 when Prometheus could scrape the service's /metrics.",
                     width=24,

@@ -76,6 +76,10 @@ def cmd_ingest(_: argparse.Namespace) -> None:
     _serve("services.cli.apps:ingest_app", get_settings().ingest_port)
 
 
+def cmd_relay(_: argparse.Namespace) -> None:
+    _serve("services.ingest.relay_app:create_app", get_settings().relay_port)
+
+
 def cmd_api(_: argparse.Namespace) -> None:
     _serve("services.api.app:create_app", get_settings().api_port, screens=True)
 
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rate", type=float, default=20.0, help="demo: live events per second (default 20)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("ingest", help="run the ingest service").set_defaults(func=cmd_ingest)
+    sub.add_parser(
+        "relay", help="run the relay (ledger → Kafka) in its own process, for ingest with SALESPULSE_RELAY=external"
+    ).set_defaults(func=cmd_relay)
     sub.add_parser("api", help="run the API gateway").set_defaults(func=cmd_api)
     sub.add_parser("scoring", help="run a scoring worker").set_defaults(func=cmd_scoring)
     sub.add_parser("notifier", help="run the notifier (tier crossings, deliveries, digests)").set_defaults(

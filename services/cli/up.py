@@ -29,7 +29,9 @@ from services.ingest.relay import reset_relay_cursor
 EMBEDDED_SESSION_TIMEOUT = 10.0
 """Consumer-group session timeout (seconds) of `up`'s children on the embedded broker, unless set."""
 
-COLORS = {"broker": "35", "ingest": "36", "scoring": "33", "api": "32", "notifier": "31", "demo": "34"}
+COLORS = {
+    "broker": "35", "ingest": "36", "relay": "96", "scoring": "33", "api": "32", "notifier": "31", "demo": "34"
+}
 
 
 @dataclass
@@ -115,6 +117,7 @@ def check_ports(settings: Settings) -> None:
     wanted = {
         "SALESPULSE_API_PORT": settings.api_port,
         "SALESPULSE_INGEST_PORT": settings.ingest_port,
+        "SALESPULSE_RELAY_PORT": settings.relay_port,
         "SALESPULSE_NOTIFIER_PORT": settings.notifier_port,
         "SALESPULSE_SUPERVISOR_PORT": settings.supervisor_port,
     }
@@ -238,6 +241,9 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             "SALESPULSE_DATA_DIR": str(settings.data_dir.resolve()),
             "SALESPULSE_SCORING_WEB_PORT": str(_free_port()),
             "PYTHONUNBUFFERED": "1",
+            # The relay runs in its own process, so publishing never competes with ingest's requests for an
+            # event loop or an interpreter; ingest wakes it after each commit.
+            "SALESPULSE_RELAY": "external",
         }
     )
     python = [sys.executable, "-m", "services.cli.main"]
@@ -257,14 +263,16 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             await reset_relay_cursor(settings, await replay_start_for_empty_broker(settings))
         await ensure_topics(settings)
         ingest = Child("ingest", [*python, "ingest"], env)
+        relay = Child("relay", [*python, "relay"], env)
         scoring = Child("scoring", [*python, "scoring"], env)
         api = Child("api", [*python, "api"], env)
         notifier = Child("notifier", [*python, "notifier"], env)
-        for child in (ingest, scoring, api, notifier):
+        for child in (ingest, relay, scoring, api, notifier):
             children.append(child)
             await _spawn(child)
         base = f"http://{settings.host}"
         await _wait_http(f"{base}:{settings.ingest_port}/v1/health", ingest)
+        await _wait_http(f"{base}:{settings.relay_port}/v1/health", relay)
         await _wait_http(f"{base}:{env['SALESPULSE_SCORING_WEB_PORT']}/metrics", scoring)
         await _wait_ready(f"{base}:{settings.api_port}/v1/ready", api)
         await _wait_http(f"{base}:{settings.notifier_port}/v1/health", notifier)
@@ -282,6 +290,7 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             f"  TV board      {screens}/board/floor?token={tv}{later}\n"
             f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"
             f"  ingest        {base}:{settings.ingest_port}/v1/events\n"
+            f"  relay         {base}:{settings.relay_port}/metrics\n"
             f"  notifier      {base}:{settings.notifier_port}/metrics\n"
             f"  broker        {settings.bootstrap}{' (embedded)' if settings.embedded_broker else ''}\n"
             f"  database      {settings.db_url.split('@')[-1]}\n"
@@ -323,7 +332,7 @@ def _supervise(settings: Settings, children: list[Child]) -> Supervisor:
 
     supervised = [Supervised(child.name, starter(child), proc=child.proc, started_at=time.monotonic(),
                              tail=child.tail) for child in children]
-    services = [name for name in ("ingest", "scoring", "api", "notifier") if name in by_name]
+    services = [name for name in ("ingest", "relay", "scoring", "api", "notifier") if name in by_name]
 
     async def repair() -> None:
         await supervisor.stop_children(list(reversed(services)))

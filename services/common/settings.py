@@ -112,6 +112,13 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = 5000
     relay_idle_seconds: float = 0.05
+    relay: Literal["inline", "external"] = Field(
+        "inline",
+        description="inline: ingest publishes the ledger to Kafka itself; external: `salespulse relay` does, in its"
+        " own process, and ingest wakes it after each commit (SALESPULSE_RELAY_HOST, SALESPULSE_RELAY_PORT)",
+    )
+    relay_host: str = Field("127.0.0.1", description="where ingest finds the external relay to wake it")
+    relay_port: int = Field(8004, description="the external relay's /metrics and /v1/health (TCP) and wake-ups (UDP)")
 
     # Notifier (docs/notifications.md): channels, delivery retries, quiet hours and the coaching digest.
     notifier_port: int = 8002

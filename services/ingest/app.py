@@ -29,7 +29,7 @@ from services.ingest.accept import Intake
 from services.ingest.intake import read_limited
 from services.ingest.ledger import EventConflict, LedgerWriter
 from services.ingest.metrics import IngestMetrics
-from services.ingest.relay import Relay
+from services.ingest.relay import Relay, RelayWaker
 from services.ingest.roster import RosterCache
 
 log = logging.getLogger("salespulse.ingest")
@@ -46,8 +46,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, sessions = await open_database(settings)
         writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url), metrics=metrics)
-        relay = Relay(settings, sessions, metrics)
-        writer.on_commit.append(relay.offer)
+        # The relay publishes the ledger to Kafka: here, or in its own process (`salespulse relay`), woken after
+        # each commit.
+        relay: Relay | None = None
+        waker: RelayWaker | None = None
+        if metrics.relay is not None:
+            relay = Relay(settings, sessions, metrics.relay)
+            writer.on_commit.append(relay.offer)
+        else:
+            waker = RelayWaker(settings)
+            writer.on_commit.append(waker.offer)
         app.state.sessions = sessions
         app.state.keys = KeyStore(sessions)
         app.state.writer = writer
@@ -55,7 +63,7 @@ def create_app(
         app.state.roster = RosterCache(sessions)
         app.state.intake = Intake(settings, writer, app.state.roster, metrics)
         writer.start()
-        if run_relay:
+        if run_relay and relay is not None:
             relay.start()
         try:
             async with AsyncExitStack() as hosted:
@@ -63,13 +71,16 @@ def create_app(
                     await hosted.enter_async_context(extension.running(app, app.state.intake))
                 yield
         finally:
-            await relay.stop()
+            if relay is not None:
+                await relay.stop()
             await writer.stop()
+            if waker is not None:
+                waker.close()
             await engine.dispose()
 
     app = FastAPI(title="salespulse ingest", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
-    metrics = IngestMetrics()
+    metrics = IngestMetrics(relay=settings.relay == "inline")
     install_http_metrics(app, metrics.registry, "ingest")
     install_security_headers(app)
     limits = app.state.rate_limits = RateLimits.for_ingest(settings, metrics.registry)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,7 +29,7 @@ from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, Relay
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
 from services.ingest.ledger import LedgerRecord
-from services.ingest.metrics import IngestMetrics
+from services.ingest.metrics import RelayMetrics
 
 log = logging.getLogger("salespulse.ingest.relay")
 
@@ -46,10 +47,19 @@ class Relay(BackgroundLoop):
 
     loop_name = "relay"
 
-    def __init__(self, settings: Settings, sessions: Sessions, metrics: IngestMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: Sessions,
+        metrics: RelayMetrics | None = None,
+        *,
+        idle_wait: float | None = None,
+    ) -> None:
         self._settings = settings
         self._sessions = sessions
-        self._metrics = metrics or IngestMetrics()
+        self._metrics = metrics or RelayMetrics()
+        # How long an idle relay waits for a wake-up before it looks at the ledger anyway.
+        self._idle_wait = settings.relay_idle_seconds * 20 if idle_wait is None else idle_wait
         self._leader: LeaderLock | None = None
         self._wake = asyncio.Event()
         # Records handed over by the ledger writer after commit: published from memory while they follow
@@ -64,6 +74,11 @@ class Relay(BackgroundLoop):
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this relay holds the leader lock (the one that publishes)."""
+        return self._leader is not None
 
     def offer(self, records: list[LedgerRecord]) -> None:
         """Called by the ledger writer after each commit."""
@@ -129,7 +144,7 @@ class Relay(BackgroundLoop):
                 backoff = 0.2
                 if moved == 0:
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=self._settings.relay_idle_seconds * 20)
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._idle_wait)
                     except TimeoutError:
                         pass
                     self._wake.clear()
@@ -216,6 +231,31 @@ class Relay(BackgroundLoop):
                 batch.append(key=key, value=value, timestamp=ts)
         if batch.record_count():
             await (await producer.send_batch(batch, topic, partition=partition))
+
+
+class RelayWaker:
+    """Ingest's side of an external relay (SALESPULSE_RELAY=external): after each ledger commit, one datagram to
+    the relay's wake-up socket. Best effort by design: a datagram that is lost, or a relay that is down, costs
+    only the relay's idle wait; the ledger holds every event."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._address = (settings.relay_host, settings.relay_port)
+        self._socket: socket.socket | None = None
+
+    def offer(self, records: list[LedgerRecord]) -> None:
+        """Called by the ledger writer after each commit."""
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self._socket.setblocking(False)
+            self._socket.sendto(b"w", self._address)
+        except OSError as exc:  # unresolvable host, no route, full buffer: the relay's idle wait covers it
+            log.debug("could not wake the relay at %s:%d (%s)", *self._address, exc)
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 class LeaderLock:

@@ -67,6 +67,8 @@ from tests.support.stack import (
     random_admin_key,
     start_broker_process,
     stop_processes,
+    up_port_env,
+    up_ports,
     wait_until,
 )
 from tests.support.tcp_proxy import TcpProxy
@@ -77,7 +79,8 @@ KPI_FACTS = ("activities", "deals_won", "deals_lost")
 DATABASE_OUTAGE_SECONDS = 5.0
 _MIGRATING = threading.Lock()
 """Alembic keeps its migration context in module globals: one migration at a time in this process."""
-HEALTH = {"ingest": "/v1/health", "scoring": "/metrics", "api": "/v1/ready", "notifier": "/v1/ready"}
+HEALTH = {"ingest": "/v1/health", "relay": "/v1/health", "scoring": "/metrics", "api": "/v1/ready",
+          "notifier": "/v1/ready"}
 """Where each kind of service says it is up (the gateway and the notifier: ready, caught up)."""
 
 
@@ -168,9 +171,13 @@ class FaultStack:
     """`salespulse up` when it runs the stack (and supervises it) instead of this suite."""
     revivals: list[str] = field(default_factory=list)
     """Services this suite restarted after they stopped by themselves (`revive`)."""
+    kinds: tuple[str, ...] = ("ingest", "scoring", "api", "notifier")
+    """The services of the run, in the order they start."""
 
     @classmethod
-    def start(cls, workdir: Path, ingest_processes: int = 1, under_up: bool = False) -> FaultStack:
+    def start(
+        cls, workdir: Path, ingest_processes: int = 1, under_up: bool = False, external_relay: bool = False
+    ) -> FaultStack:
         broker_port = free_port()
         broker = None if under_up else start_broker_process(broker_port)
         direct_url = create_postgres_database(POSTGRES_ADMIN_URL, "sp_fault")
@@ -187,12 +194,15 @@ class FaultStack:
             extra_env={**SCENARIO_ENV, **receiver_env(mailbox, hook)},
         )
         run = cls(stack, broker, broker_port, direct_url, proxy, hook, mailbox)
+        if external_relay:  # as `salespulse up` and docker-compose run it: the relay in its own process
+            stack.extra_env["SALESPULSE_RELAY"] = "external"
+            run.kinds = ("ingest", "relay", "scoring", "api", "notifier")
         try:
             if under_up:
                 run.start_up()
                 return run
             run.prepare()
-            for name in ("ingest", "scoring", "api", "notifier"):
+            for name in run.kinds:
                 stack.start_service(name)
             for number in range(2, ingest_processes + 1):
                 stack.start_service("ingest", instance=f"ingest-{number}")
@@ -221,13 +231,9 @@ class FaultStack:
         """Run the stack as `salespulse up` does: the embedded broker and every service as its children, which
         it supervises (restarts, repairs a broker that came back empty) with no operator."""
         stack = self.stack
-        for name in ("ingest", "api", "notifier", "supervisor"):
-            stack.ports[name] = free_port()
-        env = stack.env(
-            SALESPULSE_BROKER_PORT=str(self.broker_port),
-            **{f"SALESPULSE_{name.upper()}_PORT": str(stack.ports[name]) for name in ("ingest", "api", "notifier",
-                                                                                     "supervisor")},
-        )
+        ports = up_ports()
+        stack.ports.update(ports)
+        env = stack.env(SALESPULSE_BROKER_PORT=str(self.broker_port), **up_port_env(ports))
         del env["SALESPULSE_KAFKA_BOOTSTRAP"]  # none given: `up` starts the embedded broker on BROKER_PORT
         stack.data_dir.mkdir(parents=True, exist_ok=True)
         log = stack.data_dir / "up.log"
@@ -357,7 +363,7 @@ def _restart_broker(run: FaultStack, load: Load) -> None:
     run.stop_services()
     run.broker = start_broker_process(run.broker_port)
     run.cli("replay")
-    for name in ("ingest", "scoring", "api", "notifier"):
+    for name in run.kinds:
         run.stack.start_service(name)
     run.wait_healthy()
 
@@ -373,6 +379,8 @@ class Fault:
     """Ingest processes sharing the ledger (the load spreads its requests over them)."""
     under_up: bool = False
     """The stack runs under `salespulse up` (embedded broker, supervised children) rather than this suite."""
+    external_relay: bool = False
+    """The relay runs in its own process (SALESPULSE_RELAY=external) rather than in ingest's."""
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -383,6 +391,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("notifier", "kill -9 the notifier, restart it", _kill_and_restart("notifier")),
     Fault("broker", "restart the embedded broker (topics lost; replay from the ledger)", _restart_broker, 3),
     Fault("database", f"cut the database connections for {DATABASE_OUTAGE_SECONDS:.0f} s", _cut_database),
+    Fault("relay", "the relay in its own process killed (kill -9), restarted", _kill_and_restart("relay"),
+          external_relay=True),
     Fault("ingest-leader", "two ingest processes, the relay's leader killed (kill -9), restarted", _kill_relay_leader,
           ingest_processes=2),
     Fault("up-broker", "kill -9 the embedded broker under `salespulse up`, no operator", _kill_broker_under_up, 3,
@@ -473,7 +483,7 @@ class RunOptions:
 def run_fault(fault: Fault, scenario: Scenario, options: RunOptions,
               log: Callable[[str], None] = print) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix=f"fault-{fault.key}-", dir=options.workdir))
-    run = FaultStack.start(workdir, fault.ingest_processes, fault.under_up)
+    run = FaultStack.start(workdir, fault.ingest_processes, fault.under_up, fault.external_relay)
     try:
         configure(run.stack, scenario)
         feed = scenario.feed

@@ -50,6 +50,7 @@ from tests.support.compose import (
     COMPOSE_FILE,
     DOCKERFILE,
     PORT_VARIABLES,
+    SERVICE_HOSTS,
     ComposeError,
     ComposeFile,
     ComposeStack,
@@ -89,7 +90,8 @@ VARIABLES = {name: "sp" + secrets.token_hex(12) for name in REQUIRED} | {
     "SALESPULSE_TIMEZONE": TIMEZONE,
     "SALESPULSE_FISCAL_YEAR_START_MONTH": str(FISCAL_YEAR_START_MONTH),
 }
-COMMANDS = {"migrate", "topics", "ingest", "scoring", "notifier", "api"}  # every salespulse service has a place
+# Every salespulse service has a place.
+COMMANDS = {"migrate", "topics", "ingest", "relay", "scoring", "notifier", "api"}
 
 
 def compose(**variables: str) -> ComposeFile:
@@ -334,6 +336,9 @@ def test_every_application_service_runs_from_the_image_as_the_file_says(stack: C
         given = {**image.dockerfile.final.env, **stack.compose.services[name].environment}
         for key, value in given.items():
             if key in stack.test_env or (name in stack.ports and key == PORT_VARIABLES[stack.argv(name)[1]]):
+                continue
+            if key in SERVICE_HOSTS and value in stack.services:  # another service, here on its mapped port
+                assert (env[key], env[SERVICE_HOSTS[key]]) == ("127.0.0.1", str(stack.ports[value])), key
                 continue
             assert env[key] == stack.map_value(name, value), key
         assert make_url(env["SALESPULSE_DATABASE_URL"]).drivername == make_url(

@@ -20,8 +20,8 @@ from tests.support.scenario import build_scenario
 
 pytestmark = pytest.mark.integration
 
-IN_MAKE_TEST: tuple[Fault, ...] = tuple(f for f in FAULTS if f.key in {"baseline", "ingest", "scoring", "broker",
-                                                                       "database"})
+IN_MAKE_TEST: tuple[Fault, ...] = tuple(f for f in FAULTS if f.key in {"baseline", "ingest", "relay", "scoring",
+                                                                       "broker", "database"})
 CLIENT_VISIBLE = {"ingest", "broker", "database"}
 """Faults the load's clients must feel (refused or unanswered requests they post again)."""
 

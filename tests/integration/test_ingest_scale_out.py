@@ -19,7 +19,7 @@ from tests.conftest import POSTGRES_ADMIN_URL
 from tests.support import stack as support
 from tests.support.clock import now_stamp
 from tests.support.kafka import read_topic
-from tests.support.metrics import relay_leader
+from tests.support.metrics import metric, relay_leader, scrape
 from tests.support.stack import Stack, create_postgres_database, drop_postgres_database, wait_until
 
 
@@ -136,5 +136,53 @@ def test_every_acknowledged_event_reaches_the_topics_once_in_order_and_through_a
         clients.stop()
         assert relay_leader(stack, survivors) in survivors
         check_topics(stack, set(clients.acknowledged))
+    finally:
+        stack.stop()
+
+
+def test_the_relay_in_its_own_process_is_woken_by_commits_and_loses_nothing_to_a_kill(
+    broker: str, tmp_path: Path, postgres_url: str
+) -> None:
+    """SALESPULSE_RELAY=external (as `salespulse up` and docker-compose run it): two ingest processes only write
+    the ledger and wake `salespulse relay`, which publishes; a kill -9 of the relay mid-stream loses and
+    duplicates nothing once it is back."""
+    stack = Stack(bootstrap=broker, database_url=postgres_url, data_dir=tmp_path / "data",
+                  topic_prefix=f"ir{uuid.uuid4().hex[:6]}.", admin_key=support.random_admin_key(),
+                  # An idle relay looks at the ledger only every 20 s by itself: what arrives sooner was woken.
+                  extra_env={"SALESPULSE_RELAY": "external", "SALESPULSE_RELAY_IDLE_SECONDS": "4"})
+    stack.prepare()
+    labels = ["ingest", "ingest2"]
+    try:
+        for label in labels:
+            stack.start_service("ingest", instance=label)
+        stack.start_service("relay")
+        for label in labels:
+            stack.wait_healthy(label, "/v1/health")
+        stack.wait_healthy("relay", "/v1/health")
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{stack.ports['relay']}/v1/health").json()["leader"],
+                   timeout=30, what="the relay process holding the relay's lock")
+        assert "salespulse_ingest_relay_leader" not in scrape(stack, "ingest")  # ingest no longer publishes
+        assert metric(scrape(stack, "relay"), "salespulse_ingest_relay_leader") == 1
+
+        # A lone event after a quiet spell: published on the commit's wake-up, not the relay's own polling.
+        lone = events(f"lone-{uuid.uuid4().hex[:6]}", 1)
+        httpx.post(f"{stack.ingest}/v1/events", json=lone, headers=stack.headers, timeout=10).raise_for_status()
+        wait_until(lambda: lone[0]["event_id"] in {r["event"]["event_id"] for r in on_topics(stack)}, timeout=10,
+                   interval=0.2, what="the lone event on its topic before the relay's 20 s idle wait ran out")
+
+        clients = Clients(stack, labels).start()
+        wait_until(lambda: all(clients.batches[label] >= 10 for label in labels), timeout=120,
+                   what="the stream flowing")
+        stack.kill("relay")
+        counted = {label: clients.batches[label] for label in labels}
+        wait_until(lambda: all(clients.batches[label] >= counted[label] + 10 for label in labels), timeout=120,
+                   what="ingest accepting with the relay down")
+        stack.start_service("relay")
+        wait_until(lambda: all(clients.batches[label] >= counted[label] + 30 for label in labels), timeout=180,
+                   what="30 more batches through every process")
+        clients.stop()
+        check_topics(stack, set(clients.acknowledged) | {lone[0]["event_id"]})
+        published = metric(scrape(stack, "relay"), "salespulse_ingest_relay_published_total")
+        assert published > 0
     finally:
         stack.stop()

@@ -26,7 +26,7 @@ from tests.support.stack import Stack, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
-JOBS = ("ingest", "api", "scoring", "notifier")  # job names in deploy/prometheus/prometheus.yml = stack labels
+JOBS = ("ingest", "relay", "api", "scoring", "notifier")  # job names in deploy/prometheus/prometheus.yml = stack labels
 # Metrics the services declare but never observe yet. salespulse_event_to_screen_seconds: the gateway's
 # LivePusher (services/api/routes/live.py) calls hub.publish_state without the snapshot's accepted_ms, so the
 # histogram has no series. Its queries must still be valid; once they return data this test fails so the gap is
@@ -161,8 +161,12 @@ async def drive_traffic(stack: Stack, stop: threading.Event) -> int:
 def test_every_panel_and_alert_evaluates_against_a_real_prometheus(  # type: ignore[no-untyped-def]
     stack_factory, database_url: str, tmp_path: Path, prometheus_binary: str
 ) -> None:
-    stack: Stack = stack_factory(database_url).start()
+    stack: Stack = stack_factory(database_url)
+    stack.extra_env["SALESPULSE_RELAY"] = "external"  # as deployed: the relay in its own process
+    stack.start()
+    stack.start_service("relay")
     stack.start_service("notifier")
+    stack.wait_healthy("relay", "/v1/health")
     stack.wait_healthy("notifier", "/v1/ready")
     configure_board(stack)
 

@@ -25,7 +25,7 @@ import pytest
 from tests.support import stack as support
 from tests.support.clock import TEST_CLOCK, clock_env, now_stamp
 from tests.support.metrics import metric, scrape_url
-from tests.support.stack import ROOT, child_of, free_port, stop_processes, wait_until
+from tests.support.stack import ROOT, child_of, stop_processes, up_port_env, up_ports, wait_until
 
 REPS = [f"rep{i}" for i in range(6)]
 
@@ -99,10 +99,10 @@ def strip(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
-    ports = {name: free_port() for name in ("API", "INGEST", "NOTIFIER", "SUPERVISOR", "BROKER")}
+    ports = up_ports("broker")
     key = support.random_admin_key()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
-    env.update({f"SALESPULSE_{name}_PORT": str(port) for name, port in ports.items()})
+    env.update(up_port_env(ports))
     env.update({
         "SALESPULSE_DATA_DIR": str(tmp_path / "data"),
         "SALESPULSE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'up.db'}",
@@ -116,8 +116,8 @@ def up(tmp_path: Path) -> Iterator[Up]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], env=env, cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    running = Up(proc, log, f"http://127.0.0.1:{ports['API']}", f"http://127.0.0.1:{ports['INGEST']}",
-                 f"http://127.0.0.1:{ports['SUPERVISOR']}", key)
+    running = Up(proc, log, f"http://127.0.0.1:{ports['api']}", f"http://127.0.0.1:{ports['ingest']}",
+                 f"http://127.0.0.1:{ports['supervisor']}", key)
     try:
         wait_until(lambda: "salespulse is up" in log.read_text(errors="replace") or proc.poll() is not None,
                    timeout=180, interval=0.2, what="the 'up' banner")

@@ -34,9 +34,13 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PORT_VARIABLES = {
     "api": "SALESPULSE_API_PORT",
     "ingest": "SALESPULSE_INGEST_PORT",
+    "relay": "SALESPULSE_RELAY_PORT",
     "notifier": "SALESPULSE_NOTIFIER_PORT",
     "scoring": "SALESPULSE_SCORING_WEB_PORT",
 }
+# Settings that name another compose service by host, with the setting of its port: the service runs here on
+# 127.0.0.1 and the port mapped to it.
+SERVICE_HOSTS = {"SALESPULSE_RELAY_HOST": "SALESPULSE_RELAY_PORT"}
 LOOPBACK_PORT = re.compile(r"\b(?:127\.0\.0\.1|localhost):(\d+)\b")
 
 
@@ -432,6 +436,11 @@ class ComposeStack(Stack):
                "PYTHONPATH": str(self.image.site_packages)}  # the image installs into the interpreter's path
         for key, value in {**self.image_env, **self.compose.services[name].environment}.items():
             env[key] = self.map_value(name, value)
+        for host_variable, port_variable in SERVICE_HOSTS.items():
+            other = env.get(host_variable)
+            if other in self.compose.services:
+                env[host_variable] = "127.0.0.1"
+                env[port_variable] = str(self.ports.setdefault(other, free_port()))
         env.update(self.test_env)
         service = self.compose.services[name]
         if name in self.ports:

@@ -180,6 +180,10 @@ class Stack:
         elif name == "ingest":
             self.ports.setdefault(label, free_port())
             extra["SALESPULSE_INGEST_PORT"] = str(self.ports[label])
+            # Where an external relay (SALESPULSE_RELAY=external) listens for wake-ups: one per stack.
+            extra["SALESPULSE_RELAY_PORT"] = str(self.ports.setdefault("relay", free_port()))
+        elif name == "relay":
+            extra["SALESPULSE_RELAY_PORT"] = str(self.ports.setdefault(label, free_port()))
         elif name == "scoring":
             self.ports.setdefault(label, free_port())
             extra["SALESPULSE_SCORING_WEB_PORT"] = str(self.ports[label])
@@ -264,6 +268,21 @@ class Stack:
 
 def random_admin_key() -> str:
     return "sp_test_" + secrets.token_hex(8)
+
+
+UP_LISTENERS = ("api", "ingest", "relay", "notifier", "supervisor")
+"""What `salespulse up` listens on besides the broker, each by its SALESPULSE_<NAME>_PORT: give every run its own."""
+
+
+def up_ports(*more: str) -> dict[str, int]:
+    """A free port for each listener of `salespulse up` (and `more`), by lower-case name; `up_port_env` turns them
+    into its settings."""
+    return {name: free_port() for name in (*UP_LISTENERS, *more)}
+
+
+def up_port_env(ports: dict[str, int]) -> dict[str, str]:
+    """SALESPULSE_<NAME>_PORT for each of `ports`."""
+    return {f"SALESPULSE_{name.upper()}_PORT": str(port) for name, port in ports.items()}
 
 
 def sqlite_stack(broker: str, tmp_path_factory: Any, name: str, *, clock: Clock = TEST_CLOCK, **env: str) -> Stack:

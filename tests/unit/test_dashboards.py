@@ -99,6 +99,7 @@ def test_prometheus_scrapes_every_service_by_its_compose_name() -> None:
     }
     assert targets == {
         "ingest": ["ingest:8001"],
+        "relay": ["relay:8004"],
         "api": ["api-1:8000", "api-2:8000"],
         "scoring": ["scoring-1:6066", "scoring-2:6066"],
         "notifier": ["notifier:8002"],
