@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +38,10 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
             data_dir=Path(tmp),
             topic_prefix="bench.",
             admin_key="sp_bench_" + uuid.uuid4().hex,
-            # The product's pool sizes, not the suite's smaller ones (tests/support/stack.py).
-            extra_env={"SALESPULSE_DB_POOL_SIZE": "10", "SALESPULSE_DB_MAX_OVERFLOW": "10", **env},
+            # The product's pool sizes, not the suite's smaller ones (tests/support/stack.py); the relay in its
+            # own process, as `salespulse up` and docker-compose run it.
+            extra_env={"SALESPULSE_DB_POOL_SIZE": "10", "SALESPULSE_DB_MAX_OVERFLOW": "10",
+                       "SALESPULSE_RELAY": "external", **env},
             clock=Clock(),  # the system clock, as in production: the figures depend on no period
         )
         try:
@@ -47,6 +53,60 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
             broker.wait(timeout=10)
             if url:
                 drop_postgres_database(POSTGRES, url)
+
+
+@contextmanager
+def sampled(pid: int, output: str | None) -> Iterator[None]:
+    """Sample process `pid` with py-spy (raw collapsed stacks, 250 Hz) into `output` while the block runs;
+    nothing when `output` is None. `summarize_py_spy(output)` reads it."""
+    if output is None:
+        yield
+        return
+    beside = Path(sys.executable).parent / "py-spy"  # installed into the project's environment, or on PATH
+    sampler = subprocess.Popen(
+        [str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy",
+         "record", "--pid", str(pid), "--format", "raw", "--output", output, "--rate", "250"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        if sampler.poll() is None:
+            sampler.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted or when `pid` exits
+        sampler.wait(timeout=60)
+
+
+def summarize_py_spy(path: str, top: int = 30) -> None:
+    """Self and inclusive shares of the sampled frames in py-spy's raw (collapsed stack) output."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    with open(path) as samples:
+        for line in samples:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")") for frame in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+    print(f"py-spy: {total} samples")
+    for title, table in (("self", own), ("inclusive", inclusive)):
+        print(f"  top {top} by {title} time:")
+        for frame, n in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            print(f"    {100 * n / total:5.1f} %  {frame}")
+
+
+def start_ingest(stack: Stack) -> None:
+    """Start ingest (with its relay, when that runs in its own process) and wait until they answer."""
+    stack.start_service("ingest")
+    if stack.external_relay:
+        stack.start_service("relay")
+        stack.wait_healthy("relay", "/v1/health")
+    stack.wait_healthy("ingest", "/v1/health")
 
 
 @dataclass

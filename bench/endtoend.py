@@ -18,7 +18,7 @@ import json
 import threading
 import time
 
-from bench.common import Figure, bench_stack, print_figures
+from bench.common import Figure, bench_stack, print_figures, start_ingest
 from bench.ingest import run_client
 from bench.scoring import floor_events, reference, watch_until_caught_up
 from services.common.settings import Settings
@@ -32,9 +32,8 @@ def run(events: int = 100_000, database: str = "sqlite") -> list[Figure]:
     bodies = ["\n".join(json.dumps(event) for event in raw[i : i + 1000]).encode() for i in range(0, len(raw), 1000)]
     with bench_stack(database) as stack:
         settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.topic_prefix, data_dir=stack.data_dir)
-        stack.start_service("ingest")
         stack.start_service("scoring")
-        stack.wait_healthy("ingest", "/v1/health")
+        start_ingest(stack)
         stack.wait_healthy("scoring", "/metrics")
         headers = {"Authorization": f"Bearer {stack.admin_key}", "Content-Type": "application/x-ndjson"}
         posted: list[tuple[float, int]] = []

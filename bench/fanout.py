@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-from bench.common import Figure, bench_stack, print_figures
+from bench.common import Figure, bench_stack, print_figures, sampled, summarize_py_spy
 from services.common.broker import wait_for_port
 from tests.support.stack import ROOT, free_port
 
@@ -213,7 +213,9 @@ def reference_memory(n: int) -> float:
         proc.wait()
 
 
-def run(screens: int = 1000, rate: int = 1000, seconds: float = 30, idle: int = 10_000) -> list[Figure]:
+def run(
+    screens: int = 1000, rate: int = 1000, seconds: float = 30, idle: int = 10_000, py_spy: str | None = None
+) -> list[Figure]:
     """Latency at `screens` screens and `rate` events/s, and memory per idle screen (with its reference)."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     ctx = multiprocessing.get_context("spawn")
@@ -222,7 +224,7 @@ def run(screens: int = 1000, rate: int = 1000, seconds: float = 30, idle: int = 
         stack.start()
         seed(stack)
         time.sleep(2)  # let the seeded roster reach the read model before the clock starts
-        with ctx.Pool(1) as pool:
+        with ctx.Pool(1) as pool, sampled(stack.services["api"].proc.pid, py_spy):
             result = pool.apply(_client, ((stack.ws, stack.ingest, stack.admin_key, screens, rate, seconds),))
         achieved = result["events"] / result["seconds"]
         where = f"{screens:,} screens, {achieved:,.0f} events/s achieved"
@@ -279,8 +281,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--idle", type=int, default=10000)
+    parser.add_argument("--py-spy", help="sample the gateway with py-spy during the latency run into this file")
     args = parser.parse_args()
-    print_figures(run(args.screens, args.rate, args.seconds, args.idle))
+    print_figures(run(args.screens, args.rate, args.seconds, args.idle, args.py_spy))
+    if args.py_spy:
+        summarize_py_spy(args.py_spy)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import uuid
 
 import aiohttp
 
-from bench.common import Figure, bench_stack, print_figures
+from bench.common import Figure, bench_stack, print_figures, start_ingest
 from tests.support.stack import ROOT, free_port, wait_until
 
 
@@ -104,8 +104,7 @@ def reference(requests: int, body: bytes) -> float:
 
 def measure(database: str, requests: int, batches: int) -> dict[str, float]:
     with bench_stack(database) as stack:
-        stack.start_service("ingest")
-        stack.wait_healthy("ingest", "/v1/health")
+        start_ingest(stack)
         url = f"{stack.ingest}/v1/events"
         headers = {"Authorization": f"Bearer {stack.admin_key}", "Content-Type": "application/json"}
         run = uuid.uuid4().hex[:6]

@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import Figure, bench_stack, print_figures
+from bench.common import Figure, bench_stack, print_figures, sampled, summarize_py_spy
 from schemas.events import EVENT_ADAPTER, canonical_json
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, CREDITS, DEALS, topic_name
@@ -236,43 +236,14 @@ def run_scoring(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    sampler = None
-    if py_spy:
-        sampler = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(proc.pid), "--format", "raw", "--output", py_spy, "--rate", "250"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
     try:
-        return watch_until_caught_up(proc, port, settings, len(feed.deals), len(feed.activities), launched)
+        with sampled(proc.pid, py_spy):
+            try:
+                return watch_until_caught_up(proc, port, settings, len(feed.deals), len(feed.activities), launched)
+            finally:
+                stop_processes([proc], grace=30)
     finally:
-        stop_processes([proc], grace=30)
-        if sampler is not None:
-            sampler.wait(timeout=60)
         log.close()
-
-
-def summarize_py_spy(path: str, top: int = 30) -> None:
-    """Self and inclusive shares of the sampled frames in py-spy's raw (collapsed stack) output."""
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    total = 0
-    with open(path) as samples:
-        for line in samples:
-            stack, _, count = line.rstrip().rpartition(" ")
-            if not stack:
-                continue
-            n = int(count)
-            total += n
-            frames = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")") for frame in stack.split(";")]
-            own[frames[-1]] = own.get(frames[-1], 0) + n
-            for frame in set(frames):
-                inclusive[frame] = inclusive.get(frame, 0) + n
-    print(f"py-spy: {total} samples")
-    for title, table in (("self", own), ("inclusive", inclusive)):
-        print(f"  top {top} by {title} time:")
-        for frame, n in sorted(table.items(), key=lambda item: -item[1])[:top]:
-            print(f"    {100 * n / total:5.1f} %  {frame}")
 
 
 def run(events: int = 200_000, profile: str | None = None, py_spy: str | None = None) -> list[Figure]:

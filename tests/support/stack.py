@@ -144,6 +144,11 @@ class Stack:
         return env
 
     @property
+    def external_relay(self) -> bool:
+        """Whether ingest leaves the relay to `salespulse relay` (SALESPULSE_RELAY=external)."""
+        return self.env().get("SALESPULSE_RELAY") == "external"
+
+    @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.ports['api']}"
 
@@ -238,11 +243,16 @@ class Stack:
             raise AssertionError(f"{exc}; its last answer: {last[0] if last else '(none)'}") from None
 
     def start(self) -> Stack:
+        """Migrate, then start ingest, scoring and the gateway (and the relay, when it runs in its own process)."""
         self.prepare()
         self.start_service("ingest")
+        if self.external_relay:
+            self.start_service("relay")
         self.start_service("scoring")
         self.start_service("api")
         self.wait_healthy("ingest", "/v1/health")
+        if self.external_relay:
+            self.wait_healthy("relay", "/v1/health")
         self.wait_healthy("scoring", "/metrics")
         self.wait_healthy("api", "/v1/ready")
         return self
