@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -180,7 +180,7 @@ class Gateway:
         await self.retally(tally, self.board_reps(board))
         return tally
 
-    async def retally(self, tally: BoardTally, reps: Iterable[str]) -> None:
+    async def retally(self, tally: BoardTally, reps: Sequence[str]) -> None:
         """Recompute the entries of `reps` (those that changed) in `tally`; reps no longer on the board leave it."""
         board, roster, now = tally.board, self.config.state.reps(), self.now()
         changed = [rep_id for rep_id in reps if self.on_board(board, rep_id)]
