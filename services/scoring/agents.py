@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -200,16 +200,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
         ctx.rep_table.write(touched, encoded), ctx.publisher.publish(ctx.dead_letter_topic, unreadable)
     )
     ctx.crash.reached("rep-kpis:state-written")
-    # Periods leaving the hot state are in the stored outbox now: add them to SQL history (guarded by their
-    # sequence there) before any snapshot shows the period as gone, then drop them from the outbox (that
-    # is persisted with the rep's next write; a replay of the outbox is a no-op).
-    outbox = [(rep_id, state.evictions) for rep_id, state in touched.items() if state.evictions]
-    if outbox:
-        await ctx.history.add(outbox)
-        ctx.crash.reached("rep-kpis:history-written")
-        for rep_id, evictions in outbox:
-            touched[rep_id].acknowledge_evictions(evictions[-1].seq)
-            encoded[rep_id] = encode_rep(touched[rep_id])
+    await flush_evictions(ctx, touched)
     now_ms = ctx.clock.now_ms()
     await ctx.publisher.publish(
         ctx.snapshots_topic,
@@ -232,6 +223,22 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     if unreadable:
         metrics.dead_letters.labels("rep-kpis").inc(len(unreadable))
     metrics.observe_batch("rep-kpis", len(events), time.perf_counter() - started)
+
+
+async def flush_evictions(ctx: Scoring, states: Mapping[str, RepState]) -> None:
+    """Periods leaving the hot state are in the stored outbox of these states: add them to SQL history
+    (guarded by their sequence there) before any snapshot shows them as gone, then drop them from the outbox
+    in memory (the stored state keeps them until the rep's next write; a replay of the outbox is a no-op).
+
+    Called for the reps a batch changed, and for every owned rep after a restore: a worker killed between
+    storing a state and writing its evictions leaves an outbox that a replay of the same events, all of
+    them duplicates by then, would not touch."""
+    outbox = [(rep_id, state.evictions) for rep_id, state in states.items() if state.evictions]
+    if outbox:
+        await ctx.history.add(outbox)
+        ctx.crash.reached("rep-kpis:history-written")
+        for rep_id, evictions in outbox:
+            states[rep_id].acknowledge_evictions(evictions[-1].seq)
 
 
 async def fold_reps_exclusively(ctx: Scoring, events: Sequence[Any]) -> None:
@@ -275,6 +282,7 @@ async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int, *, every_per
     changed = {r: s for r, s in states.items() if s.version != before[r]}
     if changed:
         await ctx.rep_table.write(changed, {r: ctx.encode_rep(s) for r, s in changed.items()})
+    await flush_evictions(ctx, states)
     snapshots = [
         (
             r.encode(),

@@ -20,6 +20,9 @@ checks that each internal used here is still there):
 6. **Committed offsets** (`Consumer._committed_offset`), read for the consumer-lag metric.
 7. **Serving** (`App.in_recovery`, `App.flow_control`): whether the worker processes its assignment now, for
    its presence row (services/scoring/presence.py).
+8. **The seek after a rebalance** (`Consumer.seek_to_committed`): partitions with no committed offset are
+   sought to their beginning too (`LeanConsumer.seek_to_committed`, below), or messages fetched during
+   recovery and dropped there are never fetched again.
 """
 
 from __future__ import annotations
@@ -127,6 +130,24 @@ class LeanConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Seek every assigned partition to its committed offset, and the stream partitions that have none
+        to their beginning.
+
+        Faust rewinds this way after every rebalance because it drops what was fetched while its flow was
+        off or a partition was not active yet (during recovery); aiokafka's `seek_to_committed` seeks only
+        partitions whose committed offset is above 0, so a partition no worker of the group had committed yet
+        kept the position past the dropped messages, and they were lost: a worker killed before its first
+        commit took its first events with it. Changelog partitions (no acknowledgements) keep Faust's
+        handling: their reads are placed by the table recovery."""
+        committed = await super().seek_to_committed()
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        unstarted = [tp for tp, offset in committed.items() if not offset and acks_enabled_for(tp.topic)]
+        if unstarted:
+            await self._thread.seek_to_beginning(*unstarted)
+        return committed
 
 
 FETCH_MAX_WAIT_MS = 20

@@ -7,11 +7,12 @@ The feed and the independent expectation are the replay test's (CONTRACT §1–3
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
+from tests.support.crm_feed import NOW, STACK_ENV, crm_feed, expected_kpis, post_feed, stamp, wait_for_kpis
 from tests.support.metrics import metric, scrape
 from tests.support.scoring_stack import sqlite_url, start_api, start_scoring, start_without_scoring
 from tests.support.stack import wait_until
@@ -52,3 +53,34 @@ def test_a_worker_killed_at_any_step_of_a_batch_is_replaced_without_loss_or_doub
     samples = scrape(stack, "scoring-2")
     agent = "rep-kpis" if crash_at.startswith("rep-kpis") or "credits-sent" in crash_at else "deal-state"
     assert metric(samples, "salespulse_scoring_duplicates_total", agent=agent) > 0
+
+
+def test_periods_a_killed_worker_left_bound_for_history_reach_it_though_no_new_event_touches_the_rep(
+    stack_factory: Any, tmp_path: Any
+) -> None:
+    """Killed after storing a state whose outbox holds periods bound for SQL history, before writing them
+    there. Every event of that batch is a duplicate for the replacement, so no batch of its touches the rep:
+    restoring the state must write the outbox before a snapshot shows those periods as history. And it is the
+    group's first batch: nothing was committed, so the replacement must start at the beginning of the
+    partitions, also after Faust dropped what it fetched during recovery."""
+    # One rep, one batch: a call every other day for 300 days, more weeks than the state keeps (27).
+    first = NOW - timedelta(days=300)
+    events = [
+        {"event_id": f"outbox-{n}", "type": "activity", "occurred_at": stamp(first + timedelta(days=2 * n)),
+         "rep_id": "ines-outbox", "kind": "call"}
+        for n in range(150)
+    ]
+    expected = expected_kpis(events)
+    stack = start_without_scoring(stack_factory(sqlite_url(tmp_path), **STACK_ENV))
+    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT="rep-kpis:state-written:1")
+    crashed = stack.services["scoring"]
+    post_feed(stack, [events])
+    wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what="the worker to crash after the state")
+    assert crashed.proc.returncode == -9, stack.tail("scoring")
+    stack.kill("scoring")
+
+    start_scoring(stack, "scoring-2")
+    api = start_api(stack)
+    wait_for_kpis(stack, expected, api=api, timeout=60)
+    samples = scrape(stack, "scoring-2")
+    assert metric(samples, "salespulse_scoring_duplicates_total", agent="rep-kpis") == len(events)

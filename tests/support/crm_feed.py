@@ -44,7 +44,7 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -97,17 +97,17 @@ def crm_feed(seed: int = 7) -> Feed:
         reopened = dict(event, event_id=f"{event['event_id']}-r3", version=3, stage="open")
         reopened.pop("closed_at")
         reopened.pop("splits", None)
-        reopened["occurred_at"] = _stamp(closed_at + timedelta(days=1))
+        reopened["occurred_at"] = stamp(closed_at + timedelta(days=1))
         again_at = closed_at + timedelta(days=35)
-        again = dict(reopened, event_id=f"{event['event_id']}-r4", version=4, occurred_at=_stamp(again_at))
+        again = dict(reopened, event_id=f"{event['event_id']}-r4", version=4, occurred_at=stamp(again_at))
         if i % 2:
-            again.update(stage="lost", closed_at=_stamp(closed_at + timedelta(days=3)))
+            again.update(stage="lost", closed_at=stamp(closed_at + timedelta(days=3)))
         else:
-            again.update(stage="won", closed_at=_stamp(again_at), amount=event["amount"] + 100)
+            again.update(stage="won", closed_at=stamp(again_at), amount=event["amount"] + 100)
             if i % 4 == 0:
                 again["owner_id"] = other_rep(event["owner_id"])
         stale = dict(again, event_id=f"{event['event_id']}-r3late", version=3, stage="won", amount=123456)
-        stale.update(occurred_at=_stamp(closed_at + timedelta(hours=12)), closed_at=_stamp(closed_at))
+        stale.update(occurred_at=stamp(closed_at + timedelta(hours=12)), closed_at=stamp(closed_at))
         late += [reopened, again]
         late.append(stale)
 
@@ -145,9 +145,9 @@ def crm_feed(seed: int = 7) -> Feed:
         opened_at = NOW - timedelta(days=rng.randint(5, 300), hours=rng.randint(0, 23))
         closed_at = opened_at + timedelta(days=rng.randint(1, 20))
         base = {"type": "deal", "deal_id": f"unversioned-{n}", "owner_id": rep, "amount": 1000 + n}
-        close = dict(base, event_id=f"unversioned-{n}-close", occurred_at=_stamp(closed_at))
-        close.update(stage="won" if n % 3 else "lost", closed_at=_stamp(closed_at))
-        opening = dict(base, event_id=f"unversioned-{n}-open", occurred_at=_stamp(opened_at), stage="open")
+        close = dict(base, event_id=f"unversioned-{n}-close", occurred_at=stamp(closed_at))
+        close.update(stage="won" if n % 3 else "lost", closed_at=stamp(closed_at))
+        opening = dict(base, event_id=f"unversioned-{n}-open", occurred_at=stamp(opened_at), stage="open")
         feed += [close, opening]
 
     # 3,000 activities over the data set's last year.
@@ -158,7 +158,7 @@ def crm_feed(seed: int = 7) -> Feed:
             {
                 "event_id": f"activity-{n}",
                 "type": "activity",
-                "occurred_at": _stamp(at),
+                "occurred_at": stamp(at),
                 "rep_id": rng.choice(reps),
                 "kind": rng.choice(kinds),
             }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 
+from aiokafka import AIOKafkaConsumer
 from faust.channels import Channel
 from faust.sensors.monitor import Monitor
 from faust.stores.memory import Store
@@ -34,6 +35,16 @@ def test_the_drain_loop_it_replaces_still_hands_each_message_over_through_wait_f
         assert piece in original, f"Consumer._drain_messages no longer uses {piece}"
     assert issubclass(faust_internals.LeanConsumer, faust_aiokafka.Consumer)
     assert "_drain_messages" in vars(faust_internals.LeanConsumer)
+
+
+def test_faust_still_rewinds_to_committed_offsets_after_a_rebalance_and_aiokafka_still_skips_uncommitted() -> None:
+    # Faust drops what it fetched while its flow was off and rewinds with seek_to_committed...
+    assert "self.perform_seek()" in inspect.getsource(Consumer.getmany)
+    assert "self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
+    # ...which leaves a partition with no committed offset (or 0) where the dropped fetch left it.
+    assert "if offset and offset > 0:" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)
+    assert "seek_to_committed" in vars(faust_internals.LeanConsumer)
+    assert callable(faust_aiokafka.AIOKafkaConsumerThread.seek_to_beginning)
 
 
 def test_the_fetch_wait_it_shortens_is_still_faust_s_hard_coded_1500_ms() -> None:
