@@ -28,6 +28,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from services.common.background import wait_set
 from services.common.backoff import Backoff
 
 log = logging.getLogger("salespulse.supervisor")
@@ -128,9 +129,7 @@ class Supervisor:
         delay = child.backoff.next()
         self._out(f"salespulse: {child.name} exited (code {code}) after {ran:.0f} s; "
                   f"starting it again in {delay:.1f} s")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
+        if await wait_set(stop, delay):
             return
         self.restarts.labels(child.name).inc()
         if child.name == self.broker and self._repair is not None:

@@ -6,7 +6,22 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["BackgroundLoop"]
+__all__ = ["BackgroundLoop", "wait_set"]
+
+
+async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until `event` is set or `timeout` seconds pass (None: no limit); whether it is set.
+
+    Every loop that sleeps on an event uses this rather than `asyncio.wait_for(event.wait(), timeout)`: on
+    Python 3.11, `wait_for` returns normally when its task is cancelled just as the event is set, so the
+    cancellation is lost and a loop being stopped goes on forever (a test's teardown hung on the notifier's
+    delivery loop). `asyncio.timeout` tells its own expiry from a cancellation from outside."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True
 
 
 class BackgroundLoop:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from services.common.background import BackgroundLoop
+from services.common.background import BackgroundLoop, wait_set
 from services.common.backoff import Backoff
 from services.common.intake import EventConflict, EventIntake
 from services.connectors.base import Connector, CrmApiError
@@ -81,10 +81,7 @@ class ConnectorWorker(BackgroundLoop):
                 continue
             if not worked:
                 self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), IDLE_POLL_SECONDS)
-                except TimeoutError:
-                    pass
+                await wait_set(self.wake, IDLE_POLL_SECONDS)
 
     async def round(self) -> bool:
         """Handle one batch of due rows; False when there were none."""

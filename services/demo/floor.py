@@ -23,6 +23,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from services.common.background import wait_set
 from services.common.backoff import Backoff
 from services.common.clock import Clock
 from services.common.http_retry import HttpRetries, OutOfRetries, problem_detail
@@ -394,11 +395,7 @@ async def _stopped_after(stop: asyncio.Event | None, seconds: float) -> bool:
     if stop is None:
         await asyncio.sleep(seconds)
         return False
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
+    return await wait_set(stop, seconds)
 
 
 async def _request(

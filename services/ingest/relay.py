@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
 from services.common import db
-from services.common.background import BackgroundLoop
+from services.common.background import BackgroundLoop, wait_set
 from services.common.db import Sessions
 from services.common.kafka import log_ends, start_producer
 from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress, relay_cursor
@@ -143,10 +143,7 @@ class Relay(BackgroundLoop):
                 moved = await self.publish_once()
                 backoff = 0.2
                 if moved == 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=self._idle_wait)
-                    except TimeoutError:
-                        pass
+                    await wait_set(self._wake, self._idle_wait)
                     self._wake.clear()
             except asyncio.CancelledError:
                 raise

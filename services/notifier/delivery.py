@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from services.common.background import wait_set
 from services.common.backoff import Backoff
 from services.common.preferences import read_preferences
 from services.notifier import store
@@ -60,10 +61,7 @@ class DeliveryWorker:
                 self.passes += 1
             if worked:
                 continue
-            try:
-                await asyncio.wait_for(self.ctx.wake.wait(), self.ctx.settings.notify_poll_seconds)
-            except TimeoutError:
-                pass
+            await wait_set(self.ctx.wake, self.ctx.settings.notify_poll_seconds)
             self.ctx.wake.clear()
 
     async def deliver_due(self) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.messages import RepProgress
 from schemas.preferences import Preferences
+from services.common.background import wait_set
 from services.notifier import store
 from services.notifier.context import NotifierContext
 from services.notifier.scheduling import quiet_until
@@ -101,9 +102,7 @@ class CrossingRecorder:
         try:
             while missing - set(self.ctx.config.state.plans()) and time.monotonic() < deadline:
                 self._config_changed.clear()
-                try:
-                    await asyncio.wait_for(self._config_changed.wait(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
+                if not await wait_set(self._config_changed, max(0.0, deadline - time.monotonic())):
                     break
         finally:
             self.awaiting = set()

@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 
+from services.common.background import wait_set
 from services.scoring.faust_internals import attach_queue
 
 __all__ = ["BatchIntake"]
@@ -101,11 +102,7 @@ class BatchIntake:
                         break
                     continue
             self._arrived.clear()
-            try:
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                await asyncio.wait_for(self._arrived.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
+            await wait_set(self._arrived, None if deadline is None else max(0.0, deadline - time.monotonic()))
         size = max(max_events, backlog or 0)
         batch = self._events[:size]
         del self._events[:size]

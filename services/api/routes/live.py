@@ -16,7 +16,7 @@ from services.api.read_model import RepView
 from services.api.scope import CLOSE_OUT_OF_SCOPE, may_read_board, may_read_rep
 from services.api.tally import BoardTally
 from services.common.auth import READERS, Principal
-from services.common.background import BackgroundLoop
+from services.common.background import BackgroundLoop, wait_set
 
 log = logging.getLogger("salespulse.api.live")
 
@@ -138,10 +138,7 @@ class LivePusher(BackgroundLoop):
         next_refresh = loop.time() + self.refresh
         last_push = loop.time() - self.interval
         while True:
-            try:
-                await asyncio.wait_for(self.wake.wait(), max(0.0, next_refresh - loop.time()))
-            except TimeoutError:
-                pass
+            await wait_set(self.wake, max(0.0, next_refresh - loop.time()))
             self.wake.clear()
             spacing = last_push + self.interval - loop.time()
             if spacing > 0:  # the rate limit of a board's pushes: what arrives meanwhile goes out together
