@@ -95,15 +95,15 @@ async def load_values(sessions: Sessions, table: str, partitions: Iterable[int])
 
 async def write_checkpoint(
     sessions: Sessions,
-    values: Sequence[tuple[str, Iterable[tuple[str, int, bytes]]]],
+    values: Sequence[tuple[str, Iterable[tuple[str, int, bytes | None]]]],
     *,
     seq: int,
     partitions: int,
     offsets: Mapping[str, Mapping[int, int]],
     taken_ms: int,
 ) -> int:
-    """Upsert each table's changed values `(key, partition, value)`, table by table in the order given, then
-    move the mark. Returns the rows written.
+    """Upsert each table's changed values `(key, partition, value)` (a None value deletes the key's row), table
+    by table in the order given, then move the mark. Returns the rows written or deleted.
 
     Values go in short transactions of CHUNK rows, so a big checkpoint never holds the database's write lock
     for long (on SQLite ingest's ledger commits wait for it). That is safe because the mark moves last and
@@ -114,13 +114,19 @@ async def write_checkpoint(
     written = 0
     for table, items in values:
         chunk: list[dict[str, object]] = []
+        gone: list[str] = []
         for key, partition, value in items:
+            if value is None:
+                gone.append(key)
+                continue
             chunk.append({"table_name": table, "key": key, "partition": partition, "value": value})
             if len(chunk) >= CHUNK:
                 written += await _upsert(sessions, chunk)
                 chunk = []
         if chunk:
             written += await _upsert(sessions, chunk)
+        for start in range(0, len(gone), CHUNK):
+            written += await _delete(sessions, table, gone[start : start + CHUNK])
     encoded = orjson.dumps({t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()}).decode()
     mark = {"seq": seq, "partitions": partitions, "offsets": encoded, "taken_ms": taken_ms}
     async with sessions() as session, session.begin():
@@ -129,6 +135,14 @@ async def write_checkpoint(
         )) == 0:
             session.add(ScoringCheckpointMark(name=MARK, **mark))
     return written
+
+
+async def _delete(sessions: Sessions, table: str, keys: list[str]) -> int:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            delete(ScoringCheckpoint).where(ScoringCheckpoint.table_name == table, ScoringCheckpoint.key.in_(keys))
+        )
+    return len(keys)
 
 
 async def _upsert(sessions: Sessions, rows: list[dict[str, object]]) -> int:

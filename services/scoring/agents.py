@@ -25,6 +25,7 @@ from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.credits import Credit, delta
 from services.scoring.domain.deals import DealSnapshot, is_newer
+from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
 from services.scoring.faust_internals import committed_offsets
@@ -60,6 +61,8 @@ class Scoring:
     publisher: Publisher
     deal_table: StateTable
     rep_table: StateTable
+    day_table: StateTable
+    """The reps' minute days (services/scoring/domain/minute_days.py), on their reps' partitions."""
     history: HistoryWriter
     plan_book: PlanBook
     encode_rep: Callable[[RepState], bytes]
@@ -200,7 +203,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
         ctx.rep_table.write(touched, encoded), ctx.publisher.publish(ctx.dead_letter_topic, unreadable)
     )
     ctx.crash.reached("rep-kpis:state-written")
-    await flush_evictions(ctx, touched)
+    await flush_outboxes(ctx, touched)
     now_ms = ctx.clock.now_ms()
     await ctx.publisher.publish(
         ctx.snapshots_topic,
@@ -210,7 +213,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
                 snapshot_message(
                     state,
                     progress=progress[rep_id],
-                    contests=plan_book.contest_totals(state),
+                    contests=plan_book.contest_totals(state, ctx.day_table.get),
                     updated_ms=now_ms,
                     accepted_ms=accepted.get(rep_id, 0),
                 ),
@@ -225,20 +228,24 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     metrics.observe_batch("rep-kpis", len(events), time.perf_counter() - started)
 
 
-async def flush_evictions(ctx: Scoring, states: Mapping[str, RepState]) -> None:
-    """Periods leaving the hot state are in the stored outbox of these states: add them to SQL history
-    (guarded by their sequence there) before any snapshot shows them as gone, then drop them from the outbox
-    in memory (the stored state keeps them until the rep's next write; a replay of the outbox is a no-op).
+async def flush_outboxes(ctx: Scoring, states: Mapping[str, RepState]) -> None:
+    """Carry out the outboxes of these stored states: evicted periods, and the minutes of days behind the
+    minute floor, into SQL history (guarded by their sequence there) before any snapshot shows them as gone;
+    minute entries into their days (each day guarded by its own per-source marks) and days behind the floor
+    deleted; then the outboxes emptied in memory (the stored states keep them until their next write; doing
+    them again changes nothing).
 
-    Called for the reps a batch changed, and for every owned rep after a restore: a worker killed between
-    storing a state and writing its evictions leaves an outbox that a replay of the same events, all of
-    them duplicates by then, would not touch."""
-    outbox = [(rep_id, state.evictions) for rep_id, state in states.items() if state.evictions]
-    if outbox:
-        await ctx.history.add(outbox)
+    Called for the reps a batch changed, and for every owned rep after a restore: a worker killed after
+    storing a state and before carrying out its outboxes leaves them to whoever restores the state, for
+    whom a replay of the same events (all duplicates by then) would touch nothing."""
+    work = outbox_work(states, ctx.day_table.get)
+    if work.history:
+        await ctx.history.add(work.history)
         ctx.crash.reached("rep-kpis:history-written")
-        for rep_id, evictions in outbox:
-            states[rep_id].acknowledge_evictions(evictions[-1].seq)
+    if work.days or work.gone:
+        await asyncio.gather(ctx.day_table.write(work.days), ctx.day_table.delete(work.gone))
+        ctx.crash.reached("rep-kpis:days-written")
+    work.acknowledge()
 
 
 async def fold_reps_exclusively(ctx: Scoring, events: Sequence[Any]) -> None:
@@ -282,12 +289,13 @@ async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int, *, every_per
     changed = {r: s for r, s in states.items() if s.version != before[r]}
     if changed:
         await ctx.rep_table.write(changed, {r: ctx.encode_rep(s) for r, s in changed.items()})
-    await flush_evictions(ctx, states)
+    await flush_outboxes(ctx, states)
+    get_day = ctx.day_table.get
     snapshots = [
         (
             r.encode(),
             snapshot_message(
-                s, progress=progress[r], contests=plan_book.contest_totals(s), updated_ms=now_ms, accepted_ms=0
+                s, progress=progress[r], contests=plan_book.contest_totals(s, get_day), updated_ms=now_ms, accepted_ms=0
             ),
         )
         for r, s in states.items()

@@ -16,11 +16,13 @@ Exactly-once effect on at-least-once delivery (no transactions on the embedded b
 3. Credits for one rep from one deals partition reach the rep agent in sequence order, so the rep state's
    mark per source (`deals/<partition>` → highest sequence applied) recognises every re-emission; the marks
    live in the same table value as the totals they guard. Activities likewise (`activities/<partition>`).
-4. The rep agent writes its state (evictions bound for SQL history included) and waits for it, adds the
-   evictions to SQL history (guarded by a per-rep sequence there), publishes the snapshots and waits for
-   them, and only then acknowledges its events. A snapshot lost in a crash is republished when the
-   replacement recovers the table (`republish_after_recovery`); the gateway keeps the highest version. A
-   snapshot never shows a period as handed to history before history has it.
+4. The rep agent writes its state (its outboxes included: evictions bound for SQL history, minute entries
+   bound for the rep's minute days, days to delete) and waits for it, adds the evictions to SQL history
+   (guarded by a per-rep sequence there), writes the minute days (each guarded by per-source marks of its
+   own) and deletes the days behind the floor, publishes the snapshots and waits for them, and only then
+   acknowledges its events. The replacement of a worker killed in between carries out the outboxes it
+   restores (`republish_after_recovery`), and republishes the snapshots; the gateway keeps the highest
+   version. A snapshot never shows a period as handed to history before history has it.
 5. An unexpected error stops the process at once (`os._exit`), since Faust would otherwise acknowledge the
    failed batch and commit past it; a message that cannot be decoded goes to the dead-letter topic instead.
 """
@@ -42,6 +44,7 @@ from services.scoring.agents import Scoring
 from services.scoring.checkpoint import Checkpointer
 from services.scoring.codecs import RepStateEncoder
 from services.scoring.crashpoints import CrashPoints
+from services.scoring.domain.minute_days import rep_of_day_key
 from services.scoring.domain.periods import Calendar
 from services.scoring.faust_internals import LeanMonitor, serving, use_lean_consumer
 from services.scoring.history import HistoryWriter
@@ -101,6 +104,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         rep_table=state_table(
             app, "rep-state", "sp_rep_state", settings.partitions, publisher, progress=lambda state: state.version
         ),
+        day_table=state_table(
+            app,
+            "rep-minutes",
+            "sp_minute_day",
+            settings.partitions,
+            publisher,
+            progress=lambda day: day.version,
+            partition_key=rep_of_day_key,
+        ),
         history=HistoryWriter(settings),
         plan_book=PlanBook(settings, calendar, DeadLetters(settings, metrics.registry)),
         encode_rep=RepStateEncoder().encode,
@@ -158,7 +170,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     checkpointer = Checkpointer(
         settings,
         deal_table=ctx.deal_table,
-        rep_table=ctx.rep_table,
+        rep_tables=(ctx.day_table, ctx.rep_table),
         event_topics=(deals_name, activities_name),
         credits_topic=credits_name,
         folded=lambda: ctx.folded(app.consumer),

@@ -7,12 +7,15 @@
    every event up to `C` is folded.
 2. Read the deal table's changelog ends, then copy the deal table's changed values (synchronously: one instant).
    A deal value is written only after its credits are acknowledged, so every credit it implies is in `credits`.
-3. Read the ends of `credits`, wait until the rep agent has folded up to them, read the rep table's changelog
-   ends, copy its changed values. The rep values now reflect every credit of the deal values of step 2 (and
+3. Read the ends of `credits`, wait until the rep agent has folded up to them, read the changelog ends of the
+   rep table and of the rep's minute days, copy both tables' changed values (at one instant: a state and its
+   days as they were together). The rep values now reflect every credit of the deal values of step 2 (and
    perhaps later ones: a deal event replayed after the checkpoint re-emits identical credits, which the rep
    state's per-source marks recognise), and every activity up to `C`.
-4. Upsert the changed rep values, then the changed deal values, then the mark (`C`, the changelog ends), in
-   short transactions (services/common/checkpoints.py, `write_checkpoint`, says why that order is safe).
+4. Upsert the changed minute days (deleting the days deleted since), then the rep values, then the deal
+   values, then the mark (`C`, the changelog ends), in short transactions (services/common/checkpoints.py,
+   `write_checkpoint`, says why that order is safe: a rep state whose minute outbox is gone implies its
+   entries are in the days).
 
 Values written to the store after a changelog end was read are re-read from the changelog by a restore, which
 never moves a key back (`CodecTable.apply_changelog_batch`): harmless.
@@ -33,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -43,7 +46,6 @@ from services.common.db import Sessions
 from services.common.kafka import log_ends
 from services.common.models import relay_cursor
 from services.common.settings import Settings
-from services.common.topics import partition_for
 from services.scoring.tables import StateTable
 
 log = logging.getLogger("salespulse.scoring.checkpoint")
@@ -61,7 +63,7 @@ class Checkpointer:
         settings: Settings,
         *,
         deal_table: StateTable,
-        rep_table: StateTable,
+        rep_tables: Sequence[StateTable],
         event_topics: tuple[str, str],
         credits_topic: str,
         folded: Callable[[], Mapping[tuple[str, int], int]],
@@ -70,7 +72,8 @@ class Checkpointer:
     ) -> None:
         self._settings = settings
         self._deal_table = deal_table
-        self._rep_table = rep_table
+        self._rep_tables = tuple(rep_tables)
+        """The rep table and the tables whose values it implies, in the order they are written (those first)."""
         self._event_topics = event_topics
         self._credits_topic = credits_topic
         self._folded = folded
@@ -78,8 +81,8 @@ class Checkpointer:
         self._on_taken = on_taken
         self._sessions: Sessions | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        deal_table.table.restore_base = self._restorer(deal_table)
-        rep_table.table.restore_base = self._restorer(rep_table)
+        for table in (deal_table, *self._rep_tables):
+            table.table.restore_base = self._restorer(table)
 
     @property
     def sessions(self) -> Sessions:
@@ -105,8 +108,7 @@ class Checkpointer:
         rows = await checkpoints.load_values(self.sessions, table.name, partitions)
         read = time.perf_counter()
         decode = table.decode
-        count = self._settings.partitions
-        loaded = table.load({key: decode(raw) for key, raw in rows}, lambda key: partition_for(key, count))
+        loaded = table.load({key: decode(raw) for key, raw in rows})
         offsets = (mark.offsets or {}).get(table.name, {})
         log.info("%s: %d of %d checkpointed values restored for partitions %s in %.2f s (%.2f s reading, %.2f s "
                  "decoding; ledger seq %d); changelog read from %s", table.name, loaded, len(rows),
@@ -151,24 +153,26 @@ class Checkpointer:
         credits = [TopicPartition(self._credits_topic, p) for p in range(count)]
         if not await self._folded_up_to(await log_ends(consumer, credits)):
             return False
-        reps = self._changelog_tps(self._rep_table)
-        rep_offsets = await log_ends(consumer, reps)
-        rep_values = dict(self._rep_table.dirty)
+        rep_tps = [self._changelog_tps(table) for table in self._rep_tables]
+        rep_offsets = [await log_ends(consumer, tps) for tps in rep_tps]
+        rep_values = [dict(table.dirty) for table in self._rep_tables]  # no await in between: one instant
+        copied = [*zip(self._rep_tables, rep_values, strict=True), (self._deal_table, deal_values)]
         written = await checkpoints.write_checkpoint(
             self.sessions,
-            [  # rep values first: a deal value in SQL must never be newer than the credits in the rep values
-                (self._rep_table.name, [(k, partition_for(k, count), v) for k, v in rep_values.items()]),
-                (self._deal_table.name, [(k, partition_for(k, count), v) for k, v in deal_values.items()]),
-            ],
+            # days, then reps, then deals: a value in SQL must never imply work missing from a table before it
+            [(table.name, [(k, table.partition_of(k), v) for k, v in values.items()]) for table, values in copied],
             seq=seq,
             partitions=count,
             offsets={  # the last offset each changelog partition held (Faust's `persisted_offset`): -1 for none
                 self._deal_table.name: {tp.partition: deal_offsets[tp] - 1 for tp in deals},
-                self._rep_table.name: {tp.partition: rep_offsets[tp] - 1 for tp in reps},
+                **{
+                    table.name: {tp.partition: ends[tp] - 1 for tp in tps}
+                    for table, tps, ends in zip(self._rep_tables, rep_tps, rep_offsets, strict=True)
+                },
             },
             taken_ms=int(time.time() * 1000),
         )
-        for table, values in ((self._deal_table, deal_values), (self._rep_table, rep_values)):
+        for table, values in copied:
             dirty = table.dirty
             for key, value in values.items():
                 if dirty.get(key) is value:  # not written again since the copy

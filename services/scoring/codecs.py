@@ -10,6 +10,7 @@ from faust.serializers import codecs
 
 from services.scoring.domain.deals import DealSnapshot
 from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.minute_days import MinuteDay
 from services.scoring.domain.rep_state import RepState
 
 
@@ -67,8 +68,17 @@ class RepStateCodec(codecs.Codec):
         return RepState.from_dict(orjson.loads(s))
 
 
+class MinuteDayCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj.to_dict())
+
+    def _loads(self, s: bytes) -> Any:
+        return MinuteDay.from_dict(orjson.loads(s))
+
+
 codecs.register("sp_deal_state", DealStateCodec())
 codecs.register("sp_rep_state", RepStateCodec())
+codecs.register("sp_minute_day", MinuteDayCodec())
 
 
 _Fingerprint = tuple[Any, ...]

@@ -24,6 +24,7 @@ POINTS: Final = frozenset(
         "deal-state:table-written",  # deal table in the changelog; events not acknowledged (offsets behind)
         "rep-kpis:state-written",  # rep table acknowledged; no history, no snapshots; events not acknowledged
         "rep-kpis:history-written",  # evictions in SQL history; no snapshots; events not acknowledged
+        "rep-kpis:days-written",  # minute days written and deleted; no snapshots; events not acknowledged
     }
 )
 

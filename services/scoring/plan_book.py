@@ -13,7 +13,7 @@ from schemas.config import Board, Plan
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
-from services.scoring.domain.contests import contest_totals, window_minutes
+from services.scoring.domain.contests import DayLookup, contest_totals, window_minutes
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
@@ -98,16 +98,16 @@ class PlanBook:
             state.record_tiers(plan.plan_id, progress.period_key, tiers, progress.attainment, now)
         return progress
 
-    def contest_totals(self, state: RepState) -> dict[str, KpiTotals]:
-        """The rep's totals in every contest (a board with a window) it has something in, over the minutes the
-        state holds (the gateway adds those already in history)."""
+    def contest_totals(self, state: RepState, days: DayLookup) -> dict[str, KpiTotals]:
+        """The rep's totals in every contest (a board with a window) it has something in, over the minutes kept
+        in its minute days (`days`) and outbox (the gateway adds those already in history)."""
         contests = {}
         floor = state.minute_floor
         for board in self.contests():
             assert board.window is not None
             if floor is not None and window_minutes(board.window.starts_at, board.window.ends_at)[1] <= floor:
                 continue  # the whole window is in history
-            totals = contest_totals(state, board.window.starts_at, board.window.ends_at)
+            totals = contest_totals(state, days, board.window.starts_at, board.window.ends_at)
             if not totals.is_zero():
                 contests[board.board_id] = totals
         return contests

@@ -7,7 +7,7 @@ broker holds everything when `publish` returns (CONTRACT: nothing accepted is ev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 
@@ -17,8 +17,9 @@ from services.common.topics import partition_for
 
 __all__ = ["Publisher"]
 
-Record = tuple[bytes, bytes]
-"""(key, value) of one message; the partition is Kafka's default one for the key."""
+Record = tuple[bytes, bytes | None]
+"""(key, value) of one message (None: a tombstone); the partition is Kafka's default one for the key, or for
+what `partition_key` makes of it."""
 
 _PARTITION_CACHE_LIMIT = 200_000
 
@@ -57,14 +58,19 @@ class Publisher:
             known = self._partition_of[key] = partition_for(key.decode(), self._partitions)
         return known
 
-    async def publish(self, topic: str, records: Iterable[Record]) -> int:
+    async def publish(
+        self, topic: str, records: Iterable[Record], *, partition_key: Callable[[bytes], bytes] | None = None
+    ) -> int:
         """Send `records` to `topic` and wait until the broker has all of them; returns how many were sent.
 
-        Records of one key keep their order (one partition, batches sent in order, one in flight)."""
+        `partition_key` maps a record's key to the key its partition is chosen by (a rep's minute day goes
+        where the rep goes). Records of one key keep their order (one partition, batches sent in order, one in
+        flight)."""
         by_partition: dict[int, list[Record]] = {}
         partition = self.partition
         for record in records:
-            by_partition.setdefault(partition(record[0]), []).append(record)
+            key = record[0] if partition_key is None else partition_key(record[0])
+            by_partition.setdefault(partition(key), []).append(record)
         if not by_partition:
             return 0
         producer = await self.start()
@@ -87,12 +93,12 @@ class Publisher:
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a record of {len(value)} bytes for {topic} exceeds the batch size")
+                    raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the batch size")
         if batch.record_count():
             pending.append(await producer.send_batch(batch, topic, partition=partition))
         key, value = records[-1]
         last = producer.create_batch()
         if last.append(key=key, value=value, timestamp=None) is None:
-            raise ValueError(f"a record of {len(value)} bytes for {topic} exceeds the batch size")
+            raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the batch size")
         pending.append(await producer.send_batch(last, topic, partition=partition))
         await asyncio.gather(*pending)

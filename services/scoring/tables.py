@@ -10,12 +10,13 @@ committed while the state behind it was still in the buffer; a crash then lost t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
 from faust.serializers import codecs
 
+from services.common.topics import partition_for
 from services.scoring.faust_internals import CodecTable, key_partitions, memory_store
 from services.scoring.publisher import Publisher
 
@@ -33,8 +34,12 @@ class StateTable:
         *,
         decode: Callable[[bytes], Any],
         progress: Callable[[Any], int],
+        partitions: int,
+        partition_key: Callable[[str], str] | None = None,
     ) -> None:
         self.table = table
+        self.partitions = partitions
+        self._partition_key = partition_key
         self.name: str = table.name
         self._store = memory_store(table)
         self._encode = encode
@@ -42,20 +47,23 @@ class StateTable:
         self.progress = progress
         self._publisher = publisher
         self.changelog_topic: str = table.changelog_topic.get_topic_name()
-        self.dirty: dict[str, bytes] = {}
-        """Every key written (or restored from the changelog) since the last checkpoint, with its encoded value."""
+        self.dirty: dict[str, bytes | None] = {}
+        """Every key written, deleted (None) or restored from the changelog since the last checkpoint, with its
+        encoded value."""
         table.on_restored = self._restored
 
     def _restored(self, events: list[Any]) -> None:
         dirty = self.dirty
         for event in events:
-            raw = event.message.value
-            if raw is not None:
-                dirty[event.key] = raw
+            dirty[event.key] = event.message.value
 
-    def load(self, values: Mapping[str, Any], partition_of: Callable[[str], int]) -> int:
+    def partition_of(self, key: str) -> int:
+        """The changelog partition of `key`: its source partition (the rep's, for a key that names a rep)."""
+        return partition_for(key if self._partition_key is None else self._partition_key(key), self.partitions)
+
+    def load(self, values: Mapping[str, Any]) -> int:
         """Put checkpointed values into the store where they are ahead of what it holds; returns how many."""
-        store, progress = self._store, self.progress
+        store, progress, partition_of = self._store, self.progress, self.partition_of
         keys = key_partitions(self.table)
         loaded = 0
         for key, value in values.items():
@@ -90,18 +98,44 @@ class StateTable:
             records.append((key.encode(), raw))
             dirty[key] = raw
         self._store.update(values)
-        await self._publisher.publish(self.changelog_topic, records)
+        await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        """Remove `keys` and wait until their tombstones are acknowledged."""
+        records: list[tuple[bytes, bytes | None]] = []
+        store, dirty = self._store, self.dirty
+        for key in keys:
+            store.pop(key, None)
+            dirty[key] = None
+            records.append((key.encode(), None))
+        if records:
+            await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
+
+    @property
+    def _record_key(self) -> Callable[[bytes], bytes] | None:
+        """What the publisher chooses a record's partition by (None: its key)."""
+        partition_key = self._partition_key
+        if partition_key is None:
+            return None
+        return lambda key: partition_key(key.decode()).encode()
 
 
 def state_table(
-    app: faust.App, name: str, codec: str, partitions: int, publisher: Publisher, progress: Callable[[Any], int]
+    app: faust.App,
+    name: str,
+    codec: str,
+    partitions: int,
+    publisher: Publisher,
+    progress: Callable[[Any], int],
+    partition_key: Callable[[str], str] | None = None,
 ) -> StateTable:
     """A Faust table `name` (memory store, changelog co-partitioned with the source topics by key) wrapped
     for batched, acknowledged writes; `codec` is a registered Faust codec for its values, and `progress(value)`
     grows with every change of a key's value (a restore never moves a key back).
 
-    `use_partitioner`: a key's changelog partition is Kafka's default partition for the key, the same as its
-    source topic's, so restores put each key on the worker that owns its source partition."""
+    A key's changelog partition is Kafka's default partition for the key (or for `partition_key(key)`), the
+    same as its source topic's, so restores put each key on the worker that owns its source partition (the
+    agents write the changelog themselves; `use_partitioner` says the same to Faust)."""
     table = app.tables.add(
         CodecTable(
             app,
@@ -121,4 +155,12 @@ def state_table(
             f"changelog of table {name} would decode with {topic.key_serializer}/{topic.value_serializer}"
         )
     encoder = codecs.get_codec(codec)
-    return StateTable(table, encoder.dumps, publisher, decode=encoder.loads, progress=progress)
+    return StateTable(
+        table,
+        encoder.dumps,
+        publisher,
+        decode=encoder.loads,
+        progress=progress,
+        partitions=partitions,
+        partition_key=partition_key,
+    )

@@ -1,6 +1,7 @@
 """A scoring worker killed with SIGKILL at each risky step of a batch (after its credits were sent, after its
-table was written, after a rep's state or history was written) is replaced, and the KPIs end exactly as if
-nothing happened: the replacement meets messages the dead worker had already applied and counts none twice.
+table was written, after a rep's state, its history or its minute days were written) is replaced, and the KPIs
+end exactly as if nothing happened: the replacement meets messages the dead worker had already applied and
+counts none twice.
 
 The feed and the independent expectation are the replay test's (CONTRACT §1–3, not services.scoring).
 """
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
         "deal-state:table-written:2",
         "rep-kpis:state-written:2",
         "rep-kpis:history-written:2",
+        "rep-kpis:days-written:2",
     ],
 )
 def test_a_worker_killed_at_any_step_of_a_batch_is_replaced_without_loss_or_double_count(

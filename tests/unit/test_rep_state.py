@@ -12,15 +12,19 @@ from hypothesis import strategies as st
 
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.kpis import KpiTotals
+from services.scoring.domain.minute_days import day_of
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 from services.scoring.domain.rep_state import (
     DEFAULT_MINUTE_HORIZON,
     DEFAULT_RETENTION,
+    LEGACY_SOURCE,
     MINUTE,
     RepState,
+    ceil_minute,
     epoch_minute,
     minute_key,
 )
+from tests.support.minutes import MemoryDays
 
 CALENDAR = Calendar("America/New_York", fiscal_year_start_month=2)
 AT = datetime(2026, 3, 15, 18, tzinfo=UTC)
@@ -284,120 +288,149 @@ def test_epoch_minute_is_whole_utc_minutes_since_1970_in_any_offset() -> None:
 
 
 def test_credits_and_activities_are_kept_per_utc_minute_of_their_attribution_time() -> None:
-    state = RepState("ana")
+    state, days = RepState("ana"), MemoryDays()
     state.apply_credit(won("100.00", minute(12, 5, 10)), source="deals/0", seq=1, calendar=CALENDAR)
     state.apply_credit(won("50.00", minute(12, 5, 59)), source="deals/0", seq=2, calendar=CALENDAR)
     state.apply_activity("call", minute(12, 6), source="activities/0", seq=1, calendar=CALENDAR)
-    assert sorted(state.minutes) == [epoch_minute(minute(12, 5)), epoch_minute(minute(12, 6))]
-    assert state.minutes[epoch_minute(minute(12, 5))].revenue == Decimal("150.00")
-    assert state.minutes[epoch_minute(minute(12, 6))].activities_by_kind == {"call": 1}
+    held = days.minutes(state)
+    assert sorted(held) == [epoch_minute(minute(12, 5)), epoch_minute(minute(12, 6))]
+    assert held[epoch_minute(minute(12, 5))].revenue == Decimal("150.00")
+    assert held[epoch_minute(minute(12, 6))].activities_by_kind == {"call": 1}
+    assert state.days == {day_of(epoch_minute(NOON))} and not state.minute_outbox
+
+
+def test_the_state_keeps_only_the_minute_entries_since_its_days_were_written() -> None:
+    state, days = RepState("ana"), MemoryDays()
+    for seq in range(50):
+        state.apply_activity("call", minute(12, seq), source="activities/0", seq=seq, calendar=CALENDAR)
+    assert len(state.minute_outbox) == 50
+    days.flush(state)
+    assert state.minute_outbox == [] and len(days.minutes(state)) == 50
+    state.apply_activity("email", minute(13, 0), source="activities/0", seq=50, calendar=CALENDAR)
+    assert [entry.minute for entry in state.minute_outbox] == [epoch_minute(minute(13, 0))]
+    assert "minutes" not in state.to_dict() and len(state.to_dict()["minute_outbox"]) == 1
 
 
 def test_a_window_sums_the_minutes_that_start_inside_it() -> None:
-    state = RepState("ana")
+    state, days = RepState("ana"), MemoryDays()
     for seq, (at, amount) in enumerate([(minute(11, 59, 59), "1"), (minute(12, 0), "10"), (minute(12, 59, 59), "100")]):
         state.apply_credit(won(amount, at), source="deals/0", seq=seq, calendar=CALENDAR)
     state.apply_credit(won("1000", minute(13, 0)), source="deals/0", seq=9, calendar=CALENDAR)
-    totals = state.window_totals(minute(12, 0), minute(13, 0))
+    totals = days.window(state, minute(12, 0), minute(13, 0))
     assert (totals.revenue, totals.deals_won) == (Decimal("110"), 2)
 
 
 def test_a_window_bound_inside_a_minute_counts_that_minute_by_its_start() -> None:
-    state = RepState("ana")
+    state, days = RepState("ana"), MemoryDays()
     state.apply_credit(won("10", minute(12, 0, 45)), source="deals/0", seq=1, calendar=CALENDAR)
     state.apply_credit(won("20", minute(13, 0, 50)), source="deals/0", seq=2, calendar=CALENDAR)
     # 12:00 starts before 12:00:30, so none of it counts; 13:00 starts before 13:00:30, so all of it counts.
-    assert state.window_totals(minute(12, 0, 30), minute(13, 0, 30)).revenue == Decimal("20")
-    assert state.window_totals(minute(12, 0, 30), minute(12, 0, 50)) == KpiTotals()
+    assert days.window(state, minute(12, 0, 30), minute(13, 0, 30)).revenue == Decimal("20")
+    assert days.window(state, minute(12, 0, 30), minute(12, 0, 50)) == KpiTotals()
 
 
 def test_a_reversal_subtracts_in_the_window_of_its_close_time_only() -> None:
-    state = RepState("ana")
+    state, days = RepState("ana"), MemoryDays()
     state.apply_credit(won("500.00", minute(12, 10)), source="deals/0", seq=1, calendar=CALENDAR)
     state.apply_credit(won("70.00", minute(14, 10)), source="deals/0", seq=2, calendar=CALENDAR)
+    days.flush(state)
     reversal = Credit("ana", minute(12, 10), revenue=Decimal("-500.00"), deals_won=Decimal(-1))
     state.apply_credit(reversal, source="deals/0", seq=3, calendar=CALENDAR)
-    assert state.window_totals(minute(12, 0), minute(13, 0)).value("deals_won") == 0
-    assert state.window_totals(minute(12, 0), minute(13, 0)).revenue == 0
-    assert state.window_totals(minute(14, 0), minute(15, 0)).revenue == Decimal("70.00")
+    assert days.window(state, minute(12, 0), minute(13, 0)).value("deals_won") == 0
+    assert days.window(state, minute(12, 0), minute(13, 0)).revenue == 0
+    assert days.window(state, minute(14, 0), minute(15, 0)).revenue == Decimal("70.00")
 
 
 def test_a_close_date_change_moves_the_credit_between_windows() -> None:
-    state = RepState("ana")
+    state, days = RepState("ana"), MemoryDays()
     state.apply_credit(won("300.00", minute(12, 10)), source="deals/0", seq=1, calendar=CALENDAR)
     moved = [
         Credit("ana", minute(12, 10), revenue=Decimal("-300.00"), deals_won=Decimal(-1)),
         won("300.00", minute(14, 20)),
     ]
     state.apply_credits(moved, source="deals/0", seq=2, calendar=CALENDAR)
-    assert state.window_totals(minute(12, 0), minute(13, 0)).revenue == 0
-    assert state.window_totals(minute(14, 0), minute(15, 0)).revenue == Decimal("300.00")
-    assert state.window_totals(minute(12, 0), minute(15, 0)).value("deals_won") == 1
+    assert days.window(state, minute(12, 0), minute(13, 0)).revenue == 0
+    assert days.window(state, minute(14, 0), minute(15, 0)).revenue == Decimal("300.00")
+    assert days.window(state, minute(12, 0), minute(15, 0)).value("deals_won") == 1
 
 
 def test_a_replayed_event_is_not_counted_again_in_any_window() -> None:
-    state = RepState("ana")
+    state, days = RepState("ana"), MemoryDays()
     state.apply_activity("call", minute(12, 1), source="activities/0", seq=4, calendar=CALENDAR)
     state.apply_activity("call", minute(12, 1), source="activities/0", seq=4, calendar=CALENDAR)
-    assert state.window_totals(minute(12, 0), minute(13, 0)).activities == 1
+    assert days.window(state, minute(12, 0), minute(13, 0)).activities == 1
+
+
+def test_an_outbox_carried_out_twice_counts_once_in_its_days() -> None:
+    """A worker killed after writing the days but before storing the state that no longer holds the outbox:
+    whoever restores the state carries the same outbox out again."""
+    state, days = RepState("ana"), MemoryDays()
+    credits = [won("10", minute(12, 1)), won("20", minute(12, 1)), won("40", minute(12, 2))]  # one event
+    state.apply_credits(credits, source="deals/0", seq=1, calendar=CALENDAR)
+    stored = state.to_dict()
+    days.flush(state)
+    restored = RepState.from_dict(stored)
+    assert len(restored.minute_outbox) == 3
+    assert days.window(restored, minute(12, 0), minute(13, 0)).revenue == Decimal("70")
+    assert days.window(state, minute(12, 0), minute(13, 0)).revenue == Decimal("70")
 
 
 def test_a_window_that_ends_before_it_starts_or_has_a_naive_bound_is_refused() -> None:
-    state = RepState("ana")
-    assert state.window_totals(minute(12, 0), minute(12, 0)) == KpiTotals()
+    state, days = RepState("ana"), MemoryDays()
+    assert days.window(state, minute(12, 0), minute(12, 0)) == KpiTotals()
     with pytest.raises(ValueError, match="before it starts"):
-        state.window_totals(minute(13, 0), minute(12, 0))
+        state.window_totals(minute(13, 0), minute(12, 0), days.days.get)
     with pytest.raises(ValueError, match="before it starts"):
-        state.window_totals(minute(12, 0, 40), minute(12, 0, 30))
+        state.window_totals(minute(12, 0, 40), minute(12, 0, 30), days.days.get)
     with pytest.raises(ValueError, match="no UTC offset"):
-        state.window_totals(datetime(2026, 3, 15, 12), minute(13, 0))
+        state.window_totals(datetime(2026, 3, 15, 12), minute(13, 0), days.days.get)
 
 
-def evicted_minutes(state: RepState) -> dict[int, KpiTotals]:
-    """The minutes the state handed to history (its outbox), summed per minute."""
-    out: dict[int, KpiTotals] = {}
-    for eviction in state.evictions:
-        if eviction.kind == MINUTE:
-            out[int(eviction.key)] = out.get(int(eviction.key), KpiTotals()) + eviction.totals
-    return out
+def on_day(day: int, hour: int, minute: int = 0) -> datetime:
+    """An instant on the `day`-th day after 2026-03-15 (0: that day), UTC."""
+    return NOON.replace(hour=hour, minute=minute) + timedelta(days=day)
 
 
-def test_minutes_older_than_the_horizon_behind_the_newest_leave_for_history() -> None:
-    state = RepState("ana", minute_horizon=timedelta(hours=1))
-    state.apply_activity("call", minute(12, 0), source="activities/0", seq=1, calendar=CALENDAR)
-    state.apply_activity("call", minute(12, 30), source="activities/0", seq=2, calendar=CALENDAR)
-    state.apply_activity("call", minute(13, 0), source="activities/0", seq=3, calendar=CALENDAR)
-    assert len(state.minutes) == 3  # 12:00 is exactly one hour behind 13:00: still kept
-    state.apply_activity("call", minute(13, 1), source="activities/0", seq=4, calendar=CALENDAR)
-    assert sorted(state.minutes) == [epoch_minute(minute(h, m)) for h, m in [(12, 30), (13, 0), (13, 1)]]
-    assert state.window_totals(minute(0, 0), minute(23, 0)).activities == 3
-    assert {m: t.activities for m, t in evicted_minutes(state).items()} == {epoch_minute(minute(12, 0)): 1}
-    assert state.minute_floor == epoch_minute(minute(12, 1))
-    assert minute_key(epoch_minute(minute(12, 0))) == f"{epoch_minute(minute(12, 0)):010d}"
-    assert state.totals("day", "2026-03-15").activities == 4  # periods keep everything
+def test_days_wholly_behind_the_horizon_behind_the_newest_minute_leave_for_history() -> None:
+    state, days = RepState("ana", minute_horizon=timedelta(days=1)), MemoryDays()
+    for seq, (day, hour) in enumerate([(0, 10), (0, 23), (1, 12), (2, 0)]):
+        state.apply_activity("call", on_day(day, hour), source="activities/0", seq=seq, calendar=CALENDAR)
+    # The newest minute is day 2 00:00; a day behind is day 1 00:00: days from day 1 on are kept, day 0 leaves.
+    assert state.minute_floor == epoch_minute(on_day(1, 0))
+    assert days.window(state, on_day(-1, 0), on_day(3, 0)).activities == 2
+    assert sorted(days.history["ana"]) == [epoch_minute(on_day(0, h)) for h in (10, 23)]
+    state.apply_activity("call", on_day(2, 0, 1), source="activities/0", seq=9, calendar=CALENDAR)
+    assert state.minute_floor == epoch_minute(on_day(1, 0))  # day 1 00:01 is still on day 1
+    assert days.window(state, on_day(-1, 0), on_day(3, 0)).activities == 3
+    state.apply_activity("call", on_day(3, 8), source="activities/0", seq=10, calendar=CALENDAR)
+    # Day 3 08:00 minus a day is day 2 08:00: day 1 leaves too, whole.
+    assert state.minute_floor == epoch_minute(on_day(2, 0))
+    assert days.window(state, on_day(-1, 0), on_day(4, 0)).activities == 3
+    assert sorted(days.history["ana"]) == [epoch_minute(on_day(d, h)) for d, h in [(0, 10), (0, 23), (1, 12)]]
+    assert {day_of(m) for m in days.minutes(state)} == state.days == {day_of(epoch_minute(on_day(2, 0))),
+                                                                      day_of(epoch_minute(on_day(3, 0)))}
+    assert sorted(days.days) == [f"ana@{day}" for day in sorted(state.days)]
+    assert minute_key(epoch_minute(on_day(0, 10))) == f"{epoch_minute(on_day(0, 10)):010d}"
 
 
-def test_a_late_event_older_than_the_horizon_counts_in_its_periods_and_its_minute_goes_to_history() -> None:
-    state = RepState("ana", minute_horizon=timedelta(hours=1))
-    state.apply_credit(won("10", minute(15, 0)), source="deals/0", seq=1, calendar=CALENDAR)
-    state.apply_credit(won("20", minute(12, 0)), source="deals/0", seq=2, calendar=CALENDAR)
-    state.apply_credit(won("40", minute(14, 30)), source="deals/0", seq=3, calendar=CALENDAR)
-    state.apply_credit(won("80", minute(14, 0, 59)), source="deals/0", seq=4, calendar=CALENDAR)  # on the edge
-    state.apply_credit(won("160", minute(13, 59, 59)), source="deals/0", seq=5, calendar=CALENDAR)
-    assert sorted(state.minutes) == [epoch_minute(minute(h, m)) for h, m in [(14, 0), (14, 30), (15, 0)]]
-    assert state.window_totals(minute(0, 0), minute(23, 0)).revenue == Decimal("130")
-    assert {m: t.revenue for m, t in evicted_minutes(state).items()} == {
-        epoch_minute(minute(12, 0)): Decimal("20"), epoch_minute(minute(13, 59)): Decimal("160")}
-    assert state.totals("day", "2026-03-15").revenue == Decimal("310")
+def test_a_late_event_behind_the_floor_counts_in_its_periods_and_its_minute_goes_to_history() -> None:
+    state, days = RepState("ana", minute_horizon=timedelta(days=1)), MemoryDays()
+    state.apply_credit(won("10", on_day(2, 15)), source="deals/0", seq=1, calendar=CALENDAR)
+    days.flush(state)
+    state.apply_credit(won("20", on_day(0, 12)), source="deals/0", seq=2, calendar=CALENDAR)  # behind the floor
+    state.apply_credit(won("40", on_day(1, 0)), source="deals/0", seq=3, calendar=CALENDAR)  # on it
+    assert days.window(state, on_day(-1, 0), on_day(3, 0)).revenue == Decimal("50")
+    assert days.history["ana"] == {epoch_minute(on_day(0, 12)): KpiTotals(revenue=Decimal("20"), deals_won=Decimal(1))}
+    assert state.totals("month", "2026-03").revenue == Decimal("70")
 
 
-def test_the_default_horizon_keeps_35_days_of_minutes() -> None:
+def test_the_default_horizon_keeps_35_whole_days_of_minutes() -> None:
     assert DEFAULT_MINUTE_HORIZON == timedelta(days=35)
-    state = RepState("ana")
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    for seq, days in enumerate([0, 1, 35, 36]):
-        state.apply_activity("call", start + timedelta(days=days), source="activities/0", seq=seq, calendar=CALENDAR)
-    assert sorted(state.minutes) == [epoch_minute(start + timedelta(days=d)) for d in (1, 35, 36)]
+    state, days = RepState("ana"), MemoryDays()
+    start = datetime(2026, 1, 1, 6, tzinfo=UTC)
+    for seq, later in enumerate([0, 1, 35, 36]):
+        state.apply_activity("call", start + timedelta(days=later), source="activities/0", seq=seq, calendar=CALENDAR)
+    assert sorted(days.minutes(state)) == [epoch_minute(start + timedelta(days=d)) for d in (1, 35, 36)]
 
 
 def test_the_minute_horizon_must_be_at_least_a_minute() -> None:
@@ -405,45 +438,39 @@ def test_the_minute_horizon_must_be_at_least_a_minute() -> None:
         RepState("ana", minute_horizon=timedelta(seconds=59))
 
 
-def test_a_stored_state_restored_with_a_shorter_horizon_hands_minutes_to_history_on_the_way_in() -> None:
-    state = RepState("ana")
-    for seq, hour in enumerate([10, 12, 13]):
-        state.apply_activity("call", minute(hour, 0), source="activities/0", seq=seq, calendar=CALENDAR)
-    restored = RepState.from_dict(state.to_dict(), minute_horizon=timedelta(hours=1))
-    assert sorted(restored.minutes) == [epoch_minute(minute(12, 0)), epoch_minute(minute(13, 0))]
-    restored.apply_activity("call", minute(11, 0), source="activities/0", seq=9, calendar=CALENDAR)
-    assert len(restored.minutes) == 2
-    assert sorted(evicted_minutes(restored)) == [epoch_minute(minute(10, 0)), epoch_minute(minute(11, 0))]
-
-
-def test_the_stored_form_carries_the_minutes_and_the_public_form_leaves_them_out() -> None:
-    state = RepState("ana")
-    state.apply_credit(won("100.00", minute(12, 5, 10)), source="deals/0", seq=1, calendar=CALENDAR)
-    stored = json.loads(json.dumps(state.to_dict()))
-    assert stored["minutes"] == {str(epoch_minute(minute(12, 5))): {"revenue": "100.00", "deals_won": "1"}}
-    assert RepState.from_dict(stored) == state
-    public = json.loads(json.dumps(state.to_dict(include_minutes=False)))
-    assert "minutes" not in public
-    assert {key: value for key, value in stored.items() if key != "minutes"} == public
-    from_public = RepState.from_dict(public)
-    assert from_public.minutes == {} and from_public.periods == state.periods
-
-
-def test_the_stored_form_follows_every_change_to_the_minutes() -> None:
-    state = RepState("ana", minute_horizon=timedelta(minutes=30))
-    state.apply_activity("call", minute(12, 0), source="activities/0", seq=1, calendar=CALENDAR)
-    first = state.to_dict()["minutes"]
-    state.apply_activity("call", minute(12, 0), source="activities/0", seq=2, calendar=CALENDAR)
-    state.apply_credit(won("5", minute(12, 10)), source="deals/0", seq=1, calendar=CALENDAR)
-    assert first == {str(epoch_minute(minute(12, 0))): {"activities": 1, "activities_by_kind": {"call": 1}}}
-    assert state.to_dict()["minutes"] == {
-        str(epoch_minute(minute(12, 0))): {"activities": 2, "activities_by_kind": {"call": 2}},
-        str(epoch_minute(minute(12, 10))): {"revenue": "5", "deals_won": "1"},
+def test_a_state_stored_with_its_minutes_inside_brings_them_into_its_days_once() -> None:
+    """The form before minute days: `minutes` in the state. Rebuilt, they are outbox entries (legacy source),
+    carried out once however many times the same stored form is restored."""
+    legacy = {
+        "rep_id": "ana",
+        "version": 3,
+        "activity_marks": {"activities/0": 2},
+        "minutes": {
+            str(epoch_minute(minute(12, 0))): {"activities": 2, "activities_by_kind": {"call": 2}},
+            str(epoch_minute(on_day(1, 9))): {"revenue": "5", "deals_won": "1"},
+        },
     }
-    state.apply_credit(won("7", minute(12, 10, 30)), source="deals/0", seq=2, calendar=CALENDAR)
-    assert state.to_dict()["minutes"][str(epoch_minute(minute(12, 10)))] == {"revenue": "12", "deals_won": "2"}
-    state.apply_activity("email", minute(12, 40), source="activities/0", seq=3, calendar=CALENDAR)
-    assert sorted(state.to_dict()["minutes"]) == [str(epoch_minute(minute(12, m))) for m in (10, 40)]
+    days = MemoryDays()
+    first = RepState.from_dict(legacy)
+    assert {entry.source for entry in first.minute_outbox} == {LEGACY_SOURCE}
+    assert days.window(first, minute(0, 0), on_day(2, 0)).activities == 2
+    again = RepState.from_dict(legacy)
+    assert days.window(again, minute(0, 0), on_day(2, 0)).to_dict() == {
+        "activities": 2, "activities_by_kind": {"call": 2}, "revenue": "5", "deals_won": "1"}
+    assert "minutes" not in again.to_dict()
+
+
+def test_the_stored_form_carries_the_outbox_and_the_days_and_round_trips() -> None:
+    state = RepState("ana", minute_horizon=timedelta(days=1))
+    state.apply_credit(won("100.00", minute(12, 5, 10)), source="deals/0", seq=1, calendar=CALENDAR)
+    state.apply_credit(won("7.00", on_day(3, 1)), source="deals/0", seq=2, calendar=CALENDAR)
+    stored = json.loads(json.dumps(state.to_dict()))
+    entry = ["deals/0", 2, epoch_minute(on_day(3, 1)), {"revenue": "7.00", "deals_won": "1"}]
+    assert stored["minute_outbox"] == [entry]
+    assert stored["days"] == [day_of(epoch_minute(on_day(3, 1)))]
+    assert stored["day_evictions"] == [[state.day_evictions[0][0], day_of(epoch_minute(NOON))]]
+    assert stored["minute_floor"] == epoch_minute(on_day(2, 0))
+    assert RepState.from_dict(stored) == state
 
 
 # Seconds after the start: anywhere in three days, or crowded into the first twenty minutes so that
@@ -518,63 +545,96 @@ def _same(left: KpiTotals, right: KpiTotals) -> bool:
 
 
 @settings(max_examples=200, deadline=None)
-@given(events=timed_events, replays=st.lists(st.integers(min_value=0, max_value=39), max_size=8), windows=windows)
+@given(
+    events=timed_events,
+    replays=st.lists(st.integers(min_value=0, max_value=39), max_size=8),
+    flushes=st.sets(st.integers(min_value=0, max_value=48), max_size=8),
+    windows=windows,
+)
 def test_window_totals_equal_a_brute_force_sum_of_everything_applied(
-    events: list[tuple[str, int, int, int, str]], replays: list[int], windows: list[tuple[int, int]]
+    events: list[tuple[str, int, int, int, str]], replays: list[int], flushes: set[int], windows: list[tuple[int, int]]
 ) -> None:
-    state = RepState("ana")
-    _fold(state, list(enumerate(events)) + [(i, events[i]) for i in replays if i < len(events)])
+    state, days = RepState("ana"), MemoryDays()
+    feed = list(enumerate(events)) + [(i, events[i]) for i in replays if i < len(events)]
+    for position, item in enumerate(feed):
+        _fold(state, [item])
+        if position in flushes:  # the worker's batches end anywhere
+            days.flush(state)
     for start, length in windows:
         starts_at = EVENTS_START + timedelta(seconds=start)
         ends_at = starts_at + timedelta(seconds=length)
-        assert _same(state.window_totals(starts_at, ends_at), _brute_force(events, starts_at, ends_at))
+        assert _same(days.window(state, starts_at, ends_at), _brute_force(events, starts_at, ends_at))
 
 
 @settings(max_examples=200, deadline=None)
-@given(events=timed_events, horizon=st.integers(min_value=1, max_value=2 * 1440), windows=windows)
-def test_the_minute_store_keeps_exactly_the_horizon_behind_the_newest_minute(
-    events: list[tuple[str, int, int, int, str]], horizon: int, windows: list[tuple[int, int]]
+@given(
+    events=timed_events,
+    horizon=st.integers(min_value=1, max_value=2 * 1440),
+    flushes=st.sets(st.integers(min_value=0, max_value=40), max_size=8),
+    windows=windows,
+)
+def test_the_minute_days_keep_whole_days_back_to_the_horizon_and_history_has_the_rest(
+    events: list[tuple[str, int, int, int, str]], horizon: int, flushes: set[int], windows: list[tuple[int, int]]
 ) -> None:
-    state = RepState("ana", minute_horizon=timedelta(minutes=horizon))
-    _fold(state, list(enumerate(events)))
+    state, days = RepState("ana", minute_horizon=timedelta(minutes=horizon)), MemoryDays()
+    for seq, event in enumerate(events):
+        _fold(state, [(seq, event)])
+        if seq in flushes:
+            days.flush(state)
     instants = [EVENTS_START + timedelta(seconds=e[1]) for e in events]
     instants += [EVENTS_START + timedelta(seconds=e[2]) for e in events if e[0] == "close-date change"]
-    kept_from = max(map(epoch_minute, instants)) - horizon if instants else None
-    assert not state.minutes if kept_from is None else min(state.minutes) >= kept_from
-    before, after = EVENTS_START - timedelta(days=1), EVENTS_START + timedelta(days=4)
-    assert _same(state.window_totals(before, after), _brute_force(events, before, after, kept_from))
-    evicted = evicted_minutes(state)
-    for start, length in windows:
+    newest = max(map(epoch_minute, instants)) if instants else None
+    # The floor is the UTC midnight at or before (newest minute − horizon) as it moved: an event behind the floor
+    # of its moment went to history even if a later floor would be no further on.
+    kept = days.minutes(state)
+    if newest is None:
+        assert not kept and state.minute_floor is None
+    else:
+        floor = (newest - horizon) // 1440 * 1440
+        assert state.minute_floor == floor and all(m >= floor for m in kept)
+    history = days.history.get("ana", {})
+    assert all(m < floor for m in history) if newest is not None else not history
+    for start, length in [*windows, (-86_400, 5 * 86_400)]:
         starts_at = EVENTS_START + timedelta(seconds=start)
         ends_at = starts_at + timedelta(seconds=length)
-        assert _same(state.window_totals(starts_at, ends_at), _brute_force(events, starts_at, ends_at, kept_from))
-        # What left for history makes up the rest: hot minutes and history together are exact for any window.
-        first, end = epoch_minute(starts_at - timedelta(microseconds=1)) + 1, epoch_minute(
-            ends_at - timedelta(microseconds=1)) + 1
-        history = KpiTotals().merged([t for m, t in evicted.items() if first <= m < end])
-        assert _same(state.window_totals(starts_at, ends_at) + history, _brute_force(events, starts_at, ends_at))
+        # Hot minutes and history together are exact for any window.
+        first, end = ceil_minute(starts_at), ceil_minute(ends_at)
+        past = KpiTotals().merged([t for m, t in history.items() if first <= m < end])
+        assert _same(days.window(state, starts_at, ends_at) + past, _brute_force(events, starts_at, ends_at))
     restored = RepState.from_dict(json.loads(json.dumps(state.to_dict())), minute_horizon=timedelta(minutes=horizon))
     assert restored == state
 
 
 @settings(max_examples=100, deadline=None)
-@given(events=timed_events, cuts=st.sets(st.integers(min_value=0, max_value=40), max_size=5))
-def test_the_stored_minutes_round_trip_whenever_the_state_is_written(
-    events: list[tuple[str, int, int, int, str]], cuts: set[int]
+@given(
+    events=timed_events,
+    cuts=st.sets(st.integers(min_value=0, max_value=40), max_size=5),
+    lost=st.sets(st.integers(min_value=0, max_value=40), max_size=5),
+)
+def test_a_worker_killed_between_storing_a_state_and_its_days_ends_where_an_undisturbed_one_does(
+    events: list[tuple[str, int, int, int, str]], cuts: set[int], lost: set[int]
 ) -> None:
-    state = RepState("ana", minute_horizon=timedelta(hours=20))
+    """At each cut a batch ends: the state is stored, then its outbox carried out. At a lost cut the worker dies
+    after storing the state: the replacement restores the stored form and carries the outbox out itself."""
+    horizon = timedelta(hours=20)
+    calm, calm_days = RepState("ana", minute_horizon=horizon), MemoryDays()
+    state, days = RepState("ana", minute_horizon=horizon), MemoryDays()
     for seq, event in enumerate(events):
+        _fold(calm, [(seq, event)])
         _fold(state, [(seq, event)])
-        if seq in cuts:  # a table write in the middle of the stream
+        if seq in cuts:
+            calm_days.flush(calm)
             stored = json.loads(json.dumps(state.to_dict()))
-            assert RepState.from_dict(stored, minute_horizon=timedelta(hours=20)) == state
-    stored = json.loads(json.dumps(state.to_dict()))
-    assert stored.get("minutes", {}) == {str(m): t.to_dict() for m, t in state.minutes.items()}
-    restored = RepState.from_dict(stored, minute_horizon=timedelta(hours=20))
-    assert restored == state and restored.to_dict() == state.to_dict()
-    _fold(restored, [(len(events), ("activity", 3 * 86_400, 0, 0, "call"))])
-    _fold(state, [(len(events), ("activity", 3 * 86_400, 0, 0, "call"))])
-    assert restored == state and restored.to_dict() == state.to_dict()
+            if seq in lost:
+                days.flush(state)  # the days were written; the state's next write never happened
+                state = RepState.from_dict(stored, minute_horizon=horizon)
+            days.flush(state)
+    calm_days.flush(calm)
+    days.flush(state)
+    assert calm_days.days == days.days
+    assert calm_days.history == days.history
+    before, after = EVENTS_START - timedelta(days=1), EVENTS_START + timedelta(days=4)
+    assert _same(days.window(state, before, after), calm_days.window(calm, before, after))
 
 
 # -- tiers reached ---------------------------------------------------------------------------------
@@ -597,7 +657,6 @@ def test_tiers_reached_survive_storage_and_a_replay_does_not_cross_again() -> No
     assert restored == state
     assert restored.reached.reached_for("ae", "FY2026-Q1") == {"target": "2026-03-15T12:00:00Z"}
     assert restored.record_tiers("ae", "FY2026-Q1", TIERS, Decimal("1.0"), NOON + timedelta(hours=1)) == []
-    assert RepState.from_dict(state.to_dict(include_minutes=False)).reached == state.reached
 
 
 def test_pruning_reached_plan_periods_bumps_the_version() -> None:

@@ -1,19 +1,23 @@
 """Contests (CONTRACT §5): a board over a window `[starts_at, ends_at)` instead of a period.
 
 A rep's contest value is the board's metric over the credits and activities attributed in the window, read
-from the per-minute totals of the rep's state (so windows have minute resolution; see
-`RepState.window_totals`).
+from the rep's per-minute totals (so windows have minute resolution; see `RepState.window_totals`), which live
+in minute days beside the state: `days(day_key)` gives a stored day.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
 from services.scoring.domain.kpis import KpiTotals, is_kpi_name
+from services.scoring.domain.minute_days import MinuteDay
 from services.scoring.domain.rep_state import RepState, ceil_minute
 
-__all__ = ["contest_totals", "contest_value", "window_minutes"]
+__all__ = ["DayLookup", "contest_totals", "contest_value", "window_minutes"]
+
+DayLookup = Callable[[str], MinuteDay | None]
 
 
 def window_minutes(starts_at: datetime, ends_at: datetime) -> tuple[int, int]:
@@ -21,12 +25,14 @@ def window_minutes(starts_at: datetime, ends_at: datetime) -> tuple[int, int]:
     return ceil_minute(starts_at), ceil_minute(ends_at)
 
 
-def contest_totals(state: RepState, starts_at: datetime, ends_at: datetime) -> KpiTotals:
+def contest_totals(state: RepState, days: DayLookup, starts_at: datetime, ends_at: datetime) -> KpiTotals:
     """The rep's totals over the window: every KPI of the contest can be read from them."""
-    return state.window_totals(starts_at, ends_at)
+    return state.window_totals(starts_at, ends_at, days)
 
 
-def contest_value(state: RepState, starts_at: datetime, ends_at: datetime, metric: str) -> Decimal | None:
+def contest_value(
+    state: RepState, days: DayLookup, starts_at: datetime, ends_at: datetime, metric: str
+) -> Decimal | None:
     """The rep's value of `metric` (any KPI of CONTRACT §3) over the window `[starts_at, ends_at)`.
 
     None for a rate or average over nothing (e.g. `win_rate` with no deal closed in the window); a board
@@ -35,4 +41,4 @@ def contest_value(state: RepState, starts_at: datetime, ends_at: datetime, metri
     """
     if not is_kpi_name(metric):
         raise ValueError(f"unknown KPI {metric!r} for a contest")
-    return contest_totals(state, starts_at, ends_at).value(metric)
+    return contest_totals(state, days, starts_at, ends_at).value(metric)

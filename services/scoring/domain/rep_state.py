@@ -1,12 +1,13 @@
 """One rep's rolling KPI totals per period, with the dedup marks that guard them, kept in one table value.
 
 It keeps the most recent N periods of each kind; older ones leave as evictions bound for SQL history.
-Beside them: totals per UTC minute for contest windows (a few weeks, then dropped) and the tiers reached.
+Beside them: the tiers reached, and what a contest window needs of the per-minute totals, which live out of
+the state in one `MinuteDay` per rep and UTC day (services/scoring/domain/minute_days.py): the days that exist,
+the oldest minute kept, and the minute entries added since the state was last stored (its minute outbox).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,11 +18,13 @@ from typing import Any, Final, Literal
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.crossings import TiersReached, TierThreshold
 from services.scoring.domain.kpis import ACTIVITY_KIND_PATTERN, KpiTotals, is_activity_kind
+from services.scoring.domain.minute_days import MINUTES_PER_DAY, MinuteDay, MinuteEntry, day_key
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 
 __all__ = [
     "DEFAULT_MINUTE_HORIZON",
     "DEFAULT_RETENTION",
+    "LEGACY_SOURCE",
     "MINUTE",
     "EvictionKind",
     "PeriodEviction",
@@ -37,13 +40,16 @@ DEFAULT_RETENTION: Final[Mapping[PeriodKind, int]] = MappingProxyType(
     {"day": 62, "week": 27, "month": 25, "quarter": 9, "year": 4}
 )
 
-# How far behind the newest minute seen the per-minute totals reach: contests are live events, not history.
+# How far behind the newest minute seen the per-minute totals reach (at least; whole UTC days are kept):
+# contests are live events, not history.
 DEFAULT_MINUTE_HORIZON: Final = timedelta(days=35)
 
 # The five period kinds paired with their position in Calendar.period_keys(), for the hot loop.
 _KIND_POSITIONS: Final = tuple(enumerate(PERIOD_KINDS))
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE: Final = timedelta(minutes=1)
+LEGACY_SOURCE: Final = "legacy"
+"""The source of the minute entries made from a state stored with its minutes inside (before minute days)."""
 
 
 MINUTE: Final = "minute"
@@ -111,11 +117,14 @@ class RepState:
     guard, so a restore from the changelog never separates the two. `evictions` is an outbox for SQL
     history: take it with `drain_evicted`, or write it and then `acknowledge_evictions`.
 
-    `minutes[m]` holds the totals of UTC minute `m` (see `epoch_minute`) for every minute that had a credit
-    or an activity, back to `minute_horizon` behind the newest minute seen; older minutes are dropped, and
-    credits or activities older than that are counted in their periods but not in any minute. It answers
-    contest windows (`window_totals`). `reached` holds the tiers each plan-period has reached, so a tier
-    crossing is emitted once (`record_tiers`).
+    Per-minute totals (UTC minute `m`, see `epoch_minute`) answer contest windows (`window_totals`); they
+    are kept in `MinuteDay`s, from `minute_floor` (a UTC midnight at least `minute_horizon` behind the
+    newest minute seen) on. `days` are the days that have minutes; `minute_outbox` the entries added since
+    the days were last written (take them with `minute_work`, then `acknowledge_minutes`); `day_evictions`
+    the days that fell behind the floor, `(seq, day)`, whose minutes go to SQL history as evictions of kind
+    `minute` with that `seq` before the day is deleted. A credit or activity for a minute behind the floor
+    goes to history at once. `reached` holds the tiers each plan-period has reached, so a tier crossing is
+    emitted once (`record_tiers`).
     """
 
     rep_id: str
@@ -126,23 +135,16 @@ class RepState:
     version: int = 0
     evictions: list[PeriodEviction] = field(default_factory=list)
     eviction_seq: int = 0
-    minutes: dict[int, KpiTotals] = field(default_factory=dict)
+    minute_floor: int | None = None
+    days: set[int] = field(default_factory=set)
+    minute_outbox: list[MinuteEntry] = field(default_factory=list)
+    day_evictions: list[tuple[int, int]] = field(default_factory=list)
     reached: TiersReached = field(default_factory=TiersReached)
     retention: Mapping[PeriodKind, int] = field(
         default_factory=lambda: DEFAULT_RETENTION, compare=False, repr=False
     )
     minute_horizon: timedelta = field(default=DEFAULT_MINUTE_HORIZON, compare=False, repr=False)
-    # Derived from `minutes`, never stored: the horizon in minutes; the oldest minute still accepted (newest
-    # seen − horizon); a min-heap of the stored minutes, so dropping the oldest costs O(log n); and the
-    # stored form of each minute with the minutes changed since, because a busy rep has thousands of
-    # minutes and the whole state is serialised on every table write while only a few minutes change.
     _horizon_minutes: int = field(default=0, init=False, compare=False, repr=False)
-    _minute_floor: int | None = field(default=None, init=False, compare=False, repr=False)
-    _minute_heap: list[int] = field(default_factory=list, init=False, compare=False, repr=False)
-    _minute_forms: dict[int, tuple[str, dict[str, Any]]] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
-    _changed_minutes: set[int] = field(default_factory=set, init=False, compare=False, repr=False)
     touched: set[tuple[PeriodKind, str]] = field(default_factory=set, init=False, compare=False, repr=False)
     """The periods whose totals changed since the owner last cleared this (never stored): where plans may
     have been crossed — the current period or any other, history included."""
@@ -157,12 +159,6 @@ class RepState:
         if not isinstance(horizon, timedelta) or horizon < _MINUTE:
             raise ValueError(f"minute_horizon must be a timedelta of at least one minute, got {horizon!r}")
         self._horizon_minutes = horizon // _MINUTE
-        self._minute_heap = list(self.minutes)
-        heapq.heapify(self._minute_heap)
-        self._changed_minutes = set(self.minutes)
-        if self.minutes:
-            self._minute_floor = max(self.minutes) - self._horizon_minutes
-            self._drop_minutes_before(self._minute_floor)
 
     # -- folding ----------------------------------------------------------------------------------
 
@@ -175,7 +171,7 @@ class RepState:
             if credit.rep_id != rep_id:
                 raise ValueError(f"credit for rep {credit.rep_id!r} applied to the state of rep {rep_id!r}")
         periods, zone, keys_for = self.periods, calendar.zone, calendar.keys_for_local_date
-        minutes, changed, epoch, one_minute = self.minutes, self._changed_minutes, _EPOCH, _MINUTE
+        epoch, one_minute = _EPOCH, _MINUTE
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
         touched = self.touched
         for credit in credits:
@@ -188,18 +184,14 @@ class RepState:
                 if totals is None:
                     totals = self._open_period(kind, key, late)
                 totals.apply_credit(credit)
-            minute = (at - epoch) // one_minute  # epoch_minute(at), inlined: this loop runs per credit
-            in_minute = minutes.get(minute)
-            if in_minute is not None:
-                in_minute.apply_credit(credit)
-                changed.add(minute)
-            else:
-                self._add_minute(
-                    minute,
-                    KpiTotals(
-                        credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_won, credit.renewals_lost
-                    ),
-                )
+            self._add_minute(
+                (at - epoch) // one_minute,  # epoch_minute(at), inlined: this loop runs per credit
+                KpiTotals(
+                    credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_won, credit.renewals_lost
+                ),
+                source,
+                seq,
+            )
         self._finish_change(late)
         self.credit_marks[source] = seq
         return True
@@ -226,13 +218,12 @@ class RepState:
             if totals is None:
                 totals = self._open_period(period_kind, key, late)
             totals.add_activity(kind, count)
-        minute = (at - _EPOCH) // _MINUTE
-        in_minute = self.minutes.get(minute)
-        if in_minute is not None:
-            in_minute.add_activity(kind, count)
-            self._changed_minutes.add(minute)
-        else:
-            self._add_minute(minute, KpiTotals(activities=count, activities_by_kind={kind: count} if count else {}))
+        self._add_minute(
+            (at - _EPOCH) // _MINUTE,
+            KpiTotals(activities=count, activities_by_kind={kind: count} if count else {}),
+            source,
+            seq,
+        )
         self._finish_change(late)
         self.activity_marks[source] = seq
         return True
@@ -249,37 +240,38 @@ class RepState:
         self.periods[kind][key] = totals
         return totals
 
-    def _add_minute(self, minute: int, totals: KpiTotals) -> None:
-        """Keep `totals` as the first totals of `minute`, unless it is older than the horizon (it would be
-        dropped at once); a minute newer than any before moves the horizon and drops what falls behind."""
-        floor = self._minute_floor
+    def _add_minute(self, minute: int, totals: KpiTotals, source: str, seq: int) -> None:
+        """Put `totals` in the minute outbox, unless the minute is behind the floor (then it goes to history
+        at once); a minute newer than any before may move the floor, and days behind it leave."""
+        floor = self.minute_floor
         if floor is not None and minute < floor:
             self._emit(MINUTE, minute_key(minute), totals)  # a late credit for a minute already in history
             return
-        self.minutes[minute] = totals
-        self._changed_minutes.add(minute)
-        heap = self._minute_heap
-        heapq.heappush(heap, minute)
-        newest_floor = minute - self._horizon_minutes
+        self.minute_outbox.append(MinuteEntry(source, seq, minute, totals))
+        self.days.add(minute // MINUTES_PER_DAY)
+        newest_floor = (minute - self._horizon_minutes) // MINUTES_PER_DAY * MINUTES_PER_DAY
         if floor is None or newest_floor > floor:
-            self._minute_floor = newest_floor
-            if heap[0] < newest_floor:
-                self._drop_minutes_before(newest_floor)
+            self._move_floor(newest_floor)
 
-    def _drop_minutes_before(self, floor: int) -> None:
-        """Hand every minute before `floor` to history (contests over past windows still count it)."""
-        heap, minutes, forms = self._minute_heap, self.minutes, self._minute_forms
-        while heap and heap[0] < floor:
-            minute = heapq.heappop(heap)
-            forms.pop(minute, None)
-            totals = minutes.pop(minute, None)
-            if totals is not None:
-                self._emit(MINUTE, minute_key(minute), totals)
-
-    @property
-    def minute_floor(self) -> int | None:
-        """The oldest minute the state still holds totals for; older minutes are in history."""
-        return self._minute_floor
+    def _move_floor(self, floor: int) -> None:
+        """Days before `floor` leave: each becomes a day eviction (its minutes go to history with that seq, then
+        it is deleted), and what the outbox holds for them goes to history as it is (it is in no day yet)."""
+        self.minute_floor = floor
+        first_day = floor // MINUTES_PER_DAY
+        gone = sorted(day for day in self.days if day < first_day)
+        if not gone:
+            return
+        kept = []
+        for entry in self.minute_outbox:
+            if entry.minute < floor:
+                self._emit(MINUTE, minute_key(entry.minute), entry.totals)
+            else:
+                kept.append(entry)
+        self.minute_outbox = kept
+        for day in gone:
+            self.days.discard(day)
+            self.eviction_seq += 1
+            self.day_evictions.append((self.eviction_seq, day))
 
     def _finish_change(self, late: dict[tuple[PeriodKind, str], KpiTotals]) -> None:
         for (kind, key), totals in late.items():
@@ -337,27 +329,48 @@ class RepState:
         """The retained keys of one kind, oldest first."""
         return sorted(self.periods[kind])
 
-    def window_totals(self, starts_at: datetime, ends_at: datetime) -> KpiTotals:
-        """The totals of every credit and activity attributed in the window `[starts_at, ends_at)`.
+    def window_totals(
+        self, starts_at: datetime, ends_at: datetime, days: Callable[[str], MinuteDay | None]
+    ) -> KpiTotals:
+        """The totals of every credit and activity attributed in the window `[starts_at, ends_at)`, from the
+        rep's minute days (`days(day_key)` gives the stored day) and the outbox entries not in them yet.
 
         A window has minute resolution: it counts each UTC minute whose START lies in `[starts_at,
         ends_at)`, so a bound inside a minute counts that minute by its start — `starts_at` 12:00:30 leaves
         out the minute 12:00 (all of it, also what came at 12:00:45), and `ends_at` 13:00:30 takes in the
-        minute 13:00 (all of it, also 13:00:50). Bounds on whole minutes are exact. Only minutes back to
-        `minute_horizon` behind the newest minute seen are kept: a window reaching further back counts
-        what is left. An empty window (`ends_at == starts_at`) gives zeros.
+        minute 13:00 (all of it, also 13:00:50). Bounds on whole minutes are exact. Only minutes from
+        `minute_floor` on are kept here: a window reaching further back counts what is left (the rest is in
+        history). An empty window (`ends_at == starts_at`) gives zeros.
         """
         first, end = ceil_minute(starts_at), ceil_minute(ends_at)
         # Instants compared through the UTC epoch: two datetimes sharing a tzinfo compare by wall time.
         if ends_at - _EPOCH < starts_at - _EPOCH:
             raise ValueError(f"window ends at {ends_at.isoformat()}, before it starts at {starts_at.isoformat()}")
-        minutes = self.minutes
-        if end - first <= len(minutes):
-            get = minutes.get
-            inside = [totals for totals in map(get, range(first, end)) if totals is not None]
-        else:
-            inside = [totals for minute, totals in minutes.items() if first <= minute < end]
+        rep_id = self.rep_id
+        inside: list[KpiTotals] = []
+        for day in self.days:
+            start = day * MINUTES_PER_DAY
+            if start < end and start + MINUTES_PER_DAY > first:
+                held = days(day_key(rep_id, day))
+                if held is not None:
+                    inside.append(held.within(first, end))
+        for entry in self.minute_outbox:
+            if first <= entry.minute < end:
+                held = days(day_key(rep_id, entry.minute // MINUTES_PER_DAY))
+                if held is None or not held.holds(entry):
+                    inside.append(entry.totals)
         return KpiTotals().merged(inside)
+
+    def minute_work(self) -> tuple[list[MinuteEntry], list[tuple[int, int]]]:
+        """The minute entries to add to their days and the day evictions to carry out, as they are now (take
+        them after the state is stored; acknowledge them with `acknowledge_minutes` once done)."""
+        return list(self.minute_outbox), list(self.day_evictions)
+
+    def acknowledge_minutes(self, entries: int, evictions: int) -> None:
+        """Drop the first `entries` outbox entries and `evictions` day evictions: they are in the days and in
+        history now (the stored state keeps them until its next write; doing them again changes nothing)."""
+        del self.minute_outbox[:entries]
+        del self.day_evictions[:evictions]
 
     # -- tier crossings ---------------------------------------------------------------------------
 
@@ -385,14 +398,8 @@ class RepState:
 
     # -- storage ----------------------------------------------------------------------------------
 
-    def to_dict(self, *, include_minutes: bool = True) -> dict[str, Any]:
-        """A compact JSON-safe form that `from_dict` turns back into an equal state.
-
-        The stored form (table value, changelog) needs the minutes; a snapshot for consumers that read
-        contest totals elsewhere can leave them out with `include_minutes=False` — a state rebuilt from
-        that has no minutes and answers every window with zeros. The minute entries are shared with an
-        encoding cache: serialise the result, don't edit it.
-        """
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-safe form that `from_dict` turns back into an equal state."""
         data: dict[str, Any] = {"rep_id": self.rep_id, "version": self.version}
         periods = {
             kind: {key: totals.to_dict() for key, totals in bucket.items()}
@@ -411,24 +418,17 @@ class RepState:
             data["evictions"] = [eviction.to_dict() for eviction in self.evictions]
         if self.eviction_seq:
             data["eviction_seq"] = self.eviction_seq
-        if include_minutes and self.minutes:
-            data["minutes"] = self._minutes_form()
+        if self.minute_floor is not None:
+            data["minute_floor"] = self.minute_floor
+        if self.days:
+            data["days"] = sorted(self.days)
+        if self.minute_outbox:
+            data["minute_outbox"] = [entry.to_list() for entry in self.minute_outbox]
+        if self.day_evictions:
+            data["day_evictions"] = [list(item) for item in self.day_evictions]
         if self.reached:
             data["reached"] = self.reached.to_dict()
         return data
-
-    def _minutes_form(self) -> dict[str, dict[str, Any]]:
-        # Only the minutes changed since the last call are encoded again; the entries are shared with the
-        # cache, which is why `to_dict` output is for serialising, not for editing.
-        forms, minutes = self._minute_forms, self.minutes
-        for minute in self._changed_minutes:
-            totals = minutes.get(minute)
-            if totals is None:
-                forms.pop(minute, None)
-            else:
-                forms[minute] = (str(minute), totals.to_dict())
-        self._changed_minutes.clear()
-        return dict(forms.values())
 
     @classmethod
     def from_dict(
@@ -439,7 +439,11 @@ class RepState:
         minute_horizon: timedelta = DEFAULT_MINUTE_HORIZON,
     ) -> RepState:
         """Rebuild a state from `to_dict()` output; `retention` and `minute_horizon` are configuration,
-        not stored (a shorter horizon drops minutes on the way in; a longer one brings none back)."""
+        not stored (a longer horizon brings back no day; a shorter one moves the floor at the next minute).
+
+        A state stored with its minutes inside (`minutes`, before minute days) comes back with them in its
+        minute outbox, as entries of source LEGACY_SOURCE and sequence 0: the first flush puts them in their
+        days, and doing that again (the state rebuilt from the same stored form) changes nothing."""
         try:
             periods = _empty_periods()
             from_totals = KpiTotals.from_dict
@@ -452,7 +456,7 @@ class RepState:
                 if kind not in periods:
                     raise ValueError(f"unknown period kind {kind!r}")
                 horizons[kind] = str(key)
-            return cls(
+            state = cls(
                 rep_id=str(data["rep_id"]),
                 periods=periods,
                 horizons=horizons,
@@ -461,10 +465,18 @@ class RepState:
                 version=int(data.get("version", 0)),
                 evictions=[PeriodEviction.from_dict(item) for item in data.get("evictions", ())],
                 eviction_seq=int(data.get("eviction_seq", 0)),
-                minutes={int(minute): from_totals(totals) for minute, totals in data.get("minutes", {}).items()},
+                minute_floor=None if data.get("minute_floor") is None else int(data["minute_floor"]),
+                days={int(day) for day in data.get("days", ())},
+                minute_outbox=[MinuteEntry.from_list(item) for item in data.get("minute_outbox", ())],
+                day_evictions=[(int(seq), int(day)) for seq, day in data.get("day_evictions", ())],
                 reached=TiersReached.from_dict(data.get("reached", {})),
                 retention=retention,
                 minute_horizon=minute_horizon,
             )
+            legacy = data.get("minutes")
+            if legacy:
+                for minute in sorted(int(m) for m in legacy):
+                    state._add_minute(minute, from_totals(legacy[str(minute)]), LEGACY_SOURCE, 0)
+            return state
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a stored rep state: {exc!r}") from exc
