@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from faust.serializers import codecs
@@ -70,7 +70,7 @@ class RepStateCodec(codecs.Codec):
 
 class MinuteDayCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj.to_dict())
+        return cast(bytes, obj.encode())
 
     def _loads(self, s: bytes) -> Any:
         return MinuteDay.from_dict(orjson.loads(s))

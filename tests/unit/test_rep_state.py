@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.kpis import KpiTotals
-from services.scoring.domain.minute_days import day_of
+from services.scoring.domain.minute_days import MinuteDay, MinuteEntry, day_of
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
 from services.scoring.domain.rep_state import (
     DEFAULT_MINUTE_HORIZON,
@@ -668,3 +668,14 @@ def test_pruning_reached_plan_periods_bumps_the_version() -> None:
     assert state.version == version + 1
     assert state.prune_reached(lambda plan_id, key: True) == 0
     assert state.version == version + 1
+
+
+def test_a_minute_day_encodes_as_its_stored_form_after_every_change() -> None:
+    day = MinuteDay("ana", day_of(epoch_minute(NOON)))
+    entries = [MinuteEntry("deals/0", seq, epoch_minute(minute(12, seq % 3)), KpiTotals(revenue=Decimal(seq)))
+               for seq in range(1, 7)]
+    for entry in entries:
+        day.apply([entry])
+        assert json.loads(day.encode()) == json.loads(json.dumps(day.to_dict()))
+        assert MinuteDay.from_dict(json.loads(day.encode())) == day
+    assert day.within(epoch_minute(minute(12, 0)), epoch_minute(minute(12, 3))).revenue == Decimal(21)

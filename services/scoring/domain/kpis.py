@@ -81,20 +81,24 @@ class KpiTotals:
         """A new total: this one plus `others` (a team is the sum of its members)."""
         result = self.copy()
         for other in others:
-            result.revenue += other.revenue
-            result.deals_won += other.deals_won
-            result.deals_lost += other.deals_lost
-            result.renewals_won += other.renewals_won
-            result.renewals_lost += other.renewals_lost
-            result.activities += other.activities
-            by_kind = result.activities_by_kind
-            for kind, count in other.activities_by_kind.items():
-                total = by_kind.get(kind, 0) + count
-                if total:
-                    by_kind[kind] = total
-                else:
-                    by_kind.pop(kind, None)
+            result.add(other)
         return result
+
+    def add(self, other: KpiTotals) -> None:
+        """Add `other` into this total, in place."""
+        self.revenue += other.revenue
+        self.deals_won += other.deals_won
+        self.deals_lost += other.deals_lost
+        self.renewals_won += other.renewals_won
+        self.renewals_lost += other.renewals_lost
+        self.activities += other.activities
+        by_kind = self.activities_by_kind
+        for kind, count in other.activities_by_kind.items():
+            total = by_kind.get(kind, 0) + count
+            if total:
+                by_kind[kind] = total
+            else:
+                by_kind.pop(kind, None)
 
     def __add__(self, other: KpiTotals) -> KpiTotals:
         if not isinstance(other, KpiTotals):

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
 from services.scoring.domain.kpis import KpiTotals
 
 __all__ = [
@@ -75,6 +77,10 @@ class MinuteDay:
     marks: dict[str, int] = field(default_factory=dict)
     version: int = 0
     _whole: KpiTotals | None = field(default=None, init=False, compare=False, repr=False)
+    # The encoded form of each minute, and the minutes changed since: a busy day has hundreds of minutes and is
+    # written after every batch that touches it, while a batch changes a few.
+    _forms: dict[int, bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _changed: set[int] | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -98,7 +104,12 @@ class MinuteDay:
             if day_of(entry.minute) != self.day:
                 raise ValueError(f"minute {entry.minute} is not on day {self.day}")
             held = minutes.get(entry.minute)
-            minutes[entry.minute] = entry.totals.copy() if held is None else held + entry.totals
+            if held is None:
+                minutes[entry.minute] = entry.totals.copy()
+            else:
+                held.add(entry.totals)
+            if self._changed is not None:
+                self._changed.add(entry.minute)
             if entry.seq > marks.get(entry.source, -1):
                 marks[entry.source] = entry.seq
             changed = True
@@ -124,6 +135,21 @@ class MinuteDay:
             "minutes": {str(minute): totals.to_dict() for minute, totals in self.minutes.items()},
             "marks": dict(self.marks),
         }
+
+    def encode(self) -> bytes:
+        """`orjson.dumps(self.to_dict())`, re-encoding only the minutes changed since the last call."""
+        forms, minutes, changed = self._forms, self.minutes, self._changed
+        for minute in minutes if changed is None else changed:
+            forms[minute] = orjson.dumps(minutes[minute].to_dict())
+        self._changed = set()
+        body = b",".join(b'"%d":%s' % (minute, form) for minute, form in forms.items())
+        return orjson.dumps({
+            "rep_id": self.rep_id,
+            "day": self.day,
+            "version": self.version,
+            "minutes": orjson.Fragment(b"{" + body + b"}"),
+            "marks": self.marks,
+        })
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MinuteDay:
