@@ -154,7 +154,7 @@ class Checkpointer:
         if not await self._folded_up_to(await log_ends(consumer, credits)):
             return False
         rep_tps = [self._changelog_tps(table) for table in self._rep_tables]
-        rep_offsets = [await log_ends(consumer, tps) for tps in rep_tps]
+        rep_offsets = await log_ends(consumer, [tp for tps in rep_tps for tp in tps])  # one request for all
         rep_values = [dict(table.dirty) for table in self._rep_tables]  # no await in between: one instant
         copied = [*zip(self._rep_tables, rep_values, strict=True), (self._deal_table, deal_values)]
         written = await checkpoints.write_checkpoint(
@@ -166,8 +166,8 @@ class Checkpointer:
             offsets={  # the last offset each changelog partition held (Faust's `persisted_offset`): -1 for none
                 self._deal_table.name: {tp.partition: deal_offsets[tp] - 1 for tp in deals},
                 **{
-                    table.name: {tp.partition: ends[tp] - 1 for tp in tps}
-                    for table, tps, ends in zip(self._rep_tables, rep_tps, rep_offsets, strict=True)
+                    table.name: {tp.partition: rep_offsets[tp] - 1 for tp in tps}
+                    for table, tps in zip(self._rep_tables, rep_tps, strict=True)
                 },
             },
             taken_ms=int(time.time() * 1000),

@@ -40,6 +40,10 @@ class StateTable:
         self.table = table
         self.partitions = partitions
         self._partition_key = partition_key
+        self._record_key: Callable[[bytes], bytes] | None = (
+            None if partition_key is None else lambda key: partition_key(key.decode()).encode()
+        )
+        """What the publisher chooses a changelog record's partition by (None: its key)."""
         self.name: str = table.name
         self._store = memory_store(table)
         self._encode = encode
@@ -110,14 +114,6 @@ class StateTable:
             records.append((key.encode(), None))
         if records:
             await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
-
-    @property
-    def _record_key(self) -> Callable[[bytes], bytes] | None:
-        """What the publisher chooses a record's partition by (None: its key)."""
-        partition_key = self._partition_key
-        if partition_key is None:
-            return None
-        return lambda key: partition_key(key.decode()).encode()
 
 
 def state_table(

@@ -46,7 +46,7 @@ def outbox_work(states: Mapping[str, RepState], get_day: Callable[[str], MinuteD
         outgoing = list(state.evictions)
         for seq, day in day_evictions:
             key = day_key(rep_id, day)
-            held = work.days.pop(key, None) or get_day(key)
+            held = get_day(key)  # a day behind the floor gets no entries here: they went to history directly
             if held is not None:  # else never written, or deleted already (this outbox carried out before)
                 outgoing += [PeriodEviction(seq, MINUTE, minute_key(m), totals) for m, totals in held.minutes.items()]
                 work.gone.append(key)
@@ -55,7 +55,7 @@ def outbox_work(states: Mapping[str, RepState], get_day: Callable[[str], MinuteD
             by_day.setdefault(entry.minute // MINUTES_PER_DAY, []).append(entry)
         for day, items in by_day.items():
             key = day_key(rep_id, day)
-            held = work.days.get(key) or get_day(key) or MinuteDay(rep_id, day)
+            held = get_day(key) or MinuteDay(rep_id, day)
             if held.apply(items):
                 work.days[key] = held
         if outgoing:
