@@ -84,5 +84,9 @@ def test_periods_a_killed_worker_left_bound_for_history_reach_it_though_no_new_e
     start_scoring(stack, "scoring-2")
     api = start_api(stack)
     wait_for_kpis(stack, expected, api=api, timeout=60)
+    # Every event the replacement met was a duplicate (the state it restored held them all); a rebalance
+    # while the group has committed nothing may deliver the batch to it more than once.
     samples = scrape(stack, "scoring-2")
-    assert metric(samples, "salespulse_scoring_duplicates_total", agent="rep-kpis") == len(events)
+    duplicates = metric(samples, "salespulse_scoring_duplicates_total", agent="rep-kpis")
+    assert duplicates == metric(samples, "salespulse_scoring_events_total", agent="rep-kpis")
+    assert duplicates >= len(events)
