@@ -81,16 +81,16 @@ async def replay_start_for_empty_broker(settings: Settings) -> int:
         await engine.dispose()
 
 
-async def load_values(sessions: Sessions, table: str, partitions: Iterable[int]) -> list[tuple[str, bytes]]:
-    """The checkpointed values of `table`'s keys in `partitions`."""
+async def load_values(sessions: Sessions, table: str, partitions: Iterable[int]) -> list[tuple[str, int, bytes]]:
+    """The checkpointed values of `table`'s keys in `partitions`: `(key, partition, value)`."""
     wanted = sorted(partitions)
     async with sessions() as session:
         rows = await session.execute(
-            select(ScoringCheckpoint.key, ScoringCheckpoint.value).where(
+            select(ScoringCheckpoint.key, ScoringCheckpoint.partition, ScoringCheckpoint.value).where(
                 ScoringCheckpoint.table_name == table, ScoringCheckpoint.partition.in_(wanted)
             )
         )
-        return [(key, bytes(value)) for key, value in rows]
+        return [(key, partition, bytes(value)) for key, partition, value in rows]
 
 
 async def write_checkpoint(

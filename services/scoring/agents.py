@@ -11,10 +11,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -37,7 +37,20 @@ from services.scoring.plan_book import PlanBook
 from services.scoring.publisher import Publisher
 from services.scoring.tables import StateTable
 
-__all__ = ["Scoring", "fold_deals", "fold_reps", "refresh_assignment_metrics", "refresh_owned", "run_agent"]
+__all__ = [
+    "Scoring",
+    "fail_stop",
+    "carry_restored_outboxes",
+    "flush_outboxes",
+    "fold_deals",
+    "fold_reps",
+    "note_restored_outboxes",
+    "owned_states",
+    "refresh_assignment_metrics",
+    "refresh_reps",
+    "republish_owned",
+    "run_agent",
+]
 
 log = logging.getLogger("salespulse.scoring")
 
@@ -73,6 +86,9 @@ class Scoring:
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """A configuration refresh and a rep batch never interleave."""
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    restored_outboxes: set[str] = field(default_factory=set)
+    """Reps restored with outboxes that may not have been carried out: each is carried out before the rep's
+    next batch or republish (`carry_restored_outboxes`)."""
     processed: dict[tuple[str, int], int] = field(default_factory=dict)
     """Per source partition, the offset after the last event a completed batch folded (for presence)."""
 
@@ -166,6 +182,8 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     get_state = ctx.rep_table.get
     now = ctx.clock.time()
     duplicates = 0
+    if ctx.restored_outboxes:
+        await carry_restored_outboxes(ctx, {m.key.decode(errors="replace") for m in events if m.key})
     for message in events:
         try:
             rep_id = message.key.decode()
@@ -235,9 +253,7 @@ async def flush_outboxes(ctx: Scoring, states: Mapping[str, RepState]) -> None:
     deleted; then the outboxes emptied in memory (the stored states keep them until their next write; doing
     them again changes nothing).
 
-    Called for the reps a batch changed, and for every owned rep after a restore: a worker killed after
-    storing a state and before carrying out its outboxes leaves them to whoever restores the state, for
-    whom a replay of the same events (all duplicates by then) would touch nothing."""
+    Called for the reps a batch changed, and for restored states (`carry_restored_outboxes`)."""
     work = outbox_work(states, ctx.day_table.get)
     if work.history:
         await ctx.history.add(work.history)
@@ -275,21 +291,27 @@ async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001
-        _fail_stop(agent, exc)
+        fail_stop(agent, exc)
 
 
-async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int, *, every_period: bool = False) -> int:
-    """Recompute progress for every rep this worker owns, store tiers newly reached (`every_period`: in every
-    plan period the state holds, after a plan changed), publish snapshots."""
+def owned_states(ctx: Scoring, owned: set[int]) -> dict[str, RepState]:
+    """The rep states of the `owned` source partitions."""
+    partitions = ctx.settings.partitions
+    if len(owned) >= partitions:  # all of them (the usual single worker): no partitioner call per rep
+        return dict(ctx.rep_table.items())
+    return {r: s for r, s in ctx.rep_table.items() if partition_for(r, partitions) in owned}
+
+
+async def refresh_reps(ctx: Scoring, states: Mapping[str, RepState], now_ms: int, *, every_period: bool = False) -> int:
+    """Recompute progress for these reps, store tiers newly reached (`every_period`: in every plan period the
+    state holds, after a plan changed), publish their snapshots; returns how many."""
     moment = ctx.clock.now()
-    plan_book, partitions = ctx.plan_book, ctx.settings.partitions
-    states = {r: s for r, s in ctx.rep_table.items() if partition_for(r, partitions) in owned}
+    plan_book = ctx.plan_book
     before = {r: s.version for r, s in states.items()}
     progress = {r: plan_book.refresh(s, moment, every_period=every_period) for r, s in states.items()}
     changed = {r: s for r, s in states.items() if s.version != before[r]}
     if changed:
         await ctx.rep_table.write(changed, {r: ctx.encode_rep(s) for r, s in changed.items()})
-    await flush_outboxes(ctx, states)
     get_day = ctx.day_table.get
     snapshots = [
         (
@@ -303,6 +325,58 @@ async def refresh_owned(ctx: Scoring, owned: set[int], now_ms: int, *, every_per
     return await ctx.publisher.publish(ctx.snapshots_topic, snapshots)
 
 
+async def carry_restored_outboxes(ctx: Scoring, reps: Iterable[str]) -> None:
+    """Carry out the outboxes these reps' states were restored with, where not done yet: before anything else
+    changes such a state (a new event could move its minute floor past an entry its day already holds, and
+    that minute would reach history twice)."""
+    pending = ctx.restored_outboxes
+    get = ctx.rep_table.get
+    due = {r: s for r in reps if r in pending and (s := get(r)) is not None}
+    if due:
+        await flush_outboxes(ctx, due)
+    pending.difference_update(reps)
+
+
+def note_restored_outboxes(ctx: Scoring, owned: set[int]) -> int:
+    """After a recovery: the owned reps whose states hold outboxes (a worker killed after storing a state and
+    before carrying out its outbox leaves it to whoever restores the state, for whom a replay of the same
+    events, all duplicates by then, would touch nothing); returns how many."""
+    ctx.restored_outboxes = {r for r, s in owned_states(ctx, owned).items() if s.holds_outbox()}
+    return len(ctx.restored_outboxes)
+
+
+REPUBLISH_CHUNK = 2_000
+"""Reps republished between two batches after a recovery (~60 ms of the worker's time)."""
+
+
+async def republish_owned(ctx: Scoring, owned: set[int]) -> int:
+    """After a recovery: carry out the restored outboxes and publish the snapshot of every rep of the `owned`
+    partitions, so consumers heal from any lost message (they keep the highest version per rep) and a broker
+    that came back empty gets every rep again; returns how many snapshots.
+
+    In chunks between batches (each holds the configuration lock the rep agent's batches take, and counts as
+    a batch in flight, which a rebalance waits for), so new events are folded while the owned reps are
+    republished: a restart with 100,000 reps folds its first events seconds sooner. The worker does not
+    report itself serving until this is done (services/scoring/app.py), so the gateway's readiness waits."""
+    reps = list(owned_states(ctx, owned))
+    sent = 0
+
+    async def chunk(reps: list[str]) -> None:
+        nonlocal sent
+        await carry_restored_outboxes(ctx, reps)
+        get = ctx.rep_table.get
+        sent += await refresh_reps(ctx, {r: s for r in reps if (s := get(r)) is not None}, ctx.clock.now_ms())
+
+    for start in range(0, len(reps), REPUBLISH_CHUNK):
+        async with ctx.config_lock:
+            done = ctx.in_flight["republish"] = asyncio.ensure_future(chunk(reps[start : start + REPUBLISH_CHUNK]))
+            try:
+                await asyncio.shield(done)
+            finally:
+                ctx.in_flight.pop("republish", None)
+    return sent
+
+
 async def follow_plans(ctx: Scoring, consumer: Callable[[], Any]) -> None:
     """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
     plan_book = ctx.plan_book
@@ -312,7 +386,8 @@ async def follow_plans(ctx: Scoring, consumer: Callable[[], Any]) -> None:
         await asyncio.sleep(0.3)  # let a burst of changes settle
         plan_book.changed.clear()
         async with ctx.config_lock:
-            sent = await refresh_owned(ctx, ctx.owned(consumer()), ctx.clock.now_ms(), every_period=True)
+            states = owned_states(ctx, ctx.owned(consumer()))
+            sent = await refresh_reps(ctx, states, ctx.clock.now_ms(), every_period=True)
         log.info("configuration changed: %d rep snapshots recomputed", sent)
 
 
@@ -348,13 +423,13 @@ async def _complete(ctx: Scoring, agent: str, fold: Fold, events: Sequence[Any])
             try:
                 await task
             except BaseException as exc:  # noqa: BLE001
-                _fail_stop(agent, exc)
+                fail_stop(agent, exc)
         raise
     except BaseException as exc:  # noqa: BLE001
-        _fail_stop(agent, exc)
+        fail_stop(agent, exc)
 
 
-def _fail_stop(agent: str, exc: BaseException) -> None:
+def fail_stop(agent: str, exc: BaseException) -> NoReturn:
     log.critical("%s batch failed (%s: %s); stopping the worker so the batch is redone", agent, type(exc).__name__, exc)
     logging.shutdown()
     os._exit(70)

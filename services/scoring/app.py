@@ -21,7 +21,7 @@ Exactly-once effect on at-least-once delivery (no transactions on the embedded b
    (guarded by a per-rep sequence there), writes the minute days (each guarded by per-source marks of its
    own) and deletes the days behind the floor, publishes the snapshots and waits for them, and only then
    acknowledges its events. The replacement of a worker killed in between carries out the outboxes it
-   restores (`republish_after_recovery`), and republishes the snapshots; the gateway keeps the highest
+   restores (`after_recovery`, before any batch), and republishes the snapshots; the gateway keeps the highest
    version. A snapshot never shows a period as handed to history before history has it.
 5. An unexpected error stops the process at once (`os._exit`), since Faust would otherwise acknowledge the
    failed batch and commit past it; a message that cannot be decoded goes to the dead-letter topic instead.
@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """A rebalance begins (flow is suspended, so no new batch starts): let the batches in flight finish
         (their table writes must be in the changelog before any restore reads it), then drop the buffered
         events of revoked partitions: whoever owns them now processes them."""
+        stop_republishing()
         pending = list(ctx.in_flight.values())
         if pending:
             await asyncio.wait(pending)
@@ -155,12 +156,33 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if dropped:
             log.info("dropped %d buffered events of revoked partitions", dropped)
 
-    @ctx.rep_table.table.on_recover
-    async def republish_after_recovery() -> None:
-        """After a rebalance, republish the snapshot of every rep whose partition this worker now owns, so
-        consumers heal from any lost message (they keep the highest version per rep)."""
-        sent = await agents.refresh_owned(ctx, ctx.owned(app.consumer), ctx.clock.now_ms())
+    republishing: list[asyncio.Task[None]] = []
+
+    async def republish(owned: set[int]) -> None:
+        try:
+            sent = await agents.republish_owned(ctx, owned)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001  (as for a batch: stop, whoever recovers republishes)
+            agents.fail_stop("republish", exc)
         log.info("republished %d rep snapshots after recovery", sent)
+
+    def serving_now() -> bool:
+        """Serving the assignment: recovered, flowing, and every owned rep republished since."""
+        return serving(app) and all(task.done() for task in republishing)
+
+    @ctx.rep_table.table.on_recover
+    async def after_recovery() -> None:
+        """Note the restored states with outboxes (each carried out before its rep's next batch), then, between
+        batches, carry them out and republish every owned rep's snapshot (`agents.republish_owned`)."""
+        owned = ctx.owned(app.consumer)
+        agents.note_restored_outboxes(ctx, owned)
+        stop_republishing()
+        republishing.append(asyncio.create_task(republish(owned), name="republish after recovery"))
+
+    def stop_republishing() -> None:
+        while republishing:
+            republishing.pop().cancel()  # between chunks; a chunk in flight is waited for as a batch is
 
     def taken(seq: int, values: int, seconds: float) -> None:
         metrics.checkpoint_seq.set(seq)
@@ -182,14 +204,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
         @app.task
         async def checkpoint() -> None:
             """The tables in SQL with the ledger sequence they reflect (services/scoring/checkpoint.py)."""
-            await checkpointer.run(settings.scoring_checkpoint_interval, lambda: serving(app))
+            await checkpointer.run(settings.scoring_checkpoint_interval, serving_now)
 
     presence = Presence(settings)
 
     @app.timer(PRESENCE_INTERVAL)
     async def announce_presence() -> None:
         """Which source partitions this worker serves now (none while rebalancing or recovering)."""
-        await presence.beat(ctx.folded(app.consumer) if serving(app) else {})
+        await presence.beat(ctx.folded(app.consumer) if serving_now() else {})
 
     @cast(Any, app.on_before_shutdown).connect
     async def leave(sender: Any, **_: Any) -> None:

@@ -23,7 +23,9 @@ never moves a key back (`CodecTable.apply_changelog_batch`): harmless.
 **Restoring** (services/scoring/faust_internals.py, `CodecTable`): when changelog partitions are assigned, their
 checkpointed values go into the store, and Faust's recovery reads the changelog only from the checkpoint's
 offsets — or all of it when the broker is a new one (`up` voids the offsets), whose changelog holds only what
-was written since, on top of the checkpoint. A broker that came back empty is refilled from the ledger after
+was written since, on top of the checkpoint. The worker reads and decodes the checkpoint ahead, from the moment
+it starts, while it joins its group (`start_prefetch`); the first restore takes those values if the checkpoint
+has not moved since. A broker that came back empty is refilled from the ledger after
 `C` only (services/common/checkpoints.py).
 
 With several workers no single one can vouch for `C` (the rep tables take credits from every deals partition),
@@ -42,6 +44,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common import checkpoints, db
+from services.common.bulk import long_lived
 from services.common.db import Sessions
 from services.common.kafka import log_ends
 from services.common.models import relay_cursor
@@ -81,6 +84,10 @@ class Checkpointer:
         self._on_taken = on_taken
         self._sessions: Sessions | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._prefetching: asyncio.Future[None] | None = None
+        self._restoring = False
+        self._prefetched: dict[str, tuple[checkpoints.CheckpointMark, dict[int, dict[str, Any]]]] = {}
+        """Per table, the checkpoint read ahead at start-up: its mark and its decoded values by partition."""
         for table in (deal_table, *self._rep_tables):
             table.table.restore_base = self._restorer(table)
 
@@ -98,22 +105,50 @@ class Checkpointer:
 
         return restore
 
+    def start_prefetch(self) -> None:
+        """Begin reading and decoding the whole checkpoint now (at start-up, while the worker joins its group),
+        for the first restore of each table to take instead of reading it then (unless one has begun)."""
+        if self._prefetching is None and not self._restoring:
+            self._prefetching = asyncio.ensure_future(self._prefetch())
+
+    async def _prefetch(self) -> None:
+        started = time.perf_counter()
+        try:
+            mark = await checkpoints.read_mark(self.sessions)
+            if mark is None or mark.partitions != self._settings.partitions:
+                return
+            for table in (self._deal_table, *self._rep_tables):
+                rows = await checkpoints.load_values(self.sessions, table.name, range(mark.partitions))
+                self._prefetched[table.name] = (mark, await _decoded(table, rows))
+        except Exception as exc:  # noqa: BLE001  (the restore reads the checkpoint itself)
+            log.warning("checkpoint not read ahead (%s: %s); the restore reads it", type(exc).__name__, exc)
+            self._prefetched.clear()
+            return
+        log.info("checkpoint read ahead in %.2f s", time.perf_counter() - started)
+
     async def restore(self, table: StateTable, partitions: set[int]) -> dict[int, int]:
         """Load `table`'s checkpointed values of `partitions` into its store; per partition, the last changelog
         offset the checkpoint covers (none: the restore reads the changelog from the beginning)."""
         started = time.perf_counter()
+        self._restoring = True
+        if self._prefetching is not None:
+            await self._prefetching
         mark = await checkpoints.read_mark(self.sessions)
+        ahead = self._prefetched.pop(table.name, None)  # good for the first restore only
         if mark is None or mark.partitions != self._settings.partitions:
             return {}
-        rows = await checkpoints.load_values(self.sessions, table.name, partitions)
-        read = time.perf_counter()
-        decode = table.decode
-        loaded = table.load({key: decode(raw) for key, raw in rows})
+        if ahead is not None and ahead[0] == mark:
+            how = "read ahead"
+            values = {p: ahead[1][p] for p in partitions if p in ahead[1]}
+        else:  # none yet, or a newer checkpoint since
+            how = "read now"
+            values = await _decoded(table, await checkpoints.load_values(self.sessions, table.name, partitions))
+        loaded = table.load(values)
         offsets = (mark.offsets or {}).get(table.name, {})
-        log.info("%s: %d of %d checkpointed values restored for partitions %s in %.2f s (%.2f s reading, %.2f s "
-                 "decoding; ledger seq %d); changelog read from %s", table.name, loaded, len(rows),
-                 sorted(partitions), time.perf_counter() - started, read - started, time.perf_counter() - read,
-                 mark.seq, "the checkpoint's offsets" if offsets else "the beginning (a new broker)")
+        log.info("%s: %d of %d checkpointed values restored for partitions %s in %.2f s (%s; ledger seq %d); "
+                 "changelog read from %s", table.name, loaded, sum(map(len, values.values())), sorted(partitions),
+                 time.perf_counter() - started, how, mark.seq,
+                 "the checkpoint's offsets" if offsets else "the beginning (a new broker)")
         return {p: offsets[p] for p in partitions if p in offsets}
 
     # --- taking one --------------------------------------------------------------------------------------------
@@ -215,3 +250,20 @@ class Checkpointer:
 
     def _changelog_tps(self, table: StateTable) -> list[TopicPartition]:
         return [TopicPartition(table.changelog_topic, p) for p in range(self._settings.partitions)]
+
+
+DECODE_CHUNK = 5_000
+"""Checkpointed values decoded between two turns of the event loop."""
+
+
+async def _decoded(table: StateTable, rows: Sequence[tuple[str, int, bytes]]) -> dict[int, dict[str, Any]]:
+    """Checkpoint rows `(key, partition, value)` decoded, by partition; the event loop gets a turn every
+    DECODE_CHUNK rows (a read-ahead runs while the worker joins its group)."""
+    decode = table.decode
+    by_partition: dict[int, dict[str, Any]] = {}
+    with long_lived():  # every value decoded is kept (services/common/bulk.py)
+        for start in range(0, len(rows), DECODE_CHUNK):
+            for key, partition, raw in rows[start : start + DECODE_CHUNK]:
+                by_partition.setdefault(partition, {})[key] = decode(raw)
+            await asyncio.sleep(0)
+    return by_partition

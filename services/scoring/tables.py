@@ -65,17 +65,19 @@ class StateTable:
         """The changelog partition of `key`: its source partition (the rep's, for a key that names a rep)."""
         return partition_for(key if self._partition_key is None else self._partition_key(key), self.partitions)
 
-    def load(self, values: Mapping[str, Any]) -> int:
-        """Put checkpointed values into the store where they are ahead of what it holds; returns how many."""
-        store, progress, partition_of = self._store, self.progress, self.partition_of
+    def load(self, partitions: Mapping[int, Mapping[str, Any]]) -> int:
+        """Put checkpointed values (by changelog partition) into the store where they are ahead of what it
+        holds; returns how many."""
+        store, progress = self._store, self.progress
         keys = key_partitions(self.table)
         loaded = 0
-        for key, value in values.items():
-            held = store.get(key)
-            if held is None or progress(value) > progress(held):
-                store[key] = value
-                keys[key] = partition_of(key)
-                loaded += 1
+        for partition, values in partitions.items():
+            for key, value in values.items():
+                held = store.get(key)
+                if held is None or progress(value) > progress(held):
+                    store[key] = value
+                    keys[key] = partition
+                    loaded += 1
         return loaded
 
     def get(self, key: str) -> Any:

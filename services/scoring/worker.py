@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any, cast
 
 from faust.worker import Worker
 
@@ -21,6 +22,14 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+class ScoringWorker(Worker):
+    async def on_start(self) -> None:
+        """Before the app starts (its consumer joins the group, then restores the tables): begin reading the
+        checkpoint ahead (services/scoring/checkpoint.py), so the join and the reading overlap."""
+        cast(Any, self.app).checkpointer.start_prefetch()
+        await super().on_start()
+
+
 def run(loglevel: str = "warning") -> None:
     _use_uvloop()
     settings = get_settings()
@@ -28,6 +37,6 @@ def run(loglevel: str = "warning") -> None:
     # the image's /home/salespulse/data, would stop the worker at start-up.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = ScoringWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # no terminal spinner: output goes to `salespulse up`'s prefixed log
     sys.exit(worker.execute_from_commandline())

@@ -40,9 +40,9 @@ def outbox_work(states: Mapping[str, RepState], get_day: Callable[[str], MinuteD
     it), so the caller writes `days` before anything reads them again, or discards them with the process."""
     work = OutboxWork()
     for rep_id, state in states.items():
-        entries, day_evictions = state.minute_work()
-        if not (entries or day_evictions or state.evictions):
+        if not state.holds_outbox():
             continue
+        entries, day_evictions = state.minute_work()
         outgoing = list(state.evictions)
         for seq, day in day_evictions:
             key = day_key(rep_id, day)

@@ -366,6 +366,10 @@ class RepState:
         them after the state is stored; acknowledge them with `acknowledge_minutes` once done)."""
         return list(self.minute_outbox), list(self.day_evictions)
 
+    def holds_outbox(self) -> bool:
+        """Whether anything waits in the outboxes (evictions for history, minute entries, day evictions)."""
+        return bool(self.evictions or self.minute_outbox or self.day_evictions)
+
     def acknowledge_minutes(self, entries: int, evictions: int) -> None:
         """Drop the first `entries` outbox entries and `evictions` day evictions: they are in the days and in
         history now (the stored state keeps them until its next write; doing them again changes nothing)."""

@@ -1,0 +1,52 @@
+"""`long_lived`: objects built in its block are out of the collector's reach afterwards, the collector is
+as it was, and garbage made before the block is not frozen with them."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.bulk import long_lived
+
+
+@pytest.fixture(autouse=True)
+def _thaw() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # leave the test process as it found it
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+def test_objects_built_in_the_block_are_frozen_and_the_collector_runs_again_after_it() -> None:
+    assert gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    with long_lived():
+        assert not gc.isenabled()
+        kept = [{"rep": n} for n in range(1000)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen_before + len(kept)
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        with long_lived():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_garbage_made_before_the_block_is_collected_not_frozen() -> None:
+    node = Node()
+    gone = weakref.ref(node)
+    del node  # unreachable, but alive until a collection
+    with long_lived():
+        pass
+    assert gone() is None
