@@ -9,7 +9,8 @@ deferred collections) and 0.9 s for every full collection after, unless the rest
 (moved to the collector's permanent generation, never scanned again: 0.2 s and 0.02 s).
 
 Frozen objects are still freed by reference counting when dropped; only a reference cycle among them would
-outlive its last use, and the values restored here hold none.
+outlive its last use, and the values restored here hold none. A block must not await: garbage other tasks made
+meanwhile would be frozen too.
 """
 
 from __future__ import annotations

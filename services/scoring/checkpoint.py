@@ -261,9 +261,11 @@ async def _decoded(table: StateTable, rows: Sequence[tuple[str, int, bytes]]) ->
     DECODE_CHUNK rows (a read-ahead runs while the worker joins its group)."""
     decode = table.decode
     by_partition: dict[int, dict[str, Any]] = {}
-    with long_lived():  # every value decoded is kept (services/common/bulk.py)
-        for start in range(0, len(rows), DECODE_CHUNK):
+    for start in range(0, len(rows), DECODE_CHUNK):
+        # Every value decoded is kept (services/common/bulk.py). A chunk at a time, so the collector is never
+        # paused while other tasks run (garbage they made would be frozen with the values).
+        with long_lived():
             for key, partition, raw in rows[start : start + DECODE_CHUNK]:
                 by_partition.setdefault(partition, {})[key] = decode(raw)
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
     return by_partition
