@@ -14,8 +14,9 @@ from services.common.bulk import long_lived
 
 @pytest.fixture(autouse=True)
 def _thaw() -> Iterator[None]:
+    gc.unfreeze()  # what other tests froze is not counted here
     yield
-    gc.unfreeze()  # leave the test process as it found it
+    gc.unfreeze()
 
 
 class Node:
@@ -28,9 +29,10 @@ def test_objects_built_in_the_block_are_frozen_and_the_collector_runs_again_afte
     frozen_before = gc.get_freeze_count()
     with long_lived():
         assert not gc.isenabled()
-        kept = [{"rep": n} for n in range(1000)]
+        kept = [[n] for n in range(1000)]  # lists: always tracked by the collector (unlike a dict of atoms)
     assert gc.isenabled()
     assert gc.get_freeze_count() >= frozen_before + len(kept)
+    assert all(gc.is_tracked(item) for item in kept)
 
 
 def test_a_collector_that_was_off_stays_off() -> None:
