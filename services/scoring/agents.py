@@ -39,8 +39,8 @@ from services.scoring.tables import StateTable
 
 __all__ = [
     "Scoring",
-    "fail_stop",
     "carry_restored_outboxes",
+    "fail_stop",
     "flush_outboxes",
     "fold_deals",
     "fold_reps",
@@ -182,7 +182,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     get_state = ctx.rep_table.get
     now = ctx.clock.time()
     duplicates = 0
-    if ctx.restored_outboxes:
+    if ctx.restored_outboxes:  # a recovery's, not yet carried out (before anything changes those states)
         await carry_restored_outboxes(ctx, {m.key.decode(errors="replace") for m in events if m.key})
     for message in events:
         try:
@@ -330,6 +330,8 @@ async def carry_restored_outboxes(ctx: Scoring, reps: Iterable[str]) -> None:
     changes such a state (a new event could move its minute floor past an entry its day already holds, and
     that minute would reach history twice)."""
     pending = ctx.restored_outboxes
+    if not pending:
+        return
     get = ctx.rep_table.get
     due = {r: s for r in reps if r in pending and (s := get(r)) is not None}
     if due:
@@ -337,12 +339,11 @@ async def carry_restored_outboxes(ctx: Scoring, reps: Iterable[str]) -> None:
     pending.difference_update(reps)
 
 
-def note_restored_outboxes(ctx: Scoring, owned: set[int]) -> int:
+def note_restored_outboxes(ctx: Scoring, owned: set[int]) -> None:
     """After a recovery: the owned reps whose states hold outboxes (a worker killed after storing a state and
     before carrying out its outbox leaves it to whoever restores the state, for whom a replay of the same
-    events, all duplicates by then, would touch nothing); returns how many."""
+    events, all duplicates by then, would touch nothing)."""
     ctx.restored_outboxes = {r for r, s in owned_states(ctx, owned).items() if s.holds_outbox()}
-    return len(ctx.restored_outboxes)
 
 
 REPUBLISH_CHUNK = 2_000
@@ -387,6 +388,7 @@ async def follow_plans(ctx: Scoring, consumer: Callable[[], Any]) -> None:
         plan_book.changed.clear()
         async with ctx.config_lock:
             states = owned_states(ctx, ctx.owned(consumer()))
+            await carry_restored_outboxes(ctx, states)  # before any snapshot of theirs (a republish may be under way)
             sent = await refresh_reps(ctx, states, ctx.clock.now_ms(), every_period=True)
         log.info("configuration changed: %d rep snapshots recomputed", sent)
 

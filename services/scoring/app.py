@@ -21,8 +21,9 @@ Exactly-once effect on at-least-once delivery (no transactions on the embedded b
    (guarded by a per-rep sequence there), writes the minute days (each guarded by per-source marks of its
    own) and deletes the days behind the floor, publishes the snapshots and waits for them, and only then
    acknowledges its events. The replacement of a worker killed in between carries out the outboxes it
-   restores (`after_recovery`, before any batch), and republishes the snapshots; the gateway keeps the highest
-   version. A snapshot never shows a period as handed to history before history has it.
+   restores (each before anything else changes that rep's state: `agents.carry_restored_outboxes`), and
+   republishes the snapshots; the gateway keeps the highest version. A snapshot never shows a period as
+   handed to history before history has it.
 5. An unexpected error stops the process at once (`os._exit`), since Faust would otherwise acknowledge the
    failed batch and commit past it; a message that cannot be decoded goes to the dead-letter topic instead.
 """
@@ -143,19 +144,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
         await agents.follow_plans(ctx, lambda: app.consumer)
 
-    @cast(Any, app.on_partitions_revoked).connect
-    async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
-        """A rebalance begins (flow is suspended, so no new batch starts): let the batches in flight finish
-        (their table writes must be in the changelog before any restore reads it), then drop the buffered
-        events of revoked partitions: whoever owns them now processes them."""
-        stop_republishing()
-        pending = list(ctx.in_flight.values())
-        if pending:
-            await asyncio.wait(pending)
-        dropped = deal_intake.discard(revoked) + rep_intake.discard(revoked)
-        if dropped:
-            log.info("dropped %d buffered events of revoked partitions", dropped)
-
     republishing: list[asyncio.Task[None]] = []
 
     async def republish(owned: set[int]) -> None:
@@ -171,6 +159,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """Serving the assignment: recovered, flowing, and every owned rep republished since."""
         return serving(app) and all(task.done() for task in republishing)
 
+    def stop_republishing() -> None:
+        while republishing:
+            republishing.pop().cancel()  # between chunks; a chunk in flight is waited for as a batch is
+
+    @cast(Any, app.on_partitions_revoked).connect
+    async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        """A rebalance begins (flow is suspended, so no new batch starts): let the batches in flight finish
+        (their table writes must be in the changelog before any restore reads it), then drop the buffered
+        events of revoked partitions: whoever owns them now processes them."""
+        stop_republishing()
+        pending = list(ctx.in_flight.values())
+        if pending:
+            await asyncio.wait(pending)
+        dropped = deal_intake.discard(revoked) + rep_intake.discard(revoked)
+        if dropped:
+            log.info("dropped %d buffered events of revoked partitions", dropped)
+
     @ctx.rep_table.table.on_recover
     async def after_recovery() -> None:
         """Note the restored states with outboxes (each carried out before its rep's next batch), then, between
@@ -179,10 +184,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         agents.note_restored_outboxes(ctx, owned)
         stop_republishing()
         republishing.append(asyncio.create_task(republish(owned), name="republish after recovery"))
-
-    def stop_republishing() -> None:
-        while republishing:
-            republishing.pop().cancel()  # between chunks; a chunk in flight is waited for as a batch is
 
     def taken(seq: int, values: int, seconds: float) -> None:
         metrics.checkpoint_seq.set(seq)

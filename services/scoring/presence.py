@@ -1,7 +1,8 @@
 """Presence: each scoring worker says, every second, which source partitions it serves and how far.
 
-A worker serves a partition once the group assigned it, its tables are recovered and its flow runs; during
-a rebalance or a table recovery it serves none. With each partition goes the offset it has folded it up to
+A worker serves a partition once the group assigned it, its tables are recovered, its flow runs and it has
+republished the snapshots of the reps it restored; during a rebalance, a table recovery or that republish it
+serves none. With each partition goes the offset it has folded it up to
 (the larger of its own completed batches and the group's committed offset), which the gateway's catch-up
 reads. The gateway's readiness (services/api/readiness.py) needs every source partition served by a row
 refreshed within `PRESENCE_TTL_MS`: a worker that joined its group but is still recovering, or one killed
