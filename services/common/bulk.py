@@ -19,7 +19,20 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["long_lived"]
+__all__ = ["collect_less_often", "long_lived"]
+
+COLLECTOR_THRESHOLDS = (50_000, 20, 20)
+"""Young-generation collection every 50,000 net container allocations instead of 700, and the older generations
+half as often as by default. A worker that folds events makes and drops many small objects per event, nearly
+all freed by reference counting; collecting every 700 allocations scanned them for cycles they do not have.
+Measured with `python -m bench.scoring`, alternating runs on a quiet machine: 17,618 and 17,459 events/s with
+the defaults, 23,150 and 22,793 with these. The price: up to 50,000 unreachable objects in cycles wait longer
+to be freed (a few MiB at most)."""
+
+
+def collect_less_often() -> None:
+    """Set COLLECTOR_THRESHOLDS for this process (a service calls it once, at start)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from faust.worker import Worker
 
+from services.common.bulk import collect_less_often
 from services.common.settings import get_settings
 from services.scoring.app import create_app
 
@@ -31,6 +32,7 @@ class ScoringWorker(Worker):
 
 
 def run(loglevel: str = "warning") -> None:
+    collect_less_often()
     _use_uvloop()
     settings = get_settings()
     # Faust makes its datadir (data_dir/scoring) without parents: a data dir that does not exist yet, such as

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.bulk import long_lived
+from services.common.bulk import COLLECTOR_THRESHOLDS, collect_less_often, long_lived
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +52,18 @@ def test_garbage_made_before_the_block_is_collected_not_frozen() -> None:
     with long_lived():
         pass
     assert gone() is None
+
+
+def test_collect_less_often_sets_the_thresholds_and_young_garbage_cycles_are_still_collected() -> None:
+    before = gc.get_threshold()
+    try:
+        collect_less_often()
+        assert gc.get_threshold() == COLLECTOR_THRESHOLDS
+        node = Node()
+        gone = weakref.ref(node)
+        del node
+        held = [[] for _ in range(COLLECTOR_THRESHOLDS[0] + 1_000)]  # net allocations: a young collection
+        assert len(held) > COLLECTOR_THRESHOLDS[0]
+        assert gone() is None
+    finally:
+        gc.set_threshold(*before)
