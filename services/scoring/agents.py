@@ -359,18 +359,18 @@ async def republish_owned(ctx: Scoring, owned: set[int]) -> int:
     a batch in flight, which a rebalance waits for), so new events are folded while the owned reps are
     republished: a restart with 100,000 reps folds its first events seconds sooner. The worker does not
     report itself serving until this is done (services/scoring/app.py), so the gateway's readiness waits."""
-    reps = list(owned_states(ctx, owned))
+    reps = list(owned_states(ctx, owned).items())  # a batch changes states in place, never replaces them
     sent = 0
 
-    async def chunk(reps: list[str]) -> None:
+    async def chunk(states: dict[str, RepState]) -> None:
         nonlocal sent
-        await carry_restored_outboxes(ctx, reps)
-        get = ctx.rep_table.get
-        sent += await refresh_reps(ctx, {r: s for r in reps if (s := get(r)) is not None}, ctx.clock.now_ms())
+        await carry_restored_outboxes(ctx, states)
+        sent += await refresh_reps(ctx, states, ctx.clock.now_ms())
 
     for start in range(0, len(reps), REPUBLISH_CHUNK):
         async with ctx.config_lock:
-            done = ctx.in_flight["republish"] = asyncio.ensure_future(chunk(reps[start : start + REPUBLISH_CHUNK]))
+            states = dict(reps[start : start + REPUBLISH_CHUNK])
+            done = ctx.in_flight["republish"] = asyncio.ensure_future(chunk(states))
             try:
                 await asyncio.shield(done)
             finally:

@@ -114,8 +114,8 @@ class Checkpointer:
     async def _prefetch(self) -> None:
         started = time.perf_counter()
         try:
-            mark = await checkpoints.read_mark(self.sessions)
-            if mark is None or mark.partitions != self._settings.partitions:
+            mark = await self._usable_mark()
+            if mark is None:
                 return
             for table in (self._deal_table, *self._rep_tables):
                 rows = await checkpoints.load_values(self.sessions, table.name, range(mark.partitions))
@@ -126,6 +126,11 @@ class Checkpointer:
             return
         log.info("checkpoint read ahead in %.2f s", time.perf_counter() - started)
 
+    async def _usable_mark(self) -> checkpoints.CheckpointMark | None:
+        """The checkpoint's mark, unless there is none or it was taken for another partition count."""
+        mark = await checkpoints.read_mark(self.sessions)
+        return mark if mark is not None and mark.partitions == self._settings.partitions else None
+
     async def restore(self, table: StateTable, partitions: set[int]) -> dict[int, int]:
         """Load `table`'s checkpointed values of `partitions` into its store; per partition, the last changelog
         offset the checkpoint covers (none: the restore reads the changelog from the beginning)."""
@@ -133,9 +138,9 @@ class Checkpointer:
         self._restoring = True
         if self._prefetching is not None:
             await self._prefetching
-        mark = await checkpoints.read_mark(self.sessions)
+        mark = await self._usable_mark()
         ahead = self._prefetched.pop(table.name, None)  # good for the first restore only
-        if mark is None or mark.partitions != self._settings.partitions:
+        if mark is None:
             return {}
         if ahead is not None and ahead[0] == mark:
             how = "read ahead"
