@@ -102,7 +102,10 @@ class Settings(BaseSettings):
     broker_session_timeout: float = 30.0
     broker_heartbeat_interval: float = 3.0
     scoring_batch_size: int = Field(2000, ge=1, description="events that start a batch at once (else after _WITHIN)")
-    scoring_batch_within: float = 0.02
+    scoring_batch_within: float = Field(
+        0.0, ge=0, description="seconds a batch waits for more events after its first (0: it takes what has arrived; "
+        "a fetch delivers its records together and a backlog builds while a batch is folded)",
+    )
     scoring_batch_max: int = Field(
         10_000, ge=1, description="a backlog is folded in batches of up to this many events (fewer state writes)"
     )

@@ -144,7 +144,7 @@ class LedgerWriter(BackgroundLoop):
                 result = await session.execute(
                     select(LedgerEntry.event_id, LedgerEntry.body_hash).where(LedgerEntry.event_id.in_(chunk))
                 )
-                known.update(dict(result.tuples().all()))
+                known.update(dict(result.all()))
             to_insert: list[dict[str, object]] = []
             outcomes: list[tuple[_Submission, BaseException | tuple[list[LedgerRow], int]]] = []
             for sub in group:

@@ -69,6 +69,9 @@ class Relay(BackgroundLoop):
         self._producer: AIOKafkaProducer | None = None
         self.published_seq = 0
         self.latest_seq = 0
+        # The cursor as this relay last saw or moved it, or None: read it from the database. A `replay` that
+        # moves it back is seen by the next move's compare-and-set, or after a quiet idle wait.
+        self._cursor: int | None = None
         self._published: dict[tuple[str, int], int] = {}
         self.topics = {"deal": topic_name(settings, DEALS), "activity": topic_name(settings, ACTIVITIES)}
 
@@ -112,6 +115,7 @@ class Relay(BackgroundLoop):
         self._metrics.relay_leader.set(0)
         leader, self._leader = self._leader, None
         self._memory.clear()
+        self._cursor = None  # another relay may move it meanwhile
         if leader is not None:
             try:
                 await leader.release()
@@ -143,7 +147,8 @@ class Relay(BackgroundLoop):
                 moved = await self.publish_once()
                 backoff = 0.2
                 if moved == 0:
-                    await wait_set(self._wake, self._idle_wait)
+                    if not await wait_set(self._wake, self._idle_wait):
+                        self._cursor = None  # quiet: read the cursor again (a `replay` may have moved it)
                     self._wake.clear()
             except asyncio.CancelledError:
                 raise
@@ -166,9 +171,10 @@ class Relay(BackgroundLoop):
     async def publish_once(self) -> int:
         """Publish the next batch after the cursor; returns how many events went out."""
         assert self._producer is not None
-        cursor = await self.read_cursor()
+        cursor = self._cursor if self._cursor is not None else await self.read_cursor()
         limit = self._settings.relay_batch_size
         rows = self._from_memory(cursor, limit)
+        read_all = False  # whether `rows` is everything the ledger held after the cursor when it was read
         if rows is None:
             async with self._sessions() as session:
                 fetched = await session.execute(
@@ -180,10 +186,13 @@ class Relay(BackgroundLoop):
                     .limit(limit)
                 )
                 rows = [LedgerRecord(*row) for row in fetched]
+            read_all = len(rows) < limit
         if not rows:
+            self._cursor = cursor
             self.published_seq = cursor
             self._metrics.relay_backlog.set(0)
             return 0
+        self._cursor = None  # until the move below commits
         started = time.perf_counter()
         by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = defaultdict(list)
         parts = self._settings.partitions
@@ -203,14 +212,17 @@ class Relay(BackgroundLoop):
             updated = await session.execute(
                 update(RelayCursor).where(RelayCursor.name == CURSOR, RelayCursor.seq == cursor).values(seq=last)
             )
-            if db.rows_matched(updated) == 0 and cursor == 0:
-                exists = await session.get(RelayCursor, CURSOR)
-                if exists is None:
-                    session.add(RelayCursor(name=CURSOR, seq=last))
+            moved = db.rows_matched(updated) == 1
+            if not moved and cursor == 0 and await session.get(RelayCursor, CURSOR) is None:
+                session.add(RelayCursor(name=CURSOR, seq=last))
+                moved = True
             progress = await session.get(RelayProgress, last)
             if progress is None:
                 session.add(RelayProgress(seq_end=last, published_at=datetime.now(UTC)))
-            latest = (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
+            # The backlog: none when the read above took everything there was; else ask the ledger.
+            latest = last if read_all else (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
+        if moved:
+            self._cursor = last
         self.published_seq = last
         self._metrics.relay_published.inc(len(rows))
         self._metrics.relay_publish.observe(time.perf_counter() - started)

@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from tests.support.events import AE_PLAN
 from tests.support.kafka import read_topic, read_topic_raw
 from tests.support.messages import rep_snapshot
 from tests.support.receivers import WEBHOOK_SECRET, Hook, Mailbox
+from tests.support.stack import until
 
 pytestmark = pytest.mark.integration
 
@@ -101,19 +102,6 @@ class Harness:
     async def count(self, model: Any) -> int:
         async with self.sessions() as session:
             return int((await session.execute(select(func.count()).select_from(model))).scalar() or 0)
-
-
-async def until(probe: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture

@@ -74,7 +74,9 @@ def test_periods_a_killed_worker_left_bound_for_history_reach_it_though_no_new_e
     ]
     expected = expected_kpis(events)
     stack = start_without_scoring(stack_factory(sqlite_url(tmp_path), **STACK_ENV))
-    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT="rep-kpis:state-written:1")
+    # The worker waits a second after an event for more, so the 150 posted together are folded in one batch.
+    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT="rep-kpis:state-written:1",
+                  SALESPULSE_SCORING_BATCH_WITHIN="1")
     crashed = stack.services["scoring"]
     post_feed(stack, [events])
     wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what="the worker to crash after the state")

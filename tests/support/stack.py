@@ -68,6 +68,20 @@ def wait_until(probe: Callable[[], T | None], *, timeout: float = 30.0, interval
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or probe}; last: {last!r}")
 
 
+async def until(probe: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
+    """`wait_until` inside an event loop: `probe` may return a coroutine, which is awaited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
 def stop_processes(procs: list[subprocess.Popen[bytes]], sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
     """Stop process groups as an operator does: `sig` to all at once, then SIGKILL to those still running
     `grace` seconds later (a process waiting for a broker that is gone may never finish its shutdown)."""
