@@ -9,6 +9,7 @@ import os
 import sys
 
 from services.common.auth import ROLES
+from services.common.bulk import collect_less_often
 from services.common.redaction import install_on_root
 from services.common.settings import get_settings
 
@@ -34,6 +35,7 @@ def _serve(app_factory: str, port: int, *, screens: bool = False) -> None:
 
     refuse_weak_admin_key()
     settings = get_settings()
+    collect_less_often()  # request handling makes and drops many small objects too (services/common/bulk.py)
     uvicorn.run(
         app_factory,
         factory=True,
