@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas.events import ActivityEvent, DealEvent, canonical_json
@@ -162,12 +162,9 @@ class LedgerWriter(BackgroundLoop):
             if to_insert:
                 base = (await session.execute(select(func.max(LEDGER.c.seq)))).scalar() or 0
                 records = [LedgerRecord(seq, r.type, r.key, r.body, now) for seq, r in enumerate(to_insert, base + 1)]
-                if self._postgres:
-                    values = [_values(r, seq, now) for seq, r in enumerate(to_insert, base + 1)]
-                    for chunk in _chunks(values, 2000):
-                        await session.execute(insert(LEDGER), chunk)  # Core executemany: no ORM bookkeeping
-                else:
-                    await _insert_sqlite(session, to_insert, base, now)
+                rows = [(seq, r.event_id, r.type, r.key, r.body, r.body_hash, r.occurred_at, now)
+                        for seq, r in enumerate(to_insert, base + 1)]
+                await (_copy_postgres if self._postgres else _insert_sqlite)(session, rows)
         self._metrics.ledger_commit.observe(loop.time() - started)
         self._metrics.ledger_batch.observe(len(to_insert))
         for sub, outcome in outcomes:
@@ -201,13 +198,9 @@ def _chunks(items: list, size: int):  # type: ignore[no-untyped-def, type-arg]
         yield items[start : start + size]
 
 
-def _values(row: LedgerRow, seq: int, accepted_at: datetime) -> dict[str, object]:
-    return {"seq": seq, "event_id": row.event_id, "type": row.type, "key": row.key, "body": row.body,
-            "body_hash": row.body_hash, "occurred_at": row.occurred_at, "accepted_at": accepted_at}
-
-
-_SQLITE_INSERT = (f'INSERT INTO {LEDGER.name} (seq, event_id, type, "key", body, body_hash, occurred_at, accepted_at) '
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_COLUMNS = ("seq", "event_id", "type", "key", "body", "body_hash", "occurred_at", "accepted_at")
+_QUOTED = ", ".join(f'"{c}"' for c in _COLUMNS)
+_SQLITE_INSERT = f"INSERT INTO {LEDGER.name} ({_QUOTED}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 def sqlite_stamp(moment: datetime) -> str:
@@ -217,12 +210,20 @@ def sqlite_stamp(moment: datetime) -> str:
             f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}")
 
 
-async def _insert_sqlite(session: AsyncSession, rows: list[LedgerRow], base: int, accepted_at: datetime) -> None:
+async def _insert_sqlite(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
     """One executemany through the driver: SQLAlchemy's per-row, per-column bind processing cost more than the
     insert itself on SQLite (a sixth of ingest's time on NDJSON batches). Timestamps are stored as its
     `DateTime` stores them, so every reader of the ledger reads them back unchanged."""
-    accepted = sqlite_stamp(accepted_at)
-    params = [(seq, r.event_id, r.type, r.key, r.body, r.body_hash, sqlite_stamp(r.occurred_at), accepted)
-              for seq, r in enumerate(rows, base + 1)]
+    accepted = sqlite_stamp(rows[0][7])  # one commit, one acceptance time
+    params = [(*row[:6], sqlite_stamp(row[6]), accepted) for row in rows]
     connection = await session.connection()
     await connection.exec_driver_sql(_SQLITE_INSERT, params)
+
+
+async def _copy_postgres(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+    """COPY in the session's transaction (asyncpg's binary copy): no statement per row and no parameter
+    processing; the rows reach the server as one stream."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None  # an open connection's asyncpg connection
+    await driver.copy_records_to_table(LEDGER.name, records=rows, columns=_COLUMNS)
