@@ -47,6 +47,19 @@ QUICK: dict[str, Callable[[], list[Figure]]] = {
 }
 
 
+SETTLE_FOR = 300.0
+
+
+def settle() -> float:
+    """Wait until the 1-minute load average is at most QUIET_LOAD (at most SETTLE_FOR seconds); the load then."""
+    deadline = time.monotonic() + SETTLE_FOR
+    waited = time.monotonic()
+    while (load := os.getloadavg()[0]) > QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(2)
+    print(f"(waited {time.monotonic() - waited:.0f} s for a load average of {load:.2f})", flush=True)
+    return load
+
+
 def context() -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -79,12 +92,17 @@ def main() -> None:
     about = context()
     started = time.monotonic()
     figures: list[Figure] = []
-    for name in names:
+    stage_loads = []
+    for n, name in enumerate(names):
+        # A benchmark starts on a quiet machine too, not in the wake of the one before (a big stack's teardown).
+        stage_loads.append(f"{name} {os.getloadavg()[0] if n == 0 or args.busy else settle():.1f}")
         print(f"== {name}", flush=True)
         got = plan[name]()
         print_figures(got)
         figures += got
     print(f"== all benchmarks took {time.monotonic() - started:,.0f} s")
+    about += (f" Load average (1 minute) as each benchmark started, after waiting up to {SETTLE_FOR:.0f} s for "
+              f"it to fall to {QUIET_LOAD}: {', '.join(stage_loads)}.")
     if args.busy and load > QUIET_LOAD:
         print(f"every figure above was taken on a busy machine (load average {load:.2f} before the run): "
               "not written", flush=True)
