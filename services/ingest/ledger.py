@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -162,9 +162,7 @@ class LedgerWriter(BackgroundLoop):
             if to_insert:
                 base = (await session.execute(select(func.max(LEDGER.c.seq)))).scalar() or 0
                 records = [LedgerRecord(seq, r.type, r.key, r.body, now) for seq, r in enumerate(to_insert, base + 1)]
-                rows = [(seq, r.event_id, r.type, r.key, r.body, r.body_hash, r.occurred_at, now)
-                        for seq, r in enumerate(to_insert, base + 1)]
-                await (_copy_postgres if self._postgres else _insert_sqlite)(session, rows)
+                await (_copy_postgres if self._postgres else _insert_sqlite)(session, to_insert, base + 1, now)
         self._metrics.ledger_commit.observe(loop.time() - started)
         self._metrics.ledger_batch.observe(len(to_insert))
         for sub, outcome in outcomes:
@@ -210,20 +208,23 @@ def sqlite_stamp(moment: datetime) -> str:
             f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}")
 
 
-async def _insert_sqlite(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
-    """One executemany through the driver: SQLAlchemy's per-row, per-column bind processing cost more than the
-    insert itself on SQLite (a sixth of ingest's time on NDJSON batches). Timestamps are stored as its
-    `DateTime` stores them, so every reader of the ledger reads them back unchanged."""
-    accepted = sqlite_stamp(rows[0][7])  # one commit, one acceptance time
-    params = [(*row[:6], sqlite_stamp(row[6]), accepted) for row in rows]
+async def _insert_sqlite(session: AsyncSession, rows: list[LedgerRow], first_seq: int, accepted_at: datetime) -> None:
+    """`rows` numbered from `first_seq`, in one executemany through the driver: SQLAlchemy's per-row, per-column
+    bind processing cost more than the insert itself on SQLite (a sixth of ingest's time on NDJSON batches).
+    Timestamps are stored as its `DateTime` stores them, so every reader of the ledger reads them back unchanged."""
+    accepted = sqlite_stamp(accepted_at)
+    params = [(seq, r.event_id, r.type, r.key, r.body, r.body_hash, sqlite_stamp(r.occurred_at), accepted)
+              for seq, r in enumerate(rows, first_seq)]
     connection = await session.connection()
     await connection.exec_driver_sql(_SQLITE_INSERT, params)
 
 
-async def _copy_postgres(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
-    """COPY in the session's transaction (asyncpg's binary copy): no statement per row and no parameter
-    processing; the rows reach the server as one stream."""
+async def _copy_postgres(session: AsyncSession, rows: list[LedgerRow], first_seq: int, accepted_at: datetime) -> None:
+    """`rows` numbered from `first_seq`, by COPY in the session's transaction (asyncpg's binary copy): no
+    statement per row and no parameter processing; the rows reach the server as one stream."""
+    records = [(seq, r.event_id, r.type, r.key, r.body, r.body_hash, r.occurred_at, accepted_at)
+               for seq, r in enumerate(rows, first_seq)]
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None  # an open connection's asyncpg connection
-    await driver.copy_records_to_table(LEDGER.name, records=rows, columns=_COLUMNS)
+    await driver.copy_records_to_table(LEDGER.name, records=records, columns=_COLUMNS)
