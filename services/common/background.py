@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["BackgroundLoop", "wait_set"]
+__all__ = ["BackgroundLoop", "raise_if_cancelled", "wait_set"]
 
 
 async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:
@@ -22,6 +22,18 @@ async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task was asked to stop but the request got lost on the way.
+
+    aiokafka's `close()` awaits its own tasks under `contextlib.suppress(CancelledError)`: a cancel that lands
+    while a loop stops a consumer or producer to start over (the broker was away) is swallowed, and the loop
+    would go on with a new one for ever — a test's teardown hung on it. Such loops call this before each round;
+    the task's count of pending cancel requests (Python 3.11) still says it was asked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class BackgroundLoop:

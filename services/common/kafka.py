@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
+from services.common.background import raise_if_cancelled
 from services.common.backoff import Backoff
 from services.common.settings import Settings
 
@@ -110,9 +111,11 @@ async def consume_with_reconnect(
     """Start a consumer from `make()` and hand it to `use` until `use` returns. When anything fails (the broker
     or the database is away), log it, call `on_pause`, back off and start over with a fresh consumer: a group
     consumer resumes from its committed offsets, an assigned one from wherever `use` keeps its positions. The
-    consumer is stopped on every way out, cancellation included."""
+    consumer is stopped on every way out, cancellation included, and a cancellation is final even when the
+    consumer's stop swallowed it (`raise_if_cancelled`)."""
     backoff = backoff or Backoff()
     while True:
+        raise_if_cancelled()
         consumer = make()
         try:
             await consumer.start()

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
 from services.common import db
-from services.common.background import BackgroundLoop, wait_set
+from services.common.background import BackgroundLoop, raise_if_cancelled, wait_set
 from services.common.db import Sessions
 from services.common.kafka import log_ends, start_producer
 from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress, relay_cursor
@@ -132,6 +132,7 @@ class Relay(BackgroundLoop):
     async def _run(self) -> None:
         backoff = 0.2
         while True:
+            raise_if_cancelled()  # a stop of the producer below may have swallowed it
             try:
                 if self._leader is None:
                     self._leader = await LeaderLock.acquire(self._settings)
