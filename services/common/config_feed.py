@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.messages import ConfigChange, decode, encode
 from services.common.dead_letters import DeadLetters
-from services.common.follower import TopicFollower
+from services.common.follower import BACKGROUND_WAIT_MS, TopicFollower
 from services.common.settings import Settings
 from services.common.topics import CONFIG, partition_for, topic_name
 
@@ -97,7 +97,8 @@ class ConfigFollower:
         self.state = ConfigState()
         self.listeners: list[Listener] = []
         self._follower = TopicFollower(
-            settings, topic_name(settings, CONFIG), self._apply, name="config feed", dead_letters=dead_letters
+            settings, topic_name(settings, CONFIG), self._apply, name="config feed", dead_letters=dead_letters,
+            fetch_wait_ms=BACKGROUND_WAIT_MS,
         )
         self.caught_up = self._follower.caught_up
 

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from schemas.messages import PlanProgressEntry, RepProgress, UnreadableMessage, decode
 from services.common.background import BackgroundLoop
 from services.common.dead_letters import DeadLetters
-from services.common.follower import TopicFollower
+from services.common.follower import BACKGROUND_WAIT_MS, TopicFollower
 from services.common.kafka import consume_with_reconnect
 from services.common.settings import Settings
 from services.common.topics import REP_SNAPSHOTS, topic_name
@@ -105,6 +105,7 @@ class ProgressFeed:
             self._apply,
             name="notifier progress feed",
             dead_letters=dead_letters,
+            fetch_wait_ms=BACKGROUND_WAIT_MS,
         )
         self.caught_up = self._follower.caught_up
 
