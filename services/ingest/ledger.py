@@ -142,7 +142,6 @@ class LedgerWriter(BackgroundLoop):
             if self._postgres:
                 # One writer at a time across processes keeps sequence numbers gapless and in commit order.
                 await session.execute(select(func.pg_advisory_xact_lock(7461002)))
-            if self._postgres:
                 result = await session.execute(_KNOWN_POSTGRES, {"ids": ids})
             else:
                 result = await session.execute(_KNOWN_SQLITE, {"ids": orjson.dumps(ids).decode()})
