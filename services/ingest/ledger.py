@@ -23,7 +23,7 @@ from services.common.intake import EventConflict
 from services.common.models import LedgerEntry
 from services.ingest.metrics import IngestMetrics
 
-__all__ = ["EventConflict", "LedgerWriter", "ledger_row"]  # EventConflict: services/common/intake.py
+__all__ = ["Commit", "EventConflict", "LedgerWriter", "ledger_row"]  # EventConflict: services/common/intake.py
 
 log = logging.getLogger("salespulse.ingest.ledger")
 LEDGER = cast(Table, LedgerEntry.__table__)
@@ -62,6 +62,20 @@ class LedgerRecord(NamedTuple):
     accepted_at: datetime
 
 
+class Commit(NamedTuple):
+    """What one group commit appended: `rows` numbered from `first_seq`, accepted at `accepted_at`."""
+
+    first_seq: int
+    rows: list[LedgerRow]
+    accepted_at: datetime
+
+    def records(self) -> list[LedgerRecord]:
+        """The rows as the relay publishes them (built only by a hook that publishes: the external relay's
+        waker needs none)."""
+        at = self.accepted_at
+        return [LedgerRecord(seq, r.type, r.key, r.body, at) for seq, r in enumerate(self.rows, self.first_seq)]
+
+
 @dataclass
 class _Submission:
     rows: list[LedgerRow]
@@ -97,8 +111,8 @@ class LedgerWriter(BackgroundLoop):
         self._postgres = postgres
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
-        # Run after each commit with the new records, in sequence order (the relay's hand-off).
-        self.on_commit: list[Callable[[list[LedgerRecord]], None]] = []
+        # Run after each commit with what it appended, in sequence order (the relay's hand-off).
+        self.on_commit: list[Callable[[Commit], None]] = []
 
 
     async def append(self, rows: list[LedgerRow]) -> AppendResult:
@@ -158,10 +172,10 @@ class LedgerWriter(BackgroundLoop):
                     known[r.event_id] = r.body_hash
                 to_insert += fresh
                 outcomes.append((sub, (fresh, len(sub.rows) - len(fresh))))
-            records: list[LedgerRecord] = []
+            commit = Commit(0, to_insert, now)
             if to_insert:
                 base = (await session.execute(select(func.max(LEDGER.c.seq)))).scalar() or 0
-                records = [LedgerRecord(seq, r.type, r.key, r.body, now) for seq, r in enumerate(to_insert, base + 1)]
+                commit = Commit(base + 1, to_insert, now)
                 await (_copy_postgres if self._postgres else _insert_sqlite)(session, to_insert, base + 1, now)
         self._metrics.ledger_commit.observe(loop.time() - started)
         self._metrics.ledger_batch.observe(len(to_insert))
@@ -171,7 +185,7 @@ class LedgerWriter(BackgroundLoop):
             else:
                 sub.done.set_result(outcome)
         for hook in self.on_commit:
-            hook(records)
+            hook(commit)
 
 
 def _dedupe_within(rows: list[LedgerRow]) -> list[LedgerRow]:

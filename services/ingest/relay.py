@@ -28,7 +28,7 @@ from services.common.kafka import log_ends, start_producer
 from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress, relay_cursor
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
-from services.ingest.ledger import LedgerRecord
+from services.ingest.ledger import Commit, LedgerRecord
 from services.ingest.metrics import RelayMetrics
 
 log = logging.getLogger("salespulse.ingest.relay")
@@ -83,12 +83,12 @@ class Relay(BackgroundLoop):
         """Whether this relay holds the leader lock (the one that publishes)."""
         return self._leader is not None
 
-    def offer(self, records: list[LedgerRecord]) -> None:
+    def offer(self, commit: Commit) -> None:
         """Called by the ledger writer after each commit."""
-        if len(self._memory) + len(records) > self._memory_cap:
+        if len(self._memory) + len(commit.rows) > self._memory_cap:
             self._memory.clear()  # far behind (broker down): the ledger has them all
         else:
-            self._memory.extend(records)
+            self._memory.extend(commit.records())
         self._wake.set()
 
     def _from_memory(self, cursor: int, limit: int) -> list[LedgerRecord] | None:
@@ -252,8 +252,8 @@ class RelayWaker:
         self._address = (settings.relay_host, settings.relay_port)
         self._socket: socket.socket | None = None
 
-    def offer(self, records: list[LedgerRecord]) -> None:
-        """Called by the ledger writer after each commit."""
+    def offer(self, commit: Commit) -> None:
+        """Called by the ledger writer after each commit (what it appended does not matter here)."""
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
