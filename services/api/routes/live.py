@@ -149,11 +149,13 @@ class LivePusher(BackgroundLoop):
             if not self.dirty:
                 continue
             dirty, self.dirty = self.dirty, {}
-            last_push = loop.time()
             try:
                 await self.push_boards(dirty)
             except Exception:  # a bad board must not stop the others
                 log.exception("could not push standings")
+            # Counted from the push's end: a push that took a while (reading a board's reps) published late,
+            # and the next one must still leave `interval` after it.
+            last_push = loop.time()
 
     async def push_boards(self, dirty: dict[str, int]) -> None:
         """Push each watched board that changed. A board's tally is built once and then updated for the reps
