@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.kpis import KPI_NAMES, is_kpi_name
+from schemas.kpis import CREDIT_ROLES, KPI_NAMES, CreditRole, is_kpi_name
 
 __all__ = [
     "KPI_NAMES",
@@ -77,6 +77,22 @@ Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_c
 Number = Annotated[Decimal, PlainSerializer(_json_number, return_type=int | float, when_used="json")]
 """An exact decimal that is a JSON number on the wire."""
 Metric = Annotated[str, AfterValidator(_known_metric)]
+
+
+def _distinct_roles(roles: list[CreditRole]) -> list[CreditRole]:
+    """Each role once, in the order of CREDIT_ROLES (so equal choices compare and print alike)."""
+    if not roles:
+        raise PydanticCustomError(
+            "no_credit_roles", "credit_roles must name at least one of {roles}", {"roles": ", ".join(CREDIT_ROLES)}
+        )
+    return [role for role in CREDIT_ROLES if role in roles]
+
+
+CreditRoles = Annotated[
+    list[CreditRole],
+    AfterValidator(_distinct_roles),
+    Field(description="which credit counts: primary (the deal's split), overlay (specialists' credit on top)"),
+]
 """A KPI name of CONTRACT §3."""
 
 
@@ -133,6 +149,7 @@ class Plan(_Config):
     payout_cap: Number | None = None
     gate: Gate | None = None
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    credit_roles: CreditRoles = Field(default_factory=lambda: list(CREDIT_ROLES))
 
     @field_validator("effective_to")
     @classmethod
@@ -240,6 +257,7 @@ class Board(_Config):
     scope: Scope = Field(default_factory=Scope)
     size: int = Field(default=10, ge=1, le=100)
     plan_id: Id | None = None
+    credit_roles: CreditRoles = Field(default_factory=lambda: list(CREDIT_ROLES))
 
     @model_validator(mode="after")
     def _period_xor_window(self) -> Board:

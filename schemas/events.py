@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 
-from schemas.kpis import ACTIVITY_KIND_REGEX
+from schemas.kpis import ACTIVITY_KIND_REGEX, CreditRole
 from schemas.suggestions import did_you_mean
 
 __all__ = [
@@ -218,12 +218,18 @@ _MODEL_CONFIG: Final = ConfigDict(extra="forbid", frozen=True)
 
 
 class Split(BaseModel):
-    """One rep's share of a deal's credit."""
+    """One rep's share of a deal's credit: primary (the deal's split) or overlay (on top of it)."""
 
     model_config = _MODEL_CONFIG
 
     rep_id: Identifier
-    share: Share = Field(description="Fraction of the deal credited to the rep, > 0; shares sum to 1.")
+    share: Share = Field(
+        description="Fraction of the deal credited to the rep, in (0, 1]; the primary shares sum to 1."
+    )
+    role: CreditRole = Field(
+        default="primary",
+        description="primary: a part of the deal's credit; overlay: credit on top, which no primary loses.",
+    )
 
 
 class DealEvent(BaseModel):
@@ -260,7 +266,10 @@ class DealEvent(BaseModel):
     splits: tuple[Split, ...] | None = Field(
         default=None,
         max_length=MAX_SPLITS,
-        description=f"Credit splits (at most {MAX_SPLITS}); shares sum to 1. Absent: the owner gets 100 %.",
+        description=(
+            f"Credit splits (at most {MAX_SPLITS}); the primary shares sum to 1, overlays come on top. No primary"
+            " split: the owner gets 100 %."
+        ),
     )
     kind: Literal["new", "renewal", "expansion"] = "new"
     customer_id: Identifier | None = None
@@ -292,7 +301,9 @@ class DealEvent(BaseModel):
 
     @field_validator("splits")
     @classmethod
-    def _splits_cover_the_whole_deal_once(cls, value: tuple[Split, ...] | None) -> tuple[Split, ...] | None:
+    def _splits_cover_the_whole_deal_once(
+        cls, value: tuple[Split, ...] | None, info: ValidationInfo
+    ) -> tuple[Split, ...] | None:
         if value is None:
             return value
         if not value:
@@ -307,20 +318,33 @@ class DealEvent(BaseModel):
                 "rep {rep_id} appears more than once in splits",
                 {"rep_id": reps[position], "position": position},
             )
-        total: Decimal = sum((split.share for split in value), Decimal(0))
+        primary = [split for split in value if split.role == "primary"]
+        if not primary:  # overlays only: the owner is the primary at 100 %
+            owner = info.data.get("owner_id")
+            if owner in reps:
+                raise PydanticCustomError(
+                    "split_owner_overlay",
+                    "the owner {rep_id} cannot also be an overlay: with no primary split the owner gets the whole"
+                    " primary credit",
+                    {"rep_id": owner, "position": reps.index(owner)},
+                )
+            return value
+        total: Decimal = sum((split.share for split in primary), Decimal(0))
         if abs(total - 1) > SHARE_TOLERANCE:
             raise PydanticCustomError(
                 "split_shares_sum",
-                "split shares must add up to 1, not {total}",
-                {"total": f"{Decimal(total).normalize():f}"},
+                "split shares must add up to 1, not {total}{overlays}",
+                {
+                    "total": f"{Decimal(total).normalize():f}",
+                    "overlays": " (the primary ones: overlays come on top)" if len(primary) < len(value) else "",
+                },
             )
         return value
 
     def credited_splits(self) -> tuple[tuple[str, Decimal], ...]:
-        """(rep_id, share) pairs this snapshot credits: the splits, or the owner at 100 %."""
-        if self.splits is None:
-            return ((self.owner_id, Decimal(1)),)
-        return tuple((split.rep_id, split.share) for split in self.splits)
+        """(rep_id, share) pairs of this snapshot's primary credit: the primary splits, or the owner at 100 %."""
+        primary = tuple((split.rep_id, split.share) for split in self.splits or () if split.role == "primary")
+        return primary or ((self.owner_id, Decimal(1)),)
 
     def rep_ids(self) -> set[str]:
         """Every rep the event names: the owner and the split reps."""
@@ -403,6 +427,7 @@ _SENTENCE_ERRORS: Final = frozenset(
         "currency_mismatch",
         "splits_empty",
         "split_rep_repeated",
+        "split_owner_overlay",
         "split_shares_sum",
         "timestamp_too_early",
         "timestamp_too_late",
@@ -468,7 +493,7 @@ def _event_problem(error: ErrorDetails) -> ValidationProblem:
     path = [str(part) for part in error["loc"][1:]]
     # A discriminated union puts the tag into the location: (3, "deal", "amount").
     event_type = path.pop(0) if path and path[0] in _EVENT_TYPES else None
-    if kind == "split_rep_repeated":
+    if kind == "split_rep_repeated" or kind == "split_owner_overlay":
         path += [str(ctx["position"]), "rep_id"]
     field = ".".join(path)
 
@@ -658,9 +683,11 @@ def _canonical_dict(event: DealEvent | ActivityEvent) -> dict[str, Any]:
     if event.closed_at is not None:
         body["closed_at"] = event.closed_at.astimezone(UTC)
     if event.splits is not None:
-        # Split order carries no meaning, so it must not make two equal snapshots differ.
+        # Split order carries no meaning, so it must not make two equal snapshots differ. The primary role is
+        # left out, so a split written before roles existed keeps its body hash (and its retries stay duplicates).
         body["splits"] = [
             {"rep_id": split.rep_id, "share": _share_text(split.share)}
+            | ({"role": split.role} if split.role != "primary" else {})
             for split in sorted(event.splits, key=lambda split: split.rep_id)
         ]
     body["kind"] = event.kind

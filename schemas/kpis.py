@@ -4,10 +4,10 @@ against: event and configuration validation (schemas/) and the pure core (servic
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, Literal, get_args
 
-__all__ = ["ACTIVITY_KIND_PATTERN", "ACTIVITY_KIND_REGEX", "ACTIVITY_PREFIX", "KPI_NAMES", "is_activity_kind",
-           "is_kpi_name"]
+__all__ = ["ACTIVITY_KIND_PATTERN", "ACTIVITY_KIND_REGEX", "ACTIVITY_PREFIX", "ALL_ROLES", "CREDIT_ROLES", "KPI_NAMES",
+           "PRIMARY_ONLY", "CreditRole", "is_activity_kind", "is_kpi_name"]
 
 KPI_NAMES: Final[tuple[str, ...]] = (
     "revenue",
@@ -21,6 +21,14 @@ KPI_NAMES: Final[tuple[str, ...]] = (
     "activities",
 )
 """Every KPI but the per-kind activity counts, in report order."""
+
+CreditRole = Literal["primary", "overlay"]
+CREDIT_ROLES: Final[tuple[CreditRole, ...]] = get_args(CreditRole)
+"""The roles a deal credits a rep in (CONTRACT §1, Overlay credit): the deal's split, or a specialist's share on top."""
+ALL_ROLES: Final[frozenset[str]] = frozenset(CREDIT_ROLES)
+"""A rep's own KPIs count every role by default."""
+PRIMARY_ONLY: Final[frozenset[str]] = frozenset({"primary"})
+"""A team's KPIs count the primary credit only by default, so overlays never inflate the team's revenue."""
 
 ACTIVITY_KIND_REGEX: Final = r"^[a-z][a-z0-9_]{0,31}$"
 """A lowercase activity token such as `call` or `demo_booked` (for pydantic `pattern=`)."""

@@ -83,6 +83,7 @@ class CreditLine(_Message):
     deals_lost: Money = Decimal(0)
     renewals_won: Money = Decimal(0)
     renewals_lost: Money = Decimal(0)
+    overlay: bool = Field(False, description="credited as an overlay, on top of the deal's primary credit")
 
 
 class CreditsMessage(_Message):
@@ -104,6 +105,7 @@ class Totals(_Message):
     renewals_lost: Money = Decimal(0)
     activities: int = 0
     activities_by_kind: dict[str, int] = Field(default_factory=dict)
+    overlay: Totals | None = Field(None, description="the overlay credit's deal sums, apart from the primary ones")
 
 
 class TierRefModel(_Message):

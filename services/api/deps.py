@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from schemas.kpis import CREDIT_ROLES
 from services.api.gateway import Gateway
 from services.common.problems import Problem
 from services.scoring.domain.periods import PERIOD_KINDS, PeriodKind
@@ -31,3 +32,27 @@ def period_kind(period: Annotated[str, Query(description="day, week, month, quar
 
 
 PeriodQuery = Annotated[PeriodKind, Depends(period_kind)]
+
+
+def credit_roles(
+    roles: Annotated[
+        str | None,
+        Query(description="the credit roles to count, comma-separated: primary, overlay (default: a rep's own KPIs"
+                          " count both, a team's the primary credit only)"),
+    ] = None,
+) -> frozenset[str] | None:
+    """The `roles` a KPI answer counts, or None for the default of what is asked (CONTRACT §3)."""
+    if roles is None:
+        return None
+    asked = frozenset(role.strip() for role in roles.split(","))
+    unknown = sorted(asked.difference(CREDIT_ROLES))
+    if unknown or not asked:
+        raise Problem(
+            422,
+            f"Unknown credit role {', '.join(map(repr, unknown))}; use primary, overlay or both, comma-separated.",
+            errors=[{"index": None, "field": "roles", "message": f"one or more of {', '.join(CREDIT_ROLES)}"}],
+        )
+    return asked
+
+
+RolesQuery = Annotated[frozenset[str] | None, Depends(credit_roles)]

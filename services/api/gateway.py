@@ -200,10 +200,10 @@ class Gateway:
                 past = tally.history.get(rep_id, (0, None))[1]
                 if past is not None:
                     contest = past if contest is None else contest + past
-                value = contest.value(board.metric) if contest else Decimal(0)
+                value = contest.credited(board.credit_roles).value(board.metric) if contest else Decimal(0)
             else:
                 totals = self.hot_or_zero(rep_id, board.period, tally.period_key)  # type: ignore[arg-type]
-                value = totals.value(board.metric)
+                value = totals.credited(board.credit_roles).value(board.metric)
             attainment = tier = None
             if tally.plan is not None:
                 rep_progress = plan_progress(

@@ -65,6 +65,7 @@ def kpi_totals(totals: Totals) -> KpiTotals:
     return KpiTotals(
         totals.revenue, totals.deals_won, totals.deals_lost, totals.renewals_won, totals.renewals_lost,
         totals.activities, dict(totals.activities_by_kind),
+        None if totals.overlay is None else kpi_totals(totals.overlay),
     )
 
 

@@ -128,7 +128,7 @@ class StatementBook:
                                  on=start, now=now)
         if progress is None or plan_period(plan, self.calendar, start) != period_key:
             return None
-        lines = fold.lines(rep_id, plan.metric, kind, period_key, self.calendar)
+        lines = fold.lines(rep_id, plan.metric, kind, period_key, self.calendar, plan.credit_roles)
         document = progress.to_dict()
         return {
             "statement_id": statement_id(plan.plan_id, period_key, rep_id),

@@ -94,6 +94,7 @@ def _fingerprint(totals: KpiTotals) -> _Fingerprint:
         totals.renewals_lost,
         totals.activities,
         len(totals.activities_by_kind),
+        None if totals.overlay is None else _fingerprint(totals.overlay),
     )
 
 

@@ -227,3 +227,50 @@ def test_team_kpis_sum_current_members_and_recompute_rates(stack: Stack) -> None
         timeout=10,
         what="ed no longer counted for west",
     )
+
+
+def test_overlay_credit_counts_for_each_rep_and_a_team_counts_the_primary_only(stack: Stack) -> None:
+    """A deal with a primary owner and two overlays (CONTRACT §1, Overlay credit): each rep's revenue, the
+    team's revenue by default and with overlays asked for, plans and boards that choose the roles they count,
+    and a correction that drops an overlay."""
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        api.put("/v1/teams/north", json={"name": "North"}).raise_for_status()
+        for rep, team in (("nia", "north"), ("sam", "north"), ("pat", "west")):
+            api.put(f"/v1/reps/{rep}", json={"name": rep.title(), "team_id": team}).raise_for_status()
+        for plan_id, roles in (("se-all", ["primary", "overlay"]), ("se-primary", ["primary"])):
+            plan = {**PLAN, "name": plan_id, "participants": {"reps": ["sam"]}, "credit_roles": roles}
+            api.put(f"/v1/plans/{plan_id}", json=plan).raise_for_status()
+        for board_id, roles in (("north-all", None), ("north-primary", ["primary"])):
+            board = {"title": board_id, "metric": "revenue", "period": "month", "scope": {"teams": ["north"]}}
+            chosen = {"credit_roles": roles} if roles else {}  # none: the default, every role
+            api.put(f"/v1/boards/{board_id}", json=board | chosen).raise_for_status()
+    deal = {**won("ov-1", "nia", "1000.05"), "version": 1, "splits": [
+        {"rep_id": "nia", "share": 1},
+        {"rep_id": "sam", "share": 0.5, "role": "overlay"},
+        {"rep_id": "pat", "share": 0.3, "role": "overlay"},
+    ]}
+    post(stack, [deal])
+
+    def revenue(path: str, **params: str) -> float:
+        return float(get(stack, path, **params)["kpis"]["revenue"])
+
+    wait_until(lambda: revenue("/v1/reps/pat/kpis") == 300.02, timeout=20, what="pat's overlay credit")
+    assert revenue("/v1/reps/nia/kpis") == 1000.05  # the overlays take nothing from the owner
+    assert revenue("/v1/reps/sam/kpis") == 500.02  # 500.025, half to even
+    assert get(stack, "/v1/reps/sam/kpis")["kpis"]["deals_won"] == 0.5
+    assert revenue("/v1/reps/sam/kpis", roles="primary") == 0.0
+    assert revenue("/v1/teams/north/kpis") == 1000.05  # a team counts the primary credit only by default
+    assert revenue("/v1/teams/north/kpis", roles="primary,overlay") == 1500.07
+    bad = httpx.get(f"{stack.api}/v1/teams/north/kpis", params={"roles": "owner"}, headers=stack.headers)
+    assert bad.status_code == 422 and "owner" in bad.json()["detail"]
+
+    plans = {p["plan_id"]: p["value"] for p in get(stack, "/v1/reps/sam/progress")["plans"]}
+    assert plans == {"se-all": 500.02, "se-primary": 0.0}
+    everyone = {e["rep_id"]: e["value"] for e in get(stack, "/v1/boards/north-all/standings")["entries"]}
+    primary = {e["rep_id"]: e["value"] for e in get(stack, "/v1/boards/north-primary/standings")["entries"]}
+    assert (everyone["nia"], everyone["sam"]) == (1000.05, 500.02)
+    assert (primary["nia"], primary.get("sam", 0.0)) == (1000.05, 0.0)
+
+    post(stack, [{**deal, "event_id": "ov-2", "version": 2, "splits": deal["splits"][:2]}])  # pat's overlay dropped
+    wait_until(lambda: revenue("/v1/reps/pat/kpis") == 0.0, timeout=20, what="pat's overlay clawed back")
+    assert revenue("/v1/reps/sam/kpis") == 500.02 and revenue("/v1/reps/nia/kpis") == 1000.05

@@ -35,14 +35,14 @@ OCCURRED = [
     datetime(2026, 1, 2, 3, tzinfo=NEW_YORK),  # = 08:00 UTC, earlier than the line above
 ]
 
-Totals = dict[tuple[str, datetime], tuple[Decimal, ...]]
+Totals = dict[tuple[str, datetime, bool], tuple[Decimal, ...]]
 
 
 def fold(credits: Iterable[Credit]) -> Totals:
-    """Sum credits per (rep, instant), dropping sums that cancel to zero."""
-    sums: dict[tuple[str, datetime], list[Decimal]] = {}
+    """Sum credits per (rep, instant, overlay or not), dropping sums that cancel to zero."""
+    sums: dict[tuple[str, datetime, bool], list[Decimal]] = {}
     for credit in credits:
-        measures = sums.setdefault((credit.rep_id, credit.at.astimezone(UTC)), [Decimal(0)] * 5)
+        measures = sums.setdefault((credit.rep_id, credit.at.astimezone(UTC), credit.overlay), [Decimal(0)] * 5)
         for i, name in enumerate(CREDIT_MEASURES):
             measures[i] += getattr(credit, name)
     return {key: tuple(values) for key, values in sums.items() if any(values)}
@@ -55,6 +55,7 @@ def snapshot(
     closed_at: datetime | None = CLOSE_TIMES[2],
     owner_id: str = "ana",
     splits: tuple[tuple[str, Decimal], ...] = (),
+    overlays: tuple[tuple[str, Decimal], ...] = (),
     kind: str = "new",
     version: int | None = 1,
     event_id: str = "e1",
@@ -71,6 +72,7 @@ def snapshot(
         closed_at=closed_at,
         splits=splits,
         kind=kind,  # type: ignore[arg-type]
+        overlays=overlays,
     )
 
 
@@ -85,6 +87,13 @@ def split_lists(draw: st.DrawFn) -> tuple[tuple[str, Decimal], ...]:
     shares = [(Decimal(weight) / total).quantize(Decimal("1e-10")) for weight in weights[:-1]]
     shares.append(Decimal(1) - sum(shares, Decimal(0)))
     return tuple(zip(reps, shares, strict=True))
+
+
+@st.composite
+def overlay_lists(draw: st.DrawFn) -> tuple[tuple[str, Decimal], ...]:
+    """No overlays, or 1–2 overlay reps (other than the split reps' names) with shares in (0, 1]."""
+    reps = draw(st.lists(st.sampled_from(["se", "pm"]), max_size=2, unique=True))
+    return tuple((rep, Decimal(draw(st.integers(min_value=1, max_value=1000))) / 1000) for rep in reps)
 
 
 amounts = st.integers(min_value=0, max_value=10**9).map(lambda cents: Decimal(cents).scaleb(-2))
@@ -112,6 +121,7 @@ def deal_snapshot_lists(draw: st.DrawFn) -> list[DealSnapshot]:
                 closed_at=closed_at,
                 splits=draw(split_lists()),
                 kind=draw(st.sampled_from(DEAL_KINDS)),
+                overlays=draw(overlay_lists()),
             )
         )
     return snapshots
@@ -371,6 +381,58 @@ def test_snapshots_and_credits_round_trip_through_json(snapshots: list[DealSnaps
         assert restored.to_dict() == original.to_dict()
         for credit in contribution(original):
             assert Credit.from_dict(json.loads(json.dumps(credit.to_dict()))) == credit
+
+
+# -- overlay credit ----------------------------------------------------------------------------------
+
+
+def test_overlays_are_credited_on_top_of_the_primary_split_each_rounded_half_even() -> None:
+    won = snapshot(
+        amount="1000.05",
+        splits=(("ana", Decimal("0.5")), ("ben", Decimal("0.5"))),
+        overlays=(("se", Decimal("0.5")), ("pm", Decimal("0.3"))),
+    )
+    by_rep = {(c.rep_id, c.overlay): (c.revenue, c.deals_won) for c in contribution(won)}
+    assert by_rep == {
+        ("ana", False): (Decimal("500.03"), Decimal("0.5")),  # the split's cents: largest remainder, as before
+        ("ben", False): (Decimal("500.02"), Decimal("0.5")),
+        ("se", True): (Decimal("500.02"), Decimal("0.5")),  # 500.025 → half to even
+        ("pm", True): (Decimal("300.02"), Decimal("0.3")),  # 300.015 → half to even
+    }
+    primary = sum((c.revenue for c in contribution(won) if not c.overlay), Decimal(0))
+    assert primary == Decimal("1000.05")  # the overlays take nothing from the deal's split
+
+
+def test_a_lost_deal_counts_a_lost_share_for_its_overlays() -> None:
+    lost = snapshot("lost", overlays=(("se", Decimal("0.4")),), kind="renewal")
+    [_, se] = contribution(lost)
+    assert (se.rep_id, se.overlay, se.deals_lost, se.renewals_lost, se.revenue) == (
+        "se", True, Decimal("0.4"), Decimal("0.4"), Decimal(0)
+    )
+
+
+def test_a_rep_moved_from_overlay_to_the_split_moves_their_credit_between_roles() -> None:
+    before = snapshot(overlays=(("ben", Decimal("1")),))
+    after = snapshot(splits=(("ana", Decimal("0.5")), ("ben", Decimal("0.5"))), version=2, event_id="e2")
+    moved = {(c.rep_id, c.overlay): c.revenue for c in delta(before, after)}
+    assert moved == {("ana", False): Decimal("-500.00"), ("ben", False): Decimal("500.00"),
+                     ("ben", True): Decimal("-1000.00")}
+
+
+def test_totals_keep_overlay_credit_apart_and_count_the_roles_asked() -> None:
+    totals = KpiTotals()
+    for credit in contribution(snapshot(amount="900.00", overlays=(("ana", Decimal("0.5")),))):
+        totals.apply_credit(credit)  # ana as primary and (an odd but storable case) as overlay
+    assert totals.revenue == Decimal("900.00") and totals.overlay is not None
+    assert totals.value("revenue") == Decimal("1350.00")  # a rep's own number: every role
+    assert totals.credited({"primary"}).value("revenue") == Decimal("900.00")
+    assert totals.credited({"overlay"}).value("deals_won") == Decimal("0.5")
+    assert totals.report()["avg_deal_size"] == 900.0  # 1350 / 1.5 deals
+    restored = KpiTotals.from_dict(json.loads(json.dumps(totals.to_dict())))
+    assert restored == totals
+    merged = KpiTotals().merged([totals, restored])
+    assert merged.credited({"primary"}).revenue == Decimal("1800.00")
+    assert merged.value("revenue") == Decimal("2700.00")
 
 
 def test_credit_storage_leaves_out_zero_measures() -> None:

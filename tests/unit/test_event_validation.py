@@ -258,8 +258,56 @@ def test_misspelled_field_is_rejected_with_the_likely_intended_name() -> None:
 
 
 def test_unknown_field_inside_a_split_is_rejected() -> None:
+    splits = [{"rep_id": "ana", "share": 1, "rol": "overlay"}]
+    assert only(deal(splits=splits)) == ValidationProblem(0, "splits.0.rol", "unknown field rol (did you mean role?)")
+
+
+def test_a_split_role_is_primary_or_overlay() -> None:
     splits = [{"rep_id": "ana", "share": 1, "role": "ae"}]
-    assert only(deal(splits=splits)) == ValidationProblem(0, "splits.0.role", "unknown field role")
+    assert only(deal(splits=splits)) == ValidationProblem(
+        0, "splits.0.role", "splits.0.role must be one of primary, overlay"
+    )
+
+
+def test_overlay_shares_come_on_top_of_primary_shares_that_sum_to_one() -> None:
+    splits = [{"rep_id": "ana", "share": 0.5}, {"rep_id": "ben", "share": 0.5},
+              {"rep_id": "se", "share": 1, "role": "overlay"}, {"rep_id": "pm", "share": 0.25, "role": "overlay"}]
+    [event] = accepted(deal(splits=splits))
+    assert isinstance(event, DealEvent)
+    assert event.credited_splits() == (("ana", Decimal("0.5")), ("ben", Decimal("0.5")))
+    short = [{"rep_id": "ana", "share": 0.5}, {"rep_id": "se", "share": 0.5, "role": "overlay"}]
+    assert only(deal(splits=short)) == ValidationProblem(
+        0, "splits", "split shares must add up to 1, not 0.5 (the primary ones: overlays come on top)"
+    )
+    above_one = [{"rep_id": "ana", "share": 1}, {"rep_id": "se", "share": 1.5, "role": "overlay"}]
+    assert only(deal(splits=above_one)) == ValidationProblem(0, "splits.1.share", "splits.1.share must be at most 1")
+
+
+def test_overlays_alone_leave_the_owner_the_whole_primary_credit_and_the_owner_is_no_overlay() -> None:
+    [event] = accepted(deal(splits=[{"rep_id": "se", "share": 0.3, "role": "overlay"}]))
+    assert isinstance(event, DealEvent)
+    assert event.credited_splits() == (("ana", Decimal(1)),)
+    assert only(deal(splits=[{"rep_id": "ana", "share": 0.3, "role": "overlay"}])) == ValidationProblem(
+        0, "splits.0.rep_id",
+        "the owner ana cannot also be an overlay: with no primary split the owner gets the whole primary credit",
+    )
+
+
+def test_a_rep_is_primary_or_overlay_on_a_deal_not_both() -> None:
+    splits = [{"rep_id": "ana", "share": 1}, {"rep_id": "ana", "share": 0.2, "role": "overlay"}]
+    assert only(deal(splits=splits)) == ValidationProblem(
+        0, "splits.1.rep_id", "rep ana appears more than once in splits"
+    )
+
+
+def test_the_primary_role_written_out_is_the_same_event_as_left_out() -> None:
+    plain, explicit = accepted(
+        deal(splits=[{"rep_id": "ben", "share": 1}]), deal(splits=[{"rep_id": "ben", "share": 1, "role": "primary"}])
+    )
+    overlay = accepted(deal(splits=[{"rep_id": "ben", "share": 1}, {"rep_id": "se", "share": 1, "role": "overlay"}]))[0]
+    assert body_hash(plain) == body_hash(explicit)
+    assert body_hash(overlay) != body_hash(plain)
+    assert event_from_canonical(canonical_json(overlay)) == overlay
 
 
 def test_deal_field_on_an_activity_is_an_unknown_field() -> None:

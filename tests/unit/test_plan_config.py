@@ -85,7 +85,19 @@ def test_the_contract_example_plan_parses_with_exact_money() -> None:
 def test_a_plan_reads_back_as_the_json_it_was_written_as() -> None:
     plan = Plan.model_validate(CONTRACT_PLAN)
 
-    assert json.loads(plan.model_dump_json()) == {**CONTRACT_PLAN, "currency": "USD"}
+    defaults = {"currency": "USD", "credit_roles": ["primary", "overlay"]}
+    assert json.loads(plan.model_dump_json()) == {**CONTRACT_PLAN, **defaults}
+
+
+def test_a_plan_counts_the_credit_roles_it_names_each_once_and_at_least_one() -> None:
+    plan = Plan.model_validate({**CONTRACT_PLAN, "credit_roles": ["overlay", "primary", "overlay"]})
+    assert plan.credit_roles == ["primary", "overlay"]
+    assert Plan.model_validate({**CONTRACT_PLAN, "credit_roles": ["primary"]}).credit_roles == ["primary"]
+    assert reasons(plan_with(credit_roles=[])) == [
+        (("credit_roles",), "credit_roles must name at least one of primary, overlay")
+    ]
+    [(loc, _)] = reasons(plan_with(credit_roles=["owner"]))
+    assert loc == ("credit_roles", 0)
 
 
 def test_a_plan_without_tiers_is_rejected() -> None:

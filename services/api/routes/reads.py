@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import date
 from typing import Any
 
 from fastapi import APIRouter
 
-from services.api.deps import DateQuery, GatewayDep, PeriodQuery
+from schemas.kpis import ALL_ROLES, PRIMARY_ONLY
+from services.api.deps import DateQuery, GatewayDep, PeriodQuery, RolesQuery
 from services.api.gateway import Gateway
 from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
 from services.api.scope import require_board, require_rep, require_team
@@ -22,34 +23,39 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get("/reps/{rep_id}/kpis", summary="A rep's KPIs for one period", response_model=RepKpis, responses=PROBLEMS)
-async def rep_kpis(rep_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+async def rep_kpis(
+    rep_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None, roles: RolesQuery = None
+) -> Any:
     require_rep(who, gw, rep_id)
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
-    return await _kpis(gw, "rep_id", rep_id, period, date, gw.rep_totals)
+    return await _kpis(gw, "rep_id", rep_id, period, date, gw.rep_totals, roles or ALL_ROLES)
 
 
 @router.get(
     "/teams/{team_id}/kpis",
-    summary="A team's KPIs (sums over its current members)",
+    summary="A team's KPIs (sums over its current members; primary credit only unless roles says otherwise)",
     response_model=TeamKpis,
     responses=PROBLEMS,
 )
-async def team_kpis(team_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None) -> Any:
+async def team_kpis(
+    team_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None, roles: RolesQuery = None
+) -> Any:
     require_team(who, gw, team_id)
     if team_id not in gw.config.state.teams() and not gw.config.state.members(team_id):
         raise Problem(404, f"No team {team_id!r}.")
-    return await _kpis(gw, "team_id", team_id, period, date, gw.team_totals)
+    return await _kpis(gw, "team_id", team_id, period, date, gw.team_totals, roles or PRIMARY_ONLY)
 
 
 async def _kpis(
     gw: Gateway, id_field: str, entry_id: str, period: PeriodKind, on: date | None,
-    totals: Callable[[str, PeriodKind, str], Awaitable[KpiTotals]],
+    totals: Callable[[str, PeriodKind, str], Awaitable[KpiTotals]], roles: Collection[str],
 ) -> dict[str, Any]:
-    """The KPI answer (CONTRACT §6) of a rep or team for the period containing `on` (default: today)."""
+    """The KPI answer (CONTRACT §6) of a rep or team for the period containing `on` (default: today), counting
+    the credit of `roles`."""
     key = gw.calendar.key_for_date(on or gw.today(), period)
     found = await totals(entry_id, period, key)
-    return {id_field: entry_id, "period": period, "period_key": key, "kpis": found.report()}
+    return {id_field: entry_id, "period": period, "period_key": key, "kpis": found.credited(roles).report()}
 
 
 @router.get(

@@ -1,6 +1,8 @@
 """Credits: the signed KPI deltas a deal snapshot attributes to each rep at the deal's close instant.
 
-Applying snapshot S after P adds `contribution(S) − contribution(P)` (CONTRACT §1, Credits).
+Applying snapshot S after P adds `contribution(S) − contribution(P)` (CONTRACT §1, Credits). A credit is
+primary (the deal's split among its owners) or overlay (a specialist's share on top, CONTRACT §1, Overlay
+credit); the two are kept apart wherever totals are, so a team's revenue can count the primary credit only.
 """
 
 from __future__ import annotations
@@ -8,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from math import lcm
 from typing import Any, Final
 
 from services.scoring.domain.deals import DealSnapshot
 
-__all__ = ["CREDIT_MEASURES", "Credit", "allocate", "contribution", "delta"]
+__all__ = ["CREDIT_MEASURES", "Credit", "allocate", "contribution", "delta", "overlay_part"]
 
 ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
@@ -27,7 +29,8 @@ CREDIT_MEASURES: Final = ("revenue", "deals_won", "deals_lost", "renewals_won", 
 
 @dataclass(frozen=True, slots=True)
 class Credit:
-    """Signed KPI deltas for one rep, attributed to the periods that contain `at` (the close instant)."""
+    """Signed KPI deltas for one rep, attributed to the periods that contain `at` (the close instant);
+    `overlay` when the rep is credited as an overlay (on top of the deal's primary credit)."""
 
     rep_id: str
     at: datetime
@@ -36,6 +39,7 @@ class Credit:
     deals_lost: Decimal = ZERO
     renewals_won: Decimal = ZERO
     renewals_lost: Decimal = ZERO
+    overlay: bool = False
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
@@ -56,6 +60,7 @@ class Credit:
             -self.deals_lost,
             -self.renewals_won,
             -self.renewals_lost,
+            self.overlay,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +70,8 @@ class Credit:
             value = getattr(self, name)
             if value:
                 data[name] = str(value)
+        if self.overlay:
+            data["overlay"] = True
         return data
 
     @classmethod
@@ -80,6 +87,7 @@ class Credit:
                 Decimal(get("deals_lost", 0)),
                 Decimal(get("renewals_won", 0)),
                 Decimal(get("renewals_lost", 0)),
+                bool(get("overlay", False)),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a stored credit: {exc!r}") from exc
@@ -129,8 +137,14 @@ def allocate(amount: Decimal, splits: Sequence[tuple[str, Decimal]]) -> list[tup
     return [(rep_id, Decimal(sign * part).scaleb(-2)) for (rep_id, _), part in zip(reps, floors, strict=True)]
 
 
+def overlay_part(amount: Decimal, share: Decimal) -> Decimal:
+    """An overlay's revenue: `amount × share` rounded to the cent, half to even (each overlay on its own)."""
+    return (amount * share).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
 def contribution(snapshot: DealSnapshot) -> list[Credit]:
-    """What a snapshot credits, one Credit per rep in split order; open deals credit nothing."""
+    """What a snapshot credits: one primary Credit per split rep in split order, then one overlay Credit per
+    overlay rep; open deals credit nothing."""
     if snapshot.stage == "open":
         return []
     at = snapshot.closed_at
@@ -138,27 +152,26 @@ def contribution(snapshot: DealSnapshot) -> list[Credit]:
         raise ValueError(f"deal {snapshot.deal_id} is {snapshot.stage} without closed_at")
     renewal = snapshot.kind == "renewal"
     shares = dict(_merged_splits(snapshot.splits))
+    overlays = _merged_splits(snapshot.overlays)
     if snapshot.stage == "won":
+        parts = [(rep_id, part, shares[rep_id], False) for rep_id, part in allocate(snapshot.amount, snapshot.splits)]
+        parts += [(rep_id, overlay_part(snapshot.amount, share), share, True) for rep_id, share in overlays]
         return [
-            Credit(
-                rep_id,
-                at,
-                revenue=part,
-                deals_won=shares[rep_id],
-                renewals_won=shares[rep_id] if renewal else ZERO,
-            )
-            for rep_id, part in allocate(snapshot.amount, snapshot.splits)
+            Credit(rep_id, at, revenue=part, deals_won=share, renewals_won=share if renewal else ZERO, overlay=overlay)
+            for rep_id, part, share, overlay in parts
         ]
+    roles = [(rep_id, share, False) for rep_id, share in shares.items()]
+    roles += [(rep_id, share, True) for rep_id, share in overlays]
     return [
-        Credit(rep_id, at, deals_lost=share, renewals_lost=share if renewal else ZERO)
-        for rep_id, share in shares.items()
+        Credit(rep_id, at, deals_lost=share, renewals_lost=share if renewal else ZERO, overlay=overlay)
+        for rep_id, share, overlay in roles
     ]
 
 
 def delta(previous: DealSnapshot | None, current: DealSnapshot) -> list[Credit]:
-    """`contribution(current) − contribution(previous)`, one credit per (rep, instant), zeros dropped.
+    """`contribution(current) − contribution(previous)`, one credit per (rep, instant, role), zeros dropped.
 
-    Ordered by instant, then rep_id, so the same pair of snapshots always yields the same list.
+    Ordered by instant, rep_id and role (primary first), so the same pair of snapshots always yields the same list.
     """
     if previous is not None and previous.deal_id != current.deal_id:
         raise ValueError(
@@ -166,17 +179,20 @@ def delta(previous: DealSnapshot | None, current: DealSnapshot) -> list[Credit]:
         )
     # Aware datetimes hash and compare by instant, so one close time given in two offsets merges;
     # the dict keeps the first key object it saw, which makes the output's `at` deterministic.
-    sums: dict[tuple[str, datetime], list[Decimal]] = {}
+    sums: dict[tuple[str, datetime, bool], list[Decimal]] = {}
     parts = [(credit, _ONE) for credit in contribution(current)]
     if previous is not None:
         parts += [(credit, -_ONE) for credit in contribution(previous)]
     for credit, sign in parts:
-        measures = sums.setdefault((credit.rep_id, credit.at), [ZERO] * len(CREDIT_MEASURES))
+        measures = sums.setdefault((credit.rep_id, credit.at, credit.overlay), [ZERO] * len(CREDIT_MEASURES))
         for i, name in enumerate(CREDIT_MEASURES):
             value = getattr(credit, name)
             if value:
                 measures[i] += value if sign > 0 else -value
-    credits = [Credit(rep_id, at, *measures) for (rep_id, at), measures in sums.items()]
+    credits = [
+        Credit(rep_id, at, revenue, won, lost, renewals_won, renewals_lost, overlay)
+        for (rep_id, at, overlay), (revenue, won, lost, renewals_won, renewals_lost) in sums.items()
+    ]
     credits = [credit for credit in credits if not credit.is_zero()]
-    credits.sort(key=lambda credit: (credit.at.astimezone(_UTC), credit.rep_id))
+    credits.sort(key=lambda credit: (credit.at.astimezone(_UTC), credit.rep_id, credit.overlay))
     return credits

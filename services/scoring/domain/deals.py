@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, get_args
 
-__all__ = ["DEAL_KINDS", "DEAL_STAGES", "DealKind", "DealSnapshot", "DealStage", "OrderKey", "is_newer"]
+__all__ = [
+    "DEAL_KINDS", "DEAL_STAGES", "OVERLAY", "PRIMARY", "DealKind", "DealSnapshot", "DealStage", "OrderKey", "is_newer",
+]
 
 DealStage = Literal["open", "won", "lost"]
 DealKind = Literal["new", "renewal", "expansion"]
@@ -20,6 +22,10 @@ DEAL_STAGES: Final[tuple[DealStage, ...]] = get_args(DealStage)
 DEAL_KINDS: Final[tuple[DealKind, ...]] = get_args(DealKind)
 
 OrderKey = tuple[int, datetime, str]
+
+PRIMARY: Final = "primary"
+OVERLAY: Final = "overlay"
+"""The roles a split may carry: primary shares divide the deal; overlay shares credit on top of it."""
 
 _ONE: Final = Decimal(1)
 _UTC: Final = UTC
@@ -37,7 +43,10 @@ def _require_aware(name: str, value: datetime) -> None:
 
 @dataclass(frozen=True, slots=True)
 class DealSnapshot:
-    """One opportunity as of one deal event; `splits` defaults to the owner at 100 %."""
+    """One opportunity as of one deal event; `splits` (the primary credit) defaults to the owner at 100 %.
+
+    `overlays` credit other reps (specialists) their share of the deal on top of the primary credit, which
+    they do not reduce (CONTRACT §1, Overlay credit)."""
 
     deal_id: str
     event_id: str
@@ -49,6 +58,7 @@ class DealSnapshot:
     closed_at: datetime | None = None
     splits: tuple[tuple[str, Decimal], ...] = ()
     kind: DealKind = "new"
+    overlays: tuple[tuple[str, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage not in DEAL_STAGES:
@@ -72,6 +82,11 @@ class DealSnapshot:
                 if not isinstance(share, Decimal) or not share.is_finite() or share <= 0:
                     raise ValueError(f"the share of {rep_id!r} must be a Decimal > 0, got {share!r}")
             object.__setattr__(self, "splits", splits)
+        overlays = tuple((rep_id, share) for rep_id, share in self.overlays)
+        for rep_id, share in overlays:
+            if not isinstance(share, Decimal) or not share.is_finite() or not 0 < share <= _ONE:
+                raise ValueError(f"the overlay share of {rep_id!r} must be a Decimal in (0, 1], got {share!r}")
+        object.__setattr__(self, "overlays", overlays)
 
     def order_key(self) -> OrderKey:
         """`(version or 0, occurred_at, event_id)`, with `occurred_at` in UTC so instants compare exactly."""
@@ -95,26 +110,42 @@ class DealSnapshot:
             data["splits"] = [[rep_id, str(share)] for rep_id, share in self.splits]
         if self.kind != "new":
             data["kind"] = self.kind
+        if self.overlays:
+            data["overlays"] = [[rep_id, str(share)] for rep_id, share in self.overlays]
         return data
+
+    def rep_ids(self) -> list[str]:
+        """Every rep the snapshot credits, primary then overlay, each once."""
+        return list(dict.fromkeys(rep_id for rep_id, _ in self.splits + self.overlays))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DealSnapshot:
-        """Rebuild a snapshot from `to_dict()` output (splits as `[rep_id, share]` pairs)."""
+        """Rebuild a snapshot from `to_dict()` output (splits and overlays as `[rep_id, share]` pairs)."""
         return cls._from_fields(
-            data, lambda: tuple((rep_id, _decimal(share)) for rep_id, share in data.get("splits", ()))
+            data,
+            lambda: tuple((rep_id, _decimal(share)) for rep_id, share in data.get("splits", ())),
+            lambda: tuple((rep_id, _decimal(share)) for rep_id, share in data.get("overlays", ())),
         )
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> DealSnapshot:
-        """A snapshot from a deal event's canonical JSON (CONTRACT §1: splits as `{rep_id, share}` objects);
-        no splits credit the owner at 100 %."""
-        return cls._from_fields(
-            event, lambda: tuple((split["rep_id"], _decimal(split["share"])) for split in event.get("splits") or ())
-        )
+        """A snapshot from a deal event's canonical JSON (CONTRACT §1: splits as `{rep_id, share, role}` objects,
+        role `primary` when absent); no primary split credits the owner at 100 %."""
+        splits = event.get("splits") or ()
+
+        def of_role(role: str) -> tuple[tuple[str, Decimal], ...]:
+            return tuple(
+                (split["rep_id"], _decimal(split["share"])) for split in splits if split.get("role", PRIMARY) == role
+            )
+
+        return cls._from_fields(event, lambda: of_role(PRIMARY), lambda: of_role(OVERLAY))
 
     @classmethod
     def _from_fields(
-        cls, data: Mapping[str, Any], splits: Callable[[], tuple[tuple[str, Decimal], ...]]
+        cls,
+        data: Mapping[str, Any],
+        splits: Callable[[], tuple[tuple[str, Decimal], ...]],
+        overlays: Callable[[], tuple[tuple[str, Decimal], ...]],
     ) -> DealSnapshot:
         try:
             closed_at = data.get("closed_at")
@@ -129,6 +160,7 @@ class DealSnapshot:
                 closed_at=datetime.fromisoformat(closed_at) if closed_at else None,
                 splits=splits(),
                 kind=data.get("kind") or "new",
+                overlays=overlays(),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a deal snapshot: {exc!r}") from exc

@@ -3,7 +3,7 @@ progress there. Shared by the scoring worker (snapshots, tiers reached) and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -66,6 +66,9 @@ class PlanLike(Protocol):
     @property
     def gate(self) -> GateLike | None: ...
 
+    @property
+    def credit_roles(self) -> Collection[str]: ...
+
 
 TotalsLookup = Callable[[PeriodKind, str], KpiTotals]
 
@@ -95,7 +98,7 @@ def plan_progress(
     if key is None:
         return None
     kind: PeriodKind = plan.period  # type: ignore[assignment]
-    period_totals = totals(kind, key)
+    period_totals = totals(kind, key).credited(plan.credit_roles)
     gate = plan.gate
     return compute_progress(
         plan_id=plan.plan_id,

@@ -5,12 +5,19 @@ Only sums are stored; rates are recomputed from the sums every time, so team rat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
-from schemas.kpis import ACTIVITY_KIND_PATTERN, ACTIVITY_PREFIX, KPI_NAMES, is_activity_kind, is_kpi_name
+from schemas.kpis import (
+    ACTIVITY_KIND_PATTERN,
+    ACTIVITY_PREFIX,
+    ALL_ROLES,
+    KPI_NAMES,
+    is_activity_kind,
+    is_kpi_name,
+)
 from services.scoring.domain.credits import Credit
 
 __all__ = ["ACTIVITY_KIND_PATTERN", "KPI_NAMES", "KpiTotals", "is_activity_kind", "is_kpi_name"]
@@ -37,7 +44,10 @@ def _json_number(value: Decimal, step: Decimal) -> float:
 
 @dataclass(slots=True)
 class KpiTotals:
-    """The additive sums behind every KPI: money and share-weighted counts as Decimal, activities as int."""
+    """The additive sums behind every KPI: money and share-weighted counts as Decimal, activities as int.
+
+    The deal sums are the primary credit; `overlay` holds the overlay credit's deal sums (None when there is
+    none). `value` and `report` count both, a rep's own number; `credited(roles)` chooses (a team: primary)."""
 
     revenue: Decimal = ZERO
     deals_won: Decimal = ZERO
@@ -46,22 +56,28 @@ class KpiTotals:
     renewals_lost: Decimal = ZERO
     activities: int = 0
     activities_by_kind: dict[str, int] = field(default_factory=dict)
+    overlay: KpiTotals | None = None
 
     # -- folding ----------------------------------------------------------------------------------
 
     def apply_credit(self, credit: Credit) -> None:
-        """Add a credit's signed deltas."""
+        """Add a credit's signed deltas (an overlay credit's into `overlay`)."""
+        target = self
+        if credit.overlay:
+            if self.overlay is None:
+                self.overlay = KpiTotals()
+            target = self.overlay
         # Credits usually carry two or three non-zero measures; skipping zeros is cheaper than adding them.
         if credit.revenue:
-            self.revenue += credit.revenue
+            target.revenue += credit.revenue
         if credit.deals_won:
-            self.deals_won += credit.deals_won
+            target.deals_won += credit.deals_won
         if credit.deals_lost:
-            self.deals_lost += credit.deals_lost
+            target.deals_lost += credit.deals_lost
         if credit.renewals_won:
-            self.renewals_won += credit.renewals_won
+            target.renewals_won += credit.renewals_won
         if credit.renewals_lost:
-            self.renewals_lost += credit.renewals_lost
+            target.renewals_lost += credit.renewals_lost
 
     def add_activity(self, kind: str, count: int = 1) -> None:
         """Count `count` activities of `kind`."""
@@ -86,6 +102,10 @@ class KpiTotals:
 
     def add(self, other: KpiTotals) -> None:
         """Add `other` into this total, in place."""
+        if other.overlay is not None:
+            if self.overlay is None:
+                self.overlay = KpiTotals()
+            self.overlay.add(other.overlay)
         self.revenue += other.revenue
         self.deals_won += other.deals_won
         self.deals_lost += other.deals_lost
@@ -115,7 +135,25 @@ class KpiTotals:
             self.renewals_lost,
             self.activities,
             dict(self.activities_by_kind),
+            None if self.overlay is None else self.overlay.copy(),
         )
+
+    def credited(self, roles: Collection[str]) -> KpiTotals:
+        """These totals counting the credit of `roles` only (primary, overlay; see schemas.kpis), activities
+        always; the result has no separate overlay part. Itself when that changes nothing."""
+        overlay = self.overlay if "overlay" in roles else None
+        primary = "primary" in roles
+        if primary and self.overlay is None:
+            return self
+        result = KpiTotals(activities=self.activities, activities_by_kind=dict(self.activities_by_kind))
+        for part in (self if primary else None, overlay):
+            if part is not None:
+                result.revenue += part.revenue
+                result.deals_won += part.deals_won
+                result.deals_lost += part.deals_lost
+                result.renewals_won += part.renewals_won
+                result.renewals_lost += part.renewals_lost
+        return result
 
     def is_zero(self) -> bool:
         """True when every sum is zero."""
@@ -127,12 +165,16 @@ class KpiTotals:
             or self.renewals_lost
             or self.activities
             or self.activities_by_kind
+            or (self.overlay is not None and not self.overlay.is_zero())
         )
 
     # -- reading ----------------------------------------------------------------------------------
 
     def value(self, metric: str) -> Decimal | None:
-        """The exact value of any KPI name (see `is_kpi_name`); None for a rate or average over zero."""
+        """The exact value of any KPI name (see `is_kpi_name`) over every credit role; None for a rate or
+        average over zero."""
+        if self.overlay is not None:
+            return self.credited(ALL_ROLES).value(metric)
         if metric == "revenue":
             return self.revenue
         if metric == "deals_won":
@@ -158,7 +200,10 @@ class KpiTotals:
         )
 
     def report(self) -> dict[str, float | int | None]:
-        """Every KPI as a JSON number: money to cents, counts and rates to 6 decimals, null for 0/0."""
+        """Every KPI as a JSON number (every credit role): money to cents, counts and rates to 6 decimals, null
+        for 0/0."""
+        if self.overlay is not None:
+            return self.credited(ALL_ROLES).report()
         report: dict[str, float | int | None] = {}
         for name in KPI_NAMES:
             if name == "activities":
@@ -190,6 +235,8 @@ class KpiTotals:
             data["activities"] = self.activities
         if self.activities_by_kind:
             data["activities_by_kind"] = dict(self.activities_by_kind)
+        if self.overlay is not None and not self.overlay.is_zero():
+            data["overlay"] = self.overlay.to_dict()
         return data
 
     @classmethod
@@ -201,6 +248,7 @@ class KpiTotals:
             revenue, won, lost = get("revenue"), get("deals_won"), get("deals_lost")
             renewals_won, renewals_lost = get("renewals_won"), get("renewals_lost")
             by_kind = get("activities_by_kind")
+            overlay = get("overlay")
             return cls(
                 ZERO if revenue is None else Decimal(revenue),
                 ZERO if won is None else Decimal(won),
@@ -209,6 +257,7 @@ class KpiTotals:
                 ZERO if renewals_lost is None else Decimal(renewals_lost),
                 int(get("activities", 0)),
                 {str(kind): int(count) for kind, count in by_kind.items()} if by_kind else {},
+                None if overlay is None else cls.from_dict(overlay),
             )
         except (TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise ValueError(f"not stored KPI totals: {exc!r}") from exc

@@ -10,7 +10,7 @@ from which events".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +18,7 @@ from typing import Any
 
 from schemas.kpis import ACTIVITY_PREFIX
 from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution
-from services.scoring.domain.deals import DealSnapshot, is_newer
+from services.scoring.domain.deals import OVERLAY, PRIMARY, DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
 
@@ -66,6 +66,8 @@ class Line:
     count: int | None = None
     last_seq: int = 0
     """The ledger sequence of the newest event behind the line."""
+    role: str | None = None
+    """A deal line's credit role: primary, or overlay (credit on top of the deal's split)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "credit": str(self.credit), "event_ids": list(self.event_ids)}
@@ -73,7 +75,7 @@ class Line:
             out.update(type="deal", deal_id=self.deal_id, stage=self.stage,
                        amount=None if self.amount is None else str(self.amount),
                        share=None if self.share is None else str(self.share),
-                       closed_at=None if self.closed_at is None else self.closed_at.isoformat())
+                       closed_at=None if self.closed_at is None else self.closed_at.isoformat(), role=self.role)
         else:
             out.update(type="activity", kind=self.kind, count=self.count)
         return out
@@ -134,7 +136,7 @@ class LedgerFold:
         """The rep's open deals as the credits they would give if won at a given instant (the rep's part)."""
         deals = [h.applied for h in self.deals.values()
                  if h.applied is not None and h.applied.stage == "open"
-                 and any(rep == rep_id for rep, _ in h.applied.splits)]
+                 and rep_id in h.applied.rep_ids()]
 
         def credits(at: datetime) -> list[Credit]:
             found = []
@@ -152,17 +154,23 @@ class LedgerFold:
                 found.update(credit.rep_id for credit in contribution(history.applied))
         return found
 
-    def lines(self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar) -> list[Line]:
-        """What the rep is credited with under `metric` in the period, line by line, each with its events.
+    def lines(
+        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str]
+    ) -> list[Line]:
+        """What the rep is credited with under `metric` in the period, line by line, each with its events; deal
+        lines for the credit of `roles` only (primary, overlay).
 
         For an additive metric the lines' credits sum to the metric's value; for a rate (win_rate,
         avg_deal_size, retention_rate) the lines are its parts (won and lost deals), credited by revenue or
         share as the rate's numerator counts them."""
-        return sorted(self._deal_lines(rep_id, metric, kind, key, calendar), key=lambda line: line.key) + sorted(
+        deal_lines = self._deal_lines(rep_id, metric, kind, key, calendar, roles)
+        return sorted(deal_lines, key=lambda line: line.key) + sorted(
             self._activity_lines(rep_id, metric, kind, key, calendar), key=lambda line: line.key
         )
 
-    def _deal_lines(self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar) -> Iterator[Line]:
+    def _deal_lines(
+        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str]
+    ) -> Iterator[Line]:
         measures = _deal_measures(metric)
         if not measures:
             return
@@ -172,16 +180,17 @@ class LedgerFold:
             if snapshot is None:
                 continue
             for credit in contribution(snapshot):
-                if credit.rep_id != rep_id or calendar.key(credit.at, kind) != key:
+                role = OVERLAY if credit.overlay else PRIMARY
+                if credit.rep_id != rep_id or role not in roles or calendar.key(credit.at, kind) != key:
                     continue
                 value = sum((getattr(credit, name) for name in measures), ZERO)
                 if not value and not any(getattr(credit, name) for name in CREDIT_MEASURES):
                     continue
-                share = dict(snapshot.splits).get(rep_id)
+                share = dict(snapshot.overlays if credit.overlay else snapshot.splits).get(rep_id)
                 yield Line(
                     key=f"deal:{deal_id}", credit=value, event_ids=tuple(e.event_id for e in history.chain),
                     deal_id=deal_id, stage=snapshot.stage, amount=snapshot.amount, share=share,
-                    closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0,
+                    closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0, role=role,
                 )
 
     def _deals_of(self, rep_id: str) -> list[str]:
@@ -190,7 +199,7 @@ class LedgerFold:
             index: dict[str, list[str]] = {}
             for deal_id, history in self.deals.items():
                 if history.applied is not None:
-                    for rep, _ in history.applied.splits:
+                    for rep in history.applied.rep_ids():
                         index.setdefault(rep, []).append(deal_id)
             self._rep_index, self._index_seq = index, self.last_seq
         return self._rep_index.get(rep_id, [])

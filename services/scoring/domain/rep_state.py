@@ -184,11 +184,11 @@ class RepState:
                 if totals is None:
                     totals = self._open_period(kind, key, late)
                 totals.apply_credit(credit)
+            minute_totals = KpiTotals()
+            minute_totals.apply_credit(credit)
             self._add_minute(
                 (at - epoch) // one_minute,  # epoch_minute(at), inlined: this loop runs per credit
-                KpiTotals(
-                    credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_won, credit.renewals_lost
-                ),
+                minute_totals,
                 source,
                 seq,
             )
