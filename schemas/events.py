@@ -310,24 +310,18 @@ class DealEvent(BaseModel):
             raise PydanticCustomError(
                 "splits_empty", "splits must not be empty; leave it out to credit the owner 100 %", {}
             )
-        reps = [split.rep_id for split in value]
-        if len(set(reps)) < len(reps):
-            position = next(i for i, rep in enumerate(reps) if rep in reps[:i])
+        # A rep may hold both roles on one deal (a primary share and an overlay on top), each once.
+        entries = [(split.rep_id, split.role) for split in value]
+        if len(set(entries)) < len(entries):
+            position = next(i for i, entry in enumerate(entries) if entry in entries[:i])
+            rep_id, role = entries[position]
             raise PydanticCustomError(
                 "split_rep_repeated",
-                "rep {rep_id} appears more than once in splits",
-                {"rep_id": reps[position], "position": position},
+                "rep {rep_id} appears more than once in splits{as_role}",
+                {"rep_id": rep_id, "position": position, "as_role": " as an overlay" if role == "overlay" else ""},
             )
         primary = [split for split in value if split.role == "primary"]
         if not primary:  # overlays only: the owner is the primary at 100 %
-            owner = info.data.get("owner_id")
-            if owner in reps:
-                raise PydanticCustomError(
-                    "split_owner_overlay",
-                    "the owner {rep_id} cannot also be an overlay: with no primary split the owner gets the whole"
-                    " primary credit",
-                    {"rep_id": owner, "position": reps.index(owner)},
-                )
             return value
         total: Decimal = sum((split.share for split in primary), Decimal(0))
         if abs(total - 1) > SHARE_TOLERANCE:
@@ -427,7 +421,6 @@ _SENTENCE_ERRORS: Final = frozenset(
         "currency_mismatch",
         "splits_empty",
         "split_rep_repeated",
-        "split_owner_overlay",
         "split_shares_sum",
         "timestamp_too_early",
         "timestamp_too_late",
@@ -493,7 +486,7 @@ def _event_problem(error: ErrorDetails) -> ValidationProblem:
     path = [str(part) for part in error["loc"][1:]]
     # A discriminated union puts the tag into the location: (3, "deal", "amount").
     event_type = path.pop(0) if path and path[0] in _EVENT_TYPES else None
-    if kind == "split_rep_repeated" or kind == "split_owner_overlay":
+    if kind == "split_rep_repeated":
         path += [str(ctx["position"]), "rep_id"]
     field = ".".join(path)
 

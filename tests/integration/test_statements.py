@@ -216,3 +216,30 @@ def test_projection_if_the_open_pipeline_closes(stack: Stack) -> None:
     assert Decimal(plan["if_pipeline_closes"]["value"]) == Decimal("775.50")  # 400 + 250 + 125.50
     assert Decimal(plan["now"]["payout"]) == Decimal("40.00")
     assert Decimal(plan["if_pipeline_closes"]["payout"]) == Decimal("77.55")  # 775.50 × 10 %
+
+
+def test_a_statement_lists_primary_and_overlay_credit_as_lines_of_their_own(stack: Stack) -> None:
+    """Overlay credit (docs/plans-and-boards.md): cy holds half of a deal's split and a 20 % overlay on it, as in
+    Salesforce's own example. Her statement shows two lines that add up to the value live progress shows; a plan
+    that counts the primary credit only shows one."""
+    from services.api.statements import statement_id
+
+    httpx.put(f"{stack.api}/v1/reps/cy", json={"name": "Cy"}, headers=stack.headers, timeout=10).raise_for_status()
+    own = {**PLAN, "plan_id": "monthly-own", "name": "Own deals", "credit_roles": ["primary"]}
+    httpx.put(f"{stack.api}/v1/plans/monthly-own", json=own, headers=stack.headers, timeout=10).raise_for_status()
+    event = {"event_id": "O1-v1", "type": "deal", "occurred_at": "2026-10-05T12:00:00Z", "deal_id": "O1",
+             "owner_id": "cy", "stage": "won", "amount": "1000", "closed_at": "2026-10-05T12:00:00Z",
+             "splits": [{"rep_id": "cy", "share": 0.5}, {"rep_id": "ben", "share": 0.5},
+                        {"rep_id": "cy", "share": 0.2, "role": "overlay"}]}
+    assert httpx.post(f"{stack.ingest}/v1/events", json=event, headers=stack.headers, timeout=10).status_code == 202
+
+    def values() -> dict[str, float]:
+        return {p["plan_id"]: p["value"] for p in get(stack, "/v1/reps/cy/progress", date="2026-10-15")["plans"]}
+
+    wait_until(lambda: values() == {"monthly": 700, "monthly-own": 500}, timeout=30, what="October's deal scored")
+    both = get(stack, f"/v1/statements/{statement_id('monthly', '2026-10', 'cy')}")
+    assert [(line["key"], line["role"], line["share"], Decimal(line["credit"])) for line in both["lines"]] == [
+        ("deal:O1", "primary", "0.5", Decimal(500)), ("deal:O1:overlay", "overlay", "0.2", Decimal(200))]
+    assert Decimal(both["value"]) == 700
+    primary = get(stack, f"/v1/statements/{statement_id('monthly-own', '2026-10', 'cy')}")
+    assert [line["key"] for line in primary["lines"]] == ["deal:O1"] and Decimal(primary["value"]) == 500

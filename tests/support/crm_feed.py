@@ -3,7 +3,8 @@ the contract gives for it, computed here from CONTRACT §1–3 — deliberately 
 
 The feed is the demo history (15,011 deal snapshots) plus what real CRMs do: re-sent events, reversals
 (won → open → won again, or lost; with a new owner or close date), stale versions sent after newer ones,
-ties broken by event_id, unversioned snapshots, splits, and activities. It goes through ingest as NDJSON,
+ties broken by event_id, unversioned snapshots, splits, overlay credit, and activities. It goes through ingest
+as NDJSON,
 and every rep's weekly, monthly and fiscal-quarterly KPIs from the gateway are compared with an independent
 computation written here from CONTRACT §1–3 — deliberately not importing services.scoring.
 """
@@ -17,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -87,6 +88,19 @@ def crm_feed(seed: int = 7) -> Feed:
         event["splits"] = [
             {"rep_id": event["owner_id"], "share": first},
             {"rep_id": other_rep(event["owner_id"]), "share": second},
+        ]
+
+    # Overlay credit on 80 closing snapshots (issue 23), from a generator of its own so the rest of the feed is
+    # what it was: one or two overlays, a third of them beside a primary split; shares that need rounding
+    # (0.125 of a whole-dollar amount can end in half a cent: half to even).
+    overlay_rng = random.Random(seed + 1)
+    for n, event in enumerate(won[630:690] + lost[130:150]):
+        owner = event["owner_id"]
+        partner, *specialists = overlay_rng.sample([r for r in reps if r != owner], 2 + n % 2)
+        primary = [{"rep_id": owner, "share": "0.5"}, {"rep_id": partner, "share": "0.5"}] if n % 3 == 0 else []
+        event["splits"] = primary + [
+            {"rep_id": rep, "share": overlay_rng.choice(["0.5", "0.125", "1", "0.3"]), "role": "overlay"}
+            for rep in specialists
         ]
 
     late: list[Event] = []
@@ -178,6 +192,8 @@ class Totals:
     deals_won: Decimal = Decimal(0)
     deals_lost: Decimal = Decimal(0)
     activities: int = 0
+    overlay_revenue: Decimal = Decimal(0)
+    """The part of `revenue` credited as overlays (a plan counting the primary credit only leaves it out)."""
 
     def report(self) -> dict[str, Any]:
         decided = self.deals_won + self.deals_lost
@@ -245,15 +261,20 @@ def expected_kpis(events: Iterable[Event], timezone: str = TIMEZONE, *, last_arr
         if event["deal_id"] not in newest or order > newest[event["deal_id"]][0] or last_arrival_wins:
             newest[event["deal_id"]] = (order, event)
     for _, deal in newest.values():
-        splits = deal.get("splits") or [{"rep_id": deal["owner_id"], "share": "1"}]
-        for split in splits:
-            share = Decimal(str(split["share"]))
-            expected.reps.add(split["rep_id"])
+        splits = deal.get("splits") or []
+        overlays = [split for split in splits if split.get("role") == "overlay"]
+        primary = [split for split in splits if split not in overlays] or [{"rep_id": deal["owner_id"], "share": "1"}]
+        for split in primary + overlays:
+            share, rep, overlay = Decimal(str(split["share"])), split["rep_id"], split in overlays
+            expected.reps.add(rep)
             if deal["stage"] == "won":
                 revenue = Decimal(str(deal["amount"])) * share
-                expected.add(split["rep_id"], _time(deal["closed_at"]), zone, revenue=revenue, deals_won=share)
+                if overlay:  # an overlay's revenue: to the cent, half to even, each on its own
+                    revenue = revenue.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+                expected.add(rep, _time(deal["closed_at"]), zone, revenue=revenue, deals_won=share,
+                             overlay_revenue=revenue if overlay else Decimal(0))
             elif deal["stage"] == "lost":
-                expected.add(split["rep_id"], _time(deal["closed_at"]), zone, deals_lost=share)
+                expected.add(rep, _time(deal["closed_at"]), zone, deals_lost=share)
     return expected
 
 

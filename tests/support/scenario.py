@@ -128,8 +128,9 @@ def live_reps(events: Iterable[Event]) -> list[str]:
 
 def _live_events(reps: list[str], now: datetime) -> list[Event]:
     """Today's events, dated between the business day's start and `now`, in posting order. Rep i wins
-    (i mod 9) × 2,500 in (i mod 3) + 1 deals (open, then won; some won snapshots re-sent), loses one deal
-    when i mod 4 = 1, and logs 5 × (i mod 7) activities. Nothing is ever taken back."""
+    (i mod 9) × 2,500 in (i mod 3) + 1 deals (open, then won; some won snapshots re-sent), the next rep an
+    overlay of half the first of them when i mod 4 = 2, loses one deal when i mod 4 = 1, and logs 5 × (i mod 7)
+    activities. Nothing is ever taken back."""
     start = _day_start(now)
     drafts: list[Event] = []
     for i, rep in enumerate(reps):
@@ -139,7 +140,8 @@ def _live_events(reps: list[str], now: datetime) -> list[Event]:
             total = units * REVENUE_UNIT
             amounts = [total // deals] * (deals - 1) + [total - total // deals * (deals - 1)]
             for d, amount in enumerate(amounts):
-                drafts += _live_deal(f"live-{i}-won-{d}", rep, "won", amount, resend=(i + d) % 5 == 2)
+                overlay = reps[(i + 1) % len(reps)] if d == 0 and i % 4 == 2 else None
+                drafts += _live_deal(f"live-{i}-won-{d}", rep, "won", amount, resend=(i + d) % 5 == 2, overlay=overlay)
         if i % 4 == 1:
             drafts += _live_deal(f"live-{i}-lost", rep, "lost", 900, resend=False)
         kinds = ("call", "email", "meeting", "demo")
@@ -161,10 +163,14 @@ def _live_events(reps: list[str], now: datetime) -> list[Event]:
     return events
 
 
-def _live_deal(deal_id: str, rep: str, outcome: str, amount: int, *, resend: bool) -> list[Event]:
+def _live_deal(
+    deal_id: str, rep: str, outcome: str, amount: int, *, resend: bool, overlay: str | None = None
+) -> list[Event]:
     base = {"type": "deal", "deal_id": deal_id, "owner_id": rep, "amount": amount, "source": "scenario"}
     opened = dict(base, event_id=f"{deal_id}-v1", version=1, stage="open")
     closed = dict(base, event_id=f"{deal_id}-v2", version=2, stage=outcome)
+    if overlay is not None:
+        closed["splits"] = [{"rep_id": overlay, "share": "0.5", "role": "overlay"}]
     return [opened, closed, dict(closed)] if resend else [opened, closed]
 
 
@@ -198,8 +204,9 @@ def scenario_feed(size: int = 3000, now: datetime | None = None) -> Feed:
 
 
 def _plans(reps: list[str]) -> list[dict[str, Any]]:
-    """A monthly revenue plan for two teams (with a gate, a cap and one quota override) and a quarterly
-    activity plan for everyone; both effective long before the feed starts."""
+    """A monthly revenue plan for two teams (with a gate, a cap and one quota override), the same counting
+    the primary credit only (no overlays) for one team, and a quarterly activity plan for everyone; all
+    effective long before the feed starts."""
     tier = _tier
     return [
         {
@@ -220,6 +227,21 @@ def _plans(reps: list[str]) -> list[dict[str, Any]]:
             ],
             "payout_cap": 1_500,
             "gate": {"metric": "win_rate", "min": 0.5},
+        },
+        {
+            "plan_id": "east-primary",
+            "name": "East revenue, own deals only",
+            "metric": "revenue",
+            "period": "month",
+            "effective_from": "2024-01-01",
+            "effective_to": None,
+            "participants": {"teams": ["east"], "reps": []},
+            "quota": REVENUE_QUOTA,
+            "quota_overrides": {},
+            "tiers": [tier("target", "Target", 1.0, 0.05, None), tier("double", "Double", 2.0, 0.1, None)],
+            "payout_cap": None,
+            "gate": None,
+            "credit_roles": ["primary"],
         },
         {
             "plan_id": "activity-sprint",
@@ -394,7 +416,10 @@ def _tiers_reached(scenario: Scenario, keys_of: Callable[[dict[str, Any]], list[
             for rep, team in team_of.items():
                 if (teams or listed) and team not in teams and rep not in listed:
                     continue
-                value = Decimal(getattr(scenario.expected.get(rep, plan["period"], key), plan["metric"]))
+                totals = scenario.expected.get(rep, plan["period"], key)
+                value = Decimal(getattr(totals, plan["metric"]))
+                if plan.get("credit_roles") == ["primary"]:  # only revenue plans choose; the overlay part leaves
+                    value -= totals.overlay_revenue
                 quota = Decimal(str(plan["quota_overrides"].get(rep, plan["quota"])))
                 for tier in plan["tiers"]:
                     if tier["threshold"] > 0 and value >= Decimal(str(tier["threshold"])) * quota:

@@ -54,7 +54,8 @@ class Line:
     """One statement line: a deal's credit to the rep (or an activity kind's count) under the plan's metric."""
 
     key: str
-    """`deal:<deal_id>` or `activity:<kind>` — what a line is about, stable across recomputations."""
+    """`deal:<deal_id>` (`deal:<deal_id>:overlay` for an overlay) or `activity:<kind>` — what a line is about,
+    stable across recomputations."""
     credit: Decimal
     event_ids: tuple[str, ...]
     deal_id: str | None = None
@@ -188,7 +189,8 @@ class LedgerFold:
                     continue
                 share = dict(snapshot.overlays if credit.overlay else snapshot.splits).get(rep_id)
                 yield Line(
-                    key=f"deal:{deal_id}", credit=value, event_ids=tuple(e.event_id for e in history.chain),
+                    key=f"deal:{deal_id}:overlay" if credit.overlay else f"deal:{deal_id}",
+                    credit=value, event_ids=tuple(e.event_id for e in history.chain),
                     deal_id=deal_id, stage=snapshot.stage, amount=snapshot.amount, share=share,
                     closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0, role=role,
                 )
