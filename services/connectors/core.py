@@ -55,6 +55,8 @@ class CrmDeal:
     modified_at: datetime
     splits: list[tuple[str, Decimal]] | None = None
     """(CRM owner id, share) when the CRM says how the credit splits (Salesforce's OpportunitySplit)."""
+    overlays: list[tuple[str, Decimal]] | None = None
+    """(CRM owner id, share) of overlay credit on top of the split (Salesforce's Overlay split type)."""
     changed_at: datetime | None = None
     """When the change was made in the CRM, for the lag metric (default: modified_at)."""
     problem: str | None = None
@@ -190,10 +192,13 @@ async def snapshot_event(
             if closed not in (None, "")
             else deal.modified_at  # a closed deal without a close date closed when it last changed
         ).isoformat()
-    if deal.splits:
+    entries = [(owner_id, share, "primary") for owner_id, share in deal.splits or ()]
+    entries += [(owner_id, share, "overlay") for owner_id, share in deal.overlays or ()]
+    if entries:
         event["splits"] = [
             {"rep_id": await rep_for_owner(mapping, owner_id, emails, crm_id=crm_id), "share": str(share)}
-            for owner_id, share in deal.splits
+            | ({"role": role} if role == "overlay" else {})
+            for owner_id, share, role in entries
         ]
     return event
 

@@ -9,8 +9,9 @@
   Salesforce by then is a deletion.
 - The changes and the new replay id are written in one transaction, then more events are requested: a
   restart resumes exactly after the last changes written, and a change is never skipped.
-- REST (`/services/data/vXX.X/query`) reads whole Opportunities and, when the org has them, their revenue
-  splits (`OpportunitySplit`, split type Revenue): a deal's credit then follows the split owners and shares.
+- REST (`/services/data/vXX.X/query`) reads whole Opportunities and, when the org has them, their splits
+  (`OpportunitySplit`): the Revenue split type's owners and shares divide a deal's credit (when they total
+  100 %), the Overlay split type's are overlay credit on top of it (docs/plans-and-boards.md).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ API_VERSION = "v60.0"
 TOPIC = "/data/OpportunityChangeEvent"
 BATCH = 100
 _ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
+Splits = tuple[list[tuple[str, Decimal]], list[tuple[str, Decimal]]]
+"""An Opportunity's (Revenue splits, Overlay splits), each as (owner id, share)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FETCH_CHANGES = ("CREATE", "UNDELETE", "GAP_CREATE", "GAP_UPDATE", "GAP_UNDELETE", "GAP_DELETE", "GAP_OVERFLOW")
 
@@ -181,13 +184,14 @@ class SalesforceConnector(Connector):
         found = {deal.crm_id for deal in deals}
         return deals, [i for i in ids if i not in found]
 
-    async def _splits(self, quoted_ids: str) -> dict[str, list[tuple[str, Decimal]]]:
+    async def _splits(self, quoted_ids: str) -> dict[str, Splits]:
+        """Each Opportunity's Revenue splits (kept when they total 100 %) and Overlay splits, by id."""
         if not self.splits_enabled:
             return {}
         try:
             rows = await self.query(
-                "SELECT OpportunityId, SplitOwnerId, SplitPercentage FROM OpportunitySplit "
-                f"WHERE OpportunityId IN ({quoted_ids}) AND SplitType.DeveloperName = 'Revenue'"
+                "SELECT OpportunityId, SplitOwnerId, SplitPercentage, SplitType.DeveloperName FROM OpportunitySplit "
+                f"WHERE OpportunityId IN ({quoted_ids}) AND SplitType.DeveloperName IN ('Revenue', 'Overlay')"
             )
         except CrmApiError as exc:  # an org without Opportunity Splits answers 400 INVALID_TYPE: owners get it all
             if exc.status == 400:
@@ -195,20 +199,27 @@ class SalesforceConnector(Connector):
                 self.splits_enabled = False
                 return {}
             raise
-        found: dict[str, list[tuple[str, Decimal]]] = {}
+        found: dict[str, Splits] = {}
         for row in rows:
             share = Decimal(str(row.get("SplitPercentage") or 0)) / 100
-            found.setdefault(str(row["OpportunityId"]), []).append((str(row["SplitOwnerId"]), share))
-        return {k: v for k, v in found.items() if sum(s for _, s in v) == 1}
+            overlay = (row.get("SplitType") or {}).get("DeveloperName") == "Overlay"
+            revenue, overlays = found.setdefault(str(row["OpportunityId"]), ([], []))
+            (overlays if overlay else revenue).append((str(row["SplitOwnerId"]), share))
+        return {
+            opp: (revenue if sum(s for _, s in revenue) == 1 else [], overlays)
+            for opp, (revenue, overlays) in found.items()
+        }
 
-    def deal(self, record: Mapping[str, Any], splits: list[tuple[str, Decimal]] | None = None) -> CrmDeal:
+    def deal(self, record: Mapping[str, Any], splits: Splits | None = None) -> CrmDeal:
         crm_id = str(record.get("Id"))
         try:
             modified = parse_crm_time(record.get("LastModifiedDate"), self.zone,
                                       what=f"deal {crm_id}: LastModifiedDate")
         except RecordRejected as exc:
             return CrmDeal(self.name, crm_id, record, _EPOCH, problem=str(exc))
-        return CrmDeal(self.name, crm_id, record, modified, splits=splits if splits and len(splits) > 1 else None)
+        revenue, overlays = splits or ([], [])
+        return CrmDeal(self.name, crm_id, record, modified, splits=revenue if len(revenue) > 1 else None,
+                       overlays=overlays or None)
 
     async def _owner_email(self, owner_id: str) -> str | None:
         if not _ID.match(owner_id):

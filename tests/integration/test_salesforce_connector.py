@@ -61,11 +61,12 @@ def test_opportunity_changes_give_the_kpis_of_the_equivalent_events(org: tuple[S
     same_as_twins(stack, "ana", what="an amount change")
     assert metric(stack, "salespulse_connector_records_total", connector="salesforce", outcome="fetched") == fetched + 1
 
-    fake.splits[opp(2)] = [(ANA, 60), (BEN, 40)]
+    fake.splits[opp(2)] = [(ANA, 60), (BEN, 40), (ANA, 20, "Overlay")]  # Salesforce's example: revenue and overlay
     fake.create(opp(2), Name="Bolt", StageName="Closed Won", Amount="500", CloseDate="2026-12-05", OwnerId=ANA,
                 Type="Existing Customer - Replacement")
     twin.deal("S2", "ana", "won", "500", kind="renewal",
-              splits=[{"rep_id": "twin-ana", "share": "0.6"}, {"rep_id": "twin-ben", "share": "0.4"}])
+              splits=[{"rep_id": "twin-ana", "share": "0.6"}, {"rep_id": "twin-ben", "share": "0.4"},
+                      {"rep_id": "twin-ana", "share": "0.2", "role": "overlay"}])
     fake.update(opp(1), OwnerId=BEN)
     twin.deal("S1", "ben", "won", "1250.75")
     same_as_twins(stack, "ana", "ben", what="a split renewal and a reassignment")

@@ -384,7 +384,8 @@ class FakeSalesforce(FakeCrm):
 
     token: str = "00Dxx0000000001!salesforce-token"
     opportunities: dict[str, dict[str, Any]] = field(default_factory=dict)
-    splits: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    splits: dict[str, list[tuple[str, int] | tuple[str, int, str]]] = field(default_factory=dict)
+    """Opportunity id → (owner, percentage[, split type developer name, default Revenue])."""
     users: dict[str, str] = field(default_factory=dict)
     events: list[tuple[bytes, bytes]] = field(default_factory=list)
     """(replay id, Avro payload) in commit order."""
@@ -425,9 +426,13 @@ class FakeSalesforce(FakeCrm):
         with self.lock:
             ids = re.findall(r"'([A-Za-z0-9]{15,18})'", soql)
             if "FROM OpportunitySplit" in soql:
-                records = [{"attributes": {"type": "OpportunitySplit"}, "OpportunityId": opp, "SplitOwnerId": owner,
-                            "SplitPercentage": percent}
-                           for opp in ids for owner, percent in self.splits.get(opp, [])]
+                types = re.search(r"SplitType\.DeveloperName IN \(([^)]*)\)", soql)
+                asked = set(re.findall(r"'(\w+)'", types.group(1))) if types else {"Revenue"}
+                records = [{"attributes": {"type": "OpportunitySplit"}, "OpportunityId": opp, "SplitOwnerId": split[0],
+                            "SplitPercentage": split[1],
+                            "SplitType": {"attributes": {"type": "OpportunitySplitType"}, "DeveloperName": kind}}
+                           for opp in ids for split in self.splits.get(opp, [])
+                           if (kind := split[2] if len(split) > 2 else "Revenue") in asked]
             elif "WHERE Id IN" in soql:
                 records = [dict(self.opportunities[i]) for i in ids if i in self.opportunities]
             else:
