@@ -77,6 +77,7 @@ Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_c
 Number = Annotated[Decimal, PlainSerializer(_json_number, return_type=int | float, when_used="json")]
 """An exact decimal that is a JSON number on the wire."""
 Metric = Annotated[str, AfterValidator(_known_metric)]
+"""A KPI name of CONTRACT §3."""
 
 
 def _distinct_roles(roles: list[CreditRole]) -> list[CreditRole]:
@@ -93,7 +94,6 @@ CreditRoles = Annotated[
     AfterValidator(_distinct_roles),
     Field(description="which credit counts: primary (the deal's split), overlay (specialists' credit on top)"),
 ]
-"""A KPI name of CONTRACT §3."""
 
 
 class _Config(BaseModel):

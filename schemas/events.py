@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 
-from schemas.kpis import ACTIVITY_KIND_REGEX, CreditRole
+from schemas.kpis import ACTIVITY_KIND_REGEX, OVERLAY, PRIMARY, CreditRole
 from schemas.suggestions import did_you_mean
 
 __all__ = [
@@ -227,7 +227,7 @@ class Split(BaseModel):
         description="Fraction of the deal credited to the rep, in (0, 1]; the primary shares sum to 1."
     )
     role: CreditRole = Field(
-        default="primary",
+        default=PRIMARY,
         description="primary: a part of the deal's credit; overlay: credit on top, which no primary loses.",
     )
 
@@ -318,9 +318,9 @@ class DealEvent(BaseModel):
             raise PydanticCustomError(
                 "split_rep_repeated",
                 "rep {rep_id} appears more than once in splits{as_role}",
-                {"rep_id": rep_id, "position": position, "as_role": " as an overlay" if role == "overlay" else ""},
+                {"rep_id": rep_id, "position": position, "as_role": " as an overlay" if role == OVERLAY else ""},
             )
-        primary = [split for split in value if split.role == "primary"]
+        primary = [split for split in value if split.role == PRIMARY]
         if not primary:  # overlays only: the owner is the primary at 100 %
             return value
         total: Decimal = sum((split.share for split in primary), Decimal(0))
@@ -337,7 +337,7 @@ class DealEvent(BaseModel):
 
     def credited_splits(self) -> tuple[tuple[str, Decimal], ...]:
         """(rep_id, share) pairs of this snapshot's primary credit: the primary splits, or the owner at 100 %."""
-        primary = tuple((split.rep_id, split.share) for split in self.splits or () if split.role == "primary")
+        primary = tuple((split.rep_id, split.share) for split in self.splits or () if split.role == PRIMARY)
         return primary or ((self.owner_id, Decimal(1)),)
 
     def rep_ids(self) -> set[str]:
@@ -680,7 +680,7 @@ def _canonical_dict(event: DealEvent | ActivityEvent) -> dict[str, Any]:
         # left out, so a split written before roles existed keeps its body hash (and its retries stay duplicates).
         body["splits"] = [
             {"rep_id": split.rep_id, "share": _share_text(split.share)}
-            | ({"role": split.role} if split.role != "primary" else {})
+            | ({"role": split.role} if split.role != PRIMARY else {})
             for split in sorted(event.splits, key=lambda split: split.rep_id)
         ]
     body["kind"] = event.kind

@@ -7,7 +7,7 @@ import re
 from typing import Final, Literal, get_args
 
 __all__ = ["ACTIVITY_KIND_PATTERN", "ACTIVITY_KIND_REGEX", "ACTIVITY_PREFIX", "ALL_ROLES", "CREDIT_ROLES", "KPI_NAMES",
-           "PRIMARY_ONLY", "CreditRole", "is_activity_kind", "is_kpi_name"]
+           "OVERLAY", "PRIMARY", "PRIMARY_ONLY", "CreditRole", "is_activity_kind", "is_kpi_name"]
 
 KPI_NAMES: Final[tuple[str, ...]] = (
     "revenue",
@@ -24,10 +24,12 @@ KPI_NAMES: Final[tuple[str, ...]] = (
 
 CreditRole = Literal["primary", "overlay"]
 CREDIT_ROLES: Final[tuple[CreditRole, ...]] = get_args(CreditRole)
-"""The roles a deal credits a rep in (CONTRACT §1, Overlay credit): the deal's split, or a specialist's share on top."""
+"""The roles a deal credits a rep in (docs/plans-and-boards.md, Overlay credit): the deal's split, or a
+specialist's share on top of it."""
+PRIMARY, OVERLAY = CREDIT_ROLES
 ALL_ROLES: Final[frozenset[str]] = frozenset(CREDIT_ROLES)
 """A rep's own KPIs count every role by default."""
-PRIMARY_ONLY: Final[frozenset[str]] = frozenset({"primary"})
+PRIMARY_ONLY: Final[frozenset[str]] = frozenset({PRIMARY})
 """A team's KPIs count the primary credit only by default, so overlays never inflate the team's revenue."""
 
 ACTIVITY_KIND_REGEX: Final = r"^[a-z][a-z0-9_]{0,31}$"

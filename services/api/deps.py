@@ -21,13 +21,15 @@ GatewayDep = Annotated[Gateway, Depends(gateway)]
 DateQuery = Annotated[date | None, Query(alias="date", description="a date in the business time zone; default today")]
 
 
+def _bad_query(parameter: str, detail: str, expected: str) -> Problem:
+    """A 422 for a query parameter: the whole story in `detail`, and `expected` as its one error's message."""
+    return Problem(422, detail, errors=[{"index": None, "field": parameter, "message": expected}])
+
+
 def period_kind(period: Annotated[str, Query(description="day, week, month, quarter or year")] = "month") -> PeriodKind:
     if period not in PERIOD_KINDS:
-        raise Problem(
-            422,
-            f"Unknown period {period!r}; use one of {', '.join(PERIOD_KINDS)}.",
-            errors=[{"index": None, "field": "period", "message": f"one of {', '.join(PERIOD_KINDS)}"}],
-        )
+        kinds = ", ".join(PERIOD_KINDS)
+        raise _bad_query("period", f"Unknown period {period!r}; use one of {kinds}.", f"one of {kinds}")
     return period
 
 
@@ -46,12 +48,9 @@ def credit_roles(
         return None
     asked = frozenset(role.strip() for role in roles.split(","))
     unknown = sorted(asked.difference(CREDIT_ROLES))
-    if unknown or not asked:
-        raise Problem(
-            422,
-            f"Unknown credit role {', '.join(map(repr, unknown))}; use primary, overlay or both, comma-separated.",
-            errors=[{"index": None, "field": "roles", "message": f"one or more of {', '.join(CREDIT_ROLES)}"}],
-        )
+    if unknown:
+        detail = f"Unknown credit role {', '.join(map(repr, unknown))}; use primary, overlay or both, comma-separated."
+        raise _bad_query("roles", detail, f"one or more of {', '.join(CREDIT_ROLES)}")
     return asked
 
 

@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas.kpis import OVERLAY, PRIMARY
 from services.connectors.mapping import ConnectorMapping
 
 __all__ = [
@@ -192,12 +193,12 @@ async def snapshot_event(
             if closed not in (None, "")
             else deal.modified_at  # a closed deal without a close date closed when it last changed
         ).isoformat()
-    entries = [(owner_id, share, "primary") for owner_id, share in deal.splits or ()]
-    entries += [(owner_id, share, "overlay") for owner_id, share in deal.overlays or ()]
+    entries = [(owner_id, share, PRIMARY) for owner_id, share in deal.splits or ()]
+    entries += [(owner_id, share, OVERLAY) for owner_id, share in deal.overlays or ()]
     if entries:
         event["splits"] = [
             {"rep_id": await rep_for_owner(mapping, owner_id, emails, crm_id=crm_id), "share": str(share)}
-            | ({"role": role} if role == "overlay" else {})
+            | ({"role": role} if role == OVERLAY else {})
             for owner_id, share, role in entries
         ]
     return event

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, get_args
 
-__all__ = [
-    "DEAL_KINDS", "DEAL_STAGES", "OVERLAY", "PRIMARY", "DealKind", "DealSnapshot", "DealStage", "OrderKey", "is_newer",
-]
+from schemas.kpis import OVERLAY, PRIMARY
+
+__all__ = ["DEAL_KINDS", "DEAL_STAGES", "DealKind", "DealSnapshot", "DealStage", "OrderKey", "is_newer"]
 
 DealStage = Literal["open", "won", "lost"]
 DealKind = Literal["new", "renewal", "expansion"]
@@ -23,9 +23,6 @@ DEAL_KINDS: Final[tuple[DealKind, ...]] = get_args(DealKind)
 
 OrderKey = tuple[int, datetime, str]
 
-PRIMARY: Final = "primary"
-OVERLAY: Final = "overlay"
-"""The roles a split may carry: primary shares divide the deal; overlay shares credit on top of it."""
 
 _ONE: Final = Decimal(1)
 _UTC: Final = UTC

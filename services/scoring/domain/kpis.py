@@ -15,6 +15,8 @@ from schemas.kpis import (
     ACTIVITY_PREFIX,
     ALL_ROLES,
     KPI_NAMES,
+    OVERLAY,
+    PRIMARY,
     is_activity_kind,
     is_kpi_name,
 )
@@ -141,8 +143,8 @@ class KpiTotals:
     def credited(self, roles: Collection[str]) -> KpiTotals:
         """These totals counting the credit of `roles` only (primary, overlay; see schemas.kpis), activities
         always; the result has no separate overlay part. Itself when that changes nothing."""
-        overlay = self.overlay if "overlay" in roles else None
-        primary = "primary" in roles
+        overlay = self.overlay if OVERLAY in roles else None
+        primary = PRIMARY in roles
         if primary and self.overlay is None:
             return self
         result = KpiTotals(activities=self.activities, activities_by_kind=dict(self.activities_by_kind))

@@ -16,9 +16,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from schemas.kpis import ACTIVITY_PREFIX
+from schemas.kpis import ACTIVITY_PREFIX, OVERLAY, PRIMARY
 from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution
-from services.scoring.domain.deals import OVERLAY, PRIMARY, DealSnapshot, is_newer
+from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
 
