@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from services.common import db
-from services.common.auth import Scope, as_utc, create_key, key_scope, parse_lifetime, revoke_key
+from services.common.auth import Scope, create_key, key_scope, parse_lifetime, revoke_key
+from services.common.db import as_utc
 from services.common.models import ApiKey
 from services.common.settings import get_settings
 

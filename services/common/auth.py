@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import db
-from services.common.db import Sessions
+from services.common.db import Sessions, as_utc
 from services.common.models import ApiKey
 from services.common.problems import Problem
 from services.common.settings import Settings
@@ -162,11 +162,6 @@ class KeyStore:
             need = " or ".join(allowed)
             raise Problem(403, f"This key has the role {principal.role}; this needs {need}.")
         return principal
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def key_scope(row: ApiKey) -> Scope:

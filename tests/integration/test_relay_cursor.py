@@ -8,6 +8,8 @@ ingest, the embedded broker."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -15,12 +17,13 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
 
 from schemas.events import ActivityEvent
 from services.common import db
 from services.common.broker import ensure_topics
 from services.common.kafka import log_ends
-from services.common.models import relay_cursor
+from services.common.models import LedgerEntry, RelayProgress, relay_cursor
 from services.common.settings import Settings
 from services.ingest.ledger import LedgerWriter, ledger_row
 from services.ingest.metrics import RelayMetrics
@@ -114,3 +117,41 @@ def test_the_relay_honours_a_replay_whether_idle_or_publishing(broker: str, data
 
     asyncio.run(scenario())
 
+
+
+def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_url: str) -> None:
+    """`relay_progress` (behind `GET /v1/events/{id}`'s `published_at`) keeps at most one row per second: forty
+    commits relayed one by one leave a row or two per second they took, and every event's recorded publication
+    time is at or after its acceptance and no later than the relay's last pass."""
+    settings = Settings(database_url=database_url, kafka_bootstrap=broker, topic_prefix=f"rp{uuid.uuid4().hex[:6]}.")
+    db.migrate(settings.db_url)
+
+    async def scenario() -> tuple[int, float, list[tuple[datetime, datetime]]]:
+        await ensure_topics(settings)
+        sessions = db.sessionmaker(db.create_engine(settings.db_url))
+        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url))
+        relay = Relay(settings, sessions, RelayMetrics(), idle_wait=0.2)
+        writer.on_commit.append(relay.offer)
+        writer.start()
+        relay.start()
+        try:
+            started = time.monotonic()
+            for n in range(40):  # one commit, and so one relay pass, at a time
+                await writer.append([ledger_row(activity(100 + n))])
+                await until(lambda n=n: relay.published_seq == n + 1, what=f"event {n + 1} out")
+            seconds = time.monotonic() - started
+            async with sessions() as session:
+                rows = (await session.execute(select(func.count()).select_from(RelayProgress))).scalar_one()
+                times = (await session.execute(
+                    select(LedgerEntry.accepted_at,
+                           select(func.min(RelayProgress.published_at))
+                           .where(RelayProgress.seq_end >= LedgerEntry.seq).scalar_subquery())
+                )).all()
+            return rows, seconds, [(db.as_utc(accepted), db.as_utc(published)) for accepted, published in times]
+        finally:
+            await relay.stop()
+            await writer.stop()
+
+    rows, seconds, times = asyncio.run(scenario())
+    assert rows <= math.ceil(seconds) + 1, (rows, seconds)  # one per pass would be 40
+    assert len(times) == 40 and all(accepted <= published for accepted, published in times), times
