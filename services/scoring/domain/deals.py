@@ -23,7 +23,6 @@ DEAL_KINDS: Final[tuple[DealKind, ...]] = get_args(DealKind)
 
 OrderKey = tuple[int, datetime, str]
 
-
 _ONE: Final = Decimal(1)
 _UTC: Final = UTC
 
