@@ -26,10 +26,38 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _port_range() -> range:
+    """Ports for test listeners: below the kernel's ephemeral range, so an outgoing connection (which takes
+    its local port from that range) can never hold a port between its choice here and the service's bind;
+    each pytest-xdist worker gets its own slice, so two workers never choose the same port."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    slot, slots = (int(worker) if worker.isdigit() else 0) % 8, 8
+    size = (low - 10_000) // slots
+    return range(10_000 + slot * size, 10_000 + (slot + 1) * size)
+
+
+_PORTS = _port_range()
+_next_port = _PORTS.start + (os.getpid() * 7919) % len(_PORTS)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, outside the ephemeral range (see `_port_range`), never the same twice
+    in one process until its slice wraps."""
+    global _next_port
+    for _ in range(len(_PORTS)):
+        port = _next_port
+        _next_port = _PORTS.start + (_next_port + 1 - _PORTS.start) % len(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def start_broker_process(port: int) -> subprocess.Popen[bytes]:
