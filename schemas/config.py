@@ -10,7 +10,7 @@ import unicodedata
 import zoneinfo
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,19 +25,21 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.kpis import CREDIT_ROLES, KPI_NAMES, CreditRole, is_kpi_name
+from schemas.kpis import CREDIT_ROLES, KPI_NAMES, ROLLUP_METRICS, CreditRole, is_kpi_name
 
 __all__ = [
     "KPI_NAMES",
     "Board",
     "BoardPeriod",
     "Gate",
+    "ManagerSpell",
     "Participants",
     "Plan",
     "PlanPeriod",
     "Rep",
     "Scope",
     "Team",
+    "TeamSpell",
     "Tier",
     "Window",
     "is_kpi_name",
@@ -127,10 +129,21 @@ class Gate(_Config):
 
 
 class Participants(_Config):
-    """Who a plan covers: listed reps plus members of listed teams; both empty means every rep."""
+    """Who a plan covers: listed reps plus members of listed teams; all empty means every rep. A manager plan
+    lists `managers` only, each measured on their team's roll-up (docs/plans-and-boards.md, Manager roll-up)."""
 
     teams: list[Id] = Field(default_factory=list)
     reps: list[Id] = Field(default_factory=list)
+    managers: list[Id] = Field(default_factory=list, exclude_if=lambda managers: not managers)
+
+    @model_validator(mode="after")
+    def _managers_alone(self) -> Participants:
+        if self.managers and (self.teams or self.reps):
+            raise PydanticCustomError(
+                "managers_with_reps",
+                "a manager plan lists managers only: move the teams and reps to a plan of their own",
+            )
+        return self
 
 
 class Plan(_Config):
@@ -217,6 +230,22 @@ class Plan(_Config):
             seen.add(tier.tier_id)
         return tiers
 
+    @model_validator(mode="after")
+    def _manager_metric(self) -> Plan:
+        if self.participants.managers and self.metric not in ROLLUP_METRICS:
+            raise PydanticCustomError(
+                "manager_metric",
+                "a manager plan measures its team's deal credit: metric must be one of {known}, got '{metric}'",
+                {"known": ", ".join(ROLLUP_METRICS), "metric": self.metric},
+            )
+        if self.participants.managers and self.gate is not None and self.gate.metric not in ROLLUP_METRICS:
+            raise PydanticCustomError(
+                "manager_metric",
+                "a manager plan's gate measures its team's deal credit: gate.metric must be one of {known}",
+                {"known": ", ".join(ROLLUP_METRICS)},
+            )
+        return self
+
     @field_validator("payout_cap")
     @classmethod
     def _cap_not_negative(cls, cap: Decimal | None) -> Decimal | None:
@@ -274,6 +303,33 @@ class Board(_Config):
         return self.window is not None
 
 
+class TeamSpell(_Config):
+    """Before `until`, the rep was a member of `team_id` (null: of no team)."""
+
+    team_id: Id | None
+    until: AwareDatetime
+
+
+class ManagerSpell(_Config):
+    """Before `until`, the team was managed by `manager_rep_id` (null: by nobody)."""
+
+    manager_rep_id: Id | None
+    until: AwareDatetime
+
+
+def _history(spells: list[Any]) -> list[Any]:
+    for earlier, later in zip(spells, spells[1:], strict=False):
+        if later.until <= earlier.until:
+            raise PydanticCustomError("history_not_ascending", "a history's `until` times must be ascending")
+    return spells
+
+
+_HISTORY_NOTE = (
+    "kept by salespulse: each PUT that changes it appends the previous value with the time of the change; "
+    "leave it out of a PUT, or send it back unchanged"
+)
+
+
 class Rep(_Config):
     """A sales rep on the roster."""
 
@@ -282,6 +338,10 @@ class Rep(_Config):
     team_id: Id | None = None
     email: str | None = Field(default=None, max_length=254)
     timezone: str | None = None
+    team_history: Annotated[list[TeamSpell], AfterValidator(_history)] = Field(
+        default_factory=list, exclude_if=lambda spells: not spells,
+        description="the teams the rep was in before team_id; " + _HISTORY_NOTE,
+    )
 
     @field_validator("email")
     @classmethod
@@ -310,3 +370,7 @@ class Team(_Config):
     team_id: Id
     name: Label
     manager_rep_id: Id | None = None
+    manager_history: Annotated[list[ManagerSpell], AfterValidator(_history)] = Field(
+        default_factory=list, exclude_if=lambda spells: not spells,
+        description="the managers the team had before manager_rep_id; " + _HISTORY_NOTE,
+    )

@@ -7,7 +7,7 @@ import re
 from typing import Final, Literal, get_args
 
 __all__ = ["ACTIVITY_KIND_PATTERN", "ACTIVITY_KIND_REGEX", "ACTIVITY_PREFIX", "ALL_ROLES", "CREDIT_ROLES", "KPI_NAMES",
-           "OVERLAY", "PRIMARY", "PRIMARY_ONLY", "CreditRole", "is_activity_kind", "is_kpi_name"]
+           "OVERLAY", "PRIMARY", "PRIMARY_ONLY", "ROLLUP_METRICS", "CreditRole", "is_activity_kind", "is_kpi_name"]
 
 KPI_NAMES: Final[tuple[str, ...]] = (
     "revenue",
@@ -31,6 +31,11 @@ ALL_ROLES: Final[frozenset[str]] = frozenset(CREDIT_ROLES)
 """A rep's own KPIs count every role by default."""
 PRIMARY_ONLY: Final[frozenset[str]] = frozenset({PRIMARY})
 """A team's KPIs count the primary credit only by default, so overlays never inflate the team's revenue."""
+ROLLUP_METRICS: Final[tuple[str, ...]] = (
+    "revenue", "deals_won", "deals_lost", "win_rate", "avg_deal_size", "renewals_won", "renewals_lost",
+    "retention_rate",
+)
+"""The KPIs a manager's team roll-up holds: those of deal credit (activities are counted for reps only)."""
 
 ACTIVITY_KIND_REGEX: Final = r"^[a-z][a-z0-9_]{0,31}$"
 """A lowercase activity token such as `call` or `demo_booked` (for pydantic `pattern=`)."""

@@ -84,6 +84,7 @@ class CreditLine(_Message):
     renewals_won: Money = Decimal(0)
     renewals_lost: Money = Decimal(0)
     overlay: bool = Field(False, description="credited as an overlay, on top of the deal's primary credit")
+    rollup: bool = Field(False, description="a team member's credit counted for their manager, rep_id")
 
 
 class CreditsMessage(_Message):
@@ -106,6 +107,8 @@ class Totals(_Message):
     activities: int = 0
     activities_by_kind: dict[str, int] = Field(default_factory=dict)
     overlay: Totals | None = Field(None, description="the overlay credit's deal sums, apart from the primary ones")
+    team: Totals | None = Field(None, description="a manager's team roll-up: their members' credit, in no KPI "
+                                "of the manager's own")
 
 
 class TierRefModel(_Message):

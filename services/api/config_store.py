@@ -13,21 +13,56 @@ from schemas.config import Board, Plan, Rep, Team
 from services.common import db
 from services.common.db import Sessions
 from services.common.models import ConfigEntry
+from services.common.problems import Problem
 
 Kind = Literal["rep", "team", "plan", "board"]
 MODELS: dict[str, type[BaseModel]] = {"rep": Rep, "team": Team, "plan": Plan, "board": Board}
 ID_FIELDS: dict[str, str] = {"rep": "rep_id", "team": "team_id", "plan": "plan_id", "board": "board_id"}
 
 
+HISTORIES: dict[str, tuple[str, str]] = {
+    "rep": ("team_id", "team_history"),
+    "team": ("manager_rep_id", "manager_history"),
+}
+"""The fields whose past values salespulse keeps (a rep's team, a team's manager), and where it keeps them."""
+
+
+def with_history(kind: str, body: dict[str, Any], previous: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
+    """`body` with the history its kind keeps: the stored one, plus the previous value until `at` when this PUT
+    changes it. A history sent in the body must be the stored one (a GET sent back as it is)."""
+    spec = HISTORIES.get(kind)
+    if spec is None:
+        return body
+    field, history_field = spec
+    kept: list[dict[str, Any]] = (previous or {}).get(history_field, [])
+    sent = body.get(history_field)
+    if sent is not None and sent != kept:
+        raise Problem(
+            422,
+            f"{history_field} is kept by salespulse from the changes of {field}; leave it out of the PUT, or send "
+            f"back the {len(kept)} entries it holds unchanged.",
+            errors=[{"index": None, "field": history_field, "message": "differs from the stored history"}],
+        )
+    history = list(kept)
+    # A value that held for no time (two changes at one instant, as under a pinned clock) leaves no entry.
+    if previous is not None and previous.get(field) != body.get(field) and (
+        not history or datetime.fromisoformat(history[-1]["until"]) < at
+    ):
+        history.append({field: previous.get(field), "until": at.isoformat().replace("+00:00", "Z")})
+    return MODELS[kind].model_validate({**body, history_field: history}).model_dump(mode="json")
+
+
 class ConfigStore:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
-    async def put(self, kind: Kind, entry_id: str, document: BaseModel) -> dict[str, Any]:
+    async def put(self, kind: Kind, entry_id: str, document: BaseModel, at: datetime) -> dict[str, Any]:
+        """Store `document`; `at` (the business clock's now) dates a change a history keeps."""
         body = document.model_dump(mode="json")
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            row = await session.get(ConfigEntry, (kind, entry_id))
+            row = await session.get(ConfigEntry, (kind, entry_id), with_for_update=True)
+            body = with_history(kind, body, None if row is None else orjson.loads(row.body), at)
             if row is None:
                 session.add(ConfigEntry(kind=kind, entry_id=entry_id, body=orjson.dumps(body).decode(), updated_at=now))
             else:

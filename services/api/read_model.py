@@ -66,6 +66,7 @@ def kpi_totals(totals: Totals) -> KpiTotals:
         totals.revenue, totals.deals_won, totals.deals_lost, totals.renewals_won, totals.renewals_lost,
         totals.activities, dict(totals.activities_by_kind),
         None if totals.overlay is None else kpi_totals(totals.overlay),
+        None if totals.team is None else kpi_totals(totals.team),
     )
 
 

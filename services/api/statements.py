@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 
 from schemas.config import Plan
+from services.common.config_feed import ConfigState
 from services.common.db import Sessions
 from services.common.models import LedgerEntry, PeriodClose, StatementRow
 from services.common.problems import Problem
@@ -57,9 +58,10 @@ def parse_statement_id(text: str) -> tuple[str, str, str]:
         raise Problem(404, f"No statement {text!r}: {hint}.") from None
 
 
-async def read_fold(sessions: Sessions, upto_seq: int | None = None) -> LedgerFold:
-    """The whole ledger (or up to `upto_seq`) folded, read in sequence order a chunk at a time."""
-    fold = LedgerFold()
+async def read_fold(sessions: Sessions, roster: ConfigState, upto_seq: int | None = None) -> LedgerFold:
+    """The whole ledger (or up to `upto_seq`) folded, read in sequence order a chunk at a time; its manager
+    roll-up follows `roster`."""
+    fold = LedgerFold(roster.reps(), roster.teams())
     after = 0
     while True:
         query = select(LedgerEntry.seq, LedgerEntry.body).where(LedgerEntry.seq > after)
@@ -84,6 +86,7 @@ class StatementBook:
 
     sessions: Sessions
     calendar: Calendar
+    roster: ConfigState
 
     # --- periods ------------------------------------------------------------------------------------------
     def period_bounds(self, plan: Plan, period_key: str) -> tuple[date, date]:
@@ -128,7 +131,8 @@ class StatementBook:
                                  on=start, now=now)
         if progress is None or plan_period(plan, self.calendar, start) != period_key:
             return None
-        lines = fold.lines(rep_id, plan.metric, kind, period_key, self.calendar, plan.credit_roles)
+        lines = fold.lines(rep_id, plan.metric, kind, period_key, self.calendar, plan.credit_roles,
+                           rollup=bool(plan.participants.managers))
         document = progress.to_dict()
         return {
             "statement_id": statement_id(plan.plan_id, period_key, rep_id),
@@ -230,7 +234,7 @@ class StatementBook:
         if now < ends and not force:
             raise Problem(409, f"{period_key} has not ended (it ends {ends.isoformat()}); close it early with "
                                "?force=true.")
-        fold = await read_fold(self.sessions)
+        fold = await read_fold(self.sessions, self.roster)
         reps = dict(participants)
         for rep in fold.reps():
             reps.setdefault(rep, None)
@@ -333,7 +337,7 @@ class StatementBook:
         closes = await self.closes(plan.plan_id)
         if period_key in closes:
             return None  # closed without this rep
-        fold = fold or await read_fold(self.sessions)
+        fold = fold or await read_fold(self.sessions, self.roster)
         document = self.compute(plan, period_key, rep_id, team_id, fold, now)
         if document is None:
             return None

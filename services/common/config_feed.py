@@ -113,6 +113,11 @@ class ConfigFollower:
             for listener in self.listeners:
                 listener(change)
 
+    async def sync(self, written_before_ms: int, timeout: float = 5.0) -> bool:
+        """Wait until every change written before `written_before_ms` (wall clock) is applied (see
+        TopicFollower.sync); False after `timeout`."""
+        return await self._follower.sync(written_before_ms, timeout)
+
     def start(self) -> None:
         self._follower.start()
 

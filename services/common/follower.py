@@ -68,10 +68,40 @@ class TopicFollower(BackgroundLoop):
         self.caught_up = asyncio.Event()
         self.last_message_ms = 0
         self.loop_name = name
+        self._consumer: AIOKafkaConsumer | None = None
+        self._advanced = asyncio.Event()
+        self._synced_ms = 0
 
     def positions(self) -> dict[TopicPartition, int]:
         """The next offset to read per partition (what has been handled is below it)."""
         return dict(self._positions)
+
+    async def sync(self, written_before_ms: int, timeout: float = 5.0) -> bool:
+        """Wait until every message written to the topic before `written_before_ms` (wall clock) has been handled:
+        read your writes across processes, for a reader that must not act on something older than what caused
+        it. One end-offsets request unless an earlier sync already covers that time; False after `timeout`."""
+        if written_before_ms <= self._synced_ms:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.caught_up.wait()
+                asked_ms = int(time.time() * 1000)
+                consumer = self._consumer
+                if consumer is None:
+                    return False
+                ends = await consumer.end_offsets(list(consumer.assignment()))
+                while any(self._positions.get(tp, 0) < end for tp, end in ends.items()):
+                    self._advanced.clear()
+                    await self._advanced.wait()
+        except TimeoutError:
+            return False
+        except Exception as exc:  # noqa: BLE001  (the broker went away: the caller goes on as before it asked)
+            log.warning("%s: could not sync with the topic's end (%s: %s)", self._name, type(exc).__name__, exc)
+            return False
+        self._synced_ms = max(self._synced_ms, asked_ms)
+        return True
 
     async def _run(self) -> None:
         await consume_with_reconnect(self._new_consumer, self._follow, name=self._name)
@@ -89,6 +119,7 @@ class TopicFollower(BackgroundLoop):
         tps = await topic_partitions(consumer, self.topic)
         consumer.assign(tps)
         positions = self._positions
+        self._consumer = consumer
         if self._start == "beginning":
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -121,6 +152,7 @@ class TopicFollower(BackgroundLoop):
                         await self._dead_letters.put_record(self._name, message, str(exc))
                 if messages:
                     self.last_message_ms = int(time.time() * 1000)
+                    self._advanced.set()
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)

@@ -23,11 +23,12 @@ from services.common.settings import Settings
 from services.common.topics import partition_for
 from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
-from services.scoring.domain.credits import Credit, delta
+from services.scoring.domain.credits import Credit
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
+from services.scoring.domain.rollup import deal_delta
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
@@ -113,7 +114,16 @@ class Scoring:
 
 
 async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
-    """Snapshots in, credit deltas out: one credits message per (rep, source event)."""
+    """Snapshots in, credit deltas out: one credits message per (rep, source event), a manager's roll-up credits
+    in the same message as any credit of their own (services/scoring/domain/rollup.py)."""
+    # A roll-up follows the roster (services/scoring/domain/rollup.py): never credit from half of it, nor from
+    # one older than these events (a team set up, then its first deals posted at once).
+    roster = ctx.plan_book.follower
+    if not roster.caught_up.is_set():
+        await roster.caught_up.wait()
+    if events and not await roster.sync(int(max(message.timestamp or 0 for message in events) * 1000)):
+        log.warning("deal-state: the roster may lag these events; a roll-up follows the roster as it is read")
+    reps, teams = roster.state.reps(), roster.state.teams()
     started = time.perf_counter()
     metrics = ctx.metrics
     ages = metrics.event_age.labels("deal-state")
@@ -136,13 +146,15 @@ async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
             previous = state.snapshot if state is not None else None
             if previous is not None and not is_newer(snapshot, previous):
                 stale += 1
-                pending[deal_id] = DealState(seq, previous, state.event_json)
+                pending[deal_id] = DealState(seq, previous, state.event_json, state.managers)
                 continue
-            credits = delta(previous, snapshot)
+            credits, managers = deal_delta(
+                previous, state.managers if state is not None else None, snapshot, reps, teams
+            )
         except _UNREADABLE as exc:
             unreadable.append(_dead_letter(message, "deal-state", exc))
             continue
-        pending[deal_id] = DealState(seq, snapshot, event_json(message.value))
+        pending[deal_id] = DealState(seq, snapshot, event_json(message.value), managers or None)
         ages.observe(max(0.0, now - snapshot.occurred_at.timestamp()))
         if not credits:
             continue

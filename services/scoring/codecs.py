@@ -20,27 +20,35 @@ class DealState:
 
     `seq` is the dedup marker: it lives in the same table value as the snapshot it guards, so a
     changelog restore can never separate them. `event_json` is the canonical event JSON the snapshot was
-    read from: stored as it came, it needs no encoding on the hot path."""
+    read from: stored as it came, it needs no encoding on the hot path. `managers` is whom the snapshot's
+    credit rolled up to, by rep (services/scoring/domain/rollup.py): the next snapshot takes back exactly that."""
 
     seq: int
     snapshot: DealSnapshot
     event_json: bytes | None = None
+    managers: dict[str, str] | None = None
 
 
 def encode_deal_state(state: DealState) -> bytes:
     """The changelog form of a deal's table value: `{"seq", "event"}` (or `{"seq", "snapshot"}` without
-    the event's JSON)."""
+    the event's JSON), with `"managers"` when the credit rolled up to any."""
     if state.event_json is not None:
+        if state.managers:
+            return b'{"seq":%d,"event":%s,"managers":%s}' % (state.seq, state.event_json, orjson.dumps(state.managers))
         return b'{"seq":%d,"event":%s}' % (state.seq, state.event_json)
-    return orjson.dumps({"seq": state.seq, "snapshot": state.snapshot.to_dict()})
+    data: dict[str, Any] = {"seq": state.seq, "snapshot": state.snapshot.to_dict()}
+    if state.managers:
+        data["managers"] = state.managers
+    return orjson.dumps(data)
 
 
 def decode_deal_state(raw: bytes) -> DealState:
     data = orjson.loads(raw)
+    managers = data.get("managers")
     if "event" in data:
         event = data["event"]
-        return DealState(data["seq"], DealSnapshot.from_event(event), orjson.dumps(event))
-    return DealState(data["seq"], DealSnapshot.from_dict(data["snapshot"]))
+        return DealState(data["seq"], DealSnapshot.from_event(event), orjson.dumps(event), managers)
+    return DealState(data["seq"], DealSnapshot.from_dict(data["snapshot"]), None, managers)
 
 
 def event_json(envelope: bytes) -> bytes | None:
@@ -95,6 +103,7 @@ def _fingerprint(totals: KpiTotals) -> _Fingerprint:
         totals.activities,
         len(totals.activities_by_kind),
         None if totals.overlay is None else _fingerprint(totals.overlay),
+        None if totals.team is None else _fingerprint(totals.team),
     )
 
 

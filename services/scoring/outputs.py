@@ -36,7 +36,8 @@ def read_credits(raw: bytes) -> tuple[CreditsMessage, list[Credit]]:
     """A `credits` message and its lines as domain credits; UnreadableMessage when it is not one."""
     message = decode(CreditsMessage, raw)
     lines = [
-        Credit(c.rep_id, c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost, c.overlay)
+        Credit(c.rep_id, c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost, c.overlay,
+               c.rollup)
         for c in message.credits
     ]
     return message, lines

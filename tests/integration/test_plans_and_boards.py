@@ -274,3 +274,50 @@ def test_overlay_credit_counts_for_each_rep_and_a_team_counts_the_primary_only(s
     post(stack, [{**deal, "event_id": "ov-2", "version": 2, "splits": deal["splits"][:2]}])  # pat's overlay dropped
     wait_until(lambda: revenue("/v1/reps/pat/kpis") == 0.0, timeout=20, what="pat's overlay clawed back")
     assert revenue("/v1/reps/sam/kpis") == 500.02 and revenue("/v1/reps/nia/kpis") == 1000.05
+
+
+def test_a_managers_plan_counts_the_team_at_the_time_of_each_credit(stack: Stack) -> None:
+    """Manager roll-up (docs/plans-and-boards.md): a manager's plan measures the credit of the reps in the team
+    they manage at the time of each credit, so a rep who moves takes only future credit along; a correction of
+    a deal closed before the move stays with the old manager. Team KPIs stay sums over current members."""
+    earlier = NOW - timedelta(hours=2)
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        for team, manager in (("m-east", "meg"), ("m-west", "wes")):
+            api.put(f"/v1/reps/{manager}", json={"name": manager.title()}).raise_for_status()
+            api.put(f"/v1/teams/{team}", json={"name": team, "manager_rep_id": manager}).raise_for_status()
+        for rep in ("ria", "raf"):
+            api.put(f"/v1/reps/{rep}", json={"name": rep.title(), "team_id": "m-east"}).raise_for_status()
+        plan = {**PLAN, "name": "Managers", "participants": {"managers": ["meg", "wes"]}, "quota_overrides": {}}
+        api.put("/v1/plans/managers", json=plan).raise_for_status()
+    post(stack, [{**won("mr-1", "ria", "1000.00", earlier), "version": 1}, won("mr-2", "raf", "500.00", earlier)])
+
+    def managed(manager: str) -> float | None:
+        plans = {p["plan_id"]: p for p in get(stack, f"/v1/reps/{manager}/progress")["plans"]}
+        return plans["managers"]["value"] if "managers" in plans else None
+
+    wait_until(lambda: managed("meg") == 1500.0, timeout=20, what="meg's team roll-up")
+    assert managed("wes") == 0.0
+    assert get(stack, "/v1/reps/meg/kpis")["kpis"]["revenue"] == 0.0  # the roll-up is not her own revenue
+    assert [p["plan_id"] for p in get(stack, "/v1/reps/ria/progress")["plans"]] == []  # not a rep's plan
+
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        moved = api.put("/v1/reps/ria", json={"name": "Ria", "team_id": "m-west"})
+        moved.raise_for_status()
+    history = moved.json()["team_history"]
+    assert [spell["team_id"] for spell in history] == ["m-east"]
+    after = datetime.fromisoformat(history[0]["until"]) + timedelta(seconds=1)
+    post(stack, [
+        won("mr-3", "ria", "300.00", after),  # after the move: wes's team
+        {**won("mr-1", "ria", "1200.00", earlier), "event_id": "mr-1b", "version": 2},  # closed before it: meg's
+    ])
+    wait_until(lambda: (managed("meg"), managed("wes")) == (1700.0, 300.0), timeout=20,
+               what="the move's future credit with wes, the correction with meg")
+    # Team KPIs are sums over the current members: ria's month now counts for m-west, all of it.
+    assert get(stack, "/v1/teams/m-east/kpis")["kpis"]["revenue"] == 500.0
+    assert get(stack, "/v1/teams/m-west/kpis")["kpis"]["revenue"] == 1500.0
+
+    statements = get(stack, "/v1/reps/meg/statements")["statements"]
+    found = next(s for s in statements if s["plan_id"] == "managers")
+    statement = get(stack, f"/v1/statements/{found['statement_id']}")
+    lines = {(line["member_rep_id"], line["deal_id"]): line["credit"] for line in statement["lines"]}
+    assert lines == {("ria", "d-mr-1"): "1200.00", ("raf", "d-mr-2"): "500.00"}

@@ -72,7 +72,7 @@ def _routes(kind: Kind) -> None:
     )
     async def put_entry(entry_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> Any:
         document = _validate(kind, entry_id, body)
-        stored = await gw.config_store.put(kind, entry_id, document)
+        stored = await gw.config_store.put(kind, entry_id, document, gw.settings.clock.now())
         await _publish(gw, kind, entry_id, stored)
         return stored
 

@@ -3,6 +3,7 @@
 Applying snapshot S after P adds `contribution(S) − contribution(P)` (CONTRACT §1, Credits). A credit is
 primary (the deal's split among its owners) or overlay (a specialist's share on top, CONTRACT §1, Overlay
 credit); the two are kept apart wherever totals are, so a team's revenue can count the primary credit only.
+A roll-up credit is a team member's credit as it counts for their manager (`rolled_up`), kept apart again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 from services.scoring.domain.deals import DealSnapshot
 
-__all__ = ["CREDIT_MEASURES", "Credit", "allocate", "contribution", "delta", "overlay_part"]
+__all__ = ["CREDIT_MEASURES", "Credit", "allocate", "contribution", "delta", "net", "overlay_part", "rolled_up"]
 
 ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
@@ -30,7 +31,8 @@ CREDIT_MEASURES: Final = ("revenue", "deals_won", "deals_lost", "renewals_won", 
 @dataclass(frozen=True, slots=True)
 class Credit:
     """Signed KPI deltas for one rep, attributed to the periods that contain `at` (the close instant);
-    `overlay` when the rep is credited as an overlay (on top of the deal's primary credit)."""
+    `overlay` when the rep is credited as an overlay (on top of the deal's primary credit); `rollup` when it is a
+    team member's credit counted for the manager `rep_id` (their team number, not their own)."""
 
     rep_id: str
     at: datetime
@@ -40,6 +42,7 @@ class Credit:
     renewals_won: Decimal = ZERO
     renewals_lost: Decimal = ZERO
     overlay: bool = False
+    rollup: bool = False
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
@@ -61,6 +64,7 @@ class Credit:
             -self.renewals_won,
             -self.renewals_lost,
             self.overlay,
+            self.rollup,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +76,8 @@ class Credit:
                 data[name] = str(value)
         if self.overlay:
             data["overlay"] = True
+        if self.rollup:
+            data["rollup"] = True
         return data
 
     @classmethod
@@ -88,6 +94,7 @@ class Credit:
                 Decimal(get("renewals_won", 0)),
                 Decimal(get("renewals_lost", 0)),
                 bool(get("overlay", False)),
+                bool(get("rollup", False)),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a stored credit: {exc!r}") from exc
@@ -168,6 +175,16 @@ def contribution(snapshot: DealSnapshot) -> list[Credit]:
     ]
 
 
+def rolled_up(credits: Iterable[Credit], managers: Mapping[str, str]) -> list[Credit]:
+    """The roll-up credits of `credits`: each credit of a rep in `managers`, counted for that rep's manager."""
+    return [
+        Credit(managers[c.rep_id], c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost,
+               c.overlay, True)
+        for c in credits
+        if c.rep_id in managers
+    ]
+
+
 def delta(previous: DealSnapshot | None, current: DealSnapshot) -> list[Credit]:
     """`contribution(current) − contribution(previous)`, one credit per (rep, instant, role), zeros dropped.
 
@@ -177,22 +194,29 @@ def delta(previous: DealSnapshot | None, current: DealSnapshot) -> list[Credit]:
         raise ValueError(
             f"cannot diff snapshots of different deals: {previous.deal_id!r}, {current.deal_id!r}"
         )
+    return net(contribution(current), () if previous is None else contribution(previous))
+
+
+def net(plus: Iterable[Credit], minus: Iterable[Credit]) -> list[Credit]:
+    """`Σ plus − Σ minus`, one credit per (rep, instant, role, roll-up), zeros dropped; ordered by instant, rep_id,
+    role (primary first) and roll-up (own credit first), so the same inputs always yield the same list."""
     # Aware datetimes hash and compare by instant, so one close time given in two offsets merges;
     # the dict keeps the first key object it saw, which makes the output's `at` deterministic.
-    sums: dict[tuple[str, datetime, bool], list[Decimal]] = {}
-    parts = [(credit, _ONE) for credit in contribution(current)]
-    if previous is not None:
-        parts += [(credit, -_ONE) for credit in contribution(previous)]
+    sums: dict[tuple[str, datetime, bool, bool], list[Decimal]] = {}
+    parts = [(credit, _ONE) for credit in plus]
+    parts += [(credit, -_ONE) for credit in minus]
     for credit, sign in parts:
-        measures = sums.setdefault((credit.rep_id, credit.at, credit.overlay), [ZERO] * len(CREDIT_MEASURES))
+        measures = sums.setdefault(
+            (credit.rep_id, credit.at, credit.overlay, credit.rollup), [ZERO] * len(CREDIT_MEASURES)
+        )
         for i, name in enumerate(CREDIT_MEASURES):
             value = getattr(credit, name)
             if value:
                 measures[i] += value if sign > 0 else -value
     credits = [
-        Credit(rep_id, at, revenue, won, lost, renewals_won, renewals_lost, overlay)
-        for (rep_id, at, overlay), (revenue, won, lost, renewals_won, renewals_lost) in sums.items()
+        Credit(rep_id, at, revenue, won, lost, renewals_won, renewals_lost, overlay, rollup)
+        for (rep_id, at, overlay, rollup), (revenue, won, lost, renewals_won, renewals_lost) in sums.items()
     ]
     credits = [credit for credit in credits if not credit.is_zero()]
-    credits.sort(key=lambda credit: (credit.at.astimezone(_UTC), credit.rep_id, credit.overlay))
+    credits.sort(key=lambda credit: (credit.at.astimezone(_UTC), credit.rep_id, credit.overlay, credit.rollup))
     return credits

@@ -98,7 +98,9 @@ def plan_progress(
     if key is None:
         return None
     kind: PeriodKind = plan.period  # type: ignore[assignment]
-    period_totals = totals(kind, key).credited(plan.credit_roles)
+    found = totals(kind, key)
+    # A manager plan measures the team roll-up, a rep's plan the rep's own credit.
+    period_totals = found.rollup(plan.credit_roles) if plan.participants.managers else found.credited(plan.credit_roles)
     gate = plan.gate
     return compute_progress(
         plan_id=plan.plan_id,

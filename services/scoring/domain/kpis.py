@@ -49,7 +49,9 @@ class KpiTotals:
     """The additive sums behind every KPI: money and share-weighted counts as Decimal, activities as int.
 
     The deal sums are the primary credit; `overlay` holds the overlay credit's deal sums (None when there is
-    none). `value` and `report` count both, a rep's own number; `credited(roles)` chooses (a team: primary)."""
+    none). `value` and `report` count both, a rep's own number; `credited(roles)` chooses (a team: primary).
+    `team` holds a manager's team roll-up (their members' credit, with its own overlay part), which counts in
+    no KPI of the manager's own: `rollup(roles)` reads it for a manager plan."""
 
     revenue: Decimal = ZERO
     deals_won: Decimal = ZERO
@@ -59,16 +61,21 @@ class KpiTotals:
     activities: int = 0
     activities_by_kind: dict[str, int] = field(default_factory=dict)
     overlay: KpiTotals | None = None
+    team: KpiTotals | None = None
 
     # -- folding ----------------------------------------------------------------------------------
 
     def apply_credit(self, credit: Credit) -> None:
-        """Add a credit's signed deltas (an overlay credit's into `overlay`)."""
+        """Add a credit's signed deltas (a roll-up credit's into `team`, an overlay credit's into `overlay`)."""
         target = self
+        if credit.rollup:
+            if self.team is None:
+                self.team = KpiTotals()
+            target = self.team
         if credit.overlay:
-            if self.overlay is None:
-                self.overlay = KpiTotals()
-            target = self.overlay
+            if target.overlay is None:
+                target.overlay = KpiTotals()
+            target = target.overlay
         # Credits usually carry two or three non-zero measures; skipping zeros is cheaper than adding them.
         if credit.revenue:
             target.revenue += credit.revenue
@@ -108,6 +115,10 @@ class KpiTotals:
             if self.overlay is None:
                 self.overlay = KpiTotals()
             self.overlay.add(other.overlay)
+        if other.team is not None:
+            if self.team is None:
+                self.team = KpiTotals()
+            self.team.add(other.team)
         self.revenue += other.revenue
         self.deals_won += other.deals_won
         self.deals_lost += other.deals_lost
@@ -138,14 +149,15 @@ class KpiTotals:
             self.activities,
             dict(self.activities_by_kind),
             None if self.overlay is None else self.overlay.copy(),
+            None if self.team is None else self.team.copy(),
         )
 
     def credited(self, roles: Collection[str]) -> KpiTotals:
         """These totals counting the credit of `roles` only (primary, overlay; see schemas.kpis), activities
-        always; the result has no separate overlay part. Itself when that changes nothing."""
+        always; the result has no separate overlay or team part. Itself when that changes nothing."""
         overlay = self.overlay if OVERLAY in roles else None
         primary = PRIMARY in roles
-        if primary and self.overlay is None:
+        if primary and self.overlay is None and self.team is None:
             return self
         result = KpiTotals(activities=self.activities, activities_by_kind=dict(self.activities_by_kind))
         for part in (self if primary else None, overlay):
@@ -168,7 +180,12 @@ class KpiTotals:
             or self.activities
             or self.activities_by_kind
             or (self.overlay is not None and not self.overlay.is_zero())
+            or (self.team is not None and not self.team.is_zero())
         )
+
+    def rollup(self, roles: Collection[str]) -> KpiTotals:
+        """A manager's team roll-up counting the members' credit of `roles` (see `credited`)."""
+        return KpiTotals() if self.team is None else self.team.credited(roles)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -239,6 +256,8 @@ class KpiTotals:
             data["activities_by_kind"] = dict(self.activities_by_kind)
         if self.overlay is not None and not self.overlay.is_zero():
             data["overlay"] = self.overlay.to_dict()
+        if self.team is not None and not self.team.is_zero():
+            data["team"] = self.team.to_dict()
         return data
 
     @classmethod
@@ -250,7 +269,7 @@ class KpiTotals:
             revenue, won, lost = get("revenue"), get("deals_won"), get("deals_lost")
             renewals_won, renewals_lost = get("renewals_won"), get("renewals_lost")
             by_kind = get("activities_by_kind")
-            overlay = get("overlay")
+            overlay, team = get("overlay"), get("team")
             return cls(
                 ZERO if revenue is None else Decimal(revenue),
                 ZERO if won is None else Decimal(won),
@@ -260,6 +279,7 @@ class KpiTotals:
                 int(get("activities", 0)),
                 {str(kind): int(count) for kind, count in by_kind.items()} if by_kind else {},
                 None if overlay is None else cls.from_dict(overlay),
+                None if team is None else cls.from_dict(team),
             )
         except (TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise ValueError(f"not stored KPI totals: {exc!r}") from exc

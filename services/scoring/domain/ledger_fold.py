@@ -5,7 +5,8 @@ restatements after a close, and of what-if runs over history. Pure: events in, f
 `LedgerFold.add` takes the ledger's events in sequence order. For each deal it keeps the snapshot applied
 last (the contract's ordering rule: a stale snapshot is ignored) and the chain of events that were applied;
 activities are kept as facts. `lines` then answers "what does rep R earn under metric M in period K, and
-from which events".
+from which events" — for a manager plan, from the team members' credit rolled up by the roster the fold is
+given (services/scoring/domain/rollup.py), as live scoring rolls it up.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.kpis import ACTIVITY_PREFIX, OVERLAY, PRIMARY
-from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution
+from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution, rolled_up
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
+from services.scoring.domain.rollup import Documents, managers_at
 
 __all__ = ["ActivityFact", "AppliedEvent", "DealHistory", "LedgerFold", "Line"]
 
@@ -69,6 +71,8 @@ class Line:
     """The ledger sequence of the newest event behind the line."""
     role: str | None = None
     """A deal line's credit role: primary, or overlay (credit on top of the deal's split)."""
+    member_rep_id: str | None = None
+    """On a manager's statement: the team member whose credit the line rolls up."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "credit": str(self.credit), "event_ids": list(self.event_ids)}
@@ -77,18 +81,24 @@ class Line:
                        amount=None if self.amount is None else str(self.amount),
                        share=None if self.share is None else str(self.share),
                        closed_at=None if self.closed_at is None else self.closed_at.isoformat(), role=self.role)
+            if self.member_rep_id is not None:
+                out["member_rep_id"] = self.member_rep_id
         else:
             out.update(type="activity", kind=self.kind, count=self.count)
         return out
 
 
 class LedgerFold:
-    def __init__(self) -> None:
+    def __init__(self, reps: Documents | None = None, teams: Documents | None = None) -> None:
+        """`reps` and `teams`: the roster documents the manager roll-up follows (none: no roll-up)."""
+        self.roster_reps: Documents = reps or {}
+        self.roster_teams: Documents = teams or {}
         self.deals: dict[str, DealHistory] = {}
         self.activities: list[ActivityFact] = []
         self.last_seq = 0
         self._period_cache: dict[tuple[str, str, int], dict[str, KpiTotals]] = {}
         self._rep_index: dict[str, list[str]] = {}
+        self._manager_index: dict[str, list[str]] = {}
         self._index_seq = -1
 
     def add(self, seq: int, event: Mapping[str, Any]) -> None:
@@ -124,7 +134,8 @@ class LedgerFold:
         for history in self.deals.values():
             if history.applied is None or history.applied.stage == "open":
                 continue
-            for credit in contribution(history.applied):
+            credits = contribution(history.applied)
+            for credit in credits + rolled_up(credits, self._managers(history.applied)):
                 if calendar.key(credit.at, kind) == key:
                     by_rep.setdefault(credit.rep_id, KpiTotals()).apply_credit(credit)
         for fact in self.activities:
@@ -155,56 +166,84 @@ class LedgerFold:
                 found.update(credit.rep_id for credit in contribution(history.applied))
         return found
 
+    def _managers(self, snapshot: DealSnapshot) -> dict[str, str]:
+        """Whom the snapshot's credit rolls up to, by rep."""
+        if not self.roster_reps or snapshot.closed_at is None:
+            return {}
+        return managers_at(self.roster_reps, self.roster_teams, snapshot.rep_ids(), snapshot.closed_at)
+
     def lines(
-        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str]
+        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str],
+        *, rollup: bool = False,
     ) -> list[Line]:
         """What the rep is credited with under `metric` in the period, line by line, each with its events; deal
-        lines for the credit of `roles` only (primary, overlay).
+        lines for the credit of `roles` only (primary, overlay). With `rollup`, the lines of a manager plan: the
+        team members' credit that rolls up to the manager `rep_id`, a line per deal and member.
 
         For an additive metric the lines' credits sum to the metric's value; for a rate (win_rate,
         avg_deal_size, retention_rate) the lines are its parts (won and lost deals), credited by revenue or
         share as the rate's numerator counts them."""
+        if rollup:
+            return sorted(self._deal_lines(rep_id, metric, kind, key, calendar, roles, rollup=True),
+                          key=lambda line: line.key)
         deal_lines = self._deal_lines(rep_id, metric, kind, key, calendar, roles)
         return sorted(deal_lines, key=lambda line: line.key) + sorted(
             self._activity_lines(rep_id, metric, kind, key, calendar), key=lambda line: line.key
         )
 
     def _deal_lines(
-        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str]
+        self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str],
+        *, rollup: bool = False,
     ) -> Iterator[Line]:
         measures = _deal_measures(metric)
         if not measures:
             return
-        for deal_id in self._deals_of(rep_id):
+        for deal_id in self._rolled_up_to(rep_id) if rollup else self._deals_of(rep_id):
             history = self.deals[deal_id]
             snapshot = history.applied
             if snapshot is None:
                 continue
+            managers = self._managers(snapshot) if rollup else {}
             for credit in contribution(snapshot):
                 role = OVERLAY if credit.overlay else PRIMARY
-                if credit.rep_id != rep_id or role not in roles or calendar.key(credit.at, kind) != key:
+                mine = managers.get(credit.rep_id) == rep_id if rollup else credit.rep_id == rep_id
+                if not mine or role not in roles or calendar.key(credit.at, kind) != key:
                     continue
                 value = sum((getattr(credit, name) for name in measures), ZERO)
                 if not value and not any(getattr(credit, name) for name in CREDIT_MEASURES):
                     continue
-                share = dict(snapshot.overlays if credit.overlay else snapshot.splits).get(rep_id)
+                share = dict(snapshot.overlays if credit.overlay else snapshot.splits).get(credit.rep_id)
+                line_key = f"deal:{deal_id}:rep:{credit.rep_id}" if rollup else f"deal:{deal_id}"
                 yield Line(
-                    key=f"deal:{deal_id}:overlay" if credit.overlay else f"deal:{deal_id}",
+                    key=f"{line_key}:overlay" if credit.overlay else line_key,
                     credit=value, event_ids=tuple(e.event_id for e in history.chain),
                     deal_id=deal_id, stage=snapshot.stage, amount=snapshot.amount, share=share,
                     closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0, role=role,
+                    member_rep_id=credit.rep_id if rollup else None,
                 )
 
     def _deals_of(self, rep_id: str) -> list[str]:
         """The deals whose applied snapshot names the rep (an index kept until the fold changes)."""
-        if self._index_seq != self.last_seq:
-            index: dict[str, list[str]] = {}
-            for deal_id, history in self.deals.items():
-                if history.applied is not None:
-                    for rep in history.applied.rep_ids():
-                        index.setdefault(rep, []).append(deal_id)
-            self._rep_index, self._index_seq = index, self.last_seq
+        self._index()
         return self._rep_index.get(rep_id, [])
+
+    def _rolled_up_to(self, manager_id: str) -> list[str]:
+        """The deals whose applied snapshot's credit rolls up (in part) to the manager."""
+        self._index()
+        return self._manager_index.get(manager_id, [])
+
+    def _index(self) -> None:
+        if self._index_seq == self.last_seq:
+            return
+        index: dict[str, list[str]] = {}
+        managed: dict[str, list[str]] = {}
+        for deal_id, history in self.deals.items():
+            if history.applied is not None:
+                for rep in history.applied.rep_ids():
+                    index.setdefault(rep, []).append(deal_id)
+                for manager in dict.fromkeys(self._managers(history.applied).values()):
+                    managed.setdefault(manager, []).append(deal_id)
+        self._rep_index, self._manager_index, self._index_seq = index, managed, self.last_seq
 
     def _activity_lines(
         self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar

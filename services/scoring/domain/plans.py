@@ -54,6 +54,9 @@ class ParticipantsLike(Protocol):
     @property
     def reps(self) -> Sequence[str]: ...
 
+    @property
+    def managers(self) -> Sequence[str]: ...
+
 
 T = TypeVar("T", bound=TierLike)
 
@@ -116,7 +119,9 @@ def applies_to_period(effective_from: date, effective_to: date | None, period_st
 
 
 def is_participant(rep_id: str, team_id: str | None, participants: ParticipantsLike) -> bool:
-    """True when the plan covers the rep: no participants listed means every rep."""
+    """True when the plan covers the rep: a manager plan its managers, else no participants listed means every rep."""
+    if participants.managers:
+        return rep_id in participants.managers
     if not participants.teams and not participants.reps:
         return True
     return rep_id in participants.reps or (team_id is not None and team_id in participants.teams)
