@@ -29,7 +29,9 @@ HISTORIES: dict[str, tuple[str, str]] = {
 
 def with_history(kind: str, body: dict[str, Any], previous: dict[str, Any] | None, at: datetime) -> dict[str, Any]:
     """`body` with the history its kind keeps: the stored one, plus the previous value until `at` when this PUT
-    changes it. A history sent in the body must be the stored one (a GET sent back as it is)."""
+    changes it — except the first value a field is given, which applies from the start (a team set up, then
+    its manager: the roster's natural order). A history sent in the body must be the stored one (a GET sent
+    back as it is)."""
     spec = HISTORIES.get(kind)
     if spec is None:
         return body
@@ -45,8 +47,11 @@ def with_history(kind: str, body: dict[str, Any], previous: dict[str, Any] | Non
         )
     history = list(kept)
     # A value that held for no time (two changes at one instant, as under a pinned clock) leaves no entry.
-    if previous is not None and previous.get(field) != body.get(field) and (
-        not history or datetime.fromisoformat(history[-1]["until"]) < at
+    if (
+        previous is not None
+        and previous.get(field) != body.get(field)
+        and (history or previous.get(field) is not None)
+        and (not history or datetime.fromisoformat(history[-1]["until"]) < at)
     ):
         history.append({field: previous.get(field), "until": at.isoformat().replace("+00:00", "Z")})
     return MODELS[kind].model_validate({**body, history_field: history}).model_dump(mode="json")

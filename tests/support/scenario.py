@@ -82,6 +82,8 @@ SCENARIO_ENV: dict[str, str] = {**STACK_ENV, "SALESPULSE_NOTIFY_DIGEST_SCHEDULE"
 digests (they depend on the hour a run happens at, not on the events)."""
 
 REVENUE_QUOTA = 10_000
+TEAM_QUOTA = 60_000
+"""A manager's monthly quota on their team's revenue: the teams' current months hold about 1.4–2.1 of it."""
 REVENUE_UNIT = 2_500
 """A live rep wins 0–8 units of this today: 0 %–200 % of the monthly quota."""
 ACTIVITY_QUOTA = 20
@@ -203,10 +205,11 @@ def scenario_feed(size: int = 3000, now: datetime | None = None) -> Feed:
 # --- roster, plans and boards -------------------------------------------------------------------------
 
 
-def _plans(reps: list[str]) -> list[dict[str, Any]]:
+def _plans(reps: list[str], managers: list[str]) -> list[dict[str, Any]]:
     """A monthly revenue plan for two teams (with a gate, a cap and one quota override), the same counting
-    the primary credit only (no overlays) for one team, and a quarterly activity plan for everyone; all
-    effective long before the feed starts."""
+    the primary credit only (no overlays) for one team, a quarterly activity plan for everyone, and a monthly
+    plan for the team managers on their teams' revenue (the roll-up); all effective long before the feed
+    starts."""
     tier = _tier
     return [
         {
@@ -257,6 +260,24 @@ def _plans(reps: list[str]) -> list[dict[str, Any]]:
                 tier("bronze", "Bronze", 0.5, 0.0, None),
                 tier("silver", "Silver", 1.0, 0.0, "Team lunch"),
                 tier("gold", "Gold", 1.5, 0.0, "Gold badge"),
+            ],
+            "payout_cap": None,
+            "gate": None,
+        },
+        {
+            "plan_id": "team-revenue",
+            "name": "Managers: the team's revenue",
+            "metric": "revenue",
+            "period": "month",
+            "effective_from": "2024-01-01",
+            "effective_to": None,
+            "participants": {"teams": [], "reps": [], "managers": managers},
+            "quota": TEAM_QUOTA,
+            "quota_overrides": {},
+            "tiers": [
+                tier("target", "Team target", 1.0, 0.01, None),
+                tier("stretch", "Stretch", 1.5, 0.02, "Team dinner"),
+                tier("double", "Double", 2.0, 0.03, None),
             ],
             "payout_cap": None,
             "gate": None,
@@ -343,14 +364,14 @@ def build_scenario(size: int = 3000, now: datetime | None = None) -> Scenario:
     if current["quarter"] <= last["quarter"]:
         raise RuntimeError(f"the clock ({now.isoformat()}) must be past the feed's history (to {history.last})")
     expected = expected_kpis(feed.events)
-    roster = demo_reps()
+    roster, teams = demo_reps(), demo_teams()
     return Scenario(
         now=now,
         feed=feed,
         expected=expected,
-        teams=demo_teams(),
+        teams=teams,
         reps=roster,
-        plans=_plans(live_reps(feed.events)),
+        plans=_plans(live_reps(feed.events), [team["manager_rep_id"] for team in teams]),
         boards=_boards(now),
         kpi_queries=_kpi_queries(expected, [rep["rep_id"] for rep in roster], now),
     )
@@ -409,22 +430,36 @@ def past_crossings_at_least(scenario: Scenario) -> set[Crossing]:
 
 def _tiers_reached(scenario: Scenario, keys_of: Callable[[dict[str, Any]], list[str]]) -> set[Crossing]:
     team_of = {rep["rep_id"]: rep["team_id"] for rep in scenario.reps}
+    managed = {team["manager_rep_id"]: team["team_id"] for team in scenario.teams}
     out: set[Crossing] = set()
     for plan in scenario.plans:
         teams, listed = plan["participants"]["teams"], plan["participants"]["reps"]
+        managers = plan["participants"].get("managers", [])
         for key in keys_of(plan):
             for rep, team in team_of.items():
+                if managers and rep not in managers:
+                    continue
                 if (teams or listed) and team not in teams and rep not in listed:
                     continue
-                totals = scenario.expected.get(rep, plan["period"], key)
-                value = Decimal(getattr(totals, plan["metric"]))
-                if plan.get("credit_roles") == ["primary"]:  # only revenue plans choose; the overlay part leaves
-                    value -= totals.overlay_revenue
+                if managers:  # the roll-up: every member of the team the rep manages (the roster never changes)
+                    members = [member for member, t in team_of.items() if t == managed[rep]]
+                    value = sum((_value(scenario, plan, key, member) for member in members), Decimal(0))
+                else:
+                    value = _value(scenario, plan, key, rep)
                 quota = Decimal(str(plan["quota_overrides"].get(rep, plan["quota"])))
                 for tier in plan["tiers"]:
                     if tier["threshold"] > 0 and value >= Decimal(str(tier["threshold"])) * quota:
                         out.add((rep, plan["plan_id"], key, tier["tier_id"]))
     return out
+
+
+def _value(scenario: Scenario, plan: dict[str, Any], key: str, rep: str) -> Decimal:
+    """The rep's own value of the plan's metric in period `key`, counting the plan's credit roles."""
+    totals = scenario.expected.get(rep, plan["period"], key)
+    value = Decimal(getattr(totals, plan["metric"]))
+    if plan.get("credit_roles") == ["primary"]:  # only revenue plans choose; the overlay part leaves
+        value -= totals.overlay_revenue
+    return value
 
 
 def current_log(log: Iterable[dict[str, Any]], scenario: Scenario) -> list[dict[str, Any]]:

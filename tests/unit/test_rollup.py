@@ -181,12 +181,21 @@ def test_the_gateway_keeps_a_reps_team_history_from_the_changes_it_is_sent() -> 
     # Sent back as read: fine. Moved again at the same instant (a pinned clock): the middle team held no time.
     again = with_history("rep", {**moved, "team_id": "north"}, moved, first + timedelta(days=1))
     assert again["team_history"] == moved["team_history"] and again["team_id"] == "north"
+    # The first team a rep is given applies from the start; leaving it for no team, then joining one, does not.
+    unassigned = with_history("rep", {"rep_id": "bo", "name": "Bo"}, None, first)
+    assert "team_history" not in with_history("rep", {**unassigned, "team_id": "east"}, unassigned, first)
+    left = with_history("rep", {**created, "team_id": None}, created, first + timedelta(days=1))
+    rejoined = with_history("rep", {**left, "team_id": "east"}, left, first + timedelta(days=2))
+    assert [spell["team_id"] for spell in rejoined["team_history"]] == ["east", None]
     with pytest.raises(Problem) as problem:
         with_history("rep", {**moved, "team_history": []}, moved, first + timedelta(days=2))
     assert problem.value.status == 422 and "team_history is kept by salespulse" in problem.value.detail
     handed = with_history("team", {"team_id": "east", "name": "East", "manager_rep_id": "mia"},
                           {"team_id": "east", "name": "East", "manager_rep_id": "mo"}, first)
     assert handed["manager_history"] == [{"manager_rep_id": "mo", "until": "2026-03-15T12:00:00Z"}]
+    given = with_history("team", {"team_id": "east", "name": "East", "manager_rep_id": "mia"},
+                         {"team_id": "east", "name": "East"}, first)
+    assert "manager_history" not in given  # a team's first manager manages it from the start
 
 
 def test_a_manager_plan_lists_managers_only_and_measures_deal_credit() -> None:
