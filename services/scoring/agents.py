@@ -12,23 +12,24 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NoReturn
 
 import orjson
 
+from services.common.background import wait_set
 from services.common.clock import Clock
 from services.common.settings import Settings
 from services.common.topics import partition_for
 from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
-from services.scoring.domain.credits import Credit
+from services.scoring.domain.credits import Credit, contribution, net, rolled_up
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
-from services.scoring.domain.rollup import deal_delta
+from services.scoring.domain.rollup import deal_delta, rollup_of
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("salespulse.scoring")
+
+ROLLUP_CHECK_SECONDS = 2.0
+"""How often a worker with nothing else to do looks whether a roll-up reconcile is due (after a restart or a
+rebalance, with no deal events coming)."""
 
 _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 """What decoding or folding a malformed message raises (orjson.JSONDecodeError and UnreadableMessage are
@@ -92,6 +97,12 @@ class Scoring:
     next batch or republish (`carry_restored_outboxes`)."""
     processed: dict[tuple[str, int], int] = field(default_factory=dict)
     """Per source partition, the offset after the last event a completed batch folded (for presence)."""
+    consumer: Callable[[], Any] | None = None
+    """The worker's consumer (its assignment says which deals are this worker's to reconcile)."""
+    deal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """A deal batch and a roll-up reconcile never interleave."""
+    rollup_dirty: bool = True
+    """Whether the roster changed (or the worker started or took partitions over) since the last reconcile."""
 
     def owned(self, consumer: Any) -> set[int]:
         """The partitions of the rep agent's sources this worker owns now."""
@@ -116,13 +127,21 @@ class Scoring:
 async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     """Snapshots in, credit deltas out: one credits message per (rep, source event), a manager's roll-up credits
     in the same message as any credit of their own (services/scoring/domain/rollup.py)."""
+    async with ctx.deal_lock:
+        await _fold_deals(ctx, events)
+
+
+async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     # A roll-up follows the roster (services/scoring/domain/rollup.py): never credit from half of it, nor from
-    # one older than these events (a team set up, then its first deals posted at once).
+    # one older than these events (a team set up, then its first deals posted at once); deals it moved away
+    # from are moved first.
     roster = ctx.plan_book.follower
     if not roster.caught_up.is_set():
         await roster.caught_up.wait()
     if events and not await roster.sync(int(max(message.timestamp or 0 for message in events) * 1000)):
         log.warning("deal-state: the roster may lag these events; a roll-up follows the roster as it is read")
+    if ctx.rollup_dirty:
+        await reconcile_rollup(ctx)
     reps, teams = roster.state.reps(), roster.state.teams()
     started = time.perf_counter()
     metrics = ctx.metrics
@@ -146,7 +165,7 @@ async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
             previous = state.snapshot if state is not None else None
             if previous is not None and not is_newer(snapshot, previous):
                 stale += 1
-                pending[deal_id] = DealState(seq, previous, state.event_json, state.managers)
+                pending[deal_id] = replace(state, seq=seq)
                 continue
             credits, managers = deal_delta(
                 previous, state.managers if state is not None else None, snapshot, reps, teams
@@ -154,7 +173,9 @@ async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         except _UNREADABLE as exc:
             unreadable.append(_dead_letter(message, "deal-state", exc))
             continue
-        pending[deal_id] = DealState(seq, snapshot, event_json(message.value), managers or None)
+        pending[deal_id] = DealState(
+            seq, snapshot, event_json(message.value), managers or None, None, state.rollup_n if state else 0
+        )
         ages.observe(max(0.0, now - snapshot.occurred_at.timestamp()))
         if not credits:
             continue
@@ -181,6 +202,60 @@ async def fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     if unreadable:
         metrics.dead_letters.labels("deal-state").inc(len(unreadable))
     metrics.observe_batch("deal-state", len(events), time.perf_counter() - started)
+
+
+async def reconcile_rollup(ctx: Scoring) -> int:
+    """Bring every owned deal's roll-up in line with the roster as it is now (a rep's first team given after
+    their deals were credited, a team's manager changed, a team removed): returns how many deals moved.
+
+    Per deals partition, under a reconcile number of its own: (1) the deals to move are stored with whom their
+    roll-up goes to now (`pending`, `rollup_n`); (2) each manager concerned gets one credits message (source
+    `rollup/<partition>`, seq the number) taking back what went to them and giving what comes; (3) the deals
+    are stored with the move done. A crash at any step is finished by the next reconcile with the same number
+    and the same deals: a manager whose message arrived before ignores it again (the rep agent's dedup).
+    Called with the deal lock held (a deal batch, or `follow_plans`)."""
+    roster = ctx.plan_book.follower
+    if not roster.caught_up.is_set():
+        await roster.caught_up.wait()
+    ctx.rollup_dirty = False
+    reps, teams = roster.state.reps(), roster.state.teams()
+    table = ctx.deal_table
+    owned = ctx.owned(ctx.consumer()) if ctx.consumer is not None else None
+    partitions: dict[int, list[tuple[str, DealState]]] = {}
+    for deal_id, state in table.items():
+        partition = table.partition_of(deal_id)
+        if owned is None or partition in owned:
+            partitions.setdefault(partition, []).append((deal_id, state))
+    moved = 0
+    for partition, deals in sorted(partitions.items()):
+        moving = {deal_id: state for deal_id, state in deals if state.pending is not None}
+        if not moving:  # none left half done: a new reconcile, if anything is to move
+            number = max(state.rollup_n for _, state in deals) + 1
+            for deal_id, state in deals:
+                wanted = rollup_of(state.snapshot, reps, teams)
+                if wanted != (state.managers or {}):
+                    moving[deal_id] = replace(state, pending=wanted, rollup_n=number)
+            if not moving:
+                continue
+            await table.write(moving, {k: encode_deal_state(v) for k, v in moving.items()})
+            ctx.crash.reached("rollup:pending-written")
+        number = next(iter(moving.values())).rollup_n
+        by_manager: dict[str, list[Credit]] = {}
+        for state in moving.values():
+            credits = contribution(state.snapshot)
+            for credit in net(rolled_up(credits, state.pending or {}), rolled_up(credits, state.managers or {})):
+                by_manager.setdefault(credit.rep_id, []).append(credit)
+        source = f"rollup/{partition}"
+        await ctx.publisher.publish(ctx.credits_topic, [
+            (manager.encode(), credits_message(source, number, 0, items)) for manager, items in by_manager.items()
+        ])
+        ctx.crash.reached("rollup:credits-sent")
+        done = {k: replace(v, managers=v.pending or None, pending=None) for k, v in moving.items()}
+        await table.write(done, {k: encode_deal_state(v) for k, v in done.items()})
+        moved += len(done)
+    if moved:
+        log.info("roll-up: %d deals moved to the managers the roster gives them now", moved)
+    return moved
 
 
 async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
@@ -390,19 +465,50 @@ async def republish_owned(ctx: Scoring, owned: set[int]) -> int:
     return sent
 
 
-async def follow_plans(ctx: Scoring, consumer: Callable[[], Any]) -> None:
-    """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
+async def follow_plans(ctx: Scoring, consumer: Callable[[], Any], serving: Callable[[], bool]) -> None:
+    """Plans, roster and contests from the config topic; a change recomputes every owned rep, and a roster
+    change moves the roll-up of the deals it concerns (`reconcile_rollup`, once the worker serves)."""
     plan_book = ctx.plan_book
+
+    def on_change(change: dict[str, Any]) -> None:
+        if change["kind"] in ("rep", "team"):
+            ctx.rollup_dirty = True
+
+    plan_book.follower.listeners.append(on_change)
     plan_book.start()
     while True:
-        await plan_book.changed.wait()
+        if not await wait_set(plan_book.changed, ROLLUP_CHECK_SECONDS):
+            if ctx.rollup_dirty and serving():
+                await _reconcile_between_batches(ctx)
+            continue
         await asyncio.sleep(0.3)  # let a burst of changes settle
         plan_book.changed.clear()
+        if ctx.rollup_dirty and serving():
+            await _reconcile_between_batches(ctx)
         async with ctx.config_lock:
             states = owned_states(ctx, ctx.owned(consumer()))
             await carry_restored_outboxes(ctx, states)  # before any snapshot of theirs (a republish may be under way)
             sent = await refresh_reps(ctx, states, ctx.clock.now_ms(), every_period=True)
         log.info("configuration changed: %d rep snapshots recomputed", sent)
+
+
+async def _reconcile_between_batches(ctx: Scoring) -> None:
+    """`reconcile_rollup` as a batch of its own: under the deal lock, and waited for by a rebalance."""
+    async def reconcile() -> None:
+        await reconcile_rollup(ctx)
+
+    async with ctx.deal_lock:
+        task = ctx.in_flight["rollup"] = asyncio.ensure_future(reconcile())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await task
+            raise
+        except BaseException as exc:  # noqa: BLE001  (as for a batch: stop before anything else is sent)
+            fail_stop("rollup", exc)
+        finally:
+            ctx.in_flight.pop("rollup", None)
 
 
 async def refresh_assignment_metrics(ctx: Scoring, consumer: Any) -> None:

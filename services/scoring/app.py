@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         snapshots_topic=topic_name(settings, REP_SNAPSHOTS),
         dead_letter_topic=topic_name(settings, DEAD_LETTER),
         source_topics=(deals_name, credits_name, activities_name),
+        consumer=lambda: app.consumer,
     )
     metrics.set_assignment({}, ctx.source_topics)
     high_water = max(4 * settings.scoring_batch_size, 2 * settings.scoring_batch_max)
@@ -142,7 +143,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.task
     async def follow_plans() -> None:
         """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
-        await agents.follow_plans(ctx, lambda: app.consumer)
+        await agents.follow_plans(ctx, lambda: app.consumer, serving_now)
 
     republishing: list[asyncio.Task[None]] = []
 
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """Note the restored states with outboxes (each carried out before its rep's next batch), then, between
         batches, carry them out and republish every owned rep's snapshot (`agents.republish_owned`)."""
         owned = ctx.owned(app.consumer)
+        ctx.rollup_dirty = True  # deals taken over may hold a reconcile their last owner did not finish
         agents.note_restored_outboxes(ctx, owned)
         stop_republishing()
         republishing.append(asyncio.create_task(republish(owned), name="republish after recovery"))

@@ -21,34 +21,40 @@ class DealState:
     `seq` is the dedup marker: it lives in the same table value as the snapshot it guards, so a
     changelog restore can never separate them. `event_json` is the canonical event JSON the snapshot was
     read from: stored as it came, it needs no encoding on the hot path. `managers` is whom the snapshot's
-    credit rolled up to, by rep (services/scoring/domain/rollup.py): the next snapshot takes back exactly that."""
+    credit rolled up to, by rep (services/scoring/domain/rollup.py): the next snapshot takes back exactly that.
+    `pending` is whom it is being moved to by roll-up reconcile number `rollup_n` after a roster change
+    (services/scoring/agents.py, `reconcile_rollup`), until the move's credits are sent."""
 
     seq: int
     snapshot: DealSnapshot
     event_json: bytes | None = None
     managers: dict[str, str] | None = None
+    pending: dict[str, str] | None = None
+    rollup_n: int = 0
 
 
 def encode_deal_state(state: DealState) -> bytes:
     """The changelog form of a deal's table value: `{"seq", "event"}` (or `{"seq", "snapshot"}` without
-    the event's JSON), with `"managers"` when the credit rolled up to any."""
-    if state.event_json is not None:
-        if state.managers:
-            return b'{"seq":%d,"event":%s,"managers":%s}' % (state.seq, state.event_json, orjson.dumps(state.managers))
-        return b'{"seq":%d,"event":%s}' % (state.seq, state.event_json)
-    data: dict[str, Any] = {"seq": state.seq, "snapshot": state.snapshot.to_dict()}
+    the event's JSON), with the roll-up's `managers`, `pending` and `rollup_n` when there are any."""
+    extra = b""
     if state.managers:
-        data["managers"] = state.managers
-    return orjson.dumps(data)
+        extra += b',"managers":' + orjson.dumps(state.managers)
+    if state.pending is not None:
+        extra += b',"pending":' + orjson.dumps(state.pending)
+    if state.rollup_n:
+        extra += b',"rollup_n":%d' % state.rollup_n
+    if state.event_json is not None:
+        return b'{"seq":%d,"event":%s%s}' % (state.seq, state.event_json, extra)
+    return b'{"seq":%d,"snapshot":%s%s}' % (state.seq, orjson.dumps(state.snapshot.to_dict()), extra)
 
 
 def decode_deal_state(raw: bytes) -> DealState:
     data = orjson.loads(raw)
-    managers = data.get("managers")
+    rollup = data.get("managers"), data.get("pending"), data.get("rollup_n", 0)
     if "event" in data:
         event = data["event"]
-        return DealState(data["seq"], DealSnapshot.from_event(event), orjson.dumps(event), managers)
-    return DealState(data["seq"], DealSnapshot.from_dict(data["snapshot"]), None, managers)
+        return DealState(data["seq"], DealSnapshot.from_event(event), orjson.dumps(event), *rollup)
+    return DealState(data["seq"], DealSnapshot.from_dict(data["snapshot"]), None, *rollup)
 
 
 def event_json(envelope: bytes) -> bytes | None:

@@ -25,6 +25,8 @@ POINTS: Final = frozenset(
         "rep-kpis:state-written",  # rep table acknowledged; no history, no snapshots; events not acknowledged
         "rep-kpis:history-written",  # evictions in SQL history; no snapshots; events not acknowledged
         "rep-kpis:days-written",  # minute days written and deleted; no snapshots; events not acknowledged
+        "rollup:pending-written",  # a roll-up reconcile's deals stored with their move pending; nothing sent
+        "rollup:credits-sent",  # its credits acknowledged; the deals not yet stored with the move done
     }
 )
 

@@ -316,8 +316,21 @@ def test_a_managers_plan_counts_the_team_at_the_time_of_each_credit(stack: Stack
     assert get(stack, "/v1/teams/m-east/kpis")["kpis"]["revenue"] == 500.0
     assert get(stack, "/v1/teams/m-west/kpis")["kpis"]["revenue"] == 1500.0
 
+    # A rep whose deals were credited before the roster knew them: their first team applies from the start,
+    # so putting them on it moves those deals' roll-up to the team's manager.
+    post(stack, [won("mr-4", "rho", "50.00", earlier)])
+
+    def rho_revenue() -> float | None:
+        r = httpx.get(f"{stack.api}/v1/reps/rho/kpis", headers=stack.headers, timeout=10)
+        return r.json()["kpis"]["revenue"] if r.status_code == 200 else None  # 404 until the event is in
+
+    wait_until(lambda: rho_revenue() == 50.0, timeout=20, what="rho's deal")
+    with httpx.Client(base_url=stack.api, headers=stack.headers) as api:
+        api.put("/v1/reps/rho", json={"name": "Rho", "team_id": "m-east"}).raise_for_status()
+    wait_until(lambda: managed("meg") == 1750.0, timeout=20, what="rho's earlier deal rolled up to meg")
+
     statements = get(stack, "/v1/reps/meg/statements")["statements"]
     found = next(s for s in statements if s["plan_id"] == "managers")
     statement = get(stack, f"/v1/statements/{found['statement_id']}")
     lines = {(line["member_rep_id"], line["deal_id"]): line["credit"] for line in statement["lines"]}
-    assert lines == {("ria", "d-mr-1"): "1200.00", ("raf", "d-mr-2"): "500.00"}
+    assert lines == {("ria", "d-mr-1"): "1200.00", ("raf", "d-mr-2"): "500.00", ("rho", "d-mr-4"): "50.00"}

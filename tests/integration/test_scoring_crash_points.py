@@ -9,8 +9,10 @@ The feed and the independent expectation are the replay test's (CONTRACT §1–3
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.crm_feed import NOW, STACK_ENV, crm_feed, expected_kpis, post_feed, stamp, wait_for_kpis
@@ -92,3 +94,59 @@ def test_periods_a_killed_worker_left_bound_for_history_reach_it_though_no_new_e
     duplicates = metric(samples, "salespulse_scoring_duplicates_total", agent="rep-kpis")
     assert duplicates == metric(samples, "salespulse_scoring_events_total", agent="rep-kpis")
     assert duplicates >= len(events)
+
+
+@pytest.mark.parametrize("crash_at", ["rollup:pending-written:1", "rollup:credits-sent:1"])
+def test_a_worker_killed_in_a_roll_up_reconcile_is_replaced_and_the_manager_counts_each_deal_once(
+    stack_factory: Any, tmp_path: Any, crash_at: str
+) -> None:
+    """Deals of reps on no team are credited; then the roster puts the reps on a managed team (a rep's first
+    team applies from the start), which moves those deals' roll-up to the manager: the worker is killed after
+    storing the move as pending, or after sending its credits. The replacement finishes the same reconcile,
+    and the manager's plan counts every deal exactly once (docs/plans-and-boards.md, Manager roll-up)."""
+    amounts = {"kim-roll": ["1200.00", "800.50"], "lee-roll": ["300.25"]}
+    events = [
+        {"event_id": f"roll-{rep}-{n}", "type": "deal", "occurred_at": stamp(NOW - timedelta(days=n + 1)),
+         "deal_id": f"roll-{rep}-{n}", "owner_id": rep, "stage": "won", "amount": amount,
+         "closed_at": stamp(NOW - timedelta(days=n + 1))}
+        for rep, values in amounts.items() for n, amount in enumerate(values)
+    ]
+    expected = expected_kpis(events)
+    stack = start_without_scoring(stack_factory(sqlite_url(tmp_path), **STACK_ENV))
+    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT=crash_at)
+    crashed = stack.services["scoring"]
+    api = start_api(stack)
+    post_feed(stack, [events])
+    wait_for_kpis(stack, expected, api=api, timeout=60)  # credited, rolled up to nobody
+
+    plan = {"name": "Boss", "metric": "revenue", "period": "year", "effective_from": "2020-01-01",
+            "participants": {"managers": ["boss-roll"]}, "quota": 10000,
+            "tiers": [{"tier_id": "t", "name": "T", "threshold": 1.0, "rate": 0.01}]}
+    with httpx.Client(base_url=api, headers=stack.headers, timeout=10) as client:
+        client.put("/v1/reps/boss-roll", json={"name": "Boss"}).raise_for_status()
+        client.put("/v1/teams/roll", json={"name": "Roll", "manager_rep_id": "boss-roll"}).raise_for_status()
+        client.put("/v1/plans/boss", json=plan).raise_for_status()
+        for rep in amounts:
+            client.put(f"/v1/reps/{rep}", json={"name": rep, "team_id": "roll"}).raise_for_status()
+    wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what=f"the worker to crash at {crash_at}")
+    assert crashed.proc.returncode == -9, stack.tail("scoring")
+    stack.kill("scoring")
+
+    start_scoring(stack, "scoring-2")
+    total = float(sum(Decimal(amount) for values in amounts.values() for amount in values))
+
+    def managed() -> float | None:
+        r = httpx.get(f"{api}/v1/reps/boss-roll/progress", params={"date": NOW.date().isoformat()},
+                      headers=stack.headers, timeout=10)
+        plans = {p["plan_id"]: p["value"] for p in r.json().get("plans", [])} if r.status_code == 200 else {}
+        return plans.get("boss")
+
+    wait_until(lambda: managed() == total, timeout=90, what="the manager's roll-up after the replacement")
+    samples = scrape(stack, "scoring-2")
+    if crash_at.startswith("rollup:credits-sent"):
+        # The replacement sent the same reconcile again; the manager's state had it and ignored it.
+        assert metric(samples, "salespulse_scoring_duplicates_total", agent="rep-kpis") > 0
+    # One more deal, folded after whatever the replacement did first: the roll-up moves by exactly its amount.
+    marker = {**events[0], "event_id": "roll-marker", "deal_id": "roll-marker", "amount": "1.00"}
+    post_feed(stack, [[marker]])
+    wait_until(lambda: managed() == total + 1.0, timeout=60, what="the marker deal on top, nothing counted twice")

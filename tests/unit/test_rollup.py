@@ -21,7 +21,7 @@ from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.ledger_fold import LedgerFold
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rollup import deal_delta, manager_at
-from tests.unit.test_credits import deal_snapshot_lists, snapshot
+from tests.support.deal_snapshots import deal_snapshot_lists, snapshot
 
 MOVED = datetime(2026, 3, 15, 12, tzinfo=UTC)
 """When ana moved from east to west."""

@@ -16,7 +16,7 @@ from typing import Any
 from services.scoring.domain.credits import Credit, contribution, net, rolled_up
 from services.scoring.domain.deals import DealSnapshot
 
-__all__ = ["deal_delta", "held_at", "manager_at", "managers_at"]
+__all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "rollup_of"]
 
 Documents = Mapping[str, Mapping[str, Any]]
 
@@ -52,6 +52,13 @@ def managers_at(reps: Documents, teams: Documents, rep_ids: Iterable[str], at: d
     return found
 
 
+def rollup_of(snapshot: DealSnapshot, reps: Documents, teams: Documents) -> dict[str, str]:
+    """Whom a snapshot's credit rolls up to, by rep (nothing for an open deal)."""
+    if snapshot.stage == "open" or snapshot.closed_at is None:
+        return {}
+    return managers_at(reps, teams, snapshot.rep_ids(), snapshot.closed_at)
+
+
 def deal_delta(
     previous: DealSnapshot | None,
     rolled_before: Mapping[str, str] | None,
@@ -66,8 +73,7 @@ def deal_delta(
     now = contribution(current)
     before = contribution(previous) if previous is not None else []
     credits = net(now, before)
-    at = current.closed_at
-    managers = managers_at(reps, teams, current.rep_ids(), at) if now and at is not None else {}
+    managers = rollup_of(current, reps, teams)
     if managers or rolled_before:
         credits += net(rolled_up(now, managers), rolled_up(before, rolled_before or {}))
     return credits, managers
