@@ -1,5 +1,6 @@
-"""The demo's incentive plans and boards: a quarterly revenue accelerator, a monthly activity SPIFF,
-floor and regional leaderboards, and a call-blitz contest that runs for the whole current day (UTC).
+"""The demo's incentive plans and boards: a quarterly revenue accelerator, a monthly activity SPIFF, a
+quarterly plan for the regional managers on their team's revenue, floor and regional leaderboards, and a
+call-blitz contest that runs for the whole current day (UTC).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ In the data set a median agent wins about $88k a quarter and the top fifth $125k
 $360k), so a good rep reaches the 1.25 accelerator ($125k) near quarter end and about half never make
 target. The live floor adds to that as fast as `--rate` lets it.
 """
+TEAM_QUOTA = 1_000_000
+"""Quarterly revenue quota per regional manager, on their team's roll-up: about ten agents' quotas."""
 ACTIVITY_QUOTA = 120
 """Monthly activities per agent for the SPIFF; the live floor (about 60 % of its events are activities)
 gets a rep there within minutes at the default rate, so celebrations show up during a demo."""
@@ -31,9 +34,11 @@ def _utc_midnight(day: date) -> str:
 def demo_plans(today: date) -> list[dict[str, Any]]:
     """The demo's plans, effective from January 1st of `today`'s year.
 
-    Only agents take part: managers carry no quota.
+    Agents take part in the revenue and activity plans; the teams' managers in the team revenue plan (the
+    roll-up of their team's credit, docs/plans-and-boards.md).
     """
     participants = {"teams": [], "reps": agent_rep_ids()}
+    managers = [team["manager_rep_id"] for team in demo_teams()]
     effective_from = date(today.year, 1, 1).isoformat()
     return [
         {
@@ -94,6 +99,24 @@ def demo_plans(today: date) -> list[dict[str, Any]]:
                     "rate": 0,
                     "reward": "Golden headset trophy",
                 },
+            ],
+            "payout_cap": None,
+            "gate": None,
+        },
+        {
+            "plan_id": "manager-revenue",
+            "name": "Regional managers: the team's revenue",
+            "metric": "revenue",
+            "period": "quarter",
+            "effective_from": effective_from,
+            "effective_to": None,
+            "participants": {"teams": [], "reps": [], "managers": managers},
+            "quota": TEAM_QUOTA,
+            "quota_overrides": {},
+            "tiers": [
+                {"tier_id": "target", "name": "Team target", "threshold": 1.0, "rate": 0.005, "reward": None},
+                {"tier_id": "accel", "name": "Team accelerator", "threshold": 1.25, "rate": 0.01,
+                 "reward": "Regional offsite"},
             ],
             "payout_cap": None,
             "gate": None,

@@ -99,7 +99,7 @@ def test_plans_and_boards_validate() -> None:
     plans = [Plan.model_validate(plan) for plan in demo_plans(TODAY)]
     boards = [Board.model_validate(board) for board in demo_boards(TODAY)]
 
-    assert {plan.plan_id for plan in plans} == {"ae-revenue", "activity-spiff"}
+    assert {plan.plan_id for plan in plans} == {"ae-revenue", "activity-spiff", "manager-revenue"}
     assert {"floor", "floor-quarter", "region-central", "region-east", "region-west", "call-blitz"} <= {
         board.board_id for board in boards
     }
@@ -126,6 +126,7 @@ def test_plans_cover_agents_on_the_roster_and_boards_name_known_teams_and_plans(
     for plan in demo_plans(TODAY):
         assert set(plan["participants"]["reps"]) <= rep_ids
         assert set(plan["participants"]["teams"]) <= team_ids
+        assert set(plan["participants"].get("managers", [])) <= {team["manager_rep_id"] for team in demo_teams()}
     for board in demo_boards(TODAY):
         assert set(board["scope"]["teams"]) <= team_ids
         assert board["plan_id"] is None or board["plan_id"] in plan_ids
