@@ -3,15 +3,19 @@ instant in two offsets), splits that sum to 1, overlays, any stage and kind."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
+from services.scoring.domain.credits import CREDIT_MEASURES, Credit
 from services.scoring.domain.deals import DEAL_KINDS, DEAL_STAGES, DealSnapshot, DealStage
 
-__all__ = ["CLOSE_TIMES", "OCCURRED", "REPS", "amounts", "deal_snapshot_lists", "snapshot", "split_lists"]
+__all__ = [
+    "CLOSE_TIMES", "OCCURRED", "REPS", "Totals", "amounts", "deal_snapshot_lists", "fold", "snapshot", "split_lists",
+]
 
 REPS = ["ana", "ben", "cy", "dee"]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -108,3 +112,16 @@ def deal_snapshot_lists(draw: st.DrawFn) -> list[DealSnapshot]:
             )
         )
     return snapshots
+
+
+Totals = dict[tuple[str, datetime, bool], tuple[Decimal, ...]]
+
+
+def fold(credits: Iterable[Credit]) -> Totals:
+    """Sum credits per (rep, instant, overlay or not), dropping sums that cancel to zero."""
+    sums: dict[tuple[str, datetime, bool], list[Decimal]] = {}
+    for credit in credits:
+        measures = sums.setdefault((credit.rep_id, credit.at.astimezone(UTC), credit.overlay), [Decimal(0)] * 5)
+        for i, name in enumerate(CREDIT_MEASURES):
+            measures[i] += getattr(credit, name)
+    return {key: tuple(values) for key, values in sums.items() if any(values)}

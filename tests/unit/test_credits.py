@@ -11,25 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.scoring.domain.credits import CREDIT_MEASURES, Credit, allocate, contribution, delta
+from services.scoring.domain.credits import Credit, allocate, contribution, delta
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar
-from tests.support.deal_snapshots import CLOSE_TIMES, OCCURRED, amounts, deal_snapshot_lists, snapshot, split_lists
-
-Totals = dict[tuple[str, datetime, bool], tuple[Decimal, ...]]
-
-
-def fold(credits: Iterable[Credit]) -> Totals:
-    """Sum credits per (rep, instant, overlay or not), dropping sums that cancel to zero."""
-    sums: dict[tuple[str, datetime, bool], list[Decimal]] = {}
-    for credit in credits:
-        measures = sums.setdefault((credit.rep_id, credit.at.astimezone(UTC), credit.overlay), [Decimal(0)] * 5)
-        for i, name in enumerate(CREDIT_MEASURES):
-            measures[i] += getattr(credit, name)
-    return {key: tuple(values) for key, values in sums.items() if any(values)}
-
-
+from tests.support.deal_snapshots import (
+    CLOSE_TIMES,
+    OCCURRED,
+    amounts,
+    deal_snapshot_lists,
+    fold,
+    snapshot,
+    split_lists,
+)
 
 # -- ordering and staleness ------------------------------------------------------------------------
 

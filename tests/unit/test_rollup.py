@@ -3,7 +3,6 @@ credit's instant, and corrections that take back exactly what was rolled up befo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,13 +14,13 @@ from hypothesis import strategies as st
 from schemas.config import Plan
 from services.api.config_store import with_history
 from services.common.problems import Problem
-from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution, rolled_up
+from services.scoring.domain.credits import Credit, contribution, rolled_up
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.ledger_fold import LedgerFold
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rollup import deal_delta, manager_at
-from tests.support.deal_snapshots import deal_snapshot_lists, snapshot
+from tests.support.deal_snapshots import deal_snapshot_lists, fold, snapshot
 
 MOVED = datetime(2026, 3, 15, 12, tzinfo=UTC)
 """When ana moved from east to west."""
@@ -100,15 +99,6 @@ ROSTERS = st.sampled_from([
 ])
 
 
-def _sums(credits: Iterable[Credit]) -> dict[tuple[str, bool], tuple[Decimal, ...]]:
-    sums: dict[tuple[str, bool], list[Decimal]] = {}
-    for credit in credits:
-        measures = sums.setdefault((credit.rep_id, credit.overlay), [Decimal(0)] * len(CREDIT_MEASURES))
-        for i, name in enumerate(CREDIT_MEASURES):
-            measures[i] += getattr(credit, name)
-    return {key: tuple(values) for key, values in sums.items() if any(values)}
-
-
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), snapshots=deal_snapshot_lists())
 def test_whatever_the_order_and_roster_changes_the_roll_up_ends_as_the_applied_snapshot_rolled_up_last(
@@ -128,7 +118,7 @@ def test_whatever_the_order_and_roster_changes_the_roll_up_ends_as_the_applied_s
         sent += [c for c in credits if c.rollup]
         applied = event
     assert applied is not None
-    assert _sums(sent) == _sums(rolled_up(contribution(applied), kept or {}))
+    assert fold(sent) == fold(rolled_up(contribution(applied), kept or {}))
 
 
 def test_a_managers_totals_keep_the_roll_up_out_of_their_own_kpis() -> None:
