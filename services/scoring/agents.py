@@ -493,20 +493,16 @@ async def follow_plans(ctx: Scoring, consumer: Callable[[], Any], serving: Calla
 
 
 async def _reconcile_between_batches(ctx: Scoring) -> None:
-    """`reconcile_rollup` as a batch of its own: under the deal lock, and waited for by a rebalance."""
-    async def reconcile() -> None:
+    """`reconcile_rollup` as a batch of its own: under the deal lock, waited for by a rebalance, and a failure
+    stops the worker as a batch's does."""
+
+    async def reconcile(ctx: Scoring, _: Sequence[Any]) -> None:
         await reconcile_rollup(ctx)
 
     async with ctx.deal_lock:
-        task = ctx.in_flight["rollup"] = asyncio.ensure_future(reconcile())
+        batch = ctx.in_flight["rollup"] = asyncio.ensure_future(_complete(ctx, "rollup", reconcile, ()))
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                await task
-            raise
-        except BaseException as exc:  # noqa: BLE001  (as for a batch: stop before anything else is sent)
-            fail_stop("rollup", exc)
+            await asyncio.shield(batch)
         finally:
             ctx.in_flight.pop("rollup", None)
 
