@@ -22,7 +22,7 @@ from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contributio
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
-from services.scoring.domain.rollup import Documents, managers_at
+from services.scoring.domain.rollup import Documents, rollup_of
 
 __all__ = ["ActivityFact", "AppliedEvent", "DealHistory", "LedgerFold", "Line"]
 
@@ -168,9 +168,7 @@ class LedgerFold:
 
     def _managers(self, snapshot: DealSnapshot) -> dict[str, str]:
         """Whom the snapshot's credit rolls up to, by rep."""
-        if not self.roster_reps or snapshot.closed_at is None:
-            return {}
-        return managers_at(self.roster_reps, self.roster_teams, snapshot.rep_ids(), snapshot.closed_at)
+        return rollup_of(snapshot, self.roster_reps, self.roster_teams)
 
     def lines(
         self, rep_id: str, metric: str, kind: PeriodKind, key: str, calendar: Calendar, roles: Collection[str],
