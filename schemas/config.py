@@ -232,18 +232,15 @@ class Plan(_Config):
 
     @model_validator(mode="after")
     def _manager_metric(self) -> Plan:
-        if self.participants.managers and self.metric not in ROLLUP_METRICS:
-            raise PydanticCustomError(
-                "manager_metric",
-                "a manager plan measures its team's deal credit: metric must be one of {known}, got '{metric}'",
-                {"known": ", ".join(ROLLUP_METRICS), "metric": self.metric},
-            )
-        if self.participants.managers and self.gate is not None and self.gate.metric not in ROLLUP_METRICS:
-            raise PydanticCustomError(
-                "manager_metric",
-                "a manager plan's gate measures its team's deal credit: gate.metric must be one of {known}",
-                {"known": ", ".join(ROLLUP_METRICS)},
-            )
+        if not self.participants.managers:
+            return self
+        for field, metric in (("metric", self.metric), ("gate.metric", self.gate and self.gate.metric)):
+            if metric is not None and metric not in ROLLUP_METRICS:
+                raise PydanticCustomError(
+                    "manager_metric",
+                    "a manager plan measures its team's deal credit: {field} must be one of {known}, got '{metric}'",
+                    {"field": field, "known": ", ".join(ROLLUP_METRICS), "metric": metric},
+                )
         return self
 
     @field_validator("payout_cap")

@@ -24,12 +24,12 @@ from services.common.settings import Settings
 from services.common.topics import partition_for
 from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
-from services.scoring.domain.credits import Credit, contribution, net, rolled_up
+from services.scoring.domain.credits import Credit, contribution
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
-from services.scoring.domain.rollup import deal_delta, rollup_of
+from services.scoring.domain.rollup import deal_delta, rollup_delta, rollup_of
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
@@ -97,8 +97,8 @@ class Scoring:
     next batch or republish (`carry_restored_outboxes`)."""
     processed: dict[tuple[str, int], int] = field(default_factory=dict)
     """Per source partition, the offset after the last event a completed batch folded (for presence)."""
-    consumer: Callable[[], Any] | None = None
-    """The worker's consumer (its assignment says which deals are this worker's to reconcile)."""
+    consumer: Callable[[], Any] = lambda: None  # the worker's: app.py sets it
+    """The worker's consumer: its assignment says which reps and deals are this worker's."""
     deal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """A deal batch and a roll-up reconcile never interleave."""
     rollup_dirty: bool = True
@@ -220,7 +220,8 @@ async def reconcile_rollup(ctx: Scoring) -> int:
     ctx.rollup_dirty = False
     reps, teams = roster.state.reps(), roster.state.teams()
     table = ctx.deal_table
-    owned = ctx.owned(ctx.consumer()) if ctx.consumer is not None else None
+    consumer = ctx.consumer()
+    owned = ctx.owned(consumer) if consumer is not None else None
     partitions: dict[int, list[tuple[str, DealState]]] = {}
     for deal_id, state in table.items():
         partition = table.partition_of(deal_id)
@@ -243,7 +244,7 @@ async def reconcile_rollup(ctx: Scoring) -> int:
         by_manager: dict[str, list[Credit]] = {}
         for state in moving.values():
             credits = contribution(state.snapshot)
-            for credit in net(rolled_up(credits, state.pending or {}), rolled_up(credits, state.managers or {})):
+            for credit in rollup_delta(credits, state.pending or {}, credits, state.managers):
                 by_manager.setdefault(credit.rep_id, []).append(credit)
         source = f"rollup/{partition}"
         await ctx.publisher.publish(ctx.credits_topic, [
@@ -465,7 +466,7 @@ async def republish_owned(ctx: Scoring, owned: set[int]) -> int:
     return sent
 
 
-async def follow_plans(ctx: Scoring, consumer: Callable[[], Any], serving: Callable[[], bool]) -> None:
+async def follow_plans(ctx: Scoring, serving: Callable[[], bool]) -> None:
     """Plans, roster and contests from the config topic; a change recomputes every owned rep, and a roster
     change moves the roll-up of the deals it concerns (`reconcile_rollup`, once the worker serves)."""
     plan_book = ctx.plan_book
@@ -486,7 +487,7 @@ async def follow_plans(ctx: Scoring, consumer: Callable[[], Any], serving: Calla
         if ctx.rollup_dirty and serving():
             await _reconcile_between_batches(ctx)
         async with ctx.config_lock:
-            states = owned_states(ctx, ctx.owned(consumer()))
+            states = owned_states(ctx, ctx.owned(ctx.consumer()))
             await carry_restored_outboxes(ctx, states)  # before any snapshot of theirs (a republish may be under way)
             sent = await refresh_reps(ctx, states, ctx.clock.now_ms(), every_period=True)
         log.info("configuration changed: %d rep snapshots recomputed", sent)

@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.task
     async def follow_plans() -> None:
         """Plans, roster and contests from the config topic; a change recomputes every owned rep."""
-        await agents.follow_plans(ctx, lambda: app.consumer, serving_now)
+        await agents.follow_plans(ctx, serving_now)
 
     republishing: list[asyncio.Task[None]] = []
 

@@ -16,7 +16,7 @@ from typing import Any
 from services.scoring.domain.credits import Credit, contribution, net, rolled_up
 from services.scoring.domain.deals import DealSnapshot
 
-__all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "rollup_of"]
+__all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "rollup_delta", "rollup_of"]
 
 Documents = Mapping[str, Mapping[str, Any]]
 
@@ -74,6 +74,17 @@ def deal_delta(
     before = contribution(previous) if previous is not None else []
     credits = net(now, before)
     managers = rollup_of(current, reps, teams)
-    if managers or rolled_before:
-        credits += net(rolled_up(now, managers), rolled_up(before, rolled_before or {}))
-    return credits, managers
+    return credits + rollup_delta(now, managers, before, rolled_before), managers
+
+
+def rollup_delta(
+    now: Sequence[Credit],
+    managers: Mapping[str, str],
+    before: Sequence[Credit],
+    rolled_before: Mapping[str, str] | None,
+) -> list[Credit]:
+    """The roll-up credits that move from `before` as it rolled up (`rolled_before`) to `now` as it rolls up
+    (`managers`): a deal's new snapshot, or the same snapshot moved by a roster change."""
+    if not managers and not rolled_before:
+        return []
+    return net(rolled_up(now, managers), rolled_up(before, rolled_before or {}))
