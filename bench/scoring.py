@@ -242,6 +242,11 @@ def run_scoring(
                 return watch_until_caught_up(proc, port, settings, len(feed.deals), len(feed.activities), launched)
             finally:
                 stop_processes([proc], grace=30)
+    except SystemExit:
+        log.flush()
+        tail = (stack.data_dir / "scoring.log").read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(["scoring worker's log (last 40 lines):", *tail]), file=sys.stderr)
+        raise
     finally:
         log.close()
 

@@ -138,14 +138,14 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     roster = ctx.plan_book.follower
     if not roster.caught_up.is_set():
         await roster.caught_up.wait()
-    if events and not await roster.sync(int(max(message.timestamp or 0 for message in events) * 1000)):
+    if events and not await roster.sync(max(record.timestamp or 0 for record in events)):  # ms
         log.warning("deal-state: the roster may lag these events; a roll-up follows the roster as it is read")
     if ctx.rollup_dirty:
         await reconcile_rollup(ctx)
     reps, teams = roster.state.reps(), roster.state.teams()
     started = time.perf_counter()
     metrics = ctx.metrics
-    ages = metrics.event_age.labels("deal-state")
+    ages: list[float] = []
     outgoing: list[tuple[bytes, bytes]] = []
     unreadable: list[tuple[bytes, bytes]] = []
     pending: dict[str, DealState] = {}
@@ -176,7 +176,7 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         pending[deal_id] = DealState(
             seq, snapshot, event_json(message.value), managers or None, None, state.rollup_n if state else 0
         )
-        ages.observe(max(0.0, now - snapshot.occurred_at.timestamp()))
+        ages.append(max(0.0, now - snapshot.occurred_at.timestamp()))
         if not credits:
             continue
         src, accepted_ms = f"deals/{message.partition}", envelope.get("accepted_ms", 0)
@@ -201,6 +201,7 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         metrics.stale_snapshots.inc(stale)
     if unreadable:
         metrics.dead_letters.labels("deal-state").inc(len(unreadable))
+    metrics.observe_ages("deal-state", ages)
     metrics.observe_batch("deal-state", len(events), time.perf_counter() - started)
 
 
@@ -263,7 +264,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     """Credits and activities in, per-rep KPI state and snapshots out."""
     started = time.perf_counter()
     metrics, calendar, plan_book = ctx.metrics, ctx.calendar, ctx.plan_book
-    ages = metrics.event_age.labels("rep-kpis")
+    ages: list[float] = []
     touched: dict[str, RepState] = {}
     accepted: dict[str, int] = {}
     unreadable: list[tuple[bytes, bytes]] = []
@@ -290,7 +291,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
                 changed = state.apply_activity(
                     activity["kind"], at, source=f"activities/{message.partition}", seq=data["seq"], calendar=calendar
                 )
-                ages.observe(max(0.0, now - at.timestamp()))
+                ages.append(max(0.0, now - at.timestamp()))
         except _UNREADABLE as exc:
             unreadable.append(_dead_letter(message, "rep-kpis", exc))
             continue
@@ -331,6 +332,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
         metrics.duplicates.labels("rep-kpis").inc(duplicates)
     if unreadable:
         metrics.dead_letters.labels("rep-kpis").inc(len(unreadable))
+    metrics.observe_ages("rep-kpis", ages)
     metrics.observe_batch("rep-kpis", len(events), time.perf_counter() - started)
 
 
@@ -370,12 +372,10 @@ async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -
                 await asyncio.shield(batch)
             finally:
                 ctx.in_flight.pop(agent, None)
-            intake.ack(events)
             processed = ctx.processed
-            for message in events:
-                where = (message.tp.topic, message.tp.partition)
-                if message.offset >= processed.get(where, 0):
-                    processed[where] = message.offset + 1
+            for where, offset in intake.ack(events).items():
+                if offset >= processed.get(where, 0):
+                    processed[where] = offset + 1
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # noqa: BLE001
@@ -547,7 +547,10 @@ async def _complete(ctx: Scoring, agent: str, fold: Fold, events: Sequence[Any])
 
 
 def fail_stop(agent: str, exc: BaseException) -> NoReturn:
-    log.critical("%s batch failed (%s: %s); stopping the worker so the batch is redone", agent, type(exc).__name__, exc)
+    log.critical(
+        "%s batch failed (%s: %s); stopping the worker so the batch is redone", agent, type(exc).__name__, exc,
+        exc_info=exc,
+    )
     logging.shutdown()
     os._exit(70)
 

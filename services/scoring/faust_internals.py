@@ -5,11 +5,14 @@ two of its defaults lose or delay data. This module replaces or reaches into exa
 faust-streaming 0.15.3 (`FAUST_VERSION`; tests/unit/test_faust_internals.py fails on any other version and
 checks that each internal used here is still there):
 
-1. **The drain loop** (`Consumer._drain_messages`): awaited directly instead of through two tasks and a wait
-   per message (`LeanConsumer`, below).
+1. **The drain loop** (`Consumer._drain_messages`): each partition's fetched records are handed to the agents'
+   batch buffer in one call, with no Faust message, conductor callback or task per record (`LeanConsumer`,
+   below); records of any other topic take Faust's per-message path, awaited directly.
 2. **The fetch wait** (`fetch_max_wait_ms`, hard-coded 1,500 ms by Faust's aiokafka driver): 20 ms.
-3. **The conductor's queue** (`Topic._queue`, `Topic.decode`): the agents' topics deliver into a batch buffer
-   (`services/scoring/intake.py`) through `attach_queue`, with no Faust Event built per message.
+3. **The conductor's subscription and the acknowledgements** (`Topic._queue`, `Consumer._acked`,
+   `_acked_index`, `_n_acked`): the agents' topics are subscribed through the conductor as an agent's are
+   (`attach_queue`) but delivered by the hand-off into a batch buffer (`services/scoring/intake.py`);
+   `acknowledge` marks a batch's offsets done as Faust's per-message `ack` would.
 4. **The per-message monitor hooks**: no-ops (`LeanMonitor`); the worker's own metrics are elsewhere.
 5. **Table data and restores** (`Table.data.data`, `Table.apply_changelog_batch`, `Table.on_rebalance`,
    `Table.persisted_offset`): `CodecTable` sets its serializers before registration, never lets a restore move
@@ -28,14 +31,19 @@ checks that each internal used here is still there):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, cast
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, Protocol, cast
 
 import faust
 from faust.sensors.monitor import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.futures import notify
 
 __all__ = [
     "FAUST_VERSION",
@@ -43,6 +51,8 @@ __all__ = [
     "CodecTable",
     "LeanConsumer",
     "LeanMonitor",
+    "RecordQueue",
+    "acknowledge",
     "attach_queue",
     "committed_offsets",
     "key_partitions",
@@ -57,64 +67,56 @@ FAUST_VERSION = "0.15.3"
 
 # --- 1 and 2: the drain loop and the fetch wait ----------------------------------------------------------------
 #
-# Faust's drain loop hands every message to the conductor through `wait_first(callback(message),
-# suspend_flow.wait())`, which wraps both in tasks and waits on them — two tasks and a wait per message, about
-# a fifth of the scoring worker's time. The wait exists for rebalances: when flow is suspended, a callback
-# blocked on flow control is abandoned, so a message fetched before the rebalance is never delivered after
-# it (it is fetched again, in order, from the committed offset). While both the consumer's and the app's flow
-# are active, the conductor's callback runs to its end without yielding (flow control, the producer-buffer
-# check, the identity decode of `attach_queue` and the queue put do not wait), so it cannot be overtaken by a
-# rebalance and is awaited directly; otherwise Faust's wait is used. The rest of the loop is Faust's.
+# Faust's drain loop turns every fetched record into a Faust message (`getmany`, round-robin over partitions)
+# and hands it to the conductor through `wait_first(callback(message), suspend_flow.wait())`: a message object,
+# two tasks, a wait, flow-control and producer-buffer checks and a queue put per record — together with the
+# per-message acknowledgement, about a fifth of the scoring worker's time. Here the records a fetch returned for
+# a partition of a batch topic (one `attach_queue` registered) go to its queue in one `put_records` call, after
+# the checks Faust makes per message made once for the partition's records: flow (a rebalance in progress drops
+# them: they are fetched again from the committed offset, as Faust's own abandoned callbacks are), the read
+# offset (records before it were delivered already), gaps in the offsets (acknowledged as Faust does), the
+# producer buffer. Records of any other topic take Faust's per-message path, awaited directly while flow is
+# active (the conductor's callback does not yield then, so no rebalance can overtake it), through Faust's wait
+# otherwise. The rest of the loop is Faust's.
+
+
+class RecordQueue(Protocol):
+    """What the hand-off delivers a batch topic's records to (services/scoring/intake.py)."""
+
+    def put_records(
+        self, tp: Any, records: Sequence[Any], *, on_pressure_high: Callable[[], None],
+        on_pressure_drop: Callable[[], None],
+    ) -> None: ...
+
+
+_RECORD_QUEUES: weakref.WeakKeyDictionary[Any, dict[str, RecordQueue]] = weakref.WeakKeyDictionary()
+"""Per app, the batch topics' queues by topic name (filled by `attach_queue`)."""
+
 
 class LeanConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover  (exercised by every run)
-        callback = self.callback
-        getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set  # noqa: SLF001
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set  # noqa: SLF001
-        suspended = self.suspend_flow.is_set
-        app_flow_active = self.app.flow_control.is_active
-
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
         set_flag = self.diag.set_flag
         unset_flag = self.diag.unset_flag
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
-
+        queues = _RECORD_QUEUES.get(self.app, {})
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                ait = getmany(timeout=1.0)
+                records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)
-                if not self.should_stop:
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            if suspended() or not app_flow_active():
-                                await self.wait_first(callback(message), self.suspend_flow.wait())
-                            else:
-                                await callback(message)
-                            set_read_offset(tp, offset)
-                    unset_flag(CONSUMER_FETCHING)
+                if records and not self.should_stop:
+                    if self.flow_active:
+                        await self._hand_over(records, active, queues)
+                    else:  # as Faust's getmany: what was fetched while flow was off is fetched again
+                        try:
+                            await self.perform_seek()
+                        except Exception as exc:  # noqa: BLE001
+                            self.log.warning(f"exception performing seek when flow not active {exc}")
+                unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -131,6 +133,88 @@ class LeanConsumer(faust_aiokafka.Consumer):
         finally:
             unset_flag(CONSUMER_FETCHING)
 
+    async def _hand_over(self, records: Mapping[Any, list[Any]], active: set[Any] | None,
+                         queues: Mapping[str, RecordQueue]) -> None:
+        """Deliver one fetch's records, partition by partition, in offset order within each."""
+        app = self.app
+        generation_id = app.consumer_generation_id
+        read_offset = self._read_offset
+        suspended = self.suspend_flow.is_set
+        app_flow = app.flow_control
+        producer_ebb = app.producer.buffer.wait_until_ebb
+        for tp, batch in records.items():
+            if not self.flow_active or app.consumer_generation_id != generation_id:
+                return
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            queue = queues.get(tp.topic)
+            if queue is None:
+                await self._deliver_each(tp, batch)
+                continue
+            r_offset = read_offset[tp]
+            if r_offset is not None and batch[0].offset < r_offset:
+                batch = [record for record in batch if record.offset >= r_offset]
+                if not batch:
+                    continue
+            if r_offset and app.topics.acks_enabled_for(tp.topic):
+                await self._add_gaps(tp, r_offset, batch)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            if not app_flow.is_active() and not suspended():
+                await self.wait_first(app_flow.acquire(), self.suspend_flow.wait())
+            await producer_ebb()
+            if suspended() or not app_flow.is_active():
+                return  # a rebalance began: fetched again from the committed offsets after it
+            tp = TP(tp.topic, tp.partition)  # the fetch's keys are aiokafka's; Faust's books hold its own TP
+            queue.put_records(
+                tp, batch,
+                on_pressure_high=partial(self._pressure_high, tp), on_pressure_drop=partial(self.on_buffer_drop, tp),
+            )
+            read_offset[tp] = batch[-1].offset
+
+    def _pressure_high(self, tp: Any) -> None:
+        self.app.sensors.on_topic_buffer_full(tp)
+        self.on_buffer_full(tp)
+
+    async def _add_gaps(self, tp: Any, r_offset: int, batch: Sequence[Any]) -> None:
+        """Offsets skipped before or inside `batch` (transaction markers, compaction) count as acknowledged, as
+        Faust's loop records them per message."""
+        if batch[0].offset - r_offset > 1:
+            await self._add_gap(tp, r_offset + 1, batch[0].offset)
+        if batch[-1].offset - batch[0].offset + 1 == len(batch):
+            return  # contiguous: no gap inside
+        previous = batch[0].offset
+        for record in batch[1:]:
+            if record.offset - previous > 1:
+                await self._add_gap(tp, previous + 1, record.offset)
+            previous = record.offset
+
+    async def _deliver_each(self, tp: Any, batch: Sequence[Any]) -> None:
+        """Faust's per-message path for a topic without a batch queue."""
+        callback = self.callback
+        read_offset = self._read_offset
+        acks_enabled = self.app.topics.acks_enabled_for(tp.topic)
+        for n, record in enumerate(batch, 1):
+            if not self.flow_active:
+                return
+            if n % 100 == 0:
+                await asyncio.sleep(0)
+            offset = record.offset
+            r_offset = read_offset[tp]
+            if r_offset is None or offset >= r_offset:
+                if offset - (r_offset or 0) > 1 and r_offset and acks_enabled:
+                    await self._add_gap(tp, r_offset + 1, offset)
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                message = self._to_message(tp, record)
+                if self.suspend_flow.is_set() or not self.app.flow_control.is_active():
+                    await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                else:
+                    await callback(message)
+                read_offset[tp] = offset
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
         """Seek every assigned partition to its committed offset, and the stream partitions that have none
@@ -166,24 +250,55 @@ def use_lean_consumer(app: Any) -> None:
     """Make `app` build its consumer from `LeanConsumer` (before the worker starts it)."""
     transport = app.transport
     if not issubclass(transport.Consumer, faust_aiokafka.Consumer):
-        return  # another driver: keep Faust's own
+        raise RuntimeError(
+            f"the scoring worker needs Faust's aiokafka driver (a kafka:// broker URL), not {transport.Consumer!r}"
+        )
     transport.Consumer = LeanConsumer
 
 
-# --- 3: the conductor's queue -----------------------------------------------------------------------------------
+# --- 3: the conductor's subscription and the acknowledgements -----------------------------------------------
 
 
-def attach_queue(app: faust.App, topic: faust.TopicT, queue: Any) -> None:
-    """Make the conductor put `topic`'s messages, undecoded, into `queue` (which offers `full`,
-    `put_nowait_enhanced`, `put`, `empty`, `qsize`, `clear`), and subscribe to the topic as an agent would."""
+def attach_queue(app: faust.App, topic: faust.TopicT, queue: RecordQueue) -> None:
+    """Subscribe to `topic` as an agent would, its records handed by `LeanConsumer` to `queue` in batches.
+
+    The conductor still indexes the topic (its subscription and assignment are Faust's), but delivers nothing
+    of it: should a consumer other than `LeanConsumer` run, its first message fails loudly in `queue`'s
+    `put_nowait_enhanced` rather than waiting unread in a Faust queue."""
     channel = cast(Any, topic)  # Faust's TopicT declares neither
     channel._queue = queue  # noqa: SLF001  (the conductor puts into `topic.queue`)
-    channel.decode = _message_itself  # what the conductor "decodes" is what it puts into the queue
+    channel.decode = _message_itself
+    _RECORD_QUEUES.setdefault(app, {}).update(dict.fromkeys(topic.topics, queue))
     app.topics.add(topic)
 
 
 async def _message_itself(message: Any, *, propagate: bool = False) -> Any:
     return message
+
+
+def acknowledge(consumer: Any, records: Iterable[Any]) -> dict[tuple[str, int], int]:
+    """Mark handed-over records processed, as Faust's `Consumer.ack` does per message (Faust commits offsets up
+    to acknowledged records only); returns the highest offset acknowledged per (topic, partition)."""
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        where = (record.topic, record.partition)
+        if (bucket := offsets.get(where)) is None:
+            bucket = offsets[where] = []
+        bucket.append(record.offset)
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    with ack_lock:
+        for (topic, partition), done in offsets.items():
+            if not acks_enabled_for(topic):
+                continue
+            tp = TP(topic, partition)
+            committed = consumer._committed_offset[tp]  # noqa: SLF001
+            index = consumer._acked_index[tp]  # noqa: SLF001
+            fresh = [o for o in done if (committed is None or o >= committed) and o not in index]
+            index.update(fresh)
+            consumer._acked[tp].extend(fresh)  # noqa: SLF001
+            consumer._n_acked += len(fresh)  # noqa: SLF001
+        notify(consumer._waiting_for_ack)  # noqa: SLF001
+    return {where: max(done) for where, done in offsets.items()}
 
 
 # --- 4: the monitor ---------------------------------------------------------------------------------------------

@@ -2,13 +2,12 @@
 
 A Faust agent receives each message through a stream: a queue, a per-event iterator that waits on several
 futures, processors, and a task per wait — measured here at ~80 µs of the worker's single core per message,
-most of the worker's time. Here the conductor (Faust's consumer callback, after flow control and reference
-counting) puts each message into a plain list that stands in for the channel's queue, and the agent loop
-takes whole batches from it (hooked in by `attach_queue` of services/scoring/faust_internals.py). The
-topic's decoding is replaced by the identity: the agents read the raw key and value bytes of the Kafka
-message themselves, so no Faust Event is built per message. Everything else
-stays Faust's: group membership and assignment, table recovery, offset commits (`ack` marks a message done,
-as a stream would after processing it), the web server.
+most of the worker's time. Here the consumer hands each partition's fetched records to a plain list in one
+call (`put_records`, from `LeanConsumer` in services/scoring/faust_internals.py, which `attach_queue` hooks
+this buffer into), and the agent loop takes whole batches from it. The items are aiokafka's records as
+fetched (`topic`, `partition`, `offset`, `timestamp` in ms, raw `key` and `value` bytes): no Faust message or
+Event is built per record. Everything else stays Faust's: group membership and assignment, table recovery,
+offset commits (`ack` marks records done, as a stream would after processing them), the web server.
 
 Back-pressure as Faust's queue does it: above `high_water` buffered events the partition's fetching pauses,
 and resumes when the agent has taken the buffer below half of that.
@@ -18,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
 
 from services.common.background import wait_set
-from services.scoring.faust_internals import attach_queue
+from services.scoring.faust_internals import acknowledge, attach_queue
 
 __all__ = ["BatchIntake"]
 
@@ -42,35 +41,45 @@ class BatchIntake:
         self._newest: dict[Any, int] = {}  # the highest offset buffered per partition since the last take
         attach_queue(app, topic, self)
 
-    # -- the queue interface the conductor uses ----------------------------------------------------------
+    # -- what the consumer delivers to -------------------------------------------------------------------
 
-    def full(self) -> bool:
-        return False  # never: a full queue makes the conductor use Channel.put, which skips this buffer
-
-    def put_nowait_enhanced(
+    def put_records(
         self,
-        value: Any,
+        tp: Any,
+        records: Sequence[Any],
         *,
         on_pressure_high: Callable[[], None],
         on_pressure_drop: Callable[[], None],
     ) -> None:
-        tp = value.tp
+        """Buffer one partition's fetched records (in offset order)."""
+        if not records:
+            return
         newest = self._newest.get(tp)
-        if newest is not None and value.offset <= newest:
+        first = records[0].offset
+        if newest is not None and first <= newest:
             # Fetched again from an earlier offset (a seek after a rebalance): drop the buffered copies from
             # there on, so each partition stays in offset order — the agents' sequence marks rely on it.
-            self._events = [m for m in self._events if m.tp != tp or m.offset < value.offset]
-        self._newest[tp] = value.offset
-        self._events.append(value)
+            topic, partition = tp
+            self._events = [
+                m for m in self._events if m.offset < first or m.partition != partition or m.topic != topic
+            ]
+        self._newest[tp] = records[-1].offset
+        self._events.extend(records)
         self._arrived.set()
-        if len(self._events) >= self.high_water:
-            if tp not in self._pressure_drops:
-                self._pressure_drops[tp] = on_pressure_drop
-                on_pressure_high()
+        if len(self._events) >= self.high_water and tp not in self._pressure_drops:
+            self._pressure_drops[tp] = on_pressure_drop
+            on_pressure_high()
 
-    async def put(self, value: Any) -> None:  # Channel.put / deliver paths, not used by the conductor
-        self._events.append(value)
-        self._arrived.set()
+    # -- the conductor's queue interface: subscribed through it, delivered to by nothing but the consumer -----
+
+    def put_nowait_enhanced(self, value: Any, **_: Any) -> None:
+        raise RuntimeError(
+            f"the conductor delivered {value!r} to a batch topic: its records are handed over by LeanConsumer "
+            "(services/scoring/faust_internals.py), which this worker is not running"
+        )
+
+    def full(self) -> bool:
+        return False
 
     def empty(self) -> bool:
         return not self._events
@@ -116,17 +125,19 @@ class BatchIntake:
 
     def discard(self, partitions: Iterable[Any]) -> int:
         """Drop buffered events of partitions this worker no longer owns; returns how many."""
-        gone = set(partitions)
-        kept = [message for message in self._events if message.tp not in gone]
+        gone = {(tp[0], tp[1]) for tp in partitions}
+        kept = [record for record in self._events if (record.topic, record.partition) not in gone]
         dropped = len(self._events) - len(kept)
         self._events = kept
-        for tp in gone:
-            self._pressure_drops.pop(tp, None)
-            self._newest.pop(tp, None)
+        for tp in list(self._pressure_drops):
+            if (tp[0], tp[1]) in gone:
+                del self._pressure_drops[tp]
+        for tp in list(self._newest):
+            if (tp[0], tp[1]) in gone:
+                del self._newest[tp]
         return dropped
 
-    def ack(self, messages: Iterable[Any]) -> None:
-        """Mark messages processed: Faust commits offsets up to acknowledged messages only."""
-        ack = self.app.consumer.ack
-        for message in messages:
-            ack(message)
+    def ack(self, records: Iterable[Any]) -> dict[tuple[str, int], int]:
+        """Mark records processed (Faust commits offsets up to acknowledged records only); returns the highest
+        offset acknowledged per (topic, partition)."""
+        return acknowledge(self.app.consumer, records)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -104,6 +105,23 @@ class ScoringMetrics:
         self.events.labels(agent).inc(size)
         self.batch_size.labels(agent).observe(size)
         self.processing.labels(agent).observe(seconds)
+
+    def observe_ages(self, agent: str, ages: Sequence[float]) -> None:
+        """`event_age.labels(agent).observe(age)` for each age, counted per bucket first: one increment per
+        bucket and one of the sum per batch instead of a locked increment and a bucket search per event.
+        (prometheus-client's `Histogram.observe` adds an amount to the bucket of the first bound at or above it
+        and to the sum; tests/unit/test_scoring_metrics.py checks this gives the same exposition.)"""
+        if not ages:
+            return
+        child = self.event_age.labels(agent)
+        counts = [0] * len(_AGE_BUCKETS)
+        for age in ages:
+            counts[bisect_left(_AGE_BUCKETS, age)] += 1
+        buckets = child._buckets  # noqa: SLF001
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index].inc(count)
+        child._sum.inc(sum(ages))  # noqa: SLF001
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -37,6 +37,27 @@ def test_the_drain_loop_it_replaces_still_hands_each_message_over_through_wait_f
     assert "_drain_messages" in vars(faust_internals.LeanConsumer)
 
 
+def test_the_fetch_and_per_message_steps_the_hand_off_makes_once_per_partition_are_still_faust_s() -> None:
+    """The hand-off calls what Faust's getmany calls (the fetch, the active partitions, the end-offset
+    tracking, the seek when flow is off) and makes the conductor callback's waits once per partition."""
+    getmany = inspect.getsource(Consumer.getmany)
+    for piece in ("self._wait_next_records(timeout)", "self._buffered_partitions", "track_tp_end_offset(tp",
+                  "self.perform_seek()", "self.app.consumer_generation_id", "self.flow_active",
+                  "to_message(tp, record)"):
+        assert piece in getmany, f"Consumer.getmany no longer uses {piece}"
+    handler = inspect.getsource(conductor.ConductorCompiler.build)
+    for piece in ("acquire_flow_control: Callable = app.flow_control.acquire", "app.producer.buffer.wait_until_ebb",
+                  "consumer_on_buffer_full(tp)", "consumer_on_buffer_drop(tp)", "on_topic_buffer_full(tp)"):
+        assert piece in handler, f"the conductor's message handler no longer uses {piece}"
+
+
+def test_a_batch_acknowledgement_keeps_the_books_faust_s_per_message_ack_keeps() -> None:
+    ack = inspect.getsource(Consumer.ack)
+    for piece in ("with ack_lock:", "self._committed_offset[tp]", "offset >= committed", "self._acked_index[tp]",
+                  "self._acked[tp]", "self._n_acked += 1", "notify(self._waiting_for_ack)"):
+        assert piece in ack, f"Consumer.ack no longer does {piece}"
+
+
 def test_faust_still_rewinds_to_committed_offsets_after_a_rebalance_and_aiokafka_still_skips_uncommitted() -> None:
     # Faust drops what it fetched while its flow was off and rewinds with seek_to_committed...
     assert "self.perform_seek()" in inspect.getsource(Consumer.getmany)

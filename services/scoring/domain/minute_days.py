@@ -140,9 +140,9 @@ class MinuteDay:
         """`orjson.dumps(self.to_dict())`, re-encoding only the minutes changed since the last call."""
         forms, minutes, changed = self._forms, self.minutes, self._changed
         for minute in minutes if changed is None else changed:
-            forms[minute] = orjson.dumps(minutes[minute].to_dict())
+            forms[minute] = b'"%d":%s' % (minute, orjson.dumps(minutes[minute].to_dict()))
         self._changed = set()
-        body = b",".join(b'"%d":%s' % (minute, form) for minute, form in forms.items())
+        body = b",".join(forms.values())
         return orjson.dumps({
             "rep_id": self.rep_id,
             "day": self.day,
