@@ -29,8 +29,9 @@ log = logging.getLogger("salespulse.ingest.ledger")
 LEDGER = cast(Table, LedgerEntry.__table__)
 
 
-@dataclass(frozen=True)
-class LedgerRow:
+class LedgerRow(NamedTuple):
+    """An event as the ledger stores it (a tuple: a frozen dataclass cost more to build than the row's hash)."""
+
     event_id: str
     type: str
     key: str
@@ -222,8 +223,7 @@ _SQLITE_INSERT = f"INSERT INTO {LEDGER.name} ({_QUOTED}) VALUES ({', '.join('?' 
 def sqlite_stamp(moment: datetime) -> str:
     """What SQLAlchemy's SQLite `DateTime` stores for `moment`: its wall-clock fields, microseconds included
     (tests/unit/test_ledger_sqlite.py holds the two to the same text)."""
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d} "
-            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}")
+    return moment.isoformat(" ", "microseconds")[:26]  # the offset of an aware moment follows; years have 4 digits
 
 
 async def _insert_sqlite(session: AsyncSession, rows: list[LedgerRow], first_seq: int, accepted_at: datetime) -> None:
