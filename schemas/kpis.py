@@ -3,6 +3,7 @@ against: event and configuration validation (schemas/) and the pure core (servic
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final, Literal, get_args
 
@@ -45,7 +46,12 @@ ACTIVITY_PREFIX: Final = "activities."
 
 def is_activity_kind(kind: str) -> bool:
     """True for a lowercase activity token such as `call` or `demo_booked`."""
-    return isinstance(kind, str) and ACTIVITY_KIND_PATTERN.fullmatch(kind) is not None
+    return isinstance(kind, str) and _matches_activity_kind(kind)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every activity scored; a floor has a handful of kinds
+def _matches_activity_kind(kind: str) -> bool:
+    return ACTIVITY_KIND_PATTERN.fullmatch(kind) is not None
 
 
 def is_kpi_name(name: str) -> bool:
