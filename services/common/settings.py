@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         "a fetch delivers its records together and a backlog builds while a batch is folded)",
     )
     scoring_batch_max: int = Field(
-        10_000, ge=1, description="a backlog is folded in batches of up to this many events (fewer state writes)"
+        20_000, ge=1, description="a backlog is folded in batches of up to this many events (fewer state writes)"
     )
     scoring_checkpoint_interval: float = Field(
         10.0, ge=0, description="seconds between checkpoints of the scoring tables in SQL (0: none)"

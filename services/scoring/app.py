@@ -124,11 +124,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         consumer=lambda: app.consumer,
     )
     metrics.set_assignment({}, ctx.source_topics)
-    high_water = max(4 * settings.scoring_batch_size, 2 * settings.scoring_batch_max)
-    deal_intake = BatchIntake(app, app.topic(deals_name, key_type=bytes, value_type=bytes), high_water=high_water)
-    rep_intake = BatchIntake(
-        app, app.topic(credits_name, activities_name, key_type=bytes, value_type=bytes), high_water=high_water
-    )
+    # A backlog is taken in batches of up to scoring_batch_max: fetching pauses at three of them buffered and
+    # resumes below two, so a batch is buffered while the next fetch is on its way (services/scoring/intake.py).
+    batch = max(settings.scoring_batch_size, settings.scoring_batch_max)
+    waters = {"high_water": 3 * batch, "low_water": 2 * batch}
+    deal_intake = BatchIntake(app, app.topic(deals_name, key_type=bytes, value_type=bytes), **waters)
+    rep_intake = BatchIntake(app, app.topic(credits_name, activities_name, key_type=bytes, value_type=bytes), **waters)
 
     @app.task
     async def deal_state_agent() -> None:

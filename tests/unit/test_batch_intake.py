@@ -59,21 +59,24 @@ def test_records_fetched_again_after_a_seek_replace_the_buffered_copies_so_each_
     assert [o for p, o in taken if p == 1] == list(range(5))
 
 
-def test_a_full_buffer_pauses_the_partition_once_and_resumes_it_when_taken_below_half() -> None:
+def test_a_full_buffer_pauses_the_partition_once_and_resumes_it_below_the_low_water_with_a_batch_left() -> None:
     async def run() -> list[str]:
         calls: list[str] = []
         app = faust.App("test-intake-pressure", broker="kafka://127.0.0.1:1", store="memory://")
         app.flow_control.resume()
-        intake = BatchIntake(app, app.topic("events", key_type=bytes, value_type=bytes), high_water=10)
-        for start in (0, 8, 16):
+        # Batches of 10: pause at 30 buffered, resume below 20, so a batch is left while fetching resumes.
+        intake = BatchIntake(app, app.topic("events", key_type=bytes, value_type=bytes), high_water=30, low_water=20)
+        for start in range(0, 40, 8):
             intake.put_records(("events", 0), _records(range(start, start + 8)),
                                on_pressure_high=lambda: calls.append("pause"),
                                on_pressure_drop=lambda: calls.append("resume"))
+        for _ in range(3):
+            calls.append(f"buffered {intake.qsize()}")
+            await intake.take(10, 0.0)
         calls.append(f"buffered {intake.qsize()}")
-        await intake.take(20, 0.0)
         return calls
 
-    assert asyncio.run(run()) == ["pause", "buffered 24", "resume"]
+    assert asyncio.run(run()) == ["pause", "buffered 40", "buffered 30", "buffered 20", "resume", "buffered 10"]
 
 
 def test_the_conductor_delivering_to_a_batch_topic_is_an_error_not_a_silent_queue() -> None:
