@@ -13,7 +13,7 @@ Back-pressure: at `high_water` buffered events the partition that reached it sto
 the agent has taken the buffer below `low_water`. Faust's queue resumes at half the high water; here the low
 water is at least a whole batch (the caller sets it so), so the buffer still holds one while fetching resumes:
 resumed only when taken empty, the agent waited out a fetch round trip between every two batches of a backlog
-(with batches of 5,000, a fifth of the worker's time).
+(`bench.scoring` with the default batches: 31–39k events/s before, 40–45k after).
 """
 
 from __future__ import annotations

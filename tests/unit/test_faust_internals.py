@@ -118,3 +118,38 @@ def test_faust_asks_a_table_where_its_restore_starts_after_the_tables_rebalance(
     assert "table.persisted_offset(tp)" in inspect.getsource(Recovery)
     for name in ("on_rebalance", "persisted_offset"):
         assert name in {n for cls in Table.__mro__ for n in vars(cls)}, name
+
+
+def test_a_batch_acknowledgement_gives_the_commit_offset_faust_computes_from_per_message_acks() -> None:
+    """`acknowledge` keeps the books Faust's commit reads (`Consumer._new_offset`): a contiguous run commits
+    past its end, a hole stops the commit before it, records at or behind the committed offset change nothing."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.types import TP
+    from intervaltree import IntervalTree
+
+    def consumer(committed: int | None) -> SimpleNamespace:
+        fake = SimpleNamespace(
+            app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == "events")),
+            _acked=defaultdict(list), _acked_index=defaultdict(set), _gap=defaultdict(IntervalTree),
+            _committed_offset=defaultdict(lambda: None), _n_acked=0, _waiting_for_ack=None,
+        )
+        fake._committed_offset[TP("events", 0)] = committed
+        return fake
+
+    def records(topic: str, partition: int, offsets: range | list[int]) -> list[SimpleNamespace]:
+        return [SimpleNamespace(topic=topic, partition=partition, offset=o) for o in offsets]
+
+    tp = TP("events", 0)
+    books = consumer(committed=None)
+    highest = faust_internals.acknowledge(books, records("events", 0, range(0, 5)) + records("other", 0, [9]))
+    assert highest == {("events", 0): 4, ("other", 0): 9}
+    assert books._n_acked == 5  # the topic without acknowledgements is not counted
+    assert Consumer._new_offset(books, tp) == 5  # type: ignore[arg-type]
+
+    books = consumer(committed=10)
+    faust_internals.acknowledge(books, records("events", 0, [8, 9, 10, 11, 13]))  # 8, 9: behind the commit
+    faust_internals.acknowledge(books, records("events", 0, [11]))  # again: counted once
+    assert books._n_acked == 3
+    assert Consumer._new_offset(books, tp) == 12  # 10, 11; 12 is a hole
