@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import orjson
 
@@ -54,29 +53,3 @@ def test_deal_state_is_stored_as_the_event_it_came_from_and_restores_equal() -> 
     # The older stored form (the snapshot's own dict) still restores.
     old_form = orjson.dumps({"seq": 7, "snapshot": state.snapshot.to_dict()})
     assert decode_deal_state(old_form).snapshot == state.snapshot
-
-
-class _Message:
-    def __init__(self, partition: int, offset: int) -> None:
-        self.tp = ("t", partition)
-        self.offset = offset
-
-
-def test_intake_keeps_each_partition_in_offset_order_when_messages_come_again() -> None:
-    from services.scoring.intake import BatchIntake
-
-    intake: Any = BatchIntake.__new__(BatchIntake)  # the queue side only: no app needed
-    intake._events, intake._newest, intake._pressure_drops = [], {}, {}
-    intake.high_water = 1000
-
-    class _Flag:
-        def set(self) -> None: ...
-
-    intake._arrived = _Flag()
-    for offset in (10, 11, 12, 13):
-        intake.put_nowait_enhanced(_Message(0, offset), on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
-    intake.put_nowait_enhanced(_Message(1, 5), on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
-    # A seek back to offset 11 of partition 0: the buffered 11–13 give way to the new, in-order copies.
-    for offset in (11, 12):
-        intake.put_nowait_enhanced(_Message(0, offset), on_pressure_high=lambda: None, on_pressure_drop=lambda: None)
-    assert [(m.tp[1], m.offset) for m in intake._events] == [(0, 10), (1, 5), (0, 11), (0, 12)]
