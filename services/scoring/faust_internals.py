@@ -211,7 +211,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
                     await self.commit()
                 message = self._to_message(tp, record)
                 if self.suspend_flow.is_set() or not self.app.flow_control.is_active():
-                    await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                    await self.wait_first(callback(message), self.suspend_flow.wait())
                 else:
                     await callback(message)
                 read_offset[tp] = offset
