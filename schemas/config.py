@@ -25,12 +25,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.currencies import is_currency_code
 from schemas.kpis import CREDIT_ROLES, KPI_NAMES, ROLLUP_METRICS, CreditRole, is_kpi_name
 
 __all__ = [
     "KPI_NAMES",
     "Board",
     "BoardPeriod",
+    "FxRate",
+    "FxRates",
     "Gate",
     "ManagerSpell",
     "Participants",
@@ -371,3 +374,51 @@ class Team(_Config):
         default_factory=list, exclude_if=lambda spells: not spells,
         description="the managers the team had before manager_rep_id; " + _HISTORY_NOTE,
     )
+
+
+MAX_FX_RATES = 20_000
+"""Rates kept per currency: over fifty years of daily rates."""
+_RATE_PLACES = 12
+
+
+def _currency(code: str) -> str:
+    if not is_currency_code(code):
+        raise PydanticCustomError(
+            "unknown_currency", "'{currency}' is not an ISO 4217 currency code, e.g. EUR", {"currency": code}
+        )
+    return code
+
+
+def _rate(value: Decimal) -> Decimal:
+    if not value.is_finite() or value <= 0:
+        raise PydanticCustomError("rate_not_positive", "a rate must be a number > 0, got {rate}", {"rate": str(value)})
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -_RATE_PLACES:
+        raise PydanticCustomError(
+            "rate_too_precise", "a rate has at most {places} decimal places, got {rate}",
+            {"places": _RATE_PLACES, "rate": str(value)},
+        )
+    return value.normalize() if value == value.to_integral_value() else value
+
+
+CurrencyCode = Annotated[str, AfterValidator(_currency)]
+Rate = Annotated[
+    Decimal, Field(allow_inf_nan=False), AfterValidator(_rate), PlainSerializer(str, return_type=str, when_used="json")
+]
+
+
+class FxRate(_Config):
+    """One day's rate: on `date` (in the business timezone), one unit of `currency` is worth `rate` units of the
+    reporting currency. A JSON number or a string; stored and published as an exact decimal string."""
+
+    currency: CurrencyCode
+    date: date
+    rate: Rate
+
+
+class FxRates(_Config):
+    """Every daily rate of one currency (CONTRACT §1, Currencies); a deal closed on a date without a rate takes
+    the latest earlier one."""
+
+    currency: CurrencyCode
+    rates: dict[date, Rate] = Field(max_length=MAX_FX_RATES)

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 
+from schemas.currencies import is_currency_code
 from schemas.kpis import ACTIVITY_KIND_REGEX, OVERLAY, PRIMARY, CreditRole
 from schemas.suggestions import did_you_mean
 
@@ -259,7 +260,10 @@ class DealEvent(BaseModel):
     owner_id: Identifier = Field(description="The rep who owns the deal.")
     stage: Literal["open", "won", "lost"]
     amount: Money = Field(description="Exact decimal >= 0 with at most 2 decimal places, number or string.")
-    currency: CurrencyCode | None = Field(default=None, description="ISO 4217 code; must equal the reporting currency.")
+    currency: CurrencyCode | None = Field(
+        default=None,
+        description="ISO 4217 code; absent: the reporting currency. Others are converted by the FX table.",
+    )
     closed_at: Timestamp | None = Field(
         default=None, validate_default=True, description="Required when stage is won or lost."
     )
@@ -276,13 +280,11 @@ class DealEvent(BaseModel):
 
     @field_validator("currency")
     @classmethod
-    def _currency_is_the_reporting_currency(cls, value: str | None, info: ValidationInfo) -> str | None:
-        reporting = _reporting_currency(info.context)
-        if value is not None and reporting is not None and value != reporting:
+    def _currency_is_iso_4217(cls, value: str | None) -> str | None:
+        if value is not None and not is_currency_code(value):
             raise PydanticCustomError(
-                "currency_mismatch",
-                "currency {currency} does not match the reporting currency {reporting}",
-                {"currency": value, "reporting": reporting},
+                "unknown_currency", "currency {currency} is not an ISO 4217 currency code, e.g. USD or EUR",
+                {"currency": value},
             )
         return value
 
@@ -377,14 +379,6 @@ EVENTS_ADAPTER: Final[TypeAdapter[list[DealEvent | ActivityEvent]]] = TypeAdapte
 EVENT_ADAPTER: Final[TypeAdapter[DealEvent | ActivityEvent]] = TypeAdapter(Event)
 
 
-def _reporting_currency(context: Any) -> str | None:
-    """The currency named by the validation context; USD without one, None to skip the check."""
-    if isinstance(context, dict) and "currency" in context:
-        currency: str | None = context["currency"]
-        return currency
-    return DEFAULT_CURRENCY
-
-
 # --- batch validation -------------------------------------------------------------------------------
 
 
@@ -418,7 +412,7 @@ _PATTERN_MESSAGES: Final = {
 _SENTENCE_ERRORS: Final = frozenset(
     {
         "closed_at_required",
-        "currency_mismatch",
+        "unknown_currency",
         "splits_empty",
         "split_rep_repeated",
         "split_shares_sum",
@@ -607,7 +601,7 @@ def parse_exactly(body: bytes) -> tuple[Any, list[ValidationProblem]]:
 
 
 def validate_events(
-    items: bytes | list[Any], *, currency: str = DEFAULT_CURRENCY, window: AcceptWindow | None = None
+    items: bytes | list[Any], *, window: AcceptWindow | None = None
 ) -> tuple[list[DealEvent | ActivityEvent], list[ValidationProblem]]:
     """Validate a batch: a JSON array body (bytes) or already-parsed objects (list).
 
@@ -616,7 +610,7 @@ def validate_events(
     With a `window`, timestamps outside it are problems too (ingest passes one; stored events are not
     checked again).
     """
-    context = {"currency": currency, "window": window}
+    context = {"window": window}
     try:
         if isinstance(items, list):
             return EVENTS_ADAPTER.validate_python(items, context=context), []

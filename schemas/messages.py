@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 PeriodKindName = Literal["day", "week", "month", "quarter", "year"]
-ConfigKind = Literal["rep", "team", "plan", "board"]
+ConfigKind = Literal["rep", "team", "plan", "board", "fx"]
 Money = Annotated[Decimal, Field(description="exact decimal, written as a string")]
 CONFIG_DOCUMENTS: dict[str, type[BaseModel]] = {"rep": Rep, "team": Team, "plan": Plan, "board": Board}
 """The document model of each configuration kind."""

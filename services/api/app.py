@@ -21,6 +21,7 @@ from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
 from services.api.readiness import Readiness
 from services.api.routes import config as config_routes
+from services.api.routes import fx as fx_routes
 from services.api.routes import live, notifications, reads, screens
 from services.api.routes import session as session_routes
 from services.api.routes import statements as statement_routes
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             status_code=200 if ok else 503, headers=headers)
 
     app.include_router(config_routes.router, tags=["configuration"])
+    app.include_router(fx_routes.router, tags=["configuration"])
     app.include_router(reads.router, tags=["reads"])
     app.include_router(notifications.router, tags=["notifications"])
     app.include_router(session_routes.router, tags=["screens"])

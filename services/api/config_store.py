@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -9,15 +10,17 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 
-from schemas.config import Board, Plan, Rep, Team
+from schemas.config import Board, FxRate, FxRates, Plan, Rep, Team
 from services.common import db
 from services.common.db import Sessions
 from services.common.models import ConfigEntry
 from services.common.problems import Problem
 
-Kind = Literal["rep", "team", "plan", "board"]
-MODELS: dict[str, type[BaseModel]] = {"rep": Rep, "team": Team, "plan": Plan, "board": Board}
-ID_FIELDS: dict[str, str] = {"rep": "rep_id", "team": "team_id", "plan": "plan_id", "board": "board_id"}
+Kind = Literal["rep", "team", "plan", "board", "fx"]
+MODELS: dict[str, type[BaseModel]] = {"rep": Rep, "team": Team, "plan": Plan, "board": Board, "fx": FxRates}
+ID_FIELDS: dict[str, str] = {
+    "rep": "rep_id", "team": "team_id", "plan": "plan_id", "board": "board_id", "fx": "currency"
+}
 
 
 HISTORIES: dict[str, tuple[str, str]] = {
@@ -74,6 +77,31 @@ class ConfigStore:
                 row.body = orjson.dumps(body).decode()
                 row.updated_at = now
         return body
+
+    async def merge_rates(self, rates: Sequence[FxRate]) -> dict[str, dict[str, Any]]:
+        """Add `rates` to the stored FX documents (a date already there takes the new rate: a correction), in one
+        transaction; returns the documents that changed, by currency."""
+        by_currency: dict[str, dict[str, str]] = {}
+        for rate in rates:
+            by_currency.setdefault(rate.currency, {})[rate.date.isoformat()] = str(rate.rate)
+        changed: dict[str, dict[str, Any]] = {}
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            for currency in sorted(by_currency):
+                row = await session.get(ConfigEntry, ("fx", currency), with_for_update=True)
+                known = {} if row is None else orjson.loads(row.body)["rates"]
+                merged = {**known, **by_currency[currency]}
+                if merged == known:
+                    continue
+                document = FxRates.model_validate({"currency": currency, "rates": merged}).model_dump(mode="json")
+                document["rates"] = dict(sorted(document["rates"].items()))
+                body = orjson.dumps(document).decode()
+                if row is None:
+                    session.add(ConfigEntry(kind="fx", entry_id=currency, body=body, updated_at=now))
+                else:
+                    row.body, row.updated_at = body, now
+                changed[currency] = document
+        return changed
 
     async def get(self, kind: Kind, entry_id: str) -> dict[str, Any] | None:
         async with self._sessions() as session:

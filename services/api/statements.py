@@ -30,6 +30,7 @@ from services.common.config_feed import ConfigState
 from services.common.db import Sessions
 from services.common.models import LedgerEntry, PeriodClose, StatementRow
 from services.common.problems import Problem
+from services.scoring.domain.fx import FxTable
 from services.scoring.domain.incentives import plan_period, plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.ledger_fold import LedgerFold
@@ -58,10 +59,12 @@ def parse_statement_id(text: str) -> tuple[str, str, str]:
         raise Problem(404, f"No statement {text!r}: {hint}.") from None
 
 
-async def read_fold(sessions: Sessions, roster: ConfigState, upto_seq: int | None = None) -> LedgerFold:
+async def read_fold(
+    sessions: Sessions, roster: ConfigState, reporting: str, upto_seq: int | None = None
+) -> LedgerFold:
     """The whole ledger (or up to `upto_seq`) folded, read in sequence order a chunk at a time; its manager
-    roll-up follows `roster`."""
-    fold = LedgerFold(roster.reps(), roster.teams())
+    roll-up follows `roster`, its conversion of other currencies than `reporting` the FX rates `roster` holds."""
+    fold = LedgerFold(roster.reps(), roster.teams(), FxTable(reporting, roster.fx()))
     after = 0
     while True:
         query = select(LedgerEntry.seq, LedgerEntry.body).where(LedgerEntry.seq > after)
@@ -87,6 +90,8 @@ class StatementBook:
     sessions: Sessions
     calendar: Calendar
     roster: ConfigState
+    currency: str
+    """The reporting currency."""
 
     # --- periods ------------------------------------------------------------------------------------------
     def period_bounds(self, plan: Plan, period_key: str) -> tuple[date, date]:
@@ -234,7 +239,7 @@ class StatementBook:
         if now < ends and not force:
             raise Problem(409, f"{period_key} has not ended (it ends {ends.isoformat()}); close it early with "
                                "?force=true.")
-        fold = await read_fold(self.sessions, self.roster)
+        fold = await read_fold(self.sessions, self.roster, self.currency)
         reps = dict(participants)
         for rep in fold.reps():
             reps.setdefault(rep, None)
@@ -337,7 +342,7 @@ class StatementBook:
         closes = await self.closes(plan.plan_id)
         if period_key in closes:
             return None  # closed without this rep
-        fold = fold or await read_fold(self.sessions, self.roster)
+        fold = fold or await read_fold(self.sessions, self.roster, self.currency)
         document = self.compute(plan, period_key, rep_id, team_id, fold, now)
         if document is None:
             return None

@@ -192,7 +192,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         dry_run=args.dry_run,
     )
     sys.exit(
-        run_import(options, currency=settings.currency, ingest_port=settings.ingest_port, data_dir=settings.data_dir)
+        run_import(options, ingest_port=settings.ingest_port, data_dir=settings.data_dir)
     )
 
 

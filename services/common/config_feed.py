@@ -18,7 +18,7 @@ from services.common.topics import CONFIG, partition_for, topic_name
 
 log = logging.getLogger("salespulse.config")
 
-KINDS = ("rep", "team", "plan", "board")
+KINDS = ("rep", "team", "plan", "board", "fx")
 
 
 def config_key(kind: str, entry_id: str) -> str:
@@ -78,6 +78,10 @@ class ConfigState:
 
     def boards(self) -> dict[str, dict[str, Any]]:
         return self.entries["board"]
+
+    def fx(self) -> dict[str, dict[str, Any]]:
+        """The FX rates, one document per currency (schemas.config.FxRates)."""
+        return self.entries["fx"]
 
     def team_of(self, rep_id: str) -> str | None:
         rep = self.entries["rep"].get(rep_id)

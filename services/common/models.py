@@ -328,3 +328,24 @@ class StatementRow(Base):
     rep_id: Mapped[str] = mapped_column(String(128), nullable=False)
     closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     body: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+# --- currencies (CONTRACT §1, Currencies) ------------------------------------------------------------------
+
+
+class HeldDeal(Base):
+    """A won deal in a currency with no rate on or before its close date: its credit is held until a rate
+    arrives. Kept by the scoring worker that owns the deal (a row while held, none once counted)."""
+
+    __tablename__ = "fx_held_deals"
+    __table_args__ = (Index("ix_fx_held_deals_currency", "currency", "closed_on"),)
+
+    deal_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    amount: Mapped[str] = mapped_column(String(40), nullable=False)
+    closed_on: Mapped[str] = mapped_column(String(10), nullable=False)
+    """The close date in the business timezone: the date a rate must cover."""
+    rep_ids: Mapped[str] = mapped_column(Text, nullable=False)
+    """JSON list of the reps the credit goes to once counted."""
+    event_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    held_since: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -27,7 +27,7 @@ class Intake:
     async def check(self, body: bytes, *, ndjson: bool = False) -> Checked:
         """The body's valid events, or its problems (nothing is written)."""
         settings = self.settings
-        checked = await check_events(body, ndjson=ndjson, currency=settings.currency, window=accept_window(settings))
+        checked = await check_events(body, ndjson=ndjson, window=accept_window(settings))
         if not checked.problem_count and settings.strict_roster:
             checked.add(await self.roster.unknown_reps(checked.events), 0)
         if checked.problem_count:

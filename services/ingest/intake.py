@@ -76,13 +76,13 @@ class Checked:
         )
 
 
-async def check_events(body: bytes, *, ndjson: bool, currency: str, window: AcceptWindow) -> Checked:
+async def check_events(body: bytes, *, ndjson: bool, window: AcceptWindow) -> Checked:
     """Validate a body of one event, a JSON array or NDJSON: its events, or its (first) problems."""
     payload = _as_json_array(body, ndjson=ndjson)
     checked = Checked()
     items = _items(payload)
     if items is None:  # not a readable array: the whole-body path says why, in one short call
-        events, problems = validate_events(payload, currency=currency, window=window)
+        events, problems = validate_events(payload, window=window)
         if ndjson and any(p.index == -1 for p in problems):
             problems = _ndjson_line_problems(body) or problems
         elif any(p.index == -1 for p in problems):
@@ -95,7 +95,7 @@ async def check_events(body: bytes, *, ndjson: bool, currency: str, window: Acce
         raise Problem(413, f"A request holds at most {MAX_EVENTS:,} events; this one has {len(parsed):,}. Split it.")
     for start in range(0, len(parsed), CHUNK):
         chunk = parsed[start : start + CHUNK]
-        events, problems = validate_events(chunk if exact else orjson.dumps(chunk), currency=currency, window=window)
+        events, problems = validate_events(chunk if exact else orjson.dumps(chunk), window=window)
         if problems:
             checked.add(problems, start)
             checked.events = []

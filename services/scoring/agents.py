@@ -24,13 +24,15 @@ from services.common.settings import Settings
 from services.common.topics import partition_for
 from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
-from services.scoring.domain.credits import Credit, contribution
+from services.scoring.domain.credits import Credit
 from services.scoring.domain.deals import DealSnapshot, is_newer
+from services.scoring.domain.fx import HELD, ONE, Rate
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
-from services.scoring.domain.rollup import deal_delta, rollup_delta, rollup_of
+from services.scoring.domain.rollup import deal_delta, restatement, rollup_of
 from services.scoring.faust_internals import committed_offsets
+from services.scoring.held import HeldList
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
@@ -83,6 +85,8 @@ class Scoring:
     day_table: StateTable
     """The reps' minute days (services/scoring/domain/minute_days.py), on their reps' partitions."""
     history: HistoryWriter
+    held_list: HeldList
+    """The admin list of held deals (services/scoring/held.py)."""
     plan_book: PlanBook
     encode_rep: Callable[[RepState], bytes]
     credits_topic: str
@@ -102,7 +106,10 @@ class Scoring:
     deal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """A deal batch and a roll-up reconcile never interleave."""
     rollup_dirty: bool = True
-    """Whether the roster changed (or the worker started or took partitions over) since the last reconcile."""
+    """Whether the roster or the FX rates changed (or the worker started or took partitions over) since the last
+    reconcile."""
+    held: dict[str, str] = field(default_factory=dict)
+    """This worker's deals whose credit is held for want of an FX rate, with their currency (for the metric)."""
 
     def owned(self, consumer: Any) -> set[int]:
         """The partitions of the rep agent's sources this worker owns now."""
@@ -143,6 +150,8 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     if ctx.rollup_dirty:
         await reconcile_rollup(ctx)
     reps, teams = roster.state.reps(), roster.state.teams()
+    fx, zone = ctx.plan_book.fx(), ctx.calendar.zone
+    held, held_changes = ctx.held, dict[str, DealSnapshot | None]()
     started = time.perf_counter()
     metrics = ctx.metrics
     ages: list[float] = []
@@ -167,15 +176,19 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
                 stale += 1
                 pending[deal_id] = replace(state, seq=seq)
                 continue
+            rate = fx.deal_rate(snapshot, zone)
             credits, managers = deal_delta(
-                previous, state.managers if state is not None else None, snapshot, reps, teams
+                previous, state.managers if state is not None else None, snapshot, reps, teams,
+                rate_before=state.rate if state is not None else ONE, rate=rate,
             )
         except _UNREADABLE as exc:
             unreadable.append(_dead_letter(message, "deal-state", exc))
             continue
         pending[deal_id] = DealState(
-            seq, snapshot, event_json(message.value), managers or None, None, state.rollup_n if state else 0
+            seq, snapshot, event_json(message.value), managers or None, None, state.rollup_n if state else 0, rate
         )
+        if rate is HELD or (state is not None and state.rate is HELD):
+            _note_held(held, held_changes, deal_id, snapshot, rate)
         ages.append(max(0.0, now - snapshot.occurred_at.timestamp()))
         if not credits:
             continue
@@ -193,6 +206,7 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     publish = ctx.publisher.publish
     await asyncio.gather(publish(ctx.credits_topic, outgoing), publish(ctx.dead_letter_topic, unreadable))
     ctx.crash.reached("deal-state:credits-sent")
+    await ctx.held_list.write(held_changes)
     await ctx.deal_table.write(pending, {k: encode_deal_state(v) for k, v in pending.items()})
     ctx.crash.reached("deal-state:table-written")
     if duplicates:
@@ -201,25 +215,41 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         metrics.stale_snapshots.inc(stale)
     if unreadable:
         metrics.dead_letters.labels("deal-state").inc(len(unreadable))
+    metrics.set_held(held)
     metrics.observe_ages("deal-state", ages)
     metrics.observe_batch("deal-state", len(events), time.perf_counter() - started)
 
 
+def _note_held(
+    held: dict[str, str], changes: dict[str, DealSnapshot | None], deal_id: str, snapshot: DealSnapshot, rate: Rate
+) -> None:
+    """Record whether a deal's credit is held now (the worker's count, and the admin list's change)."""
+    if rate is HELD:
+        held[deal_id] = snapshot.currency or ""
+        changes[deal_id] = snapshot
+    else:
+        held.pop(deal_id, None)
+        changes[deal_id] = None
+
+
 async def reconcile_rollup(ctx: Scoring) -> int:
     """Bring every owned deal's roll-up in line with the roster as it is now (a rep's first team given after
-    their deals were credited, a team's manager changed, a team removed): returns how many deals moved.
+    their deals were credited, a team's manager changed, a team removed), and its conversion with the FX rates as
+    they are now (a rate arrived for a held deal, a past rate corrected): returns how many deals moved.
 
     Per deals partition, under a reconcile number of its own: (1) the deals to move are stored with whom their
-    roll-up goes to now (`pending`, `rollup_n`); (2) each manager concerned gets one credits message (source
-    `rollup/<partition>`, seq the number) taking back what went to them and giving what comes; (3) the deals
-    are stored with the move done. A crash at any step is finished by the next reconcile with the same number
-    and the same deals: a manager whose message arrived before ignores it again (the rep agent's dedup).
+    roll-up goes to and the rate they convert at now (`pending`, `pending_rate`, `rollup_n`); (2) each rep or
+    manager concerned gets one credits message (source `rollup/<partition>`, seq the number) taking back what
+    went to them and giving what comes; (3) the deals are stored with the move done. A crash at any step is
+    finished by the next reconcile with the same number and the same deals: a rep whose message arrived before
+    ignores it again (the rep agent's dedup).
     Called with the deal lock held (a deal batch, or `follow_plans`)."""
     roster = ctx.plan_book.follower
     if not roster.caught_up.is_set():
         await roster.caught_up.wait()
     ctx.rollup_dirty = False
     reps, teams = roster.state.reps(), roster.state.teams()
+    fx, zone = ctx.plan_book.fx(), ctx.calendar.zone
     table = ctx.deal_table
     consumer = ctx.consumer()
     owned = ctx.owned(consumer) if consumer is not None else None
@@ -229,34 +259,45 @@ async def reconcile_rollup(ctx: Scoring) -> int:
         if owned is None or partition in owned:
             partitions.setdefault(partition, []).append((deal_id, state))
     moved = 0
+    ctx.held.clear()
     for partition, deals in sorted(partitions.items()):
+        ctx.held.update((deal_id, s.snapshot.currency or "") for deal_id, s in deals if s.rate is HELD)
         moving = {deal_id: state for deal_id, state in deals if state.pending is not None}
         if not moving:  # none left half done: a new reconcile, if anything is to move
             number = max(state.rollup_n for _, state in deals) + 1
             for deal_id, state in deals:
                 wanted = rollup_of(state.snapshot, reps, teams)
-                if wanted != (state.managers or {}):
-                    moving[deal_id] = replace(state, pending=wanted, rollup_n=number)
+                rate = fx.deal_rate(state.snapshot, zone)
+                if wanted != (state.managers or {}) or rate != state.rate:
+                    moving[deal_id] = replace(state, pending=wanted, pending_rate=rate, rollup_n=number)
             if not moving:
                 continue
             await table.write(moving, {k: encode_deal_state(v) for k, v in moving.items()})
             ctx.crash.reached("rollup:pending-written")
         number = next(iter(moving.values())).rollup_n
-        by_manager: dict[str, list[Credit]] = {}
-        for state in moving.values():
-            credits = contribution(state.snapshot)
-            for credit in rollup_delta(credits, state.pending or {}, credits, state.managers):
-                by_manager.setdefault(credit.rep_id, []).append(credit)
+        by_rep: dict[str, list[Credit]] = {}
+        held_changes: dict[str, DealSnapshot | None] = {}
+        for deal_id, state in moving.items():
+            moves = restatement(state.snapshot, (state.managers, state.rate), (state.pending or {}, state.pending_rate))
+            for credit in moves:
+                by_rep.setdefault(credit.rep_id, []).append(credit)
+            if state.pending_rate is HELD or state.rate is HELD:
+                _note_held(ctx.held, held_changes, deal_id, state.snapshot, state.pending_rate)
         source = f"rollup/{partition}"
         await ctx.publisher.publish(ctx.credits_topic, [
-            (manager.encode(), credits_message(source, number, 0, items)) for manager, items in by_manager.items()
+            (rep_id.encode(), credits_message(source, number, 0, items)) for rep_id, items in by_rep.items()
         ])
         ctx.crash.reached("rollup:credits-sent")
-        done = {k: replace(v, managers=v.pending or None, pending=None) for k, v in moving.items()}
+        await ctx.held_list.write(held_changes)
+        done = {
+            k: replace(v, managers=v.pending or None, pending=None, rate=v.pending_rate, pending_rate=ONE)
+            for k, v in moving.items()
+        }
         await table.write(done, {k: encode_deal_state(v) for k, v in done.items()})
         moved += len(done)
+    ctx.metrics.set_held(ctx.held)
     if moved:
-        log.info("roll-up: %d deals moved to the managers the roster gives them now", moved)
+        log.info("reconcile: %d deals moved to the managers and FX rates the configuration gives them now", moved)
     return moved
 
 
@@ -472,7 +513,7 @@ async def follow_plans(ctx: Scoring, serving: Callable[[], bool]) -> None:
     plan_book = ctx.plan_book
 
     def on_change(change: dict[str, Any]) -> None:
-        if change["kind"] in ("rep", "team"):
+        if change["kind"] in ("rep", "team", "fx"):
             ctx.rollup_dirty = True
 
     plan_book.follower.listeners.append(on_change)

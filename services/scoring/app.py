@@ -48,6 +48,7 @@ from services.scoring.crashpoints import CrashPoints
 from services.scoring.domain.minute_days import rep_of_day_key
 from services.scoring.domain.periods import Calendar
 from services.scoring.faust_internals import LeanMonitor, serving, use_lean_consumer
+from services.scoring.held import HeldList
 from services.scoring.history import HistoryWriter
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             partition_key=rep_of_day_key,
         ),
         history=HistoryWriter(settings),
+        held_list=HeldList(settings.db_url, calendar.zone),
         plan_book=PlanBook(settings, calendar, DeadLetters(settings, metrics.registry)),
         encode_rep=RepStateEncoder().encode,
         credits_topic=credits_name,

@@ -9,6 +9,7 @@ import orjson
 from faust.serializers import codecs
 
 from services.scoring.domain.deals import DealSnapshot
+from services.scoring.domain.fx import ONE, Rate, decode_rate, encode_rate
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.minute_days import MinuteDay
 from services.scoring.domain.rep_state import RepState
@@ -22,8 +23,10 @@ class DealState:
     changelog restore can never separate them. `event_json` is the canonical event JSON the snapshot was
     read from: stored as it came, it needs no encoding on the hot path. `managers` is whom the snapshot's
     credit rolled up to, by rep (services/scoring/domain/rollup.py): the next snapshot takes back exactly that.
-    `pending` is whom it is being moved to by roll-up reconcile number `rollup_n` after a roster change
-    (services/scoring/agents.py, `reconcile_rollup`), until the move's credits are sent."""
+    `rate` is the rate its credit was converted at (services/scoring/domain/fx.py: `ONE`, a rate, or `HELD`).
+    `pending` and `pending_rate` are whom and at what rate it is being moved to by reconcile number `rollup_n`
+    after a roster or FX change (services/scoring/agents.py, `reconcile_rollup`), until the move's credits are
+    sent."""
 
     seq: int
     snapshot: DealSnapshot
@@ -31,12 +34,19 @@ class DealState:
     managers: dict[str, str] | None = None
     pending: dict[str, str] | None = None
     rollup_n: int = 0
+    rate: Rate = ONE
+    pending_rate: Rate = ONE
 
 
 def encode_deal_state(state: DealState) -> bytes:
     """The changelog form of a deal's table value: `{"seq", "event"}` (or `{"seq", "snapshot"}` without
-    the event's JSON), with the roll-up's `managers`, `pending` and `rollup_n` when there are any."""
+    the event's JSON), with the roll-up's `managers`, `pending` and `rollup_n` when there are any, and the
+    `rate` (`pending_rate`) when it is not one (null: held)."""
     extra = b""
+    if state.rate != ONE:
+        extra += b',"rate":' + orjson.dumps(encode_rate(state.rate))
+    if state.pending is not None and state.pending_rate != ONE:
+        extra += b',"pending_rate":' + orjson.dumps(encode_rate(state.pending_rate))
     if state.managers:
         extra += b',"managers":' + orjson.dumps(state.managers)
     if state.pending is not None:
@@ -50,7 +60,11 @@ def encode_deal_state(state: DealState) -> bytes:
 
 def decode_deal_state(raw: bytes) -> DealState:
     data = orjson.loads(raw)
-    rollup = data.get("managers"), data.get("pending"), data.get("rollup_n", 0)
+    rollup = (
+        data.get("managers"), data.get("pending"), data.get("rollup_n", 0),
+        decode_rate(data["rate"]) if "rate" in data else ONE,
+        decode_rate(data["pending_rate"]) if "pending_rate" in data else ONE,
+    )
     if "event" in data:
         event = data["event"]
         return DealState(data["seq"], DealSnapshot.from_event(event), orjson.dumps(event), *rollup)

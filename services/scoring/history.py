@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -33,6 +33,27 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, UNREACHABLE)
 
 
+async def through_outages(work: Callable[[], Awaitable[None]], backoff: Backoff, what: str) -> None:
+    """Run `work` (one transaction) until it succeeds, waiting out a database outage; any other error is raised.
+
+    The batch that called it is not acknowledged until this returns, so waiting is the safe answer to an
+    unreachable database (the partitions' lag grows and is visible); stopping the worker would only make
+    another one redo the batch against the same outage."""
+    while True:
+        try:
+            await work()
+        except BaseException as exc:
+            if not _unreachable(exc):
+                raise
+            wait = backoff.next()
+            log.warning("%s paused (database unreachable: %s: %s); retrying in %.1f s",
+                        what, type(exc).__name__, exc, wait)
+            await asyncio.sleep(wait)
+        else:
+            backoff.reset()
+            return
+
+
 class HistoryWriter:
     def __init__(self, settings: Settings, backoff: Backoff | None = None) -> None:
         self._url = settings.db_url
@@ -40,24 +61,8 @@ class HistoryWriter:
         self._backoff = backoff or Backoff(first=0.2, most=5.0, jitter=0.5)
 
     async def add(self, evictions: Sequence[tuple[str, Sequence[PeriodEviction]]]) -> None:
-        """Add each rep's evictions to kpi_history, waiting out a database outage.
-
-        The batch that evicted them is not acknowledged until this returns, so waiting is the safe answer to
-        an unreachable database (the partitions' lag grows and is visible); stopping the worker would only
-        make another one redo the batch against the same outage. Any other error is raised."""
-        while True:
-            try:
-                await self._add(evictions)
-            except BaseException as exc:
-                if not _unreachable(exc):
-                    raise
-                wait = self._backoff.next()
-                log.warning("KPI history paused (database unreachable: %s: %s); retrying in %.1f s",
-                            type(exc).__name__, exc, wait)
-                await asyncio.sleep(wait)
-            else:
-                self._backoff.reset()
-                return
+        """Add each rep's evictions to kpi_history, waiting out a database outage (`through_outages`)."""
+        await through_outages(lambda: self._add(evictions), self._backoff, "KPI history")
 
     async def _add(self, evictions: Sequence[tuple[str, Sequence[PeriodEviction]]]) -> None:
         """Add each rep's evictions (those above its mark) to kpi_history, in one transaction.

@@ -85,6 +85,18 @@ class ScoringMetrics:
             registry=r,
         )
 
+        self.held_deals = Gauge(
+            "salespulse_scoring_fx_held_deals",
+            "Won deals this worker owns whose credit is held: no FX rate of their currency on or before the close date",
+            ["currency"],
+            registry=r,
+        )
+        self.held_deals_all = Gauge(
+            "salespulse_scoring_fx_held_deals_total",
+            "Won deals this worker owns whose credit is held for want of an FX rate, every currency",
+            registry=r,
+        )
+
         # Every agent's series exist from the start (at zero), so dashboards and alerts see them before traffic.
         for agent in AGENTS:
             for family in (self.events, self.batch_size, self.processing, self.event_age, self.duplicates):
@@ -100,6 +112,16 @@ class ScoringMetrics:
             counts[topic] = counts.get(topic, 0) + 1
         for topic, count in counts.items():
             self.assigned_partitions.labels(topic).set(count)
+
+    def set_held(self, held: Mapping[str, str]) -> None:
+        """The held deals (deal id → currency) as gauges by currency, and in all."""
+        counts: dict[str, int] = {}
+        for currency in held.values():
+            counts[currency] = counts.get(currency, 0) + 1
+        self.held_deals.clear()
+        for currency, count in counts.items():
+            self.held_deals.labels(currency).set(count)
+        self.held_deals_all.set(len(held))
 
     def observe_batch(self, agent: str, size: int, seconds: float) -> None:
         self.events.labels(agent).inc(size)

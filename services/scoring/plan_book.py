@@ -14,6 +14,7 @@ from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
 from services.scoring.domain.contests import DayLookup, contest_totals, window_minutes
+from services.scoring.domain.fx import FxTable
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
@@ -30,6 +31,8 @@ class PlanBook:
         self.changed = asyncio.Event()
         self._plans: list[Plan] | None = None
         self._contests: list[Board] | None = None
+        self._fx: FxTable | None = None
+        self._currency = settings.currency
         self.follower.listeners.append(self._on_change)
 
     def start(self) -> None:
@@ -41,7 +44,15 @@ class PlanBook:
     def _on_change(self, change: dict[str, Any]) -> None:
         self._plans = None
         self._contests = None
+        if change["kind"] == "fx":
+            self._fx = None
         self.changed.set()
+
+    def fx(self) -> FxTable:
+        """The FX rates as the config topic has them now (services/scoring/domain/fx.py)."""
+        if self._fx is None:
+            self._fx = FxTable(self._currency, self.follower.state.fx())
+        return self._fx
 
     def plans(self) -> list[Plan]:
         if self._plans is None:

@@ -168,20 +168,16 @@ def test_a_changed_row_reusing_an_accepted_event_id_is_reported_as_a_409_conflic
 def test_rows_ingest_refuses_go_to_the_rejects_file_and_the_rest_of_the_batch_is_accepted(
     stack: Stack, tmp_path: Path
 ) -> None:
-    # The CLI checks currencies against its own SALESPULSE_CURRENCY (EUR here) and ingest against USD: a EUR
-    # row passes the local check and only ingest's 422 can catch it.
-    mapping = tmp_path / "with-currency.yaml"
-    mapping.write_text(CRM_MAPPING.read_text(encoding="utf-8") + '  currency: "{currency}"\n', encoding="utf-8")
-    rows = [f"{row},{currency}" for row, currency in zip(PIPELINE[:3], ["EUR", "", ""], strict=True)]
-    path = write_csv(tmp_path / "currencies.csv", rows, header=HEADER + ",currency")
+    # The CLI checks what a row says, not when: ingest refuses timestamps past its accept window (CONTRACT §1), so a
+    # row closing in 2099 passes the local check and only ingest's 422 can catch it.
+    rows = [PIPELINE[0].replace("2017-03-01", "2099-03-01"), *PIPELINE[1:3]]
+    path = write_csv(tmp_path / "late.csv", rows, header=HEADER)
 
-    result = salespulse_import(
-        stack, path, mapping, key=False, SALESPULSE_CURRENCY="EUR", SALESPULSE_API_KEY=stack.admin_key
-    )
+    result = salespulse_import(stack, path, CRM_MAPPING, key=False, SALESPULSE_API_KEY=stack.admin_key)
     assert result.returncode == 1, result.stdout + result.stderr
     assert counts(result.stdout) == {"accepted": 2, "duplicates": 0, "skipped": 0, "rejected": 1}
-    [refused] = rejects(tmp_path / "currencies.rejects.csv")
+    [refused] = rejects(tmp_path / "late.rejects.csv")
     assert refused["opportunity_id"] == "A1"
-    assert refused["reason"] == "ingest: currency EUR does not match the reporting currency USD"
+    assert refused["reason"].startswith("ingest: ") and "must not be after" in refused["reason"], refused
     assert stored(stack, "crm-A1-won") is None
     assert stored(stack, "crm-A2-engaging") is not None

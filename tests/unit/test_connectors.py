@@ -181,7 +181,7 @@ def test_a_won_deal_becomes_a_valid_snapshot_versioned_by_its_modification_time(
         "currency": "USD",
         "closed_at": "2026-11-20T09:00:00+00:00",
     }
-    events, problems = validate_events(json.dumps([event]).encode(), currency="USD")
+    events, problems = validate_events(json.dumps([event]).encode())
     assert not problems and events[0].version == epoch_ms(MODIFIED) and events[0].occurred_at == MODIFIED
 
 
@@ -210,7 +210,7 @@ def test_mapping_rules_for_owners_stages_dates_and_amounts() -> None:
 def test_a_deletion_credits_nothing() -> None:
     deleted = datetime(2026, 11, 21, tzinfo=UTC)
     event = deletion_event("pipedrive", "5", deleted, "ana")
-    events, problems = validate_events(json.dumps([event]).encode(), currency="USD")
+    events, problems = validate_events(json.dumps([event]).encode())
     assert not problems
     assert events[0].stage == "open" and events[0].amount == 0 and events[0].version == epoch_ms(deleted)
 

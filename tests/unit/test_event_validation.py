@@ -69,20 +69,20 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
 
 
-def problems(*items: Any, currency: str = "USD") -> list[ValidationProblem]:
+def problems(*items: Any) -> list[ValidationProblem]:
     """The problems of a batch, checked to be the same for a JSON body and for parsed objects."""
-    from_json = validate_events(encode(list(items)), currency=currency)
-    from_objects = validate_events(list(items), currency=currency)
+    from_json = validate_events(encode(list(items)))
+    from_objects = validate_events(list(items))
     assert from_json[1] == from_objects[1]
     if from_json[1]:
         assert from_json[0] == [] and from_objects[0] == []
     return from_json[1]
 
 
-def accepted(*items: Any, currency: str = "USD") -> list[DealEvent | ActivityEvent]:
-    events, found = validate_events(encode(list(items)), currency=currency)
+def accepted(*items: Any) -> list[DealEvent | ActivityEvent]:
+    events, found = validate_events(encode(list(items)))
     assert found == []
-    assert events == validate_events(list(items), currency=currency)[0]
+    assert events == validate_events(list(items))[0]
     return events
 
 
@@ -428,24 +428,18 @@ def test_currency_must_be_an_iso_4217_code(currency: str) -> None:
     )
 
 
-def test_currency_other_than_the_reporting_currency_is_rejected() -> None:
-    assert only(deal(currency="EUR")) == ValidationProblem(
-        0, "currency", "currency EUR does not match the reporting currency USD"
+@pytest.mark.parametrize("currency", ["USX", "EUX", "ABC"])
+def test_currency_must_be_one_iso_4217_knows(currency: str) -> None:
+    assert only(deal(currency=currency)) == ValidationProblem(
+        0, "currency", f"currency {currency} is not an ISO 4217 currency code, e.g. USD or EUR"
     )
 
 
-def test_reporting_currency_comes_from_the_validation_context() -> None:
-    assert accepted(deal(currency="EUR"), currency="EUR")
-    assert problems(deal(currency="USD"), currency="EUR") == [
-        ValidationProblem(0, "currency", "currency USD does not match the reporting currency EUR")
-    ]
-    assert DealEvent.model_validate(deal(currency="EUR"), context={"currency": "EUR"}).currency == "EUR"
-
-
-def test_reporting_currency_is_usd_without_a_context() -> None:
-    assert DealEvent.model_validate(deal(currency="USD")).currency == "USD"
-    with pytest.raises(ValueError, match="does not match the reporting currency USD"):
-        DealEvent.model_validate(deal(currency="EUR"))
+@pytest.mark.parametrize("currency", ["USD", "EUR", "JPY", "CHF", "GBP"])
+def test_any_iso_4217_currency_is_accepted_and_kept(currency: str) -> None:
+    [event] = accepted(deal(currency=currency))
+    assert event.currency == currency  # type: ignore[union-attr]
+    assert DealEvent.model_validate(deal(currency=currency)).currency == currency
 
 
 @pytest.mark.parametrize("stage", ["won", "lost"])
@@ -574,7 +568,7 @@ def test_activity_needs_a_rep_and_a_kind() -> None:
 def test_batch_lists_every_problem_of_every_item_with_its_index() -> None:
     batch = [
         deal(),
-        deal(event_id="evt-2", amount="-1", currency="EUR", stage="won"),
+        deal(event_id="evt-2", amount="-1", currency="EUX", stage="won"),
         activity(),
         activity(event_id="act-2", kind="Call", occurred_at="2026-11-29T10:00:00"),
         {"event_id": "evt-5"},
@@ -582,7 +576,7 @@ def test_batch_lists_every_problem_of_every_item_with_its_index() -> None:
     ]
     assert problems(*batch) == [
         ValidationProblem(1, "amount", "amount must not be negative"),
-        ValidationProblem(1, "currency", "currency EUR does not match the reporting currency USD"),
+        ValidationProblem(1, "currency", "currency EUX is not an ISO 4217 currency code, e.g. USD or EUR"),
         ValidationProblem(1, "closed_at", "closed_at is required when stage is won"),
         ValidationProblem(3, "occurred_at", f"occurred_at {OFFSET_HINT}"),
         ValidationProblem(3, "kind", KIND_RULE),
@@ -735,8 +729,8 @@ def test_event_from_canonical_reads_back_an_equal_event() -> None:
         assert canonical_json(again) == canonical_json(event)
 
 
-def test_event_from_canonical_accepts_events_of_any_reporting_currency() -> None:
-    [event] = accepted(deal(currency="EUR"), currency="EUR")
+def test_event_from_canonical_keeps_the_deal_currency() -> None:
+    [event] = accepted(deal(currency="EUR"))
     assert event_from_canonical(canonical_json(event)).currency == "EUR"  # type: ignore[union-attr]
 
 

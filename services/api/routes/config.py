@@ -1,4 +1,5 @@
-"""Admin routes for configuration as data: reps, teams, plans and boards (SQL, then the config topic)."""
+"""Admin routes for configuration as data: reps, teams, plans and boards (SQL, then the config topic); FX rates have
+routes of their own (services/api/routes/fx.py)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _validate(kind: Kind, entry_id: str, body: Any) -> BaseModel:
         ) from exc
 
 
-async def _publish(gw: Any, kind: Kind, entry_id: str, body: dict[str, Any] | None) -> None:
+async def publish_entry(gw: Any, kind: Kind, entry_id: str, body: dict[str, Any] | None) -> None:
     if gw.producer is not None:
         updated_ms = int(datetime.now(UTC).timestamp() * 1000)
         await publish_config(gw.producer, gw.settings, kind, entry_id, body, updated_ms)
@@ -73,7 +74,7 @@ def _routes(kind: Kind) -> None:
     async def put_entry(entry_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> Any:
         document = _validate(kind, entry_id, body)
         stored = await gw.config_store.put(kind, entry_id, document, gw.settings.clock.now())
-        await _publish(gw, kind, entry_id, stored)
+        await publish_entry(gw, kind, entry_id, stored)
         return stored
 
     @router.get(
@@ -101,7 +102,7 @@ def _routes(kind: Kind) -> None:
     async def delete_entry(entry_id: str, gw: GatewayDep, _: AdminKey) -> Response:
         if not await gw.config_store.delete(kind, entry_id):
             raise Problem(404, f"No {kind} with {id_field} {entry_id!r}.")
-        await _publish(gw, kind, entry_id, None)
+        await publish_entry(gw, kind, entry_id, None)
         return Response(status_code=204)
 
     @router.get(
@@ -121,9 +122,9 @@ for _kind in PLURALS:
 async def republish_all(gw: Any) -> int:
     """Publish every stored entry (the config topic of a fresh embedded broker starts empty)."""
     count = 0
-    for kind in PLURALS:
+    for kind in (*PLURALS, "fx"):
         for body in await gw.config_store.list(kind):
-            await _publish(gw, kind, body[ID_FIELDS[kind]], body)
+            await publish_entry(gw, kind, body[ID_FIELDS[kind]], body)
             count += 1
     return count
 

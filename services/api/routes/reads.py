@@ -73,7 +73,7 @@ async def rep_progress(rep_id: str, gw: GatewayDep, who: ReaderKey, date: DateQu
     for progress in plans:
         entry = progress.to_dict()
         if await session_close(gw.sessions, progress.plan_id, progress.period_key):
-            entry.update(await StatementBook(gw.sessions, gw.calendar, gw.config.state).restated(
+            entry.update(await StatementBook(gw.sessions, gw.calendar, gw.config.state, gw.settings.currency).restated(
                 progress.plan_id, progress.period_key, rep_id, progress.value))
         entries.append(entry)
     return {"rep_id": rep_id, "plans": entries}

@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1")
 
 
 def book(gw: Gateway) -> StatementBook:
-    return StatementBook(gw.sessions, gw.calendar, gw.config.state)
+    return StatementBook(gw.sessions, gw.calendar, gw.config.state, gw.settings.currency)
 
 
 def require_pay_reader(who: Principal, gw: Gateway, rep_id: str, *, known: bool = False) -> None:
@@ -90,7 +90,7 @@ async def what_if(
     statements_book = book(gw)
     statements_book.period_bounds(draft, period_key)  # 422 for a key of another kind
     began = time.perf_counter()
-    fold = await read_fold(gw.sessions, gw.config.state)
+    fold = await read_fold(gw.sessions, gw.config.state, gw.settings.currency)
     answer = statements_book.what_if(draft, gw.plan(draft.plan_id), period_key, roster(gw), fold, gw.now())
     answer["elapsed_ms"] = round((time.perf_counter() - began) * 1000)
     return answer
@@ -100,7 +100,7 @@ async def what_if(
             responses=PROBLEMS)
 async def projection(rep_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
     require_pay_reader(who, gw, rep_id, known=True)
-    fold = await read_fold(gw.sessions, gw.config.state)
+    fold = await read_fold(gw.sessions, gw.config.state, gw.settings.currency)
     found = book(gw).projection(gw.plans(), rep_id, gw.config.state.team_of(rep_id), gw.today(), fold, gw.now())
     return {"rep_id": rep_id, "plans": found}
 

@@ -15,7 +15,6 @@ from typing import IO, Final
 
 import httpx
 
-from schemas.events import DEFAULT_CURRENCY
 from services.common.csv_cells import neutralise
 from services.ingest.importer.exit_codes import EXIT_REJECTED, EXIT_USAGE
 from services.ingest.importer.mapper import CsvMapper, ImportRow, read_csv
@@ -163,7 +162,6 @@ class _RejectsFile:
 def run_import(
     options: ImportOptions,
     *,
-    currency: str = DEFAULT_CURRENCY,
     ingest_port: int = 8001,
     data_dir: Path = Path(".salespulse"),
     out: IO[str] | None = None,
@@ -209,7 +207,7 @@ def run_import(
     with stream:
         try:
             header, records = read_csv(stream, delimiter=mapping.delimiter)
-            mapper = CsvMapper(mapping, header, currency=currency)
+            mapper = CsvMapper(mapping, header)
         except MappingError as exc:
             err.write(exc.report() + "\n")
             return EXIT_USAGE

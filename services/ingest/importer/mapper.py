@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import orjson
 
-from schemas.events import DEFAULT_CURRENCY, validate_events
+from schemas.events import validate_events
 from services.common.csv_cells import restore
 from services.ingest.importer.mapping import ImportMapping, MappedRow, MappingError
 
@@ -61,7 +61,7 @@ def read_csv(stream: IO[str], *, delimiter: str = ",") -> tuple[list[str], Itera
 class CsvMapper:
     """Maps and validates the rows of one CSV with one mapping; pure except for what callers pass in."""
 
-    def __init__(self, mapping: ImportMapping, header: list[str], *, currency: str = DEFAULT_CURRENCY) -> None:
+    def __init__(self, mapping: ImportMapping, header: list[str]) -> None:
         if mapping.type is None:
             raise ValueError("the mapping has no type; call for_type() first")
         mapping.check_columns(header)
@@ -70,7 +70,6 @@ class CsvMapper:
             raise MappingError(mapping.origin, [f"the CSV names the columns {', '.join(duplicated)} more than once"])
         self.mapping = mapping
         self.header = header
-        self.currency = currency
         self._seen: dict[str, tuple[int, bytes]] = {}
 
     def map_batch(self, records: Iterable[tuple[int, list[str]]]) -> list[ImportRow]:
@@ -97,7 +96,7 @@ class CsvMapper:
         return rows
 
     def _validate(self, pending: list[tuple[ImportRow, MappedRow]]) -> None:
-        _, problems = validate_events([row.event for row, _ in pending], currency=self.currency)
+        _, problems = validate_events([row.event for row, _ in pending])
         for problem in problems:
             if problem.index < 0:  # cannot happen for a list of dicts; keep the row rather than lose it
                 continue

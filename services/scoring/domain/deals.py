@@ -55,6 +55,8 @@ class DealSnapshot:
     splits: tuple[tuple[str, Decimal], ...] = ()
     kind: DealKind = "new"
     overlays: tuple[tuple[str, Decimal], ...] = ()
+    currency: str | None = None
+    """The deal's ISO 4217 currency; None means the reporting currency (services/scoring/domain/fx.py)."""
 
     def __post_init__(self) -> None:
         if self.stage not in DEAL_STAGES:
@@ -108,6 +110,8 @@ class DealSnapshot:
             data["kind"] = self.kind
         if self.overlays:
             data["overlays"] = [[rep_id, str(share)] for rep_id, share in self.overlays]
+        if self.currency is not None:
+            data["currency"] = self.currency
         return data
 
     def rep_ids(self) -> list[str]:
@@ -157,6 +161,7 @@ class DealSnapshot:
                 splits=splits(),
                 kind=data.get("kind") or "new",
                 overlays=overlays(),
+                currency=data.get("currency"),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a deal snapshot: {exc!r}") from exc

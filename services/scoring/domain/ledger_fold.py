@@ -20,6 +20,7 @@ from typing import Any
 from schemas.kpis import ACTIVITY_PREFIX, OVERLAY, PRIMARY
 from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution, rolled_up
 from services.scoring.domain.deals import DealSnapshot, is_newer
+from services.scoring.domain.fx import ONE, FxTable, Rate, convert
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
 from services.scoring.domain.rollup import Documents, rollup_of
@@ -73,6 +74,10 @@ class Line:
     """A deal line's credit role: primary, or overlay (credit on top of the deal's split)."""
     member_rep_id: str | None = None
     """On a manager's statement: the team member whose credit the line rolls up."""
+    currency: str | None = None
+    """A deal in another currency than the reporting one: its currency (`amount` is in it)..."""
+    rate: Decimal | None = None
+    """...and the FX rate its credit was converted at (services/scoring/domain/fx.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "credit": str(self.credit), "event_ids": list(self.event_ids)}
@@ -83,16 +88,23 @@ class Line:
                        closed_at=None if self.closed_at is None else self.closed_at.isoformat(), role=self.role)
             if self.member_rep_id is not None:
                 out["member_rep_id"] = self.member_rep_id
+            if self.currency is not None:
+                out.update(currency=self.currency, rate=None if self.rate is None else str(self.rate))
         else:
             out.update(type="activity", kind=self.kind, count=self.count)
         return out
 
 
 class LedgerFold:
-    def __init__(self, reps: Documents | None = None, teams: Documents | None = None) -> None:
-        """`reps` and `teams`: the roster documents the manager roll-up follows (none: no roll-up)."""
+    def __init__(
+        self, reps: Documents | None = None, teams: Documents | None = None, fx: FxTable | None = None
+    ) -> None:
+        """`reps` and `teams`: the roster documents the manager roll-up follows (none: no roll-up); `fx`: the rates
+        a deal in another currency is converted at, as live scoring converts it (none: every deal is in the
+        reporting currency)."""
         self.roster_reps: Documents = reps or {}
         self.roster_teams: Documents = teams or {}
+        self.fx = fx
         self.deals: dict[str, DealHistory] = {}
         self.activities: list[ActivityFact] = []
         self.last_seq = 0
@@ -134,7 +146,7 @@ class LedgerFold:
         for history in self.deals.values():
             if history.applied is None or history.applied.stage == "open":
                 continue
-            credits = contribution(history.applied)
+            credits = self._credits(history.applied, calendar)[0]
             for credit in credits + rolled_up(credits, self._managers(history.applied)):
                 if calendar.key(credit.at, kind) == key:
                     by_rep.setdefault(credit.rep_id, KpiTotals()).apply_credit(credit)
@@ -165,6 +177,11 @@ class LedgerFold:
             if history.applied is not None:
                 found.update(credit.rep_id for credit in contribution(history.applied))
         return found
+
+    def _credits(self, snapshot: DealSnapshot, calendar: Calendar) -> tuple[list[Credit], Rate]:
+        """What the snapshot credits in the reporting currency, and the rate it was converted at."""
+        rate = ONE if self.fx is None else self.fx.deal_rate(snapshot, calendar.zone)
+        return convert(contribution(snapshot), rate), rate
 
     def _managers(self, snapshot: DealSnapshot) -> dict[str, str]:
         """Whom the snapshot's credit rolls up to, by rep."""
@@ -202,7 +219,9 @@ class LedgerFold:
             if snapshot is None:
                 continue
             managers = self._managers(snapshot) if rollup else {}
-            for credit in contribution(snapshot):
+            credits, rate = self._credits(snapshot, calendar)
+            foreign = snapshot.currency if rate != ONE else None
+            for credit in credits:
                 role = OVERLAY if credit.overlay else PRIMARY
                 mine = managers.get(credit.rep_id) == rep_id if rollup else credit.rep_id == rep_id
                 if not mine or role not in roles or calendar.key(credit.at, kind) != key:
@@ -217,7 +236,8 @@ class LedgerFold:
                     credit=value, event_ids=tuple(e.event_id for e in history.chain),
                     deal_id=deal_id, stage=snapshot.stage, amount=snapshot.amount, share=share,
                     closed_at=snapshot.closed_at, last_seq=history.chain[-1].seq if history.chain else 0, role=role,
-                    member_rep_id=credit.rep_id if rollup else None,
+                    member_rep_id=credit.rep_id if rollup else None, currency=foreign,
+                    rate=rate if foreign else None,
                 )
 
     def _deals_of(self, rep_id: str) -> list[str]:

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from services.scoring.domain.credits import Credit, contribution, net, rolled_up
+from services.scoring.domain.credits import Credit, net, rolled_up
 from services.scoring.domain.deals import DealSnapshot
+from services.scoring.domain.fx import ONE, Rate, applied_credits
 
-__all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "rollup_delta", "rollup_of"]
+__all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "restatement", "rollup_delta", "rollup_of"]
 
 Documents = Mapping[str, Mapping[str, Any]]
 
@@ -65,16 +66,33 @@ def deal_delta(
     current: DealSnapshot,
     reps: Documents,
     teams: Documents,
+    *,
+    rate_before: Rate = ONE,
+    rate: Rate = ONE,
 ) -> tuple[list[Credit], dict[str, str]]:
-    """What applying `current` after `previous` credits, the roll-up included, and whom `current`'s credit rolls
-    up to (to keep with it). The roll-up is what `current` credits, counted for the managers at its close instant,
-    less exactly what `previous` rolled up (`rolled_before`, to whomever it went then): a correction never takes
-    credit back from a manager who did not get it."""
-    now = contribution(current)
-    before = contribution(previous) if previous is not None else []
+    """What applying `current` (converted at `rate`, services/scoring/domain/fx.py) after `previous` (as it was
+    converted, at `rate_before`) credits, the roll-up included, and whom `current`'s credit rolls up to (to keep
+    with it). The roll-up is what `current` credits, counted for the managers at its close instant, less exactly
+    what `previous` rolled up (`rolled_before`, to whomever it went then): a correction never takes credit back
+    from a manager who did not get it."""
+    now = applied_credits(current, rate)
+    before = applied_credits(previous, rate_before)
     credits = net(now, before)
     managers = rollup_of(current, reps, teams)
     return credits + rollup_delta(now, managers, before, rolled_before), managers
+
+
+def restatement(
+    snapshot: DealSnapshot,
+    before: tuple[Mapping[str, str] | None, Rate],
+    after: tuple[Mapping[str, str], Rate],
+) -> list[Credit]:
+    """What moves when the same snapshot, credited with `before` (managers, rate), is credited with `after`
+    instead: a roster change moves its roll-up, a rate that arrived or was corrected converts it anew."""
+    (rolled_before, rate_before), (managers, rate) = before, after
+    old, new = applied_credits(snapshot, rate_before), applied_credits(snapshot, rate)
+    moved = net(new, old) if rate != rate_before else []
+    return moved + rollup_delta(new, managers, old, rolled_before)
 
 
 def rollup_delta(
