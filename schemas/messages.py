@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from schemas.config import Board, Plan, Rep, Team
+from schemas.config import Board, FxRates, Plan, Rep, Team
 
 __all__ = [
     "CONFIG_DOCUMENTS",
@@ -49,7 +49,9 @@ __all__ = [
 PeriodKindName = Literal["day", "week", "month", "quarter", "year"]
 ConfigKind = Literal["rep", "team", "plan", "board", "fx"]
 Money = Annotated[Decimal, Field(description="exact decimal, written as a string")]
-CONFIG_DOCUMENTS: dict[str, type[BaseModel]] = {"rep": Rep, "team": Team, "plan": Plan, "board": Board}
+CONFIG_DOCUMENTS: dict[str, type[BaseModel]] = {
+    "rep": Rep, "team": Team, "plan": Plan, "board": Board, "fx": FxRates
+}
 """The document model of each configuration kind."""
 
 

@@ -10,14 +10,15 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 
-from schemas.config import Board, FxRate, FxRates, Plan, Rep, Team
+from schemas.config import FxRate, FxRates
+from schemas.messages import CONFIG_DOCUMENTS
 from services.common import db
 from services.common.db import Sessions
 from services.common.models import ConfigEntry
 from services.common.problems import Problem
 
 Kind = Literal["rep", "team", "plan", "board", "fx"]
-MODELS: dict[str, type[BaseModel]] = {"rep": Rep, "team": Team, "plan": Plan, "board": Board, "fx": FxRates}
+MODELS: dict[str, type[BaseModel]] = CONFIG_DOCUMENTS
 ID_FIELDS: dict[str, str] = {
     "rep": "rep_id", "team": "team_id", "plan": "plan_id", "board": "board_id", "fx": "currency"
 }

@@ -16,11 +16,11 @@ from sqlalchemy import select
 
 from schemas.config import FxRate, FxRates
 from services.api.deps import GatewayDep
-from services.api.responses import KEYED_PROBLEMS
+from services.api.responses import KEYED_PROBLEMS, PROBLEMS
 from services.api.routes.config import PUT_PROBLEMS, publish_entry
 from services.common.deps import AdminKey, ReaderKey
 from services.common.models import HeldDeal
-from services.common.problems import Problem
+from services.common.problems import Problem, problem_responses
 
 router = APIRouter(prefix="/v1")
 
@@ -88,18 +88,41 @@ def _validated(rows: list[Any], csv_file: bool) -> list[FxRate]:
             422,
             f"{len(errors)} problem(s) in the rates, nothing was saved; the first, at {at}: {first['field']} "
             f"{first['message']}.",
-            errors=errors[:MAX_ERRORS],
+            errors=errors[:MAX_ERRORS], error_count=len(errors),
         )
     if not rates:
         raise Problem(422, "No rates in the request: send at least one {currency, date, rate}.")
     return rates
 
 
+_RATE_ROW = {
+    "type": "object",
+    "required": ["currency", "date", "rate"],
+    "properties": {
+        "currency": {"type": "string", "example": "EUR"},
+        "date": {"type": "string", "format": "date"},
+        "rate": {"oneOf": [{"type": "string"}, {"type": "number"}], "example": "1.0832"},
+    },
+}
+
+
 @router.put(
     "/fx-rates",
     name="put_fx_rates",
     summary="Add or correct daily FX rates (JSON or CSV: currency,date,rate)",
-    responses=PUT_PROBLEMS,
+    responses={**PUT_PROBLEMS, **problem_responses(400, 413)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {
+                    "type": "object", "required": ["rates"], "additionalProperties": False,
+                    "properties": {"rates": {"type": "array", "items": _RATE_ROW}},
+                }},
+                "text/csv": {"schema": {"type": "string", "example": "currency,date,rate\nEUR,2026-03-02,1.0832\n"}},
+            },
+        }
+    },
 )
 async def put_rates(request: Request, gw: GatewayDep, _: AdminKey) -> Any:
     """Each rate converts one unit of `currency` on `date` (business timezone) to the reporting currency. A date
@@ -156,7 +179,7 @@ async def held_deals(
 
 
 @router.get("/fx-rates/{currency}", name="get_fx_rates", summary="One currency's FX rates", response_model=FxRates,
-            responses=KEYED_PROBLEMS)
+            responses=PROBLEMS)
 async def get_rates(currency: str, gw: GatewayDep, _: ReaderKey) -> Any:
     found = await gw.config_store.get("fx", currency)
     if found is None:
@@ -165,7 +188,7 @@ async def get_rates(currency: str, gw: GatewayDep, _: ReaderKey) -> Any:
 
 
 @router.delete("/fx-rates/{currency}", name="delete_fx_rates", summary="Remove every rate of one currency",
-               status_code=204, responses=KEYED_PROBLEMS)
+               status_code=204, responses=PROBLEMS)
 async def delete_rates(currency: str, gw: GatewayDep, _: AdminKey) -> Response:
     """The currency's won deals are held again until it has rates."""
     if not await gw.config_store.delete("fx", currency):
