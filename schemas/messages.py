@@ -87,6 +87,8 @@ class CreditLine(_Message):
     renewals_lost: Money = Decimal(0)
     overlay: bool = Field(False, description="credited as an overlay, on top of the deal's primary credit")
     rollup: bool = Field(False, description="a team member's credit counted for their manager, rep_id")
+    currency: str | None = Field(None, description="a deal's credit in its own currency (not the reporting one), "
+                                 "counted in that currency's sums only")
 
 
 class CreditsMessage(_Message):
@@ -111,6 +113,8 @@ class Totals(_Message):
     overlay: Totals | None = Field(None, description="the overlay credit's deal sums, apart from the primary ones")
     team: Totals | None = Field(None, description="a manager's team roll-up: their members' credit, in no KPI "
                                 "of the manager's own")
+    currencies: dict[str, Totals] | None = Field(None, description="by currency other than the reporting one, the "
+                                                 "deal sums of the deals in it, in it (KPIs ?currency=)")
 
 
 class TierRefModel(_Message):

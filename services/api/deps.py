@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from schemas.currencies import is_currency_code
 from schemas.kpis import CREDIT_ROLES
 from services.api.gateway import Gateway
 from services.common.problems import Problem
@@ -55,3 +56,20 @@ def credit_roles(
 
 
 RolesQuery = Annotated[frozenset[str] | None, Depends(credit_roles)]
+
+
+def currency_code(
+    currency: Annotated[
+        str | None,
+        Query(description="an ISO 4217 code: the KPIs of the deals in that currency, in it (default: every deal, in "
+                          "the reporting currency)"),
+    ] = None,
+) -> str | None:
+    if currency is not None and not is_currency_code(currency):
+        raise _bad_query(
+            "currency", f"{currency!r} is not an ISO 4217 currency code; use one such as EUR.", "an ISO 4217 code"
+        )
+    return currency
+
+
+CurrencyQuery = Annotated[str | None, Depends(currency_code)]

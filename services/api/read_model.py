@@ -67,6 +67,7 @@ def kpi_totals(totals: Totals) -> KpiTotals:
         totals.activities, dict(totals.activities_by_kind),
         None if totals.overlay is None else kpi_totals(totals.overlay),
         None if totals.team is None else kpi_totals(totals.team),
+        None if totals.currencies is None else {code: kpi_totals(sums) for code, sums in totals.currencies.items()},
     )
 
 

@@ -46,6 +46,7 @@ class RepKpis(BaseModel):
     rep_id: str
     period: str = Field(examples=["month"])
     period_key: str = Field(examples=["2026-11"])
+    currency: str = Field(examples=["USD"], description="the currency of the money KPIs")
     kpis: KpiReport
 
 
@@ -53,6 +54,7 @@ class TeamKpis(BaseModel):
     team_id: str
     period: str = Field(examples=["quarter"])
     period_key: str = Field(examples=["FY2026-Q4"])
+    currency: str = Field(examples=["USD"], description="the currency of the money KPIs")
     kpis: KpiReport
 
 

@@ -180,6 +180,7 @@ class StatementBook:
                 continue
             carried = _carried(frozen.values(), closed_key)
             before = {line["key"]: Decimal(line["credit"]) for line in (was or {}).get("lines", [])}
+            rates_before = {line["key"]: line["rate"] for line in (was or {}).get("lines", []) if line.get("rate")}
             for key, credit in carried["lines"].items():
                 before[key] = before.get(key, ZERO) + credit
             after = {line["key"]: line for line in (now_doc or {}).get("lines", [])}
@@ -189,8 +190,13 @@ class StatementBook:
                 delta = (Decimal(after[key]["credit"]) if key in after else ZERO) - before.get(key, ZERO)
                 if not delta:
                     continue
-                lines.append({"key": key, "credit": str(delta), "event_ids": self._events_since(fold, key, as_of),
-                              **({"deal_id": key[5:]} if key.startswith("deal:") else {"kind": key[9:]})})
+                line = {"key": key, "credit": str(delta), "event_ids": self._events_since(fold, key, as_of),
+                        **({"deal_id": key[5:]} if key.startswith("deal:") else {"kind": key[9:]})}
+                if key in after and after[key].get("currency"):  # converted: the rate now, and at the close
+                    line.update(currency=after[key]["currency"], rate=after[key]["rate"])
+                    if rates_before.get(key, after[key]["rate"]) != after[key]["rate"]:
+                        line["rate_at_close"] = rates_before[key]
+                lines.append(line)
             payout_before = Decimal((was or {}).get("payout", "0")) + carried["payout"]
             payout_delta = Decimal((now_doc or {}).get("payout", "0")) - payout_before
             if lines or payout_delta:

@@ -179,7 +179,7 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
             rate = fx.deal_rate(snapshot, zone)
             credits, managers = deal_delta(
                 previous, state.managers if state is not None else None, snapshot, reps, teams,
-                rate_before=state.rate if state is not None else ONE, rate=rate,
+                rate_before=state.rate if state is not None else ONE, rate=rate, reporting=fx.reporting,
             )
         except _UNREADABLE as exc:
             unreadable.append(_dead_letter(message, "deal-state", exc))

@@ -124,6 +124,7 @@ def _fingerprint(totals: KpiTotals) -> _Fingerprint:
         len(totals.activities_by_kind),
         None if totals.overlay is None else _fingerprint(totals.overlay),
         None if totals.team is None else _fingerprint(totals.team),
+        None if totals.currencies is None else tuple((c, _fingerprint(s)) for c, s in totals.currencies.items()),
     )
 
 

@@ -37,7 +37,7 @@ def read_credits(raw: bytes) -> tuple[CreditsMessage, list[Credit]]:
     message = decode(CreditsMessage, raw)
     lines = [
         Credit(c.rep_id, c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost, c.overlay,
-               c.rollup)
+               c.rollup, c.currency)
         for c in message.credits
     ]
     return message, lines

@@ -34,7 +34,6 @@ from tests.support.crm_feed import (
     TIMEZONE,
     Event,
     Expected,
-    expected_kpis,
     fetch_kpis,
     mismatches,
     period_keys,
@@ -495,7 +494,7 @@ def run_fault(fault: Fault, scenario: Scenario, options: RunOptions,
                        what=f"{threshold} events acknowledged before the fault")
             acknowledged = load.acknowledged
             at_fault = len(acknowledged)
-            before = expected_kpis([e for e in feed.events if e["event_id"] in acknowledged])
+            before = scenario.expected_of([e for e in feed.events if e["event_id"] in acknowledged])
             activities = sum(t.activities for (_, kind, _), t in before.totals.items() if kind == "year")
             started = time.monotonic()
             log(f"  {fault.key}: injecting at {at_fault} events acknowledged")
@@ -525,7 +524,7 @@ def settle(run: FaultStack, scenario: Scenario, fault: Fault, load: Load, recove
     """Wait until the pipeline shows every acknowledged event and sent every notification; then count."""
     stack = run.stack
     acknowledged = load.acknowledged
-    expected = expected_kpis([e for e in scenario.feed.events if e["event_id"] in acknowledged])
+    expected = scenario.expected_of([e for e in scenario.feed.events if e["event_id"] in acknowledged])
     problems: list[str] = []
     try:
         if options.full:

@@ -61,10 +61,15 @@ def put_rates(stack: Stack, rates: list[dict[str, str]]) -> dict[str, object]:
     return r.json()  # type: ignore[no-any-return]
 
 
-def revenue(stack: Stack, rep: str) -> float | None:
-    r = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": "month", "date": NOW.date().isoformat()},
-                  headers=stack.headers, timeout=10)
-    return r.json()["kpis"]["revenue"] if r.status_code == 200 else None
+def kpis(stack: Stack, rep: str, **params: str) -> dict[str, object] | None:
+    r = httpx.get(f"{stack.api}/v1/reps/{rep}/kpis", params={"period": "month", "date": NOW.date().isoformat(),
+                  **params}, headers=stack.headers, timeout=10)
+    return r.json() if r.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+def revenue(stack: Stack, rep: str, **params: str) -> float | None:
+    found = kpis(stack, rep, **params)
+    return None if found is None else found["kpis"]["revenue"]  # type: ignore[index]
 
 
 def held(stack: Stack) -> list[dict[str, object]]:
@@ -87,6 +92,15 @@ def test_a_deal_is_converted_at_its_close_dates_rate_or_the_latest_earlier_one(s
     expected = cents(Decimal("1000.00") * Decimal("1.0832")) + cents(Decimal("333.33") * Decimal("1.1"))
     wait_until(lambda: revenue(stack, "eli") == float(expected), timeout=20, what="eli's deals at earlier rates")
 
+    # Asked in the deal currency: the deals in it, in it; in the reporting currency: every deal, converted.
+    in_euros = kpis(stack, "eli", currency="EUR")
+    assert in_euros is not None and in_euros["currency"] == "EUR"
+    assert (in_euros["kpis"]["revenue"], in_euros["kpis"]["deals_won"]) == (1333.33, 2.0)  # type: ignore[index]
+    assert kpis(stack, "eli", currency="USD") == kpis(stack, "eli") and kpis(stack, "eli")["currency"] == "USD"  # type: ignore[index]
+    assert revenue(stack, "eli", currency="GBP") == 0.0
+    r = httpx.get(f"{stack.api}/v1/reps/eli/kpis", params={"currency": "euro"}, headers=stack.headers)
+    assert r.status_code == 422 and "ISO 4217" in r.json()["detail"]
+
 
 def test_each_credit_is_converted_on_its_own_half_to_even(stack: Stack) -> None:
     # 0.50 split in two is 0.25 each (CONTRACT §1); at 0.5 each is 0.125, which rounds half to even to 0.12 —
@@ -107,6 +121,8 @@ def test_a_deal_without_any_rate_is_held_listed_and_counted_once_a_rate_arrives(
     ]
     assert metric(scrape(stack), "salespulse_scoring_fx_held_deals", currency="GBP") == 1
     assert revenue(stack, "gil") == 10.0  # still held: nothing of it counted, not even at a guessed rate
+    wait_until(lambda: revenue(stack, "gil", currency="GBP") == 2000.0, timeout=20,
+               what="the held deal's own amount, known in its currency")
 
     # A rate dated after the close does not apply to it (no rate "on or before" the close date): still held.
     put_rates(stack, [{"currency": "GBP", "date": day(8).date().isoformat(), "rate": "1.30"}])

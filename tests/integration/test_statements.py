@@ -243,3 +243,44 @@ def test_a_statement_lists_primary_and_overlay_credit_as_lines_of_their_own(stac
     assert Decimal(both["value"]) == 700
     primary = get(stack, f"/v1/statements/{statement_id('monthly-own', '2026-10', 'cy')}")
     assert [line["key"] for line in primary["lines"]] == ["deal:O1"] and Decimal(primary["value"]) == 500
+
+
+def test_a_corrected_fx_rate_reaches_a_closed_statement_as_an_adjustment(stack: Stack) -> None:
+    """Currencies (docs/plans-and-boards.md): a statement line of a converted deal shows its currency and rate;
+    a rate corrected after the close is restated like a deal correction — the frozen statement stays, the next
+    open one carries the exact difference."""
+    plan = {**PLAN, "plan_id": "fx-monthly", "name": "FX monthly", "participants": {"teams": [], "reps": ["eve"]}}
+    httpx.put(f"{stack.api}/v1/plans/fx-monthly", json=plan, headers=stack.headers, timeout=10).raise_for_status()
+    rates = {"rates": [{"currency": "EUR", "date": "2026-10-01", "rate": "1.10"}]}
+    httpx.put(f"{stack.api}/v1/fx-rates", json=rates, headers=stack.headers, timeout=10).raise_for_status()
+    event = {"event_id": "FX1-v1", "type": "deal", "occurred_at": "2026-10-15T12:00:00Z", "deal_id": "FX1",
+             "version": 1, "owner_id": "eve", "stage": "won", "amount": "1000.00", "currency": "EUR",
+             "closed_at": "2026-10-15T12:00:00Z"}
+    assert httpx.post(f"{stack.ingest}/v1/events", json=event, headers=stack.headers).status_code == 202
+
+    def value(day: str) -> float | None:
+        entries = get(stack, "/v1/reps/eve/progress", date=day)["plans"]
+        return next((p["value"] for p in entries if p["plan_id"] == "fx-monthly"), None)
+
+    def statement(period: str) -> Any:
+        from services.api.statements import statement_id
+
+        return get(stack, f"/v1/statements/{statement_id('fx-monthly', period, 'eve')}")
+
+    wait_until(lambda: value("2026-10-15") == 1100.0, timeout=30, what="the EUR deal at October's rate")
+    closed = httpx.post(f"{stack.api}/v1/plans/fx-monthly/periods/2026-10/close", headers=stack.headers, timeout=60)
+    assert closed.status_code == 200, closed.text
+    october = statement("2026-10")
+    [line] = october["lines"]
+    assert (line["deal_id"], line["amount"], line["currency"], line["rate"], line["credit"]) == (
+        "FX1", "1000.00", "EUR", "1.10", "1100.00")
+
+    rates = {"rates": [{"currency": "EUR", "date": "2026-10-01", "rate": "1.1250"}]}  # the treasury's correction
+    httpx.put(f"{stack.api}/v1/fx-rates", json=rates, headers=stack.headers, timeout=10).raise_for_status()
+    wait_until(lambda: value("2026-10-15") == 1125.0, timeout=30, what="October restated at the corrected rate")
+    assert statement("2026-10") == october  # frozen
+    [group] = statement("2026-11")["adjustments"]
+    assert group["closed_period"] == "2026-10"
+    [adjustment] = group["lines"]
+    assert (adjustment["deal_id"], adjustment["credit"], adjustment["event_ids"]) == ("FX1", "25.00", [])
+    assert (adjustment["currency"], adjustment["rate"], adjustment["rate_at_close"]) == ("EUR", "1.1250", "1.10")

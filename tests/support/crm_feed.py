@@ -3,7 +3,8 @@ the contract gives for it, computed here from CONTRACT §1–3 — deliberately 
 
 The feed is the demo history (15,011 deal snapshots) plus what real CRMs do: re-sent events, reversals
 (won → open → won again, or lost; with a new owner or close date), stale versions sent after newer ones,
-ties broken by event_id, unversioned snapshots, splits, overlay credit, and activities. It goes through ingest
+ties broken by event_id, unversioned snapshots, splits, overlay credit, deals in other currencies (EUR, GBP),
+and activities. It goes through ingest
 as NDJSON,
 and every rep's weekly, monthly and fiscal-quarterly KPIs from the gateway are compared with an independent
 computation written here from CONTRACT §1–3 — deliberately not importing services.scoring.
@@ -36,6 +37,21 @@ NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 STACK_ENV = {"SALESPULSE_TIMEZONE": TIMEZONE, "SALESPULSE_FISCAL_YEAR_START_MONTH": str(FISCAL_YEAR_START_MONTH)}
 
 Event = dict[str, Any]
+
+REPORTING_CURRENCY = "USD"
+FX_RATES: dict[str, dict[date, Decimal]] = {
+    "EUR": {date(2025 + (4 + n) // 12, (4 + n) % 12 + 1, 1): Decimal("1.05") + Decimal(n % 7) * Decimal("0.0137")
+            for n in range(20)},
+}
+"""Monthly EUR rates from 1 May 2025 to 1 December 2026, for a stack that is given them (the scenario PUTs them):
+the feed's EUR deals that close before May 2025 have no rate, and GBP has none at all. Without them every deal
+in another currency than USD is held (`expected_kpis(rates=None)`)."""
+
+
+def fx_rate_rows(rates: dict[str, dict[date, Decimal]] = FX_RATES) -> list[dict[str, str]]:
+    """`rates` as the rows of a PUT /v1/fx-rates."""
+    return [{"currency": currency, "date": day.isoformat(), "rate": str(rate)}
+            for currency, days in sorted(rates.items()) for day, rate in sorted(days.items())]
 
 
 # --- the feed ---------------------------------------------------------------------------------------
@@ -102,6 +118,15 @@ def crm_feed(seed: int = 7) -> Feed:
             {"rep_id": rep, "share": overlay_rng.choice(["0.5", "0.125", "1", "0.3"]), "role": "overlay"}
             for rep in specialists
         ]
+
+    # Deals in other currencies on 120 closing snapshots (issue 23), from a generator of their own: EUR for three
+    # in four (the first rate is June 2025's, so the earliest are held), GBP (no rate at all: held) for the rest;
+    # the opening snapshot names the currency too.
+    currency_rng = random.Random(seed + 2)
+    for event in won[700:800] + lost[150:170]:
+        currency = "GBP" if currency_rng.random() < 0.25 else "EUR"
+        for snapshot in by_deal[event["deal_id"]]:
+            snapshot["currency"] = currency
 
     late: list[Event] = []
     # Reversals on 200 won deals: reopened a day later (version 3), then won again five weeks later for more,
@@ -240,12 +265,22 @@ class Expected:
                 setattr(totals, name, getattr(totals, name) + value)
 
 
-def expected_kpis(events: Iterable[Event], timezone: str = TIMEZONE, *, last_arrival_wins: bool = False) -> Expected:
+def _rate_on(rates: dict[date, Decimal], on: date) -> Decimal | None:
+    earlier = [day for day in rates if day <= on]
+    return rates[max(earlier)] if earlier else None
+
+
+def expected_kpis(
+    events: Iterable[Event], timezone: str = TIMEZONE, *, last_arrival_wins: bool = False,
+    rates: dict[str, dict[date, Decimal]] | None = None,
+) -> Expected:
     """What the contract says the KPIs are: per deal only the snapshot with the greatest
     (version or 0, occurred_at, event_id) counts; its stage credits each split in the close period.
 
-    `last_arrival_wins` computes the naive reading instead (the last snapshot sent counts), to show that the
-    feed's stale and reordered events matter."""
+    A won deal in another currency than USD is converted at `rates` of its close date in `timezone` (or the latest
+    earlier one), each credit to the cent half to even; with no such rate (or no `rates`) it is held: it credits
+    nothing. `last_arrival_wins` computes the naive reading instead (the last snapshot sent counts), to show that
+    the feed's stale and reordered events matter."""
     zone = ZoneInfo(timezone)
     seen: set[str] = set()
     newest: dict[str, tuple[tuple[int, datetime, str], Event]] = {}
@@ -261,6 +296,14 @@ def expected_kpis(events: Iterable[Event], timezone: str = TIMEZONE, *, last_arr
         if event["deal_id"] not in newest or order > newest[event["deal_id"]][0] or last_arrival_wins:
             newest[event["deal_id"]] = (order, event)
     for _, deal in newest.values():
+        rate = None
+        currency = deal.get("currency") or REPORTING_CURRENCY
+        if currency != REPORTING_CURRENCY and deal["stage"] == "won" and Decimal(str(deal["amount"])):
+            closed_on = _time(deal["closed_at"]).astimezone(zone).date()
+            rate = _rate_on((rates or {}).get(currency, {}), closed_on)
+            if rate is None:
+                expected.reps.update(split["rep_id"] for split in deal.get("splits") or [{"rep_id": deal["owner_id"]}])
+                continue  # held: nothing is credited until a rate arrives
         splits = deal.get("splits") or []
         overlays = [split for split in splits if split.get("role") == "overlay"]
         primary = [split for split in splits if split not in overlays] or [{"rep_id": deal["owner_id"], "share": "1"}]
@@ -271,6 +314,8 @@ def expected_kpis(events: Iterable[Event], timezone: str = TIMEZONE, *, last_arr
                 revenue = Decimal(str(deal["amount"])) * share
                 if overlay:  # an overlay's revenue: to the cent, half to even, each on its own
                     revenue = revenue.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+                if rate is not None:  # converted: each credit on its own, to the cent, half to even
+                    revenue = (revenue * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
                 expected.add(rep, _time(deal["closed_at"]), zone, revenue=revenue, deals_won=share,
                              overlay_revenue=revenue if overlay else Decimal(0))
             elif deal["stage"] == "lost":

@@ -38,6 +38,7 @@ from services.demo.roster import demo_reps, demo_teams
 from tests.support.clock import TEST_CLOCK
 from tests.support.crm_feed import (
     FISCAL_YEAR_START_MONTH,
+    FX_RATES,
     STACK_ENV,
     TIMEZONE,
     Event,
@@ -47,6 +48,7 @@ from tests.support.crm_feed import (
     crm_feed,
     expected_kpis,
     fetch_kpis,
+    fx_rate_rows,
     get_patiently,
     mismatches,
     period_keys,
@@ -132,7 +134,7 @@ def _live_events(reps: list[str], now: datetime) -> list[Event]:
     """Today's events, dated between the business day's start and `now`, in posting order. Rep i wins
     (i mod 9) × 2,500 in (i mod 3) + 1 deals (open, then won; some won snapshots re-sent), the next rep an
     overlay of half the first of them when i mod 4 = 2, loses one deal when i mod 4 = 1, and logs 5 × (i mod 7)
-    activities. Nothing is ever taken back."""
+    activities; every fifth rep's deals are in EUR (converted at today's rate). Nothing is ever taken back."""
     start = _day_start(now)
     drafts: list[Event] = []
     for i, rep in enumerate(reps):
@@ -143,7 +145,8 @@ def _live_events(reps: list[str], now: datetime) -> list[Event]:
             amounts = [total // deals] * (deals - 1) + [total - total // deals * (deals - 1)]
             for d, amount in enumerate(amounts):
                 overlay = reps[(i + 1) % len(reps)] if d == 0 and i % 4 == 2 else None
-                drafts += _live_deal(f"live-{i}-won-{d}", rep, "won", amount, resend=(i + d) % 5 == 2, overlay=overlay)
+                drafts += _live_deal(f"live-{i}-won-{d}", rep, "won", amount, resend=(i + d) % 5 == 2, overlay=overlay,
+                                     currency="EUR" if i % 5 == 4 else None)
         if i % 4 == 1:
             drafts += _live_deal(f"live-{i}-lost", rep, "lost", 900, resend=False)
         kinds = ("call", "email", "meeting", "demo")
@@ -166,9 +169,12 @@ def _live_events(reps: list[str], now: datetime) -> list[Event]:
 
 
 def _live_deal(
-    deal_id: str, rep: str, outcome: str, amount: int, *, resend: bool, overlay: str | None = None
+    deal_id: str, rep: str, outcome: str, amount: int, *, resend: bool, overlay: str | None = None,
+    currency: str | None = None,
 ) -> list[Event]:
     base = {"type": "deal", "deal_id": deal_id, "owner_id": rep, "amount": amount, "source": "scenario"}
+    if currency is not None:
+        base["currency"] = currency
     opened = dict(base, event_id=f"{deal_id}-v1", version=1, stage="open")
     closed = dict(base, event_id=f"{deal_id}-v2", version=2, stage=outcome)
     if overlay is not None:
@@ -343,6 +349,12 @@ class Scenario:
     plans: list[dict[str, Any]]
     boards: list[dict[str, Any]]
     kpi_queries: list[Query] = field(repr=False)
+    fx_rates: dict[str, dict[date, Decimal]] = field(default_factory=lambda: FX_RATES, repr=False)
+    """The FX rates `configure` PUTs and the expectation converts with (tests/support/crm_feed.py)."""
+
+    def expected_of(self, events: Iterable[Event]) -> Expected:
+        """The KPIs the contract gives for `events` under this scenario's FX rates."""
+        return expected_kpis(events, rates=self.fx_rates)
 
     @property
     def today(self) -> date:
@@ -357,13 +369,14 @@ def build_scenario(size: int = 3000, now: datetime | None = None) -> Scenario:
     reversals would take revenue back in them, and the tiers reached would depend on batching)."""
     now = (now or TEST_CLOCK.now()).replace(microsecond=0)
     feed = scenario_feed(size, now)
-    history = expected_kpis(event for event in feed.events if not event["event_id"].startswith("live-"))
+    history = expected_kpis((event for event in feed.events if not event["event_id"].startswith("live-")),
+                            rates=FX_RATES)
     current = period_keys(now, ZoneInfo(TIMEZONE), FISCAL_YEAR_START_MONTH)
     last = period_keys(datetime.combine(history.last, datetime.min.time(), ZoneInfo(TIMEZONE)),
                        ZoneInfo(TIMEZONE), FISCAL_YEAR_START_MONTH)
     if current["quarter"] <= last["quarter"]:
         raise RuntimeError(f"the clock ({now.isoformat()}) must be past the feed's history (to {history.last})")
-    expected = expected_kpis(feed.events)
+    expected = expected_kpis(feed.events, rates=FX_RATES)
     roster, teams = demo_reps(), demo_teams()
     return Scenario(
         now=now,
@@ -378,8 +391,8 @@ def build_scenario(size: int = 3000, now: datetime | None = None) -> Scenario:
 
 
 def configure(stack: Stack, scenario: Scenario, api: str | None = None) -> None:
-    """PUT the teams (first without their managers), reps, teams again, plans and boards: each step's
-    documents at once, the steps in that order, so no reference ever points at something missing."""
+    """PUT the FX rates, then the teams (first without their managers), reps, teams again, plans and boards: each
+    step's documents at once, the steps in that order, so no reference ever points at something missing."""
     steps = [
         [("teams", team["team_id"], {**team, "manager_rep_id": None}) for team in scenario.teams],
         [("reps", rep["rep_id"], rep) for rep in scenario.reps],
@@ -388,6 +401,8 @@ def configure(stack: Stack, scenario: Scenario, api: str | None = None) -> None:
         [("boards", board["board_id"], board) for board in scenario.boards],
     ]
     with httpx.Client(base_url=api or stack.api, headers=stack.headers, timeout=30) as client:
+        rates = client.put("/v1/fx-rates", json={"rates": fx_rate_rows(scenario.fx_rates)})
+        assert rates.status_code == 200, f"PUT fx-rates: {rates.text}"
 
         def put(document: tuple[str, str, dict[str, Any]]) -> None:
             collection, entry_id, body = document

@@ -12,7 +12,8 @@ import pytest
 
 from services.scoring.codecs import DealState, decode_deal_state, encode_deal_state
 from services.scoring.domain.deals import DealSnapshot
-from services.scoring.domain.fx import HELD, ONE, FxTable, applied_credits, convert
+from services.scoring.domain.fx import HELD, ONE, FxTable, applied_credits, convert, native_credits
+from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.ledger_fold import LedgerFold
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rollup import deal_delta, restatement
@@ -132,3 +133,32 @@ def test_statements_fold_with_the_same_rates_and_show_them() -> None:
     assert lines["d1"].to_dict()["rate"] == "1.20" and "currency" not in lines["d2"].to_dict()
     without = LedgerFold().add_all(enumerate(events, start=1))  # no FX table: amounts as they are
     assert without.totals("ana", "month", "2026-03", calendar).revenue == Decimal("220.00")
+
+
+def test_a_deal_in_another_currency_also_credits_its_own_amounts_in_it() -> None:
+    before, after = deal("1000.00"), deal("400.00", event_id="e2", version=2, overlays=(("cy", Decimal("0.5")),))
+    credits, _ = deal_delta(None, None, before, {}, {}, rate=HELD, reporting="USD")
+    assert [(c.rep_id, c.currency, c.revenue) for c in credits] == [("ana", "EUR", Decimal("1000.00"))]  # held
+    credits, _ = deal_delta(before, None, after, {"ana": {"team_id": "t"}}, {"t": {"manager_rep_id": "mia"}},
+                            rate_before=HELD, rate=Decimal("1.2"), reporting="USD")
+    assert sorted((c.rep_id, c.currency or "", c.rollup, c.overlay, c.revenue) for c in credits) == sorted([
+        ("ana", "", False, False, Decimal("480.00")),
+        ("ana", "EUR", False, False, Decimal("-600.00")),
+        ("cy", "", False, True, Decimal("240.00")),
+        ("cy", "EUR", False, True, Decimal("200.00")),
+        ("mia", "", True, False, Decimal("480.00")),  # a manager's roll-up is in the reporting currency only
+    ])
+    assert deal_delta(None, None, deal(currency="USD"), {}, {}, reporting="USD")[0][0].currency is None
+
+
+def test_sums_by_currency_count_in_no_kpi_of_the_reporting_currency_and_survive_storage() -> None:
+    totals = KpiTotals()
+    for credit in applied_credits(deal("100.00"), Decimal("1.5")) + native_credits(deal("100.00"), "USD"):
+        totals.apply_credit(credit)
+    totals.apply_credit(replace(applied_credits(deal("7.00"), ONE)[0], currency="JPY"))
+    assert totals.value("revenue") == Decimal("150.00") and totals.report()["deals_won"] == 1.0
+    assert totals.in_currency("EUR").value("revenue") == Decimal("100.00")
+    assert totals.in_currency("JPY").report()["revenue"] == 7.0 and totals.in_currency("CHF").is_zero()
+    again = KpiTotals.from_dict(totals.to_dict())
+    assert again == totals and (again + again).in_currency("EUR").revenue == Decimal("200.00")
+    assert not totals.is_zero() and KpiTotals(currencies={"EUR": KpiTotals()}).to_dict() == {}

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from schemas.kpis import ALL_ROLES, PRIMARY_ONLY
-from services.api.deps import DateQuery, GatewayDep, PeriodQuery, RolesQuery
+from services.api.deps import CurrencyQuery, DateQuery, GatewayDep, PeriodQuery, RolesQuery
 from services.api.gateway import Gateway
 from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
 from services.api.scope import require_board, require_rep, require_team
@@ -24,12 +24,13 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/reps/{rep_id}/kpis", summary="A rep's KPIs for one period", response_model=RepKpis, responses=PROBLEMS)
 async def rep_kpis(
-    rep_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None, roles: RolesQuery = None
+    rep_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None, roles: RolesQuery = None,
+    currency: CurrencyQuery = None,
 ) -> Any:
     require_rep(who, gw, rep_id)
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
-    return await _kpis(gw, "rep_id", rep_id, period, date, gw.rep_totals, roles or ALL_ROLES)
+    return await _kpis(gw, "rep_id", rep_id, period, date, gw.rep_totals, roles or ALL_ROLES, currency)
 
 
 @router.get(
@@ -39,23 +40,30 @@ async def rep_kpis(
     responses=PROBLEMS,
 )
 async def team_kpis(
-    team_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None, roles: RolesQuery = None
+    team_id: str, gw: GatewayDep, who: ReaderKey, period: PeriodQuery, date: DateQuery = None, roles: RolesQuery = None,
+    currency: CurrencyQuery = None,
 ) -> Any:
     require_team(who, gw, team_id)
     if team_id not in gw.config.state.teams() and not gw.config.state.members(team_id):
         raise Problem(404, f"No team {team_id!r}.")
-    return await _kpis(gw, "team_id", team_id, period, date, gw.team_totals, roles or PRIMARY_ONLY)
+    return await _kpis(gw, "team_id", team_id, period, date, gw.team_totals, roles or PRIMARY_ONLY, currency)
 
 
 async def _kpis(
     gw: Gateway, id_field: str, entry_id: str, period: PeriodKind, on: date | None,
-    totals: Callable[[str, PeriodKind, str], Awaitable[KpiTotals]], roles: Collection[str],
+    totals: Callable[[str, PeriodKind, str], Awaitable[KpiTotals]], roles: Collection[str], currency: str | None,
 ) -> dict[str, Any]:
     """The KPI answer (CONTRACT §6) of a rep or team for the period containing `on` (default: today), counting
-    the credit of `roles`."""
+    the credit of `roles`; with a `currency` other than the reporting one, of the deals in it, in it."""
     key = gw.calendar.key_for_date(on or gw.today(), period)
     found = await totals(entry_id, period, key)
-    return {id_field: entry_id, "period": period, "period_key": key, "kpis": found.credited(roles).report()}
+    reporting = gw.settings.currency
+    if currency is not None and currency != reporting:
+        found = found.in_currency(currency)
+    return {
+        id_field: entry_id, "period": period, "period_key": key, "currency": currency or reporting,
+        "kpis": found.credited(roles).report(),
+    }
 
 
 @router.get(

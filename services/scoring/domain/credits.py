@@ -43,6 +43,9 @@ class Credit:
     renewals_lost: Decimal = ZERO
     overlay: bool = False
     rollup: bool = False
+    currency: str | None = None
+    """Set on a deal's credit in its own currency (not the reporting one): counted in that currency's sums only
+    (KpiTotals.currencies), never in a KPI of the reporting currency (services/scoring/domain/fx.py)."""
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
@@ -65,6 +68,7 @@ class Credit:
             -self.renewals_lost,
             self.overlay,
             self.rollup,
+            self.currency,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +82,8 @@ class Credit:
             data["overlay"] = True
         if self.rollup:
             data["rollup"] = True
+        if self.currency is not None:
+            data["currency"] = self.currency
         return data
 
     @classmethod
@@ -95,6 +101,7 @@ class Credit:
                 Decimal(get("renewals_lost", 0)),
                 bool(get("overlay", False)),
                 bool(get("rollup", False)),
+                get("currency"),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a stored credit: {exc!r}") from exc
@@ -176,12 +183,13 @@ def contribution(snapshot: DealSnapshot) -> list[Credit]:
 
 
 def rolled_up(credits: Iterable[Credit], managers: Mapping[str, str]) -> list[Credit]:
-    """The roll-up credits of `credits`: each credit of a rep in `managers`, counted for that rep's manager."""
+    """The roll-up credits of `credits`: each credit of a rep in `managers`, counted for that rep's manager (a
+    credit in a deal's own currency is not rolled up: a manager plan measures the reporting currency)."""
     return [
         Credit(managers[c.rep_id], c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost,
                c.overlay, True)
         for c in credits
-        if c.rep_id in managers
+        if c.rep_id in managers and c.currency is None
     ]
 
 
@@ -202,21 +210,23 @@ def net(plus: Iterable[Credit], minus: Iterable[Credit]) -> list[Credit]:
     role (primary first) and roll-up (own credit first), so the same inputs always yield the same list."""
     # Aware datetimes hash and compare by instant, so one close time given in two offsets merges;
     # the dict keeps the first key object it saw, which makes the output's `at` deterministic.
-    sums: dict[tuple[str, datetime, bool, bool], list[Decimal]] = {}
+    sums: dict[tuple[str, datetime, bool, bool, str | None], list[Decimal]] = {}
     parts = [(credit, _ONE) for credit in plus]
     parts += [(credit, -_ONE) for credit in minus]
     for credit, sign in parts:
         measures = sums.setdefault(
-            (credit.rep_id, credit.at, credit.overlay, credit.rollup), [ZERO] * len(CREDIT_MEASURES)
+            (credit.rep_id, credit.at, credit.overlay, credit.rollup, credit.currency), [ZERO] * len(CREDIT_MEASURES)
         )
         for i, name in enumerate(CREDIT_MEASURES):
             value = getattr(credit, name)
             if value:
                 measures[i] += value if sign > 0 else -value
     credits = [
-        Credit(rep_id, at, revenue, won, lost, renewals_won, renewals_lost, overlay, rollup)
-        for (rep_id, at, overlay, rollup), (revenue, won, lost, renewals_won, renewals_lost) in sums.items()
+        Credit(rep_id, at, revenue, won, lost, renewals_won, renewals_lost, overlay, rollup, currency)
+        for (rep_id, at, overlay, rollup, currency), (revenue, won, lost, renewals_won, renewals_lost) in sums.items()
     ]
     credits = [credit for credit in credits if not credit.is_zero()]
-    credits.sort(key=lambda credit: (credit.at.astimezone(_UTC), credit.rep_id, credit.overlay, credit.rollup))
+    credits.sort(
+        key=lambda c: (c.at.astimezone(_UTC), c.rep_id, c.overlay, c.rollup, c.currency is not None, c.currency or "")
+    )
     return credits

@@ -21,7 +21,9 @@ from typing import Any, Final
 from services.scoring.domain.credits import Credit, contribution
 from services.scoring.domain.deals import DealSnapshot
 
-__all__ = ["HELD", "ONE", "FxTable", "Rate", "applied_credits", "convert", "decode_rate", "encode_rate"]
+__all__ = [
+    "HELD", "ONE", "FxTable", "Rate", "applied_credits", "convert", "decode_rate", "encode_rate", "native_credits"
+]
 
 ONE: Final = Decimal(1)
 HELD: Final = None
@@ -84,6 +86,15 @@ def convert(credits: Sequence[Credit], rate: Rate) -> list[Credit]:
 def applied_credits(snapshot: DealSnapshot | None, rate: Rate) -> list[Credit]:
     """What `snapshot` credits in the reporting currency at `rate` (nothing for none)."""
     return [] if snapshot is None else convert(contribution(snapshot), rate)
+
+
+def native_credits(snapshot: DealSnapshot | None, reporting: str | None) -> list[Credit]:
+    """What `snapshot` credits in its own currency, when that is not `reporting`: the same credits, unconverted,
+    marked with the currency (KPIs `?currency=`). Held or not, a deal's own amounts are known. None when no
+    reporting currency is given (no sums by currency)."""
+    if snapshot is None or reporting is None or snapshot.currency is None or snapshot.currency == reporting:
+        return []
+    return [replace(credit, currency=snapshot.currency) for credit in contribution(snapshot)]
 
 
 def encode_rate(rate: Rate) -> str | None:

@@ -51,7 +51,9 @@ class KpiTotals:
     The deal sums are the primary credit; `overlay` holds the overlay credit's deal sums (None when there is
     none). `value` and `report` count both, a rep's own number; `credited(roles)` chooses (a team: primary).
     `team` holds a manager's team roll-up (their members' credit, with its own overlay part), which counts in
-    no KPI of the manager's own: `rollup(roles)` reads it for a manager plan."""
+    no KPI of the manager's own: `rollup(roles)` reads it for a manager plan. `currencies` holds, per currency other
+    than the reporting one, the deal sums of the deals in that currency in that currency (credits with a
+    `currency`), again in no KPI of the reporting currency: `in_currency(code)` reads them."""
 
     revenue: Decimal = ZERO
     deals_won: Decimal = ZERO
@@ -62,12 +64,17 @@ class KpiTotals:
     activities_by_kind: dict[str, int] = field(default_factory=dict)
     overlay: KpiTotals | None = None
     team: KpiTotals | None = None
+    currencies: dict[str, KpiTotals] | None = None
 
     # -- folding ----------------------------------------------------------------------------------
 
     def apply_credit(self, credit: Credit) -> None:
         """Add a credit's signed deltas (a roll-up credit's into `team`, an overlay credit's into `overlay`)."""
         target = self
+        if credit.currency is not None:
+            if self.currencies is None:
+                self.currencies = {}
+            target = self.currencies.get(credit.currency) or self.currencies.setdefault(credit.currency, KpiTotals())
         if credit.rollup:
             if self.team is None:
                 self.team = KpiTotals()
@@ -119,6 +126,11 @@ class KpiTotals:
             if self.team is None:
                 self.team = KpiTotals()
             self.team.add(other.team)
+        if other.currencies:
+            if self.currencies is None:
+                self.currencies = {}
+            for code, sums in other.currencies.items():
+                self.currencies.setdefault(code, KpiTotals()).add(sums)
         self.revenue += other.revenue
         self.deals_won += other.deals_won
         self.deals_lost += other.deals_lost
@@ -150,6 +162,7 @@ class KpiTotals:
             dict(self.activities_by_kind),
             None if self.overlay is None else self.overlay.copy(),
             None if self.team is None else self.team.copy(),
+            None if self.currencies is None else {code: sums.copy() for code, sums in self.currencies.items()},
         )
 
     def credited(self, roles: Collection[str]) -> KpiTotals:
@@ -181,7 +194,13 @@ class KpiTotals:
             or self.activities_by_kind
             or (self.overlay is not None and not self.overlay.is_zero())
             or (self.team is not None and not self.team.is_zero())
+            or (self.currencies is not None and any(not sums.is_zero() for sums in self.currencies.values()))
         )
+
+    def in_currency(self, code: str) -> KpiTotals:
+        """The deal sums of the deals in currency `code` (not the reporting one), in it; no activities."""
+        found = None if self.currencies is None else self.currencies.get(code)
+        return KpiTotals() if found is None else found
 
     def rollup(self, roles: Collection[str]) -> KpiTotals:
         """A manager's team roll-up counting the members' credit of `roles` (see `credited`)."""
@@ -258,6 +277,10 @@ class KpiTotals:
             data["overlay"] = self.overlay.to_dict()
         if self.team is not None and not self.team.is_zero():
             data["team"] = self.team.to_dict()
+        if self.currencies:
+            kept = {code: sums.to_dict() for code, sums in sorted(self.currencies.items()) if not sums.is_zero()}
+            if kept:
+                data["currencies"] = kept
         return data
 
     @classmethod
@@ -269,7 +292,7 @@ class KpiTotals:
             revenue, won, lost = get("revenue"), get("deals_won"), get("deals_lost")
             renewals_won, renewals_lost = get("renewals_won"), get("renewals_lost")
             by_kind = get("activities_by_kind")
-            overlay, team = get("overlay"), get("team")
+            overlay, team, currencies = get("overlay"), get("team"), get("currencies")
             return cls(
                 ZERO if revenue is None else Decimal(revenue),
                 ZERO if won is None else Decimal(won),
@@ -280,6 +303,7 @@ class KpiTotals:
                 {str(kind): int(count) for kind, count in by_kind.items()} if by_kind else {},
                 None if overlay is None else cls.from_dict(overlay),
                 None if team is None else cls.from_dict(team),
+                None if currencies is None else {str(code): cls.from_dict(sums) for code, sums in currencies.items()},
             )
         except (TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise ValueError(f"not stored KPI totals: {exc!r}") from exc

@@ -20,7 +20,7 @@ from typing import Any
 from schemas.kpis import ACTIVITY_PREFIX, OVERLAY, PRIMARY
 from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution, rolled_up
 from services.scoring.domain.deals import DealSnapshot, is_newer
-from services.scoring.domain.fx import ONE, FxTable, Rate, convert
+from services.scoring.domain.fx import ONE, FxTable, Rate, convert, native_credits
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
 from services.scoring.domain.rollup import Documents, rollup_of
@@ -147,7 +147,8 @@ class LedgerFold:
             if history.applied is None or history.applied.stage == "open":
                 continue
             credits = self._credits(history.applied, calendar)[0]
-            for credit in credits + rolled_up(credits, self._managers(history.applied)):
+            native = native_credits(history.applied, None if self.fx is None else self.fx.reporting)
+            for credit in credits + rolled_up(credits, self._managers(history.applied)) + native:
                 if calendar.key(credit.at, kind) == key:
                     by_rep.setdefault(credit.rep_id, KpiTotals()).apply_credit(credit)
         for fact in self.activities:

@@ -184,6 +184,8 @@ class RepState:
                 if totals is None:
                     totals = self._open_period(kind, key, late)
                 totals.apply_credit(credit)
+            if credit.currency is not None:
+                continue  # a deal's own currency: no contest counts it (contests measure KPIs)
             minute_totals = KpiTotals()
             minute_totals.apply_credit(credit)
             self._add_minute(

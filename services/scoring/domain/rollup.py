@@ -15,7 +15,7 @@ from typing import Any
 
 from services.scoring.domain.credits import Credit, net, rolled_up
 from services.scoring.domain.deals import DealSnapshot
-from services.scoring.domain.fx import ONE, Rate, applied_credits
+from services.scoring.domain.fx import ONE, Rate, applied_credits, native_credits
 
 __all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "restatement", "rollup_delta", "rollup_of"]
 
@@ -69,15 +69,17 @@ def deal_delta(
     *,
     rate_before: Rate = ONE,
     rate: Rate = ONE,
+    reporting: str | None = None,
 ) -> tuple[list[Credit], dict[str, str]]:
     """What applying `current` (converted at `rate`, services/scoring/domain/fx.py) after `previous` (as it was
     converted, at `rate_before`) credits, the roll-up included, and whom `current`'s credit rolls up to (to keep
     with it). The roll-up is what `current` credits, counted for the managers at its close instant, less exactly
     what `previous` rolled up (`rolled_before`, to whomever it went then): a correction never takes credit back
-    from a manager who did not get it."""
+    from a manager who did not get it. A deal in another currency than `reporting` also credits its own amounts
+    in its currency (`native_credits`)."""
     now = applied_credits(current, rate)
     before = applied_credits(previous, rate_before)
-    credits = net(now, before)
+    credits = net(now + native_credits(current, reporting), before + native_credits(previous, reporting))
     managers = rollup_of(current, reps, teams)
     return credits + rollup_delta(now, managers, before, rolled_before), managers
 
