@@ -150,3 +150,46 @@ def test_a_worker_killed_in_a_roll_up_reconcile_is_replaced_and_the_manager_coun
     marker = {**events[0], "event_id": "roll-marker", "deal_id": "roll-marker", "amount": "1.00"}
     post_feed(stack, [[marker]])
     wait_until(lambda: managed() == total + 1.0, timeout=60, what="the marker deal on top, nothing counted twice")
+
+
+@pytest.mark.parametrize("crash_at", ["rollup:pending-written:1", "rollup:credits-sent:1"])
+def test_a_worker_killed_while_a_rate_arrives_for_held_deals_is_replaced_and_counts_each_deal_once(
+    stack_factory: Any, tmp_path: Any, crash_at: str
+) -> None:
+    """EUR deals with no rate are held; then a rate arrives, and the reconcile that counts them (the roll-up's,
+    docs/plans-and-boards.md, Currencies) is killed after storing its moves as pending, or after sending their
+    credits. The replacement finishes it, and each deal is counted exactly once at the rate."""
+    amounts = {"fx-kim": ["1200.00", "800.50"], "fx-lee": ["300.25"]}
+    events = [
+        {"event_id": f"fx-{rep}-{n}", "type": "deal", "occurred_at": stamp(NOW - timedelta(days=n + 1)),
+         "deal_id": f"fx-{rep}-{n}", "owner_id": rep, "stage": "won", "amount": amount, "currency": "EUR",
+         "closed_at": stamp(NOW - timedelta(days=n + 1))}
+        for rep, values in amounts.items() for n, amount in enumerate(values)
+    ]
+    rates = {"EUR": {(NOW - timedelta(days=30)).date(): Decimal("1.2345")}}
+    stack = start_without_scoring(stack_factory(sqlite_url(tmp_path), **STACK_ENV))
+    start_scoring(stack, "scoring", SALESPULSE_SCORING_CRASH_AT=crash_at)
+    crashed = stack.services["scoring"]
+    api = start_api(stack)
+    post_feed(stack, [events])
+
+    def held() -> list[str]:
+        r = httpx.get(f"{api}/v1/fx-rates/held", headers=stack.headers, timeout=10)
+        return sorted(h["deal_id"] for h in r.json()["held"]) if r.status_code == 200 else []
+
+    wait_until(lambda: held() == sorted(e["deal_id"] for e in events), timeout=60, what="the EUR deals held")
+    rows = [{"currency": "EUR", "date": day.isoformat(), "rate": str(rate)} for day, rate in rates["EUR"].items()]
+    httpx.put(f"{api}/v1/fx-rates", json={"rates": rows}, headers=stack.headers, timeout=10).raise_for_status()
+    wait_until(lambda: crashed.proc.poll() is not None, timeout=60, what=f"the worker to crash at {crash_at}")
+    assert crashed.proc.returncode == -9, stack.tail("scoring")
+    stack.kill("scoring")
+
+    start_scoring(stack, "scoring-2")
+    wait_for_kpis(stack, expected_kpis(events, rates=rates), api=api, timeout=90)
+    wait_until(lambda: held() == [], timeout=30, what="the held list emptied")
+    if crash_at.startswith("rollup:credits-sent"):
+        # The replacement sent the same reconcile again; the reps' states had it and ignored it.
+        assert metric(scrape(stack, "scoring-2"), "salespulse_scoring_duplicates_total", agent="rep-kpis") > 0
+    marker = {**events[0], "event_id": "fx-marker", "deal_id": "fx-marker", "amount": "1.00"}
+    post_feed(stack, [[marker]])
+    wait_for_kpis(stack, expected_kpis([*events, marker], rates=rates), api=api, timeout=60)
