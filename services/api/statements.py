@@ -313,7 +313,7 @@ class StatementBook:
     ) -> list[dict[str, Any]]:
         """For each plan covering the rep: the figures now, and if every open deal of the rep closed won today at
         its amount (the rep's share of it)."""
-        open_deals = fold.open_deals_of(rep_id)
+        open_deals = fold.open_deals_of(rep_id, self.calendar)
         found = []
         for plan in plans:
             current = plan_progress(plan, rep_id=rep_id, team_id=team_id, totals=self._totals_of(fold, rep_id),

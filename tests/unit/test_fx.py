@@ -162,3 +162,15 @@ def test_sums_by_currency_count_in_no_kpi_of_the_reporting_currency_and_survive_
     again = KpiTotals.from_dict(totals.to_dict())
     assert again == totals and (again + again).in_currency("EUR").revenue == Decimal("200.00")
     assert not totals.is_zero() and KpiTotals(currencies={"EUR": KpiTotals()}).to_dict() == {}
+
+
+def test_the_pipeline_projection_converts_open_deals_at_the_days_rate() -> None:
+    calendar = Calendar("UTC", 1)
+    opened = {"type": "deal", "owner_id": "ana", "stage": "open", "occurred_at": "2026-03-01T10:00:00Z"}
+    fold = LedgerFold(fx=FX).add_all(enumerate([
+        {**opened, "event_id": "o1", "deal_id": "o1", "amount": "100.00", "currency": "EUR"},
+        {**opened, "event_id": "o2", "deal_id": "o2", "amount": "70.00", "currency": "GBP"},  # no rate: adds nothing
+        {**opened, "event_id": "o3", "deal_id": "o3", "amount": "5.00"},
+    ], start=1))
+    projected = fold.open_deals_of("ana", calendar)(datetime(2026, 3, 3, 12, tzinfo=UTC))
+    assert sorted(c.revenue for c in projected) == [Decimal("5.00"), Decimal("120.00")]

@@ -157,8 +157,9 @@ class LedgerFold:
         self._period_cache[(kind, key, self.last_seq)] = by_rep
         return by_rep
 
-    def open_deals_of(self, rep_id: str) -> Callable[[datetime], list[Credit]]:
-        """The rep's open deals as the credits they would give if won at a given instant (the rep's part)."""
+    def open_deals_of(self, rep_id: str, calendar: Calendar) -> Callable[[datetime], list[Credit]]:
+        """The rep's open deals as the credits they would give if won at a given instant (the rep's part), converted
+        at that day's rate (a deal whose currency has no rate would be held: it adds nothing)."""
         deals = [h.applied for h in self.deals.values()
                  if h.applied is not None and h.applied.stage == "open"
                  and rep_id in h.applied.rep_ids()]
@@ -167,7 +168,7 @@ class LedgerFold:
             found = []
             for snapshot in deals:
                 won = replace(snapshot, stage="won", closed_at=at)
-                found += [c for c in contribution(won) if c.rep_id == rep_id]
+                found += [c for c in self._credits(won, calendar)[0] if c.rep_id == rep_id]
             return found
 
         return credits
