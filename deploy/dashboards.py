@@ -216,6 +216,11 @@ PIPELINE_HEALTH = Dashboard(
                     ),
                     unit="ops",
                 ),
+                Panel(
+                    "Won deals held for want of an FX rate, by currency",
+                    (q("sum by (currency) (salespulse_scoring_fx_held_deals) or vector(0)", "{{currency}}"),),
+                    unit="short",
+                ),
             ),
         ),
     ),
