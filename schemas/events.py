@@ -33,7 +33,6 @@ from schemas.suggestions import did_you_mean
 
 __all__ = [
     "AMOUNT_LIMIT",
-    "DEFAULT_CURRENCY",
     "VERSION_LIMIT",
     "EVENTS_ADAPTER",
     "EVENT_ADAPTER",
@@ -50,7 +49,6 @@ __all__ = [
     "validate_events",
 ]
 
-DEFAULT_CURRENCY: Final = "USD"
 AMOUNT_LIMIT: Final = Decimal(10**15)
 # A CRM revision fits a signed 64-bit integer (BIGINT, a Java long); orjson and Kafka tooling stop there too.
 VERSION_LIMIT: Final = 2**63 - 1
