@@ -43,8 +43,11 @@ def _event(i: int, run: str) -> dict[str, object]:
     }
 
 
-async def _fire(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int) -> tuple[float, int]:
-    """POST every body with `concurrency` workers; returns (seconds, non-202 count)."""
+async def _fire(
+    url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int
+) -> tuple[float, float, int]:
+    """POST every body with `concurrency` workers; returns (the first post's time.perf_counter — CLOCK_MONOTONIC,
+    comparable across processes —, seconds, non-202 count)."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -63,16 +66,25 @@ async def _fire(url: str, bodies: list[bytes], headers: dict[str, str], concurre
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, failures
+        return started, time.perf_counter() - started, failures
 
 
-def _client(args: tuple[str, list[bytes], dict[str, str], int]) -> tuple[float, int]:
+def _client(args: tuple[str, list[bytes], dict[str, str], int]) -> tuple[float, float, int]:
     return asyncio.run(_fire(*args))
 
 
-def run_client(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int) -> tuple[float, int]:
+def run_client_timed(
+    url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int
+) -> tuple[float, float, int]:
+    """POST `bodies` from a client process of its own; (first post's time.perf_counter, seconds, failures)."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_client, ((url, bodies, headers, concurrency),))
+
+
+def run_client(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int) -> tuple[float, int]:
+    """POST `bodies` from a client process of its own; (seconds, failures)."""
+    _, seconds, failures = run_client_timed(url, bodies, headers, concurrency)
+    return seconds, failures
 
 
 REFERENCE_APP = """

@@ -157,6 +157,25 @@ def _samples(port: int) -> dict[tuple[str, str], float]:
     return found
 
 
+def wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float = 120.0) -> float:
+    """Wait until the worker serves its assignment (`salespulse_scoring_serving` 1: partitions assigned, tables
+    recovered); returns the seconds waited."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"scoring exited with {proc.returncode}; see its log")
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            text = ""
+        for family in text_string_to_metric_families(text):
+            if any(s.name == "salespulse_scoring_serving" and s.value == 1 for s in family.samples):
+                return time.perf_counter() - started
+        time.sleep(0.05)
+    raise SystemExit(f"scoring did not serve its partitions within {timeout:.0f} s")
+
+
 def _counters(port: int) -> dict[str, float]:
     return {agent: v for (name, agent), v in _samples(port).items() if name == "salespulse_scoring_events_total"}
 

@@ -226,6 +226,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
+        metrics.serving.set(1 if serving_now() else 0)
         try:
             await asyncio.wait_for(agents.refresh_assignment_metrics(ctx, app.consumer), timeout=5)
         except Exception as exc:  # noqa: BLE001  (not started, rebalancing: serve the rest)

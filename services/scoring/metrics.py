@@ -85,6 +85,11 @@ class ScoringMetrics:
             registry=r,
         )
 
+        self.serving = Gauge(
+            "salespulse_scoring_serving",
+            "1 when this worker serves its assignment (partitions assigned, tables recovered, snapshots republished)",
+            registry=r,
+        )
         self.held_deals = Gauge(
             "salespulse_scoring_fx_held_deals",
             "Won deals this worker owns whose credit is held: no FX rate of their currency on or before the close date",

@@ -100,6 +100,7 @@ def test_the_first_event_posted_when_ready_first_answers_200_is_seen_at_once(fre
         topic = f"{stack.topic_prefix}{kind}"
         assigned = metric(served, "salespulse_scoring_assigned_partitions", topic=topic)
         assert assigned == PARTITIONS, (topic, assigned)
+    assert metric(served, "salespulse_scoring_serving") == 1
     # Until then it said what it waited for, in the documented shape.
     for answer in before:
         assert answer["ready"] is False
