@@ -69,7 +69,8 @@ class KpiTotals:
     # -- folding ----------------------------------------------------------------------------------
 
     def apply_credit(self, credit: Credit) -> None:
-        """Add a credit's signed deltas (a roll-up credit's into `team`, an overlay credit's into `overlay`)."""
+        """Add a credit's signed deltas (a roll-up credit's into `team`, an overlay credit's into `overlay`, a credit
+        in a deal's own currency into `currencies`, each with the same nesting)."""
         target = self
         if credit.currency is not None:
             if self.currencies is None:
