@@ -12,7 +12,7 @@ import pytest
 
 from services.scoring.codecs import DealState, decode_deal_state, encode_deal_state
 from services.scoring.domain.deals import DealSnapshot
-from services.scoring.domain.fx import HELD, ONE, FxTable, applied_credits, convert, native_credits
+from services.scoring.domain.fx import HELD, ONE, FxTable, applied_credits, both_credits, convert
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.ledger_fold import LedgerFold
 from services.scoring.domain.periods import Calendar
@@ -153,7 +153,7 @@ def test_a_deal_in_another_currency_also_credits_its_own_amounts_in_it() -> None
 
 def test_sums_by_currency_count_in_no_kpi_of_the_reporting_currency_and_survive_storage() -> None:
     totals = KpiTotals()
-    for credit in applied_credits(deal("100.00"), Decimal("1.5")) + native_credits(deal("100.00"), "USD"):
+    for credit in sum(both_credits(deal("100.00"), Decimal("1.5"), "USD"), []):
         totals.apply_credit(credit)
     totals.apply_credit(replace(applied_credits(deal("7.00"), ONE)[0], currency="JPY"))
     assert totals.value("revenue") == Decimal("150.00") and totals.report()["deals_won"] == 1.0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -15,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from schemas.config import FxRate, FxRates
+from schemas.events import parse_exactly
 from services.api.deps import GatewayDep
 from services.api.responses import KEYED_PROBLEMS, PROBLEMS
 from services.api.routes.config import PUT_PROBLEMS, publish_entry
@@ -31,10 +31,9 @@ MAX_ERRORS = 50
 
 
 def _rows_from_json(body: bytes) -> list[Any]:
-    try:
-        data = json.loads(body, parse_float=Decimal)
-    except ValueError as exc:
-        raise Problem(400, f"The body is not valid JSON: {exc}. Send {{\"rates\": [...]}} or a CSV file.") from None
+    data, problems = parse_exactly(body)
+    if problems:
+        raise Problem(400, f"The {problems[0].message}. Send {{\"rates\": [...]}} or a CSV file.")
     rows = data.get("rates") if isinstance(data, dict) else data
     if not isinstance(rows, list) or (isinstance(data, dict) and set(data) != {"rates"}):
         raise Problem(

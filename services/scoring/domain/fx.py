@@ -22,7 +22,7 @@ from services.scoring.domain.credits import Credit, contribution
 from services.scoring.domain.deals import DealSnapshot
 
 __all__ = [
-    "HELD", "ONE", "FxTable", "Rate", "applied_credits", "convert", "decode_rate", "encode_rate", "native_credits"
+    "HELD", "ONE", "FxTable", "Rate", "applied_credits", "both_credits", "convert", "decode_rate", "encode_rate"
 ]
 
 ONE: Final = Decimal(1)
@@ -64,10 +64,6 @@ class FxTable:
             return ONE
         return self.rate(snapshot.currency, snapshot.closed_at.astimezone(zone).date())
 
-    def currencies(self) -> list[str]:
-        """The currencies with at least one rate."""
-        return sorted(currency for currency, dates in self._dates.items() if dates)
-
 
 def convert(credits: Sequence[Credit], rate: Rate) -> list[Credit]:
     """`credits` in the reporting currency: each credit's revenue × `rate`, to the cent half to even; nothing
@@ -88,13 +84,20 @@ def applied_credits(snapshot: DealSnapshot | None, rate: Rate) -> list[Credit]:
     return [] if snapshot is None else convert(contribution(snapshot), rate)
 
 
-def native_credits(snapshot: DealSnapshot | None, reporting: str | None) -> list[Credit]:
-    """What `snapshot` credits in its own currency, when that is not `reporting`: the same credits, unconverted,
-    marked with the currency (KPIs `?currency=`). Held or not, a deal's own amounts are known. None when no
-    reporting currency is given (no sums by currency)."""
-    if snapshot is None or reporting is None or snapshot.currency is None or snapshot.currency == reporting:
-        return []
-    return [replace(credit, currency=snapshot.currency) for credit in contribution(snapshot)]
+def both_credits(
+    snapshot: DealSnapshot | None, rate: Rate, reporting: str | None
+) -> tuple[list[Credit], list[Credit]]:
+    """`applied_credits(snapshot, rate)`, and what `snapshot` credits in its own currency when that is not
+    `reporting`: the same credits, unconverted, marked with the currency (KPIs `?currency=`; held or not, a
+    deal's own amounts are known; nothing when no reporting currency is given). The contribution is worked out
+    once for both."""
+    if snapshot is None:
+        return [], []
+    credits = contribution(snapshot)
+    currency = snapshot.currency
+    if reporting is None or currency is None or currency == reporting:
+        return convert(credits, rate), []
+    return convert(credits, rate), [replace(credit, currency=currency) for credit in credits]
 
 
 def encode_rate(rate: Rate) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 from schemas.kpis import ACTIVITY_PREFIX, OVERLAY, PRIMARY
 from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution, rolled_up
 from services.scoring.domain.deals import DealSnapshot, is_newer
-from services.scoring.domain.fx import ONE, FxTable, Rate, convert, native_credits
+from services.scoring.domain.fx import ONE, FxTable, Rate, both_credits, convert
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
 from services.scoring.domain.rollup import Documents, rollup_of
@@ -146,8 +146,9 @@ class LedgerFold:
         for history in self.deals.values():
             if history.applied is None or history.applied.stage == "open":
                 continue
-            credits = self._credits(history.applied, calendar)[0]
-            native = native_credits(history.applied, None if self.fx is None else self.fx.reporting)
+            credits, native = both_credits(
+                history.applied, self._rate(history.applied, calendar), None if self.fx is None else self.fx.reporting
+            )
             for credit in credits + rolled_up(credits, self._managers(history.applied)) + native:
                 if calendar.key(credit.at, kind) == key:
                     by_rep.setdefault(credit.rep_id, KpiTotals()).apply_credit(credit)
@@ -180,9 +181,13 @@ class LedgerFold:
                 found.update(credit.rep_id for credit in contribution(history.applied))
         return found
 
+    def _rate(self, snapshot: DealSnapshot, calendar: Calendar) -> Rate:
+        """The rate the snapshot's credit is converted at (services/scoring/domain/fx.py)."""
+        return ONE if self.fx is None else self.fx.deal_rate(snapshot, calendar.zone)
+
     def _credits(self, snapshot: DealSnapshot, calendar: Calendar) -> tuple[list[Credit], Rate]:
         """What the snapshot credits in the reporting currency, and the rate it was converted at."""
-        rate = ONE if self.fx is None else self.fx.deal_rate(snapshot, calendar.zone)
+        rate = self._rate(snapshot, calendar)
         return convert(contribution(snapshot), rate), rate
 
     def _managers(self, snapshot: DealSnapshot) -> dict[str, str]:

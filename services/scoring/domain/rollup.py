@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from services.scoring.domain.credits import Credit, net, rolled_up
+from services.scoring.domain.credits import Credit, contribution, net, rolled_up
 from services.scoring.domain.deals import DealSnapshot
-from services.scoring.domain.fx import ONE, Rate, applied_credits, native_credits
+from services.scoring.domain.fx import ONE, Rate, both_credits, convert
 
 __all__ = ["deal_delta", "held_at", "manager_at", "managers_at", "restatement", "rollup_delta", "rollup_of"]
 
@@ -77,9 +77,9 @@ def deal_delta(
     what `previous` rolled up (`rolled_before`, to whomever it went then): a correction never takes credit back
     from a manager who did not get it. A deal in another currency than `reporting` also credits its own amounts
     in its currency (`native_credits`)."""
-    now = applied_credits(current, rate)
-    before = applied_credits(previous, rate_before)
-    credits = net(now + native_credits(current, reporting), before + native_credits(previous, reporting))
+    now, now_native = both_credits(current, rate, reporting)
+    before, before_native = both_credits(previous, rate_before, reporting)
+    credits = net(now + now_native, before + before_native)
     managers = rollup_of(current, reps, teams)
     return credits + rollup_delta(now, managers, before, rolled_before), managers
 
@@ -92,7 +92,8 @@ def restatement(
     """What moves when the same snapshot, credited with `before` (managers, rate), is credited with `after`
     instead: a roster change moves its roll-up, a rate that arrived or was corrected converts it anew."""
     (rolled_before, rate_before), (managers, rate) = before, after
-    old, new = applied_credits(snapshot, rate_before), applied_credits(snapshot, rate)
+    credits = contribution(snapshot)
+    old, new = convert(credits, rate_before), convert(credits, rate)
     moved = net(new, old) if rate != rate_before else []
     return moved + rollup_delta(new, managers, old, rolled_before)
 
