@@ -30,6 +30,10 @@ from schemas.kpis import CREDIT_ROLES, KPI_NAMES, ROLLUP_METRICS, CreditRole, is
 
 __all__ = [
     "KPI_NAMES",
+    "Achievement",
+    "AchievementRule",
+    "DailyRule",
+    "Streak",
     "Board",
     "BoardPeriod",
     "FxRate",
@@ -287,6 +291,10 @@ class Board(_Config):
     size: int = Field(default=10, ge=1, le=100)
     plan_id: Id | None = None
     credit_roles: CreditRoles = Field(default_factory=lambda: list(CREDIT_ROLES))
+    celebrations: bool = Field(
+        True, exclude_if=lambda on: on,
+        description="false mutes this board's celebrations (tier crossings, achievements); standings still show",
+    )
 
     @model_validator(mode="after")
     def _period_xor_window(self) -> Board:
@@ -301,6 +309,146 @@ class Board(_Config):
     def is_contest(self) -> bool:
         """True when the board ranks a fixed window rather than a rolling period."""
         return self.window is not None
+
+
+def _positive(name: str) -> Any:
+    def check(value: Decimal) -> Decimal:
+        if not value.is_finite() or value <= 0:
+            raise PydanticCustomError(
+                "not_positive", "{name} must be a number greater than 0, got {value}",
+                {"name": name, "value": str(value)},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+class TotalRule(_Config):
+    """Earned when `metric` reaches `at_least` within one `period` (each period earns it once), or within the
+    contest-like `window` (once): "first deal won this month", "5 demos in a day"."""
+
+    kind: Literal["total"]
+    metric: Metric
+    period: BoardPeriod | None = None
+    window: Window | None = None
+    at_least: Annotated[Number, _positive("at_least")]
+
+    @model_validator(mode="after")
+    def _period_xor_window(self) -> TotalRule:
+        if (self.period is None) == (self.window is None):
+            raise PydanticCustomError(
+                "period_xor_window", "a total rule needs exactly one of period (e.g. \"month\") or window"
+            )
+        return self
+
+
+class DealRule(_Config):
+    """Earned when one won deal credits the rep at least `at_least` of revenue (their share, in the reporting
+    currency), once per `period` the deal closes in: "deal over $50,000"."""
+
+    kind: Literal["deal"]
+    period: BoardPeriod = "month"
+    at_least: Annotated[Number, _positive("at_least")]
+
+
+class GrowthRule(_Config):
+    """Earned when `metric` in a period is at least `percent` % above the period before (which must be above
+    0): "10 % above last month's revenue"; once per period."""
+
+    kind: Literal["growth"]
+    metric: Metric
+    period: BoardPeriod = "month"
+    percent: Annotated[Number, Field(ge=0, le=100_000)]
+
+
+AchievementRule = Annotated[TotalRule | DealRule | GrowthRule, Field(discriminator="kind")]
+"""What earns an achievement (docs/achievements.md)."""
+
+_BADGE_MAX = 8
+
+
+def _badge(text: str) -> str:
+    if not text.strip() or len(text) > _BADGE_MAX:
+        raise PydanticCustomError(
+            "badge_length", "a badge is 1 to {most} characters (an emoji or a short tag), got '{badge}'",
+            {"most": _BADGE_MAX, "badge": text},
+        )
+    return _no_control_characters(text)
+
+
+class Achievement(_Config):
+    """A badge a rep earns once per period (or once, for a window) when the rule holds (docs/achievements.md)."""
+
+    achievement_id: Id
+    name: Label
+    description: Label | None = None
+    badge: Annotated[str, AfterValidator(_badge)] = "\U0001F3C5"
+    rule: AchievementRule
+    participants: Participants = Field(default_factory=Participants)
+    effective_from: date | None = Field(
+        None, description="periods that start before this date earn nothing (no badges for the past when created)"
+    )
+
+    @model_validator(mode="after")
+    def _reps_only(self) -> Achievement:
+        if self.participants.managers:
+            raise PydanticCustomError(
+                "achievement_managers", "achievements are earned by reps: list teams or reps, not managers"
+            )
+        return self
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_MON_TO_FRI: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+_MAX_HOLIDAYS = 1000
+_MAX_MILESTONES = 20
+
+
+class DailyRule(_Config):
+    """What a day needs to count for a streak: `metric` on that day (business timezone) at least `at_least`."""
+
+    metric: Metric
+    at_least: Annotated[Number, _positive("at_least")]
+
+
+class Streak(_Config):
+    """Consecutive working days on which a rep met a daily rule, with milestones notified once (docs/achievements.md,
+    Streaks)."""
+
+    streak_id: Id
+    name: Label
+    badge: Annotated[str, AfterValidator(_badge)] = "\U0001F525"
+    rule: DailyRule
+    workdays: list[Weekday] = Field(default_factory=lambda: list(_MON_TO_FRI))
+    holidays: list[date] = Field(default_factory=list, max_length=_MAX_HOLIDAYS)
+    milestones: list[Annotated[int, Field(ge=2, le=10_000)]] = Field(
+        default_factory=lambda: [5, 10, 20, 50], max_length=_MAX_MILESTONES
+    )
+    participants: Participants = Field(default_factory=Participants)
+
+    @field_validator("workdays")
+    @classmethod
+    def _some_workdays(cls, days: list[str]) -> list[str]:
+        if not days:
+            raise PydanticCustomError("no_workdays", "workdays must name at least one day, e.g. [\"mon\", \"fri\"]")
+        order = list(Weekday.__args__)  # type: ignore[attr-defined]
+        return sorted(set(days), key=order.index)
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays_sorted(cls, days: list[date]) -> list[date]:
+        return sorted(set(days))
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones_ascending(cls, milestones: list[int]) -> list[int]:
+        return sorted(set(milestones))
+
+    @model_validator(mode="after")
+    def _reps_only(self) -> Streak:
+        if self.participants.managers:
+            raise PydanticCustomError("streak_managers", "streaks are kept for reps: list teams or reps, not managers")
+        return self
 
 
 class TeamSpell(_Config):

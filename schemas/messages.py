@@ -22,10 +22,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from schemas.config import Board, FxRates, Plan, Rep, Team
+from schemas.config import Achievement, Board, FxRates, Plan, Rep, Streak, Team
 
 __all__ = [
     "CONFIG_DOCUMENTS",
+    "AchievementRefModel",
+    "StreakRefModel",
     "MESSAGE_MODELS",
     "Celebration",
     "ConfigChange",
@@ -47,10 +49,11 @@ __all__ = [
 ]
 
 PeriodKindName = Literal["day", "week", "month", "quarter", "year"]
-ConfigKind = Literal["rep", "team", "plan", "board", "fx"]
+ConfigKind = Literal["rep", "team", "plan", "board", "fx", "achievement", "streak"]
 Money = Annotated[Decimal, Field(description="exact decimal, written as a string")]
 CONFIG_DOCUMENTS: dict[str, type[BaseModel]] = {
-    "rep": Rep, "team": Team, "plan": Plan, "board": Board, "fx": FxRates
+    "rep": Rep, "team": Team, "plan": Plan, "board": Board, "fx": FxRates, "achievement": Achievement,
+    "streak": Streak,
 }
 """The document model of each configuration kind."""
 
@@ -89,6 +92,8 @@ class CreditLine(_Message):
     rollup: bool = Field(False, description="a team member's credit counted for their manager, rep_id")
     currency: str | None = Field(None, description="a deal's credit in its own currency (not the reporting one), "
                                  "counted in that currency's sums only")
+    deal_total: Money | None = Field(None, description="the rep's whole revenue credit from the deal after this "
+                                     "event (this line's role), for achievements judged on one deal; in no KPI")
 
 
 class CreditsMessage(_Message):
@@ -159,6 +164,12 @@ class RepProgress(_Message):
     reached: dict[str, dict[str, dict[str, AwareDatetime]]] = Field(
         default_factory=dict, description="plan_id → period_key → tier_id → when first reached"
     )
+    earned: dict[str, dict[str, AwareDatetime]] = Field(
+        default_factory=dict, description="achievement_id → period_key (\"window\" for a window rule) → when earned"
+    )
+    milestones: dict[str, dict[str, dict[str, AwareDatetime]]] = Field(
+        default_factory=dict, description="streak_id → first day of the streak → milestone (days) → when reached"
+    )
 
 
 class RepSnapshot(RepProgress):
@@ -172,6 +183,9 @@ class RepSnapshot(RepProgress):
     accepted_ms: int = Field(0, ge=0, description="when ingest accepted the newest event in it (Unix ms)")
     periods: dict[PeriodKindName, dict[str, Totals]] = Field(default_factory=dict)
     horizons: dict[PeriodKindName, str] = Field(default_factory=dict)
+    streaks: dict[str, list[tuple[str, str]]] = Field(
+        default_factory=dict, description="streak_id → the rep's qualifying days as runs [first, last] (ISO dates)"
+    )
     contests: dict[str, Totals] = Field(
         default_factory=dict, description="totals per contest board (window), over the minutes the state holds"
     )
@@ -202,17 +216,55 @@ class ConfigChange(_Message):
         return self
 
 
-class InAppNotification(_Message):
-    """`notifications` (key rep_id), `type` notification: a tier crossing for the rep's own screen."""
+RecognitionKind = Literal["tier", "achievement", "streak"]
+
+
+class AchievementRefModel(_Message):
+    """An achievement as messages show it (docs/achievements.md)."""
+
+    achievement_id: str
+    name: str
+    badge: str
+    description: str | None = None
+
+
+class StreakRefModel(_Message):
+    """A streak milestone as messages show it (docs/achievements.md, Streaks): `days` reached since `since`."""
+
+    streak_id: str
+    name: str
+    badge: str
+    days: int
+    since: str = Field(description="the first working day of the streak (ISO date)")
+
+
+class _Recognition(_Message):
+    """What a notification and a celebration share: the shape a screen is pushed (`screen_payload`)."""
+
+    def screen_payload(self) -> dict[str, Any]:
+        """The message as the gateway pushes it to screens: a tier crossing exactly as CONTRACT §6 has it (no
+        `kind`), an achievement or a streak milestone with `kind` and its own part, without the empty others."""
+        if getattr(self, "kind", "tier") == "tier":
+            return self.model_dump(mode="json", exclude={"sent_ms", "kind", "achievement", "streak"})
+        return self.model_dump(mode="json", exclude={"sent_ms"}, exclude_none=True)
+
+
+class InAppNotification(_Recognition):
+    """`notifications` (key rep_id), `type` notification: a tier crossing (`kind` tier, the default: plan_id,
+    plan_name and tier set) or an achievement earned (`kind` achievement: `achievement` set) for the rep's own
+    screen."""
 
     type: Literal["notification"]
+    kind: RecognitionKind = "tier"
     notification_id: str
     rep_id: str
     name: str
-    plan_id: str
-    plan_name: str
+    plan_id: str | None = None
+    plan_name: str | None = None
     period_key: str
-    tier: TierRefModel
+    tier: TierRefModel | None = None
+    achievement: AchievementRefModel | None = None
+    streak: StreakRefModel | None = None
     reward: str | None = None
     crossed_at: AwareDatetime
     attainment: float | None = None
@@ -222,16 +274,20 @@ class InAppNotification(_Message):
     sent_ms: int = Field(0, ge=0, description="when the notifier published it (Unix ms, system clock)")
 
 
-class Celebration(_Message):
-    """`notifications` (key rep_id), `type` celebration: shown on every board the rep is on (CONTRACT §6)."""
+class Celebration(_Recognition):
+    """`notifications` (key rep_id), `type` celebration: shown on every board the rep is on (CONTRACT §6) — a
+    tier crossing (plan_id and tier set) or an achievement earned (`kind` achievement, `achievement` set)."""
 
     type: Literal["celebration"]
+    kind: RecognitionKind = "tier"
     notification_id: str
     rep_id: str
     name: str
-    plan_id: str
+    plan_id: str | None = None
     period_key: str
-    tier: TierRefModel
+    tier: TierRefModel | None = None
+    achievement: AchievementRefModel | None = None
+    streak: StreakRefModel | None = None
     at: AwareDatetime
     sent_ms: int = Field(0, ge=0)
 

@@ -148,6 +148,25 @@ class Gateway:
                 out.append(progress.to_dict())
         return out
 
+    def earned(self, rep_id: str, limit: int | None = None) -> list[dict[str, object]]:
+        """The achievements the rep has earned (from their newest snapshot), newest first, with the name, badge
+        and description the configuration gives them now (an achievement deleted since shows its id)."""
+        view = self.model.reps.get(rep_id)
+        if view is None:
+            return []
+        docs = self.config.state.achievements()
+        out: list[dict[str, object]] = []
+        for achievement_id, periods in view.snapshot.earned.items():
+            doc = docs.get(achievement_id) or {}
+            for period_key, when in periods.items():
+                out.append({
+                    "achievement_id": achievement_id, "name": doc.get("name") or achievement_id,
+                    "badge": doc.get("badge") or "\U0001F3C5", "description": doc.get("description"),
+                    "period_key": period_key, "earned_at": when.isoformat().replace("+00:00", "Z"),
+                })
+        out.sort(key=lambda a: (str(a["earned_at"]), str(a["achievement_id"]), str(a["period_key"])), reverse=True)
+        return out if limit is None else out[:limit]
+
     # --- boards ------------------------------------------------------------------------------------
     def board_reps(self, board: Board) -> list[str]:
         teams = set(board.scope.teams)

@@ -63,6 +63,20 @@ class RepProgressResponse(BaseModel):
     plans: list[PlanProgressEntry]
 
 
+class EarnedAchievement(BaseModel):
+    achievement_id: str
+    name: str
+    badge: str
+    description: str | None
+    period_key: str = Field(description='the period it was earned in ("window" for a rule over a window)')
+    earned_at: str
+
+
+class RepAchievements(BaseModel):
+    rep_id: str
+    achievements: list[EarnedAchievement] = Field(description="newest first")
+
+
 class StandingsEntry(BaseModel):
     rank: int
     rep_id: str

@@ -18,7 +18,7 @@ from services.common.topics import CONFIG, partition_for, topic_name
 
 log = logging.getLogger("salespulse.config")
 
-KINDS = ("rep", "team", "plan", "board", "fx")
+KINDS = ("rep", "team", "plan", "board", "fx", "achievement", "streak")
 
 
 def config_key(kind: str, entry_id: str) -> str:
@@ -82,6 +82,14 @@ class ConfigState:
     def fx(self) -> dict[str, dict[str, Any]]:
         """The FX rates, one document per currency (schemas.config.FxRates)."""
         return self.entries["fx"]
+
+    def achievements(self) -> dict[str, dict[str, Any]]:
+        """The achievements (schemas.config.Achievement), by achievement_id."""
+        return self.entries["achievement"]
+
+    def streaks(self) -> dict[str, dict[str, Any]]:
+        """The streaks (schemas.config.Streak), by streak_id."""
+        return self.entries["streak"]
 
     def team_of(self, rep_id: str) -> str | None:
         rep = self.entries["rep"].get(rep_id)

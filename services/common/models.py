@@ -184,19 +184,22 @@ class NotificationPreference(Base):
 
 
 class TierCrossingRow(Base):
-    """One tier crossing, recorded once: the unique (rep, plan, period, tier) key is what makes a crossing
+    """One tier crossing, recorded once: the unique (rep, kind, plan, period, tier) key is what makes a crossing
     notify exactly once across restarts, replays, rebalances and duplicate snapshots. `seq` orders a rep's
-    deliveries (ascending threshold when several tiers are crossed at once)."""
+    deliveries (ascending threshold when several tiers are crossed at once). `kind` "achievement" rows are
+    achievements earned (plan_id the achievement_id, tier_id ""), "streak" rows streak milestones, recorded
+    and delivered the same way (services/notifier/tier_crossings.py)."""
 
     __tablename__ = "tier_crossings"
     __table_args__ = (
-        UniqueConstraint("rep_id", "plan_id", "period_key", "tier_id", name="uq_tier_crossings_key"),
+        UniqueConstraint("rep_id", "kind", "plan_id", "period_key", "tier_id", name="uq_tier_crossings_key"),
         Index("ix_tier_crossings_rep_seq", "rep_id", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
     rep_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="tier", server_default="tier")
     plan_id: Mapped[str] = mapped_column(String(128), nullable=False)
     period_key: Mapped[str] = mapped_column(String(32), nullable=False)
     tier_id: Mapped[str] = mapped_column(String(128), nullable=False)

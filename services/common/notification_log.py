@@ -7,6 +7,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 
 from services.common.db import Sessions
@@ -55,16 +56,27 @@ async def notification_log(
                         "sent_at": utc(d.sent_at).isoformat() if d.sent_at else None,
                     }
                 )
-    return [
-        {
-            "notification_id": c.notification_id,
-            "rep_id": c.rep_id,
-            "plan_id": c.plan_id,
-            "period_key": c.period_key,
-            "tier": {"tier_id": c.tier_id, "name": c.tier_name, "threshold": c.threshold},
-            "reward": c.reward,
-            "crossed_at": utc(c.crossed_at).isoformat(),
-            "deliveries": deliveries[c.notification_id],
-        }
-        for c in crossings
-    ]
+    return [_entry(c, deliveries[c.notification_id]) for c in crossings]
+
+
+def _entry(c: CrossingRow, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One log entry: a tier crossing (`kind` tier) as CONTRACT §6 shows it, or an achievement earned (`kind`
+    achievement: `achievement` instead of `plan_id` and `tier`)."""
+    entry: dict[str, Any] = {
+        "notification_id": c.notification_id,
+        "kind": c.kind,
+        "rep_id": c.rep_id,
+        "plan_id": c.plan_id,
+        "period_key": c.period_key,
+        "tier": {"tier_id": c.tier_id, "name": c.tier_name, "threshold": c.threshold},
+        "reward": c.reward,
+        "crossed_at": utc(c.crossed_at).isoformat(),
+        "deliveries": deliveries,
+    }
+    if c.kind == "achievement":
+        details = orjson.loads(c.details)
+        entry.update(plan_id=None, tier=None, achievement={
+            "achievement_id": c.plan_id, "name": c.tier_name, "badge": details.get("badge"),
+            "description": details.get("description"),
+        })
+    return entry

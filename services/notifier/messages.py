@@ -11,7 +11,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from schemas.messages import Celebration, InAppNotification, TierRefModel
-from services.notifier.tier_crossings import TierCrossing
+from services.notifier.tier_crossings import ACHIEVEMENT, TierCrossing
+from services.scoring.domain.achievements import WINDOW_KEY
 
 __all__ = [
     "MESSAGE_ID_DOMAIN",
@@ -51,9 +52,16 @@ def _plan_name(crossing: TierCrossing) -> str:
     return str(crossing.details.get("plan_name") or crossing.plan_id)
 
 
+def _badge(crossing: TierCrossing) -> str:
+    return str(crossing.details.get("badge") or "")
+
+
 def headline(crossing: TierCrossing) -> str:
     """One line: who reached which tier of which plan, in which period — and, for a late deal or a correction
-    into a period that has ended, that it ended (the notification names it so nobody reads it as today's)."""
+    into a period that has ended, that it ended (the notification names it so nobody reads it as today's).
+    For an achievement: who earned which badge, and in which period."""
+    if crossing.kind == ACHIEVEMENT:
+        return f"{rep_name(crossing)} earned {_badge(crossing)} {crossing.tier_name}{_period_phrase(crossing)}"
     return (
         f"{rep_name(crossing)} reached {crossing.tier_name} ({_percent(crossing.threshold)}) in "
         f"{_plan_name(crossing)}, {period_words(crossing)}"
@@ -64,6 +72,21 @@ def period_words(crossing: TierCrossing) -> str:
     """The crossing's period, and when it ended if it has ("FY2026-Q4, which ended on 2026-12-31")."""
     ended = crossing.details.get("period_ended_on")
     return f"{crossing.period_key}, which ended on {ended}" if ended else crossing.period_key
+
+
+def _period_phrase(crossing: TierCrossing) -> str:
+    """", in 2026-12" — nothing for an achievement over a window (earned once)."""
+    return "" if crossing.period_key == WINDOW_KEY else f", in {period_words(crossing)}"
+
+
+def achievement_ref(crossing: TierCrossing) -> dict[str, Any]:
+    """`{achievement_id, name, badge, description}` as messages show an achievement."""
+    return {
+        "achievement_id": crossing.plan_id,
+        "name": crossing.tier_name,
+        "badge": _badge(crossing),
+        "description": crossing.details.get("description"),
+    }
 
 
 def gap_line(crossing: TierCrossing) -> str:
@@ -82,6 +105,16 @@ def gap_line(crossing: TierCrossing) -> str:
 
 def _common(crossing: TierCrossing) -> dict[str, Any]:
     details = crossing.details
+    if crossing.kind == ACHIEVEMENT:
+        return {
+            "kind": ACHIEVEMENT,
+            "notification_id": crossing.notification_id,
+            "rep_id": crossing.rep_id,
+            "name": rep_name(crossing),
+            "period_key": crossing.period_key,
+            "achievement": achievement_ref(crossing),
+            "crossed_at": crossing.crossed_at.isoformat(),
+        }
     return {
         "notification_id": crossing.notification_id,
         "rep_id": crossing.rep_id,
@@ -105,6 +138,12 @@ def in_app_message(crossing: TierCrossing) -> InAppNotification:
 
 def celebration_message(crossing: TierCrossing) -> Celebration:
     """The `notifications` topic message the gateway pushes on every board the rep is on (CONTRACT §6)."""
+    if crossing.kind == ACHIEVEMENT:
+        return Celebration.model_validate({
+            "type": "celebration", "kind": ACHIEVEMENT, "notification_id": crossing.notification_id,
+            "rep_id": crossing.rep_id, "name": rep_name(crossing), "period_key": crossing.period_key,
+            "achievement": achievement_ref(crossing), "at": crossing.crossed_at,
+        })
     return Celebration(
         type="celebration",
         notification_id=crossing.notification_id,
@@ -128,6 +167,12 @@ def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
     reward in it is user-supplied and escaped."""
     esc = slack_escape
     text = f":tada: {esc(headline(crossing))}."
+    if crossing.kind == ACHIEVEMENT:
+        lines = [f"{esc(_badge(crossing))} *{esc(rep_name(crossing))}* earned *{esc(crossing.tier_name)}*"
+                 f"{esc(_period_phrase(crossing))}."]
+        if crossing.details.get("description"):
+            lines.append(esc(str(crossing.details["description"])))
+        return _slack_blocks(text, lines, crossing)
     lines = [f":tada: *{esc(rep_name(crossing))}* reached *{esc(crossing.tier_name)}* "
              f"({_percent(crossing.threshold)}) in _{esc(_plan_name(crossing))}_, {esc(period_words(crossing))}."]
     if crossing.reward:
@@ -135,7 +180,11 @@ def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
     gap = gap_line(crossing)
     if gap:
         lines.append(esc(gap))
-    context = f"salespulse · {esc(crossing.notification_id)}"
+    return _slack_blocks(text, lines, crossing)
+
+
+def _slack_blocks(text: str, lines: list[str], crossing: TierCrossing) -> dict[str, Any]:
+    context = f"salespulse · {slack_escape(crossing.notification_id)}"
     return {
         "text": text,
         "blocks": [
@@ -148,7 +197,8 @@ def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
 def generic_payload(crossing: TierCrossing, sent_at: int) -> dict[str, Any]:
     """The generic JSON webhook body; `sent_at` (Unix seconds) equals the X-Salespulse-Timestamp header and
     is inside the signed body, so a receiver can reject stale replays."""
-    return {"type": "tier_crossing", "sent_at": sent_at, **_common(crossing)}
+    kind = "achievement" if crossing.kind == ACHIEVEMENT else "tier_crossing"
+    return {"type": kind, "sent_at": sent_at, **_common(crossing)}
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -165,19 +215,29 @@ def message_id(local_part: str) -> str:
     return f"<{local_part}@{MESSAGE_ID_DOMAIN}>"
 
 
-def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
-    """A multipart (plain text + HTML) e-mail with the tier, the reward and the gap to the next tier.
-    The Message-ID is derived from the notification id, so a resend after a crash is recognisable."""
-    name = rep_name(crossing)
-    reward = crossing.reward or "—"
-    gap = gap_line(crossing)
-    attainment = crossing.details.get("attainment")
+def _crossing_email(crossing: TierCrossing, subject: str, to: str, sender: str) -> EmailMessage:
+    """An e-mail's headers; the Message-ID is derived from the notification id (a resend is recognisable)."""
     msg = EmailMessage()
-    msg["Subject"] = f"You reached {crossing.tier_name} in {_plan_name(crossing)} ({period_words(crossing)})"
+    msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = to
     msg["Message-ID"] = message_id(crossing.notification_id)
     msg["X-Salespulse-Notification-Id"] = crossing.notification_id
+    return msg
+
+
+def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
+    """A multipart (plain text + HTML) e-mail with the tier, the reward and the gap to the next tier.
+    The Message-ID is derived from the notification id, so a resend after a crash is recognisable."""
+    if crossing.kind == ACHIEVEMENT:
+        return _achievement_email(crossing, to=to, sender=sender)
+    name = rep_name(crossing)
+    reward = crossing.reward or "—"
+    gap = gap_line(crossing)
+    attainment = crossing.details.get("attainment")
+    msg = _crossing_email(
+        crossing, f"You reached {crossing.tier_name} in {_plan_name(crossing)} ({period_words(crossing)})", to, sender
+    )
     plain = [
         f"Congratulations, {name}!",
         "",
@@ -207,6 +267,25 @@ def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
         f"for {e(period_words(crossing))}.</p>"
         f"<table>{table}</table>"
         "</body></html>",
+        subtype="html",
+    )
+    return msg
+
+
+def _achievement_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
+    name, badge, what = rep_name(crossing), _badge(crossing), crossing.tier_name
+    description = crossing.details.get("description")
+    msg = _crossing_email(crossing, f"You earned {badge} {what}{_period_phrase(crossing)}", to, sender)
+    plain = [f"Congratulations, {name}!", "", f"You earned {badge} {what}{_period_phrase(crossing)}."]
+    if description:
+        plain += ["", str(description)]
+    plain += ["", f"Earned at {crossing.crossed_at.isoformat()}."]
+    msg.set_content("\n".join(plain) + "\n")
+    e = html.escape
+    about = f"<p>{e(str(description))}</p>" if description else ""
+    msg.add_alternative(
+        f"<html><body><h2>Congratulations, {e(name)}!</h2><p>You earned <strong>{e(badge)} {e(what)}</strong>"
+        f"{e(_period_phrase(crossing))}.</p>{about}</body></html>",
         subtype="html",
     )
     return msg

@@ -14,6 +14,12 @@ class NotifierMetrics:
             "Tier crossings recorded for the first time (each notifies once)",
             registry=registry,
         )
+        self.recognitions_recorded = Counter(
+            "salespulse_notifier_recognitions_recorded_total",
+            "Achievements earned and streak milestones reached, recorded for the first time (each notifies once)",
+            ["kind"],
+            registry=registry,
+        )
         self.sent = Counter(
             "salespulse_notifier_deliveries_sent_total", "Deliveries sent, by channel", ["channel"], registry=registry
         )

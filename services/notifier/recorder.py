@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,15 @@ from services.notifier import store
 from services.notifier.context import NotifierContext
 from services.notifier.scheduling import quiet_until
 from services.notifier.store import BOARD, NewDelivery
-from services.notifier.tier_crossings import CrossingKey, TierCrossing, crossings_in_snapshot
+from services.notifier.tier_crossings import (
+    STREAK,
+    TIER,
+    CrossingKey,
+    TierCrossing,
+    achievements_in_snapshot,
+    crossings_in_snapshot,
+    milestones_in_snapshot,
+)
 from services.scoring.domain.periods import PERIOD_KINDS, kind_of_key
 
 __all__ = ["CrossingRecorder"]
@@ -26,6 +35,15 @@ log = logging.getLogger("salespulse.notifier")
 
 _KNOWN_LIMIT = 1_000_000
 """Crossings remembered as recorded (saves a query); forgotten all at once beyond this many."""
+
+
+def _union(into: dict[str, Any], more: Mapping[str, Any]) -> None:
+    """Merge nested maps whose leaves are first times: a leaf already there keeps its value."""
+    for key, value in more.items():
+        if isinstance(value, Mapping):
+            _union(into.setdefault(key, {}), value)
+        else:
+            into.setdefault(key, value)
 
 
 class CrossingRecorder:
@@ -42,24 +60,32 @@ class CrossingRecorder:
         """Record every crossing in these snapshots that is not recorded yet; wake the delivery worker."""
         latest: dict[str, RepProgress] = {}
         reached: dict[str, dict[str, dict[str, dict[str, datetime]]]] = {}
+        earned: dict[str, dict[str, dict[str, datetime]]] = {}
+        milestones: dict[str, dict[str, dict[str, dict[str, datetime]]]] = {}
         for snapshot in snapshots:
             self.ctx.metrics.snapshots.inc()
             rep_id = snapshot.rep_id
-            # `reached` only grows, but a batch may hold an older snapshot after a newer one: take the union.
-            merged = reached.setdefault(rep_id, {})
-            for plan_id, periods in snapshot.reached.items():
-                for period_key, tiers in periods.items():
-                    slot = merged.setdefault(plan_id, {}).setdefault(period_key, {})
-                    for tier_id, when in tiers.items():
-                        slot.setdefault(tier_id, when)
+            # `reached`, `earned` and `milestones` only grow, but a batch may hold an older snapshot after a newer
+            # one: take the union.
+            _union(reached.setdefault(rep_id, {}), snapshot.reached)
+            _union(earned.setdefault(rep_id, {}), snapshot.earned)
+            _union(milestones.setdefault(rep_id, {}), snapshot.milestones)
             known = latest.get(rep_id)
             if known is None or snapshot.version >= known.version:
                 latest[rep_id] = snapshot
         await self._await_plans({plan_id for merged in reached.values() for plan_id in merged})
         plans = self.ctx.config.state.plans()
+        achievements, streaks = self.ctx.config.state.achievements(), self.ctx.config.state.streaks()
         candidates: list[TierCrossing] = []
         for rep_id, snapshot in latest.items():
-            found = crossings_in_snapshot(snapshot.model_copy(update={"reached": reached[rep_id]}), plans)
+            merged_snapshot = snapshot.model_copy(
+                update={"reached": reached[rep_id], "earned": earned[rep_id], "milestones": milestones[rep_id]}
+            )
+            found = (
+                crossings_in_snapshot(merged_snapshot, plans)
+                + achievements_in_snapshot(merged_snapshot, achievements)
+                + milestones_in_snapshot(merged_snapshot, streaks)
+            )
             rep = self.ctx.rep(rep_id)
             for crossing in found:
                 if crossing.key in self._known:
@@ -72,20 +98,25 @@ class CrossingRecorder:
             return []
         now = self.ctx.clock()
         for crossing in candidates:
-            self._date_period(crossing, plans.get(crossing.plan_id), now)
+            if crossing.kind == STREAK:
+                continue  # a streak is named by its first day, not by a period: it is pushed when reached
+            self._date_period(crossing, plans.get(crossing.plan_id) if crossing.kind == TIER else None, now)
         created = await store.record_crossings(self.ctx.sessions, candidates, route=self._router(now), now=now)
         if len(self._known) > _KNOWN_LIMIT:
             self._known.clear()
         self._known.update(c.key for c in candidates)
         for crossing, deliveries in created:
-            self.ctx.metrics.crossings_recorded.inc()
+            if crossing.kind == TIER:
+                self.ctx.metrics.crossings_recorded.inc()
+            else:
+                self.ctx.metrics.recognitions_recorded.labels(crossing.kind).inc()
             for delivery in deliveries:
                 if delivery.reason:
                     self.ctx.metrics.deferred.labels(delivery.channel, delivery.reason).inc()
                 elif delivery.status == "failed":
                     self.ctx.metrics.failed.labels(delivery.channel).inc()
-            log.info("tier crossing %s: rep %s reached %s in %s %s (%s)", crossing.notification_id, crossing.rep_id,
-                     crossing.tier_id, crossing.plan_id, crossing.period_key,
+            log.info("%s %s: rep %s reached %s in %s %s (%s)", crossing.kind, crossing.notification_id, crossing.rep_id,
+                     crossing.tier_id or crossing.tier_name, crossing.plan_id, crossing.period_key,
                      ", ".join(f"{d.channel}:{d.status}" for d in deliveries))
         if created:
             self.ctx.wake.set()

@@ -62,6 +62,9 @@ class NewDelivery:
     """"quiet_hours" when created deferred; for metrics and logs."""
 
 
+_KEY_COLUMNS = (CrossingRow.rep_id, CrossingRow.kind, CrossingRow.plan_id, CrossingRow.period_key, CrossingRow.tier_id)
+"""The columns of the unique key, in the order of `TierCrossing.key`."""
+
 Router = Callable[[TierCrossing, Preferences | None], list[NewDelivery]]
 """Decides a new crossing's deliveries from the rep's stored preferences (None: never set)."""
 
@@ -69,6 +72,7 @@ Router = Callable[[TierCrossing, Preferences | None], list[NewDelivery]]
 def _crossing_of(row: CrossingRow) -> TierCrossing:
     return TierCrossing(
         rep_id=row.rep_id,
+        kind=row.kind,
         plan_id=row.plan_id,
         period_key=row.period_key,
         tier_id=row.tier_id,
@@ -102,11 +106,7 @@ async def record_crossings(
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             rows = await session.execute(
-                select(CrossingRow.rep_id, CrossingRow.plan_id, CrossingRow.period_key, CrossingRow.tier_id).where(
-                    tuple_(CrossingRow.rep_id, CrossingRow.plan_id, CrossingRow.period_key, CrossingRow.tier_id).in_(
-                        chunk
-                    )
-                )
+                select(*_KEY_COLUMNS).where(tuple_(*_KEY_COLUMNS).in_(chunk))
             )
             known.update(tuple(row) for row in rows)  # type: ignore[misc]
         fresh = [c for key, c in wanted.items() if key not in known]
@@ -120,6 +120,7 @@ async def record_crossings(
                 .values(
                     notification_id=crossing.notification_id,
                     rep_id=crossing.rep_id,
+                    kind=crossing.kind,
                     plan_id=crossing.plan_id,
                     period_key=crossing.period_key,
                     tier_id=crossing.tier_id,

@@ -13,17 +13,32 @@ from typing import Any
 
 from schemas.messages import PlanProgressEntry, RepProgress
 
-__all__ = ["CrossingKey", "TierCrossing", "crossings_in_snapshot", "notification_id"]
+__all__ = [
+    "ACHIEVEMENT",
+    "STREAK",
+    "TIER",
+    "CrossingKey",
+    "TierCrossing",
+    "achievements_in_snapshot",
+    "milestones_in_snapshot",
+    "crossings_in_snapshot",
+    "notification_id",
+]
 
-CrossingKey = tuple[str, str, str, str]
-"""(rep_id, plan_id, period_key, tier_id): what the durable record is unique on."""
+CrossingKey = tuple[str, str, str, str, str]
+"""(rep_id, kind, plan_id, period_key, tier_id): what the durable record is unique on."""
+
+TIER, ACHIEVEMENT, STREAK = "tier", "achievement", "streak"
+"""What a recorded notification is about: a tier crossing, an achievement earned, a streak milestone."""
+_PREFIXES = {TIER: "tc_", ACHIEVEMENT: "ac_", STREAK: "sk_"}
 
 
-def notification_id(rep_id: str, plan_id: str, period_key: str, tier_id: str) -> str:
+def notification_id(rep_id: str, plan_id: str, period_key: str, tier_id: str, kind: str = TIER) -> str:
     """A stable id for a crossing: the same crossing always gets the same id, in every process and after any
     replay, so it also serves as the idempotency key on the wire (webhook header, e-mail Message-ID)."""
-    digest = hashlib.sha256("\x1f".join((rep_id, plan_id, period_key, tier_id)).encode()).hexdigest()
-    return "tc_" + digest[:32]
+    parts = (rep_id, plan_id, period_key, tier_id) if kind == TIER else (kind, rep_id, plan_id, period_key, tier_id)
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return _PREFIXES[kind] + digest[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +55,19 @@ class TierCrossing:
     crossed_at: datetime
     details: dict[str, Any] = field(default_factory=dict, compare=False)
     """Progress at the time it was seen: plan_name, metric, currency, value, quota, attainment, next_tier,
-    gap_to_next, payout, rewards — whatever the snapshot and the plan knew."""
+    gap_to_next, payout, rewards — whatever the snapshot and the plan knew. For an achievement: badge and
+    description; for a streak milestone: the streak's name, its length and the day it started."""
+    kind: str = TIER
+    """TIER; ACHIEVEMENT (plan_id is the achievement_id, tier_id ""); STREAK (plan_id the streak_id, period_key
+    the first day of the run, tier_id the milestone in days)."""
 
     @property
     def key(self) -> CrossingKey:
-        return (self.rep_id, self.plan_id, self.period_key, self.tier_id)
+        return (self.rep_id, self.kind, self.plan_id, self.period_key, self.tier_id)
 
     @property
     def notification_id(self) -> str:
-        return notification_id(*self.key)
+        return notification_id(self.rep_id, self.plan_id, self.period_key, self.tier_id, self.kind)
 
     def tier(self) -> dict[str, Any]:
         """`{tier_id, name, threshold}` as the API shows a tier."""
@@ -112,4 +131,65 @@ def crossings_in_snapshot(snapshot: RepProgress, plans: Mapping[str, Mapping[str
                     )
                 )
     out.sort(key=lambda c: (c.crossed_at, math.inf if c.threshold is None else c.threshold, c.plan_id, c.tier_id))
+    return out
+
+
+def achievements_in_snapshot(
+    snapshot: RepProgress, achievements: Mapping[str, Mapping[str, Any]]
+) -> list[TierCrossing]:
+    """Every achievement the snapshot says the rep has earned, as crossings of kind ACHIEVEMENT, oldest first.
+
+    `achievements` (achievement_id → document) supplies name, badge and description; one deleted since is still
+    reported, under its id."""
+    out: list[TierCrossing] = []
+    for achievement_id, periods in snapshot.earned.items():
+        doc = achievements.get(achievement_id) or {}
+        name = doc.get("name") or achievement_id
+        for period_key, when in periods.items():
+            details: dict[str, Any] = {"achievement_name": name, "badge": doc.get("badge") or "\U0001F3C5"}
+            if doc.get("description"):
+                details["description"] = doc["description"]
+            out.append(
+                TierCrossing(
+                    rep_id=snapshot.rep_id,
+                    plan_id=achievement_id,
+                    period_key=period_key,
+                    tier_id="",
+                    tier_name=name,
+                    threshold=None,
+                    reward=None,
+                    crossed_at=when.astimezone(UTC),
+                    details=details,
+                    kind=ACHIEVEMENT,
+                )
+            )
+    out.sort(key=lambda c: (c.crossed_at, c.plan_id, c.period_key))
+    return out
+
+
+def milestones_in_snapshot(snapshot: RepProgress, streaks: Mapping[str, Mapping[str, Any]]) -> list[TierCrossing]:
+    """Every streak milestone the snapshot says the rep reached, as crossings of kind STREAK, oldest first (the
+    shorter milestone first when several came at once)."""
+    out: list[TierCrossing] = []
+    for streak_id, firsts in snapshot.milestones.items():
+        doc = streaks.get(streak_id) or {}
+        name = doc.get("name") or streak_id
+        for first_day, reached in firsts.items():
+            for days, when in reached.items():
+                out.append(
+                    TierCrossing(
+                        rep_id=snapshot.rep_id,
+                        plan_id=streak_id,
+                        period_key=first_day,
+                        tier_id=days,
+                        tier_name=f"{days}-day streak",
+                        threshold=None,
+                        reward=None,
+                        crossed_at=when.astimezone(UTC),
+                        details={"streak_name": name, "badge": doc.get("badge") or "\U0001F525", "days": int(days),
+                                 "since": first_day},
+                        kind=STREAK,
+                    )
+                )
+    out.sort(key=lambda c: (c.crossed_at, c.plan_id, c.period_key, int(c.tier_id)))
     return out

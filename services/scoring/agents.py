@@ -24,9 +24,10 @@ from services.common.settings import Settings
 from services.common.topics import partition_for
 from services.scoring.codecs import DealState, encode_deal_state, event_json
 from services.scoring.crashpoints import CrashPoints
+from services.scoring.domain.achievements import with_deal_totals
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.deals import DealSnapshot, is_newer
-from services.scoring.domain.fx import HELD, ONE, Rate
+from services.scoring.domain.fx import HELD, ONE, Rate, applied_credits
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
 from services.scoring.domain.rep_state import RepState
@@ -151,6 +152,7 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         await reconcile_rollup(ctx)
     reps, teams = roster.state.reps(), roster.state.teams()
     fx, zone = ctx.plan_book.fx(), ctx.calendar.zone
+    judge_deals = ctx.plan_book.judges_deals()
     held, held_changes = ctx.held, dict[str, DealSnapshot | None]()
     started = time.perf_counter()
     metrics = ctx.metrics
@@ -192,6 +194,8 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
         ages.append(max(0.0, now - snapshot.occurred_at.timestamp()))
         if not credits:
             continue
+        if judge_deals and snapshot.stage == "won":
+            credits = with_deal_totals(credits, applied_credits(snapshot, rate))
         src, accepted_ms = f"deals/{message.partition}", envelope.get("accepted_ms", 0)
         if len(credits) == 1:
             outgoing.append((credits[0].rep_id.encode(), credits_message(src, seq, accepted_ms, credits)))
@@ -277,8 +281,11 @@ async def reconcile_rollup(ctx: Scoring) -> int:
         number = next(iter(moving.values())).rollup_n
         by_rep: dict[str, list[Credit]] = {}
         held_changes: dict[str, DealSnapshot | None] = {}
+        judge_deals = ctx.plan_book.judges_deals()
         for deal_id, state in moving.items():
             moves = restatement(state.snapshot, (state.managers, state.rate), (state.pending or {}, state.pending_rate))
+            if judge_deals and moves and state.snapshot.stage == "won":  # a held deal counted: judged as it counts
+                moves = with_deal_totals(moves, applied_credits(state.snapshot, state.pending_rate))
             for credit in moves:
                 by_rep.setdefault(credit.rep_id, []).append(credit)
             if state.pending_rate is HELD or state.rate is HELD:
@@ -310,7 +317,8 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     accepted: dict[str, int] = {}
     unreadable: list[tuple[bytes, bytes]] = []
     get_state = ctx.rep_table.get
-    now = ctx.clock.time()
+    now, moment = ctx.clock.time(), ctx.clock.now()
+    judge_deals = plan_book.judges_deals()
     duplicates = 0
     if ctx.restored_outboxes:  # a recovery's, not yet carried out (before anything changes those states)
         await carry_restored_outboxes(ctx, {m.key.decode(errors="replace") for m in events if m.key})
@@ -323,6 +331,8 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
                 changed = state.apply_credits(
                     credits, source=credit_message.src, seq=credit_message.seq, calendar=calendar
                 )
+                if changed and judge_deals:
+                    plan_book.deal_achievements(state, credits, moment)
                 accepted_ms = credit_message.accepted_ms
             else:
                 data = orjson.loads(message.value)
@@ -342,9 +352,9 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
         touched[rep_id] = state
         if accepted_ms > accepted.get(rep_id, 0):
             accepted[rep_id] = accepted_ms
-    # Progress in the plans, and tiers newly reached recorded in the state before it is stored.
-    moment = ctx.clock.now()
-    progress = {rep_id: plan_book.refresh(state, moment) for rep_id, state in touched.items()}
+    # Progress in the plans, and tiers and achievements newly reached recorded in the state before it is stored.
+    days = ctx.day_table.get
+    progress = {rep_id: plan_book.refresh(state, moment, days=days) for rep_id, state in touched.items()}
     encode_rep = ctx.encode_rep
     encoded = {rep_id: encode_rep(state) for rep_id, state in touched.items()}
     await asyncio.gather(
@@ -437,7 +447,8 @@ async def refresh_reps(ctx: Scoring, states: Mapping[str, RepState], now_ms: int
     moment = ctx.clock.now()
     plan_book = ctx.plan_book
     before = {r: s.version for r, s in states.items()}
-    progress = {r: plan_book.refresh(s, moment, every_period=every_period) for r, s in states.items()}
+    days = ctx.day_table.get
+    progress = {r: plan_book.refresh(s, moment, every_period=every_period, days=days) for r, s in states.items()}
     changed = {r: s for r, s in states.items() if s.version != before[r]}
     if changed:
         await ctx.rep_table.write(changed, {r: ctx.encode_rep(s) for r, s in changed.items()})

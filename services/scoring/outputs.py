@@ -37,7 +37,7 @@ def read_credits(raw: bytes) -> tuple[CreditsMessage, list[Credit]]:
     message = decode(CreditsMessage, raw)
     lines = [
         Credit(c.rep_id, c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost, c.overlay,
-               c.rollup, c.currency)
+               c.rollup, c.currency, c.deal_total)
         for c in message.credits
     ]
     return message, lines
@@ -68,5 +68,8 @@ def snapshot_message(
         "contests": {board_id: totals.to_dict() for board_id, totals in contests.items()},
         "progress": list(progress),
         "reached": state.reached.to_dict(),
+        "earned": state.earned,
+        "streaks": state.streak_days,
+        "milestones": state.streak_marks,
     }
     return orjson.dumps(document)

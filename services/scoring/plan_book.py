@@ -6,22 +6,48 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from schemas.config import Board, Plan
+from pydantic import BaseModel
+
+from schemas.config import Achievement, Board, Plan, Streak
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
 from services.common.settings import Settings
+from services.scoring.domain.achievements import (
+    deal_achievements,
+    needs_deal_totals,
+    period_achievements,
+    window_achievements,
+)
 from services.scoring.domain.contests import DayLookup, contest_totals, window_minutes
+from services.scoring.domain.credits import Credit
 from services.scoring.domain.fx import FxTable
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar, PeriodKind
 from services.scoring.domain.progress import Progress
 from services.scoring.domain.rep_state import RepState
+from services.scoring.domain.streaks import StreakCalendar, judge_streaks
 
 log = logging.getLogger("salespulse.scoring.plans")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parsed(kind: str, documents: Mapping[str, Mapping[str, Any]], model: type[M]) -> list[M]:
+    """The documents of one configuration kind as models, by id; one that does not parse is logged and left out
+    (the gateway validated it: a stale shape must not stop scoring)."""
+    out = []
+    for entry_id, doc in sorted(documents.items()):
+        try:
+            out.append(model.model_validate(doc))
+        except ValueError as exc:
+            log.error("ignoring %s %s: %s", kind, entry_id, exc)
+    return out
 
 
 class PlanBook:
@@ -31,6 +57,8 @@ class PlanBook:
         self.changed = asyncio.Event()
         self._plans: list[Plan] | None = None
         self._contests: list[Board] | None = None
+        self._achievements: list[Achievement] | None = None
+        self._streaks: list[tuple[Streak, StreakCalendar]] | None = None
         self._fx: FxTable | None = None
         self._currency = settings.currency
         self.follower.listeners.append(self._on_change)
@@ -44,6 +72,8 @@ class PlanBook:
     def _on_change(self, change: dict[str, Any]) -> None:
         self._plans = None
         self._contests = None
+        self._achievements = None
+        self._streaks = None
         if change["kind"] == "fx":
             self._fx = None
         self.changed.set()
@@ -56,32 +86,46 @@ class PlanBook:
 
     def plans(self) -> list[Plan]:
         if self._plans is None:
-            plans = []
-            for plan_id, doc in sorted(self.follower.state.plans().items()):
-                try:
-                    plans.append(Plan.model_validate(doc))
-                except ValueError as exc:  # validated by the gateway; a stale shape must not stop scoring
-                    log.error("ignoring plan %s: %s", plan_id, exc)
-            self._plans = plans
+            self._plans = _parsed("plan", self.follower.state.plans(), Plan)
         return self._plans
+
+    def achievements(self) -> list[Achievement]:
+        """The achievements as the config topic has them now (docs/achievements.md)."""
+        if self._achievements is None:
+            self._achievements = _parsed("achievement", self.follower.state.achievements(), Achievement)
+        return self._achievements
+
+    def streaks(self) -> list[tuple[Streak, StreakCalendar]]:
+        """The streaks as the config topic has them now, each with its working-day calendar."""
+        if self._streaks is None:
+            found = _parsed("streak", self.follower.state.streaks(), Streak)
+            self._streaks = [(streak, StreakCalendar.of(streak)) for streak in found]
+        return self._streaks
+
+    def judges_deals(self) -> bool:
+        """Whether an achievement is judged on single deals (the deal agent then marks each credit's deal total)."""
+        return needs_deal_totals(self.achievements())
+
+    def deal_achievements(self, state: RepState, credits: list[Credit], now: datetime) -> None:
+        """Record the achievements one deal event's credits earn the rep (a rule of kind `deal`)."""
+        deal_achievements(self.achievements(), state, self.follower.state.team_of(state.rep_id), credits,
+                          self.calendar, now)
 
     def contests(self) -> list[Board]:
         if self._contests is None:
-            boards = []
-            for board_id, doc in sorted(self.follower.state.boards().items()):
-                if doc.get("window"):
-                    try:
-                        boards.append(Board.model_validate(doc))
-                    except ValueError as exc:
-                        log.error("ignoring board %s: %s", board_id, exc)
-            self._contests = boards
+            boards = {board_id: doc for board_id, doc in self.follower.state.boards().items() if doc.get("window")}
+            self._contests = _parsed("board", boards, Board)
         return self._contests
 
-    def refresh(self, state: RepState, now: datetime, *, every_period: bool = False) -> list[dict[str, object]]:
+    def refresh(
+        self, state: RepState, now: datetime, *, every_period: bool = False, days: DayLookup | None = None
+    ) -> list[dict[str, object]]:
         """The rep's progress in every plan covering them today, for the snapshot; and the tiers newly reached
         recorded in `state` — today's, and those of every other plan period whose totals changed since the
         last refresh (a late deal, a correction, history: CONTRACT §4 holds for every period). With
-        `every_period`, every plan period the state holds is looked at (a plan created or changed)."""
+        `every_period`, every plan period the state holds is looked at (a plan created or changed). The
+        achievements newly earned are recorded the same way (those over a window when `days`, the rep's
+        minute days, is given)."""
         team = self.follower.state.team_of(state.rep_id)
         on = self.calendar.local_date(now)
         changed = state.touched
@@ -97,6 +141,15 @@ class PlanBook:
                 if (progress is None or key != progress.period_key) and state.holds(kind, key):
                     start, _ = self.calendar.parse_key(kind, key)
                     self._progress(plan, state, team, start, now)
+        streaks = self.streaks()
+        if streaks:
+            day_keys = None if every_period else {key for (k, key) in changed if k == "day"}
+            judge_streaks(streaks, state, team, day_keys, now)
+        achievements = self.achievements()
+        if achievements:
+            period_achievements(achievements, state, team, self.calendar, now, None if every_period else changed)
+            if days is not None:
+                window_achievements(achievements, state, team, days, now)
         return out
 
     def _progress(self, plan: Plan, state: RepState, team: str | None, on: date, now: datetime) -> Progress | None:

@@ -88,9 +88,9 @@ class Harness:
         await publish_config(self.producer, self.settings, kind, entry_id, body, int(time.time() * 1000))
 
     async def snapshot(self, rep_id: str, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None,
-                       version: int | None = None) -> None:
+                       version: int | None = None, earned: dict[str, Any] | None = None) -> None:
         self.version += 1
-        message = rep_snapshot(rep_id, version if version is not None else self.version, reached, progress)
+        message = rep_snapshot(rep_id, version if version is not None else self.version, reached, progress, earned)
         await self.producer.send_and_wait(
             topic_name(self.settings, REP_SNAPSHOTS), message, key=rep_id.encode(),
             partition=partition_for(rep_id, self.settings.partitions),
@@ -229,6 +229,49 @@ async def test_each_crossing_is_delivered_once_per_channel_through_duplicates_re
     assert sorted((m["type"], m["tier"]["tier_id"]) for m in messages) == [
         ("celebration", "accel"), ("celebration", "target"), ("notification", "accel"), ("notification", "target")
     ]
+
+
+async def test_an_achievement_is_delivered_once_per_channel_apart_from_a_tier_of_a_plan_with_its_id(
+    harness: Harness, mailbox: Mailbox, hook: Hook
+) -> None:
+    h = harness
+    for key, value in receivers_settings(mailbox, hook).items():
+        setattr(h.settings, key, value)
+    # The achievement shares its id with the plan, and its period with the tier: two notifications, not one.
+    await h.config("achievement", "ae-revenue", {
+        "achievement_id": "ae-revenue", "name": "First <deal>", "badge": "\U0001F947", "description": "Won one",
+        "rule": {"kind": "total", "metric": "deals_won", "period": "month", "at_least": 1}})
+    earned = {"ae-revenue": {"2026-11": "2026-11-20T10:00:00Z"}}
+    first = await h.start_notifier()
+    await h.snapshot("ada", reached("target"), earned=earned)
+    await h.snapshot("ada", reached("target"), earned=earned, version=h.version)  # the same snapshot again
+    log = await until(lambda: _sent(h, 2), what="the crossing and the badge sent on every channel")
+    assert sorted(e["kind"] for e in log) == ["achievement", "tier"]
+    badge = next(e for e in log if e["kind"] == "achievement")
+    assert badge["achievement"] == {"achievement_id": "ae-revenue", "name": "First <deal>", "badge": "\U0001F947",
+                                    "description": "Won one"}
+    assert badge["plan_id"] is None and badge["tier"] is None and badge["period_key"] == "2026-11"
+    assert {d["channel"] for d in badge["deliveries"]} == {"board", "in_app", "webhook", "email"}
+
+    # Replayed after a restart with a fresh in-memory state: nothing is new.
+    await first.stop()
+    h.notifiers.remove(first)
+    await h.snapshot("ada", reached("target"), earned=earned)
+    second = await h.start_notifier()
+    await until(lambda: second.consumer.batches > 0, what="the restarted notifier read the snapshot")
+    await h.worker_passes()
+    assert await h.count(TierCrossingRow) == 2
+    assert await h.count(NotificationDelivery) == 8
+    assert len(mailbox.messages) == 2
+    assert any(m["Subject"] == "You earned \U0001F947 First <deal>, in 2026-11" for m in mailbox.messages)
+    generic = [json.loads(r["body"]) for r in hook.accepted("/json")]
+    assert sorted(b["type"] for b in generic) == ["achievement", "tier_crossing"]
+    slack = [json.loads(r["body"]) for r in hook.accepted("/slack")]
+    assert any("earned *First &lt;deal&gt;*" in b["blocks"][0]["text"]["text"] for b in slack)
+    messages = await asyncio.to_thread(in_app_messages, h)
+    assert sorted((m["type"], m.get("kind", "tier")) for m in messages) == [
+        ("celebration", "achievement"), ("celebration", "tier"), ("notification", "achievement"),
+        ("notification", "tier")]
 
 
 async def _sent(h: Harness, count: int) -> list[dict[str, Any]] | None:

@@ -22,9 +22,11 @@ def progress_entry(**fields: Any) -> PlanProgressEntry:
 
 
 def rep_snapshot(
-    rep_id: str, version: int, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None
+    rep_id: str, version: int, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None,
+    earned: dict[str, Any] | None = None,
 ) -> bytes:
-    """A rep-snapshots message with no KPI totals: who, which version, the progress entries and tiers reached."""
+    """A rep-snapshots message with no KPI totals: who, which version, the progress entries, tiers reached and
+    achievements earned."""
     return encode(
         RepSnapshot(
             rep_id=rep_id,
@@ -32,5 +34,6 @@ def rep_snapshot(
             updated_ms=int(time.time() * 1000),
             progress=[progress_entry(**entry) for entry in progress or []],
             reached=reached,
+            earned=earned or {},
         )
     )

@@ -19,7 +19,10 @@ from services.common.problems import KEYED, Problem, problem_responses
 
 router = APIRouter(prefix="/v1")
 
-PLURALS: dict[Kind, str] = {"rep": "reps", "team": "teams", "plan": "plans", "board": "boards"}
+PLURALS: dict[Kind, str] = {
+    "rep": "reps", "team": "teams", "plan": "plans", "board": "boards", "achievement": "achievements",
+    "streak": "streaks",
+}
 # A plan with a hundred tiers is a few KiB; anything near this limit is not configuration.
 MAX_CONFIG_BODY = 1024 * 1024
 PUT_PROBLEMS = problem_responses(*KEYED, 413)

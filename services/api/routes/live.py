@@ -36,7 +36,14 @@ def board_channel(board_id: str) -> str:
 
 
 def progress_message(gw: Gateway, rep_id: str) -> dict[str, Any]:
-    return {"type": "progress", "rep_id": rep_id, "plans": gw.live_progress(rep_id), "kpis": gw.current_kpis(rep_id)}
+    return {
+        "type": "progress", "rep_id": rep_id, "plans": gw.live_progress(rep_id), "kpis": gw.current_kpis(rep_id),
+        "achievements": gw.earned(rep_id, BADGES_SHOWN),
+    }
+
+
+BADGES_SHOWN = 12
+"""The newest achievements a rep screen's progress message carries (GET /v1/reps/{id}/achievements has them all)."""
 
 
 CLOSE_CATCHING_UP = 1013

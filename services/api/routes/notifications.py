@@ -139,14 +139,14 @@ class NotificationFeed:
         self.seen[key] = None
         if len(self.seen) > self.remember:
             self.seen.popitem(last=False)
-        pushed = message.model_dump(mode="json", exclude={"sent_ms"})
+        pushed = message.screen_payload()
         hub = self.gw.hub
         if message.type == "notification":
             hub.publish_event(rep_channel(message.rep_id), pushed)
         else:
             for board_id in list(self.gw.config.state.boards()):
                 board = self.gw.board(board_id)
-                if board is not None and self.gw.on_board(board, message.rep_id):
+                if board is not None and board.celebrations and self.gw.on_board(board, message.rep_id):
                     hub.publish_event(board_channel(board_id), pushed)
         self.pushed += 1
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from schemas.kpis import ALL_ROLES, PRIMARY_ONLY
 from services.api.deps import CurrencyQuery, DateQuery, GatewayDep, PeriodQuery, RolesQuery
 from services.api.gateway import Gateway
-from services.api.responses import PROBLEMS, RepKpis, RepProgressResponse, Standings, TeamKpis
+from services.api.responses import PROBLEMS, RepAchievements, RepKpis, RepProgressResponse, Standings, TeamKpis
 from services.api.scope import require_board, require_rep, require_team
 from services.api.statements import StatementBook, session_close
 from services.common.deps import ReaderKey
@@ -85,6 +85,19 @@ async def rep_progress(rep_id: str, gw: GatewayDep, who: ReaderKey, date: DateQu
                 progress.plan_id, progress.period_key, rep_id, progress.value))
         entries.append(entry)
     return {"rep_id": rep_id, "plans": entries}
+
+
+@router.get(
+    "/reps/{rep_id}/achievements",
+    summary="The achievements a rep has earned, newest first",
+    response_model=RepAchievements,
+    responses=PROBLEMS,
+)
+async def rep_achievements(rep_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
+    require_rep(who, gw, rep_id)
+    if not gw.rep_known(rep_id):
+        raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
+    return {"rep_id": rep_id, "achievements": gw.earned(rep_id)}
 
 
 @router.get("/boards/{board_id}/standings", summary="A board's standings", response_model=Standings, responses=PROBLEMS)

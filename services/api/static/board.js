@@ -315,7 +315,7 @@ class Celebrations {
 
   push(message) {
     const tierId = typeof message.tier === "string" ? message.tier : message.tier?.tier_id;
-    const key = [message.rep_id, message.plan_id, message.period_key, tierId].join("|");
+    const key = message.notification_id || [message.rep_id, message.plan_id, message.period_key, tierId].join("|");
     if (this.seen.has(key)) return; // the same crossing arrives once per board in a rotation
     this.seen.add(key);
     this.queue.push(message);
@@ -332,13 +332,17 @@ class Celebrations {
       return;
     }
     this.showing = true;
+    if (message.kind === "achievement") {
+      this.show(message, achievementCard(message));
+      return;
+    }
     const plan = await loadPlan(message.plan_id);
     const tierId = typeof message.tier === "string" ? message.tier : message.tier?.tier_id;
     const tier = (plan?.tiers || []).find((t) => t.tier_id === tierId);
     const tierName = message.tier?.name || tier?.name || tierId || "a new tier";
     const reward = message.reward ?? tier?.reward ?? null;
-    this.el.replaceChildren(
-      confetti(),
+    this.show(
+      message,
       h(
         "div",
         { class: "celebration-card" },
@@ -350,7 +354,12 @@ class Celebrations {
         h("div", { class: "celebration-more" }),
       ),
     );
+  }
+
+  show(message, card) {
+    this.el.replaceChildren(confetti(), card);
     this.el.dataset.repId = message.rep_id;
+    this.el.dataset.kind = message.kind || "tier";
     this.el.hidden = false;
     void this.el.offsetWidth;
     this.el.classList.add("show");
@@ -364,6 +373,21 @@ class Celebrations {
     const more = this.el.querySelector(".celebration-more");
     if (more) more.textContent = this.queue.length ? `+${this.queue.length} more` : "";
   }
+}
+
+/** The card of an achievement earned: the badge, who earned it, and what it is. */
+function achievementCard(message) {
+  const a = message.achievement || {};
+  return h(
+    "div",
+    { class: "celebration-card" },
+    h("div", { class: "kicker" }, "Badge earned"),
+    h("div", { class: "celebration-badge", "aria-hidden": "true" }, a.badge || "★"),
+    h("div", { class: "celebration-name" }, message.name || message.rep_id),
+    h("div", { class: "celebration-tier" }, "earned ", h("strong", {}, a.name || a.achievement_id)),
+    a.description ? h("div", { class: "celebration-plan" }, a.description) : null,
+    h("div", { class: "celebration-more" }),
+  );
 }
 
 const CONFETTI_COLOURS = ["#ffc94d", "#4cc9f0", "#3ddc97", "#ff5d73", "#b18cff", "#ffffff"];

@@ -56,6 +56,7 @@ async function main() {
     return;
   }
   renderPlans(progress.plans);
+  loadBadges();
   loadNotifications();
   loadStatements();
   loadProjection();
@@ -132,6 +133,7 @@ function onMessage(message) {
   if (message.type === "progress") {
     renderPlans(message.plans || []);
     renderKpis(message.kpis || {});
+    if (Array.isArray(message.achievements)) renderBadges(message.achievements);
   } else if (message.type === "notification") {
     const id = message.notification_id;
     if (id && notifications.some((n) => n.notification_id === id)) return;
@@ -333,6 +335,38 @@ function renderKpis(kpis) {
   el("kpis").replaceChildren(h("div", { class: "kpi-wrap" }, h("table", { class: "kpi-table" }, h("thead", {}, head), h("tbody", {}, rows))));
 }
 
+// --- badges ---------------------------------------------------------------------------------------------
+
+async function loadBadges() {
+  try {
+    const found = await api(`/v1/reps/${encodeURIComponent(repId)}/achievements`, { allow404: true });
+    renderBadges(found?.achievements || []);
+  } catch {
+    renderBadges([]);
+  }
+}
+
+/** The achievements earned, newest first: badge, name, and the period it was earned in. */
+function renderBadges(earned) {
+  const list = el("badges");
+  list.dataset.count = String(earned.length);
+  if (!earned.length) {
+    list.replaceChildren(h("li", { class: "muted" }, "No badges yet: they appear here the moment you earn one."));
+    return;
+  }
+  list.replaceChildren(
+    ...earned.map((a) =>
+      h(
+        "li",
+        { class: "earned", title: a.description || a.name, "data-achievement": a.achievement_id },
+        h("span", { class: "badge-icon", "aria-hidden": "true" }, a.badge),
+        h("span", { class: "badge-name" }, a.name),
+        h("span", { class: "badge-when" }, a.period_key === "window" ? formatAgo(a.earned_at) : periodLabel(a.period_key)),
+      ),
+    ),
+  );
+}
+
 // --- notifications --------------------------------------------------------------------------------------
 
 async function loadNotifications() {
@@ -358,6 +392,7 @@ function renderNotifications(fresh) {
   }
   list.replaceChildren(
     ...notifications.map((n) => {
+      if (n.kind === "achievement") return achievementItem(n, n === fresh);
       const plan = plansById.get(n.plan_id);
       const tierName = typeof n.tier === "string" ? n.tier : n.tier?.name || n.tier?.tier_id || "a tier";
       const reward = n.reward ?? (plan?.tiers || []).find((t) => t.tier_id === n.tier?.tier_id)?.reward;
@@ -375,6 +410,23 @@ function renderNotifications(fresh) {
         ),
       );
     }),
+  );
+}
+
+function achievementItem(n, fresh) {
+  const a = n.achievement || {};
+  const when = n.crossed_at || n.at;
+  return h(
+    "li",
+    { class: fresh ? "fresh" : "" },
+    h("span", { class: "badge", "aria-hidden": "true" }, a.badge || "★"),
+    h(
+      "div",
+      {},
+      h("div", { class: "what" }, `Earned ${a.name || a.achievement_id}`),
+      a.description ? h("div", {}, a.description) : null,
+      h("div", { class: "when" }, [n.period_key && n.period_key !== "window" ? periodLabel(n.period_key) : null, when ? formatAgo(when) : null].filter(Boolean).join(" · ")),
+    ),
   );
 }
 

@@ -46,6 +46,9 @@ class Credit:
     currency: str | None = None
     """Set on a deal's credit in its own currency (not the reporting one): counted in that currency's sums only
     (KpiTotals.currencies), never in a KPI of the reporting currency (services/scoring/domain/fx.py)."""
+    deal_total: Decimal | None = None
+    """Set by the deal agent when an achievement is judged on single deals: the rep's whole revenue credit from
+    this deal after the event (this credit's role, reporting currency), not a delta; counted in no KPI."""
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
@@ -84,6 +87,8 @@ class Credit:
             data["rollup"] = True
         if self.currency is not None:
             data["currency"] = self.currency
+        if self.deal_total is not None:
+            data["deal_total"] = str(self.deal_total)
         return data
 
     @classmethod
@@ -102,6 +107,7 @@ class Credit:
                 bool(get("overlay", False)),
                 bool(get("rollup", False)),
                 get("currency"),
+                None if (total := get("deal_total")) is None else Decimal(total),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a stored credit: {exc!r}") from exc

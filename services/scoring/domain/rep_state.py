@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from services.scoring.domain.credits import Credit
-from services.scoring.domain.crossings import TiersReached, TierThreshold
+from services.scoring.domain.crossings import TiersReached, TierThreshold, utc_iso
 from services.scoring.domain.kpis import ACTIVITY_KIND_PATTERN, KpiTotals, is_activity_kind
 from services.scoring.domain.minute_days import MINUTES_PER_DAY, MinuteDay, MinuteEntry, day_key
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
@@ -124,7 +124,10 @@ class RepState:
     the days that fell behind the floor, `(seq, day)`, whose minutes go to SQL history as evictions of kind
     `minute` with that `seq` before the day is deleted. A credit or activity for a minute behind the floor
     goes to history at once. `reached` holds the tiers each plan-period has reached, so a tier crossing is
-    emitted once (`record_tiers`).
+    emitted once (`record_tiers`); `earned` the achievements earned, achievement_id → period key → first earned
+    (ISO 8601 UTC), so each is earned once (`earn`, services/scoring/domain/achievements.py). `streak_days` holds
+    each streak's qualifying days as runs of dates, `streak_marks` the milestones reached, streak_id → first day of
+    the streak → milestone (days, as text) → when (services/scoring/domain/streaks.py).
     """
 
     rep_id: str
@@ -140,6 +143,9 @@ class RepState:
     minute_outbox: list[MinuteEntry] = field(default_factory=list)
     day_evictions: list[tuple[int, int]] = field(default_factory=list)
     reached: TiersReached = field(default_factory=TiersReached)
+    earned: dict[str, dict[str, str]] = field(default_factory=dict)
+    streak_days: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    streak_marks: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     retention: Mapping[PeriodKind, int] = field(
         default_factory=lambda: DEFAULT_RETENTION, compare=False, repr=False
     )
@@ -395,6 +401,44 @@ class RepState:
             self.version += 1
         return crossed
 
+    # -- achievements -----------------------------------------------------------------------------
+
+    def has_earned(self, achievement_id: str, period_key: str) -> bool:
+        """True once the achievement is recorded as earned in that period."""
+        return period_key in self.earned.get(achievement_id, {})
+
+    def earn(self, achievement_id: str, period_key: str, at: datetime) -> bool:
+        """Record the achievement as earned in the period at `at`; False (no change) when it already was: a badge
+        stays earned whatever the totals do afterwards. The version goes up when it is new."""
+        periods = self.earned.setdefault(achievement_id, {})
+        if period_key in periods:
+            return False
+        periods[period_key] = utc_iso(at)
+        self.version += 1
+        return True
+
+    # -- streaks ----------------------------------------------------------------------------------
+
+    def set_streak_days(self, streak_id: str, runs: list[tuple[str, str]]) -> bool:
+        """Store the streak's qualifying runs; True (and the version up) when they changed."""
+        if self.streak_days.get(streak_id, []) == runs:
+            return False
+        if runs:
+            self.streak_days[streak_id] = runs
+        else:
+            self.streak_days.pop(streak_id, None)
+        self.version += 1
+        return True
+
+    def mark_milestone(self, streak_id: str, first_day: str, days: int, at: datetime) -> bool:
+        """Record that the streak that began on `first_day` reached `days`; False when it already was."""
+        marks = self.streak_marks.setdefault(streak_id, {}).setdefault(first_day, {})
+        if str(days) in marks:
+            return False
+        marks[str(days)] = utc_iso(at)
+        self.version += 1
+        return True
+
     def prune_reached(self, keep: Callable[[str, str], bool]) -> int:
         """Forget the tiers reached of plan-periods that ended long ago (see `TiersReached.prune`)."""
         dropped = self.reached.prune(keep)
@@ -434,6 +478,14 @@ class RepState:
             data["day_evictions"] = [list(item) for item in self.day_evictions]
         if self.reached:
             data["reached"] = self.reached.to_dict()
+        if self.earned:
+            data["earned"] = {a: dict(periods) for a, periods in self.earned.items()}
+        if self.streak_days:
+            data["streak_days"] = {s: [list(run) for run in runs] for s, runs in self.streak_days.items()}
+        if self.streak_marks:
+            data["streak_marks"] = {
+                s: {d: dict(m) for d, m in firsts.items()} for s, firsts in self.streak_marks.items()
+            }
         return data
 
     @classmethod
@@ -476,6 +528,17 @@ class RepState:
                 minute_outbox=[MinuteEntry.from_list(item) for item in data.get("minute_outbox", ())],
                 day_evictions=[(int(seq), int(day)) for seq, day in data.get("day_evictions", ())],
                 reached=TiersReached.from_dict(data.get("reached", {})),
+                earned={
+                    str(a): {str(key): str(when) for key, when in periods.items()}
+                    for a, periods in data.get("earned", {}).items()
+                },
+                streak_days={
+                    str(s): [(str(a), str(b)) for a, b in runs] for s, runs in data.get("streak_days", {}).items()
+                },
+                streak_marks={
+                    str(s): {str(d): {str(m): str(w) for m, w in marks.items()} for d, marks in firsts.items()}
+                    for s, firsts in data.get("streak_marks", {}).items()
+                },
                 retention=retention,
                 minute_horizon=minute_horizon,
             )
