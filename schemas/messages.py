@@ -170,6 +170,9 @@ class RepProgress(_Message):
     milestones: dict[str, dict[str, dict[str, AwareDatetime]]] = Field(
         default_factory=dict, description="streak_id → first day of the streak → milestone (days) → when reached"
     )
+    streaks: dict[str, list[tuple[str, str]]] = Field(
+        default_factory=dict, description="streak_id → the rep's qualifying days as runs [first, last] (ISO dates)"
+    )
 
 
 class RepSnapshot(RepProgress):
@@ -183,9 +186,6 @@ class RepSnapshot(RepProgress):
     accepted_ms: int = Field(0, ge=0, description="when ingest accepted the newest event in it (Unix ms)")
     periods: dict[PeriodKindName, dict[str, Totals]] = Field(default_factory=dict)
     horizons: dict[PeriodKindName, str] = Field(default_factory=dict)
-    streaks: dict[str, list[tuple[str, str]]] = Field(
-        default_factory=dict, description="streak_id → the rep's qualifying days as runs [first, last] (ISO dates)"
-    )
     contests: dict[str, Totals] = Field(
         default_factory=dict, description="totals per contest board (window), over the minutes the state holds"
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.config import Board, Plan
+from schemas.config import Board, Plan, Streak
 from services.api.config_store import ConfigStore
 from services.api.hub import Hub
 from services.api.read_model import ReadModel
@@ -28,9 +28,11 @@ from services.scoring.domain.contests import window_minutes
 from services.scoring.domain.incentives import plan_progress
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PERIOD_KINDS, Calendar, PeriodKind
-from services.scoring.domain.plans import TierRef, current_tier
+from services.scoring.domain.plans import TierRef, current_tier, is_participant
 from services.scoring.domain.progress import Progress
 from services.scoring.domain.standings import Entry
+from services.scoring.domain.streaks import StreakCalendar
+from services.scoring.domain.streaks import status as streak_status
 
 
 @dataclass
@@ -166,6 +168,34 @@ class Gateway:
                 })
         out.sort(key=lambda a: (str(a["earned_at"]), str(a["achievement_id"]), str(a["period_key"])), reverse=True)
         return out if limit is None else out[:limit]
+
+    # --- streaks -----------------------------------------------------------------------------------
+    def streak_docs(self) -> list[Streak]:
+        return [self._parse("streak", sid, doc, Streak) for sid, doc in sorted(self.config.state.streaks().items())]
+
+    def streak_status(self, streak: Streak, rep_id: str, today: date | None = None) -> dict[str, object]:
+        """The rep's streak as of today (business timezone): current and longest, since when, whether at risk."""
+        view = self.model.reps.get(rep_id)
+        runs = view.snapshot.streaks.get(streak.streak_id, []) if view is not None else []
+        found = streak_status(runs, StreakCalendar.of(streak), today or self.today())
+        return {
+            "streak_id": streak.streak_id, "name": streak.name, "badge": streak.badge, "current": found.current,
+            "longest": found.longest, "since": found.since.isoformat() if found.since else None,
+            "at_risk": found.at_risk, "met_today": found.met_today,
+        }
+
+    def rep_streaks(self, rep_id: str) -> list[dict[str, object]]:
+        """Every streak the rep takes part in, as of today."""
+        team = self.config.state.team_of(rep_id)
+        return [self.streak_status(s, rep_id) for s in self.streak_docs()
+                if is_participant(rep_id, team, s.participants)]
+
+    def streak_reps(self, streak: Streak) -> list[str]:
+        """Who a streak's board ranks: its participants on the roster, and reps with qualifying days."""
+        reps = self.config.state.reps()
+        found = {r for r, doc in reps.items() if is_participant(r, doc.get("team_id"), streak.participants)}
+        found |= {r for r, view in self.model.reps.items() if streak.streak_id in view.snapshot.streaks}
+        return sorted(found)
 
     # --- boards ------------------------------------------------------------------------------------
     def board_reps(self, board: Board) -> list[str]:

@@ -77,6 +77,44 @@ class RepAchievements(BaseModel):
     achievements: list[EarnedAchievement] = Field(description="newest first")
 
 
+class StreakStatusModel(BaseModel):
+    streak_id: str
+    name: str
+    badge: str
+    current: int = Field(description="working days in the streak alive today (0: none)")
+    longest: int = Field(description="the longest streak the rep's recorded days hold")
+    since: str | None = Field(description="the first working day of the current streak")
+    at_risk: bool = Field(description="today is a working day, not met yet, and a streak is alive")
+    met_today: bool
+
+
+class RepStreaks(BaseModel):
+    rep_id: str
+    as_of: str
+    streaks: list[StreakStatusModel]
+
+
+class StreakEntry(BaseModel):
+    rank: int
+    rep_id: str
+    name: str
+    team_id: str | None
+    current: int
+    longest: int
+    since: str | None
+    at_risk: bool
+
+
+class StreakStandings(BaseModel):
+    streak_id: str
+    name: str
+    badge: str
+    as_of: str
+    rule: dict[str, Any]
+    current: list[StreakEntry] = Field(description="by current streak, longest first")
+    longest: list[StreakEntry] = Field(description="by longest streak ever, longest first")
+
+
 class StandingsEntry(BaseModel):
     rank: int
     rep_id: str

@@ -60,8 +60,8 @@ async def notification_log(
 
 
 def _entry(c: CrossingRow, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
-    """One log entry: a tier crossing (`kind` tier) as CONTRACT §6 shows it, or an achievement earned (`kind`
-    achievement: `achievement` instead of `plan_id` and `tier`)."""
+    """One log entry: a tier crossing (`kind` tier) as CONTRACT §6 shows it, an achievement earned (`kind`
+    achievement: `achievement` instead of `plan_id` and `tier`) or a streak milestone (`kind` streak: `streak`)."""
     entry: dict[str, Any] = {
         "notification_id": c.notification_id,
         "kind": c.kind,
@@ -78,5 +78,11 @@ def _entry(c: CrossingRow, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
         entry.update(plan_id=None, tier=None, achievement={
             "achievement_id": c.plan_id, "name": c.tier_name, "badge": details.get("badge"),
             "description": details.get("description"),
+        })
+    elif c.kind == "streak":
+        details = orjson.loads(c.details)
+        entry.update(plan_id=None, tier=None, streak={
+            "streak_id": c.plan_id, "name": details.get("streak_name") or c.plan_id, "badge": details.get("badge"),
+            "days": int(c.tier_id), "since": c.period_key,
         })
     return entry

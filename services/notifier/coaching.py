@@ -6,16 +6,17 @@ of the period gone by now): a rep who went quiet keeps an old snapshot whose pac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from schemas.config import Plan
+from schemas.config import Plan, Streak
 from schemas.messages import PlanProgressEntry
 from services.scoring.domain.incentives import plan_period
 from services.scoring.domain.periods import Calendar, PeriodKind
 from services.scoring.domain.plans import is_participant
+from services.scoring.domain.streaks import StreakCalendar, status
 
-__all__ = ["reps_behind_pace"]
+__all__ = ["reps_behind_pace", "streaks_at_risk"]
 
 
 def reps_behind_pace(
@@ -67,4 +68,33 @@ def reps_behind_pace(
                     }
                 )
     rows.sort(key=lambda row: (row["pace"], row["rep_id"], row["plan_id"]))
+    return rows
+
+
+def streaks_at_risk(
+    *,
+    team_id: str,
+    members: Sequence[str],
+    roster: Mapping[str, Mapping[str, Any]],
+    manager_rep_id: str | None,
+    streaks: Sequence[Streak],
+    runs_by_rep: Mapping[str, Mapping[str, Sequence[tuple[str, str]]]],
+    today: date,
+) -> list[dict[str, Any]]:
+    """One row per (rep, streak) about to break: today is a working day of the streak, not met yet, and the
+    streak is alive (docs/achievements.md, Streaks); longest streak first. Not the manager's own."""
+    rows: list[dict[str, Any]] = []
+    for streak in streaks:
+        calendar = StreakCalendar.of(streak)
+        for rep_id in members:
+            if rep_id == manager_rep_id or not is_participant(rep_id, team_id, streak.participants):
+                continue
+            found = status(runs_by_rep.get(rep_id, {}).get(streak.streak_id, ()), calendar, today)
+            if found.at_risk:
+                rows.append({
+                    "rep_id": rep_id, "name": (roster.get(rep_id) or {}).get("name") or rep_id,
+                    "streak_id": streak.streak_id, "streak_name": streak.name, "days": found.current,
+                    "since": found.since.isoformat() if found.since else None,
+                })
+    rows.sort(key=lambda row: (-row["days"], row["rep_id"], row["streak_id"]))
     return rows

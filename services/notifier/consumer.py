@@ -94,10 +94,13 @@ class SnapshotConsumer(BackgroundLoop):
 
 
 class ProgressFeed:
-    """The latest `progress` of every rep (highest version wins), from the whole rep-snapshots topic."""
+    """The latest `progress` and streak days of every rep (highest version wins), from the whole rep-snapshots
+    topic."""
 
     def __init__(self, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
         self.progress: dict[str, list[PlanProgressEntry]] = {}
+        self.streaks: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        """Each rep's qualifying days per streak (docs/achievements.md, Streaks), for the digest's streaks at risk."""
         self._versions: dict[str, int] = {}
         self._follower = TopicFollower(
             settings,
@@ -115,6 +118,7 @@ class ProgressFeed:
             return
         self._versions[snapshot.rep_id] = snapshot.version
         self.progress[snapshot.rep_id] = snapshot.progress
+        self.streaks[snapshot.rep_id] = snapshot.streaks
 
     def start(self) -> None:
         self._follower.start()

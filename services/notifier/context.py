@@ -11,10 +11,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from schemas.config import Plan
+from pydantic import BaseModel
+
+from schemas.config import Plan, Streak
 from schemas.preferences import Preferences
 from services.common.config_feed import ConfigFollower
 from services.common.db import Sessions
@@ -30,6 +32,8 @@ Now = Callable[[], datetime]
 """What time it is; by default the settings' clock (services/common/clock.py)."""
 
 
+M = TypeVar("M", bound=BaseModel)
+
 @dataclass
 class NotifierContext:
     settings: Settings
@@ -44,7 +48,7 @@ class NotifierContext:
     channels: dict[str, Sender] = field(default_factory=dict)
     webhook: WebhookChannel | None = None
     email: EmailChannel | None = None
-    _plans: dict[tuple[str, int], Plan] = field(default_factory=dict)
+    _models: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.calendar = Calendar(self.settings.timezone, self.settings.fiscal_year_start_month)
@@ -68,19 +72,26 @@ class NotifierContext:
 
     def plans(self) -> list[Plan]:
         """Every valid plan of the config feed, parsed once per version."""
-        out = []
+        return self._parsed("plan", self.config.state.plans(), Plan)
+
+    def streaks(self) -> list[Streak]:
+        """Every valid streak of the config feed, parsed once per version."""
+        return self._parsed("streak", self.config.state.streaks(), Streak)
+
+    def _parsed(self, kind: str, documents: dict[str, dict[str, Any]], model: type[M]) -> list[M]:
+        out: list[M] = []
         versions = self.config.state.versions
-        for plan_id, doc in sorted(self.config.state.plans().items()):
-            key = (plan_id, versions.get(f"plan:{plan_id}", 0))
-            plan = self._plans.get(key)
-            if plan is None:
-                if len(self._plans) > 1000:
-                    self._plans.clear()
+        for entry_id, doc in sorted(documents.items()):
+            key = (kind, entry_id, versions.get(f"{kind}:{entry_id}", 0))
+            parsed = self._models.get(key)
+            if parsed is None:
+                if len(self._models) > 1000:
+                    self._models.clear()
                 try:
-                    plan = self._plans[key] = Plan.model_validate(doc)
+                    parsed = self._models[key] = model.model_validate(doc)
                 except ValueError:
                     continue
-            out.append(plan)
+            out.append(parsed)
         return out
 
     def lease_until(self, now: datetime) -> datetime:

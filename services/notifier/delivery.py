@@ -167,6 +167,7 @@ class DeliveryWorker:
             message = digest_email(
                 digest_id=digest.digest_id, team_name=body["team_name"], manager_name=body["manager_name"],
                 to=digest.email or "", sender=self.ctx.settings.notify_smtp_from, rows=body["rows"],
+                streaks=body.get("streaks_at_risk", []),
             )
             try:
                 await self._email.send_message(message)

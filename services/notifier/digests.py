@@ -13,7 +13,7 @@ from typing import Any
 from schemas.preferences import parse_clock
 from services.notifier import store
 from services.notifier.channels import EmailChannel
-from services.notifier.coaching import reps_behind_pace
+from services.notifier.coaching import reps_behind_pace, streaks_at_risk
 from services.notifier.consumer import ProgressFeed
 from services.notifier.context import NotifierContext
 from services.notifier.scheduling import digest_slot
@@ -86,8 +86,8 @@ class DigestScheduler:
         return made
 
     async def make_digest(self, team_id: str, slot: str, now: datetime) -> dict[str, Any] | None:
-        """Record the team's digest for `slot` (sent by the delivery worker); None when nobody is behind pace
-        or the slot was already made."""
+        """Record the team's digest for `slot` (sent by the delivery worker): the reps behind pace and the streaks
+        about to break; None when there is neither or the slot was already made."""
         team = self.ctx.config.state.teams().get(team_id) or {}
         manager = team.get("manager_rep_id")
         if not manager:
@@ -105,7 +105,16 @@ class DigestScheduler:
             pace_below=self.ctx.settings.notify_digest_pace_below,
             min_elapsed=self.ctx.settings.notify_digest_min_elapsed,
         )
-        if not rows:
+        at_risk = streaks_at_risk(
+            team_id=team_id,
+            members=self.ctx.config.state.members(team_id),
+            roster=roster,
+            manager_rep_id=manager,
+            streaks=self.ctx.streaks(),
+            runs_by_rep=self._progress.streaks,
+            today=self.ctx.calendar.local_date(now),
+        )
+        if not rows and not at_risk:
             return None
         email = (roster.get(manager) or {}).get("email")
         digest_id = "cd_" + hashlib.sha256(f"{team_id}\x1f{slot}".encode()).hexdigest()[:32]
@@ -115,6 +124,7 @@ class DigestScheduler:
             "manager_rep_id": manager,
             "manager_name": (roster.get(manager) or {}).get("name") or manager,
             "rows": rows,
+            "streaks_at_risk": at_risk,
         }
         problem = None
         if not email:

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from schemas.messages import Celebration, InAppNotification, TierRefModel
-from services.notifier.tier_crossings import ACHIEVEMENT, TierCrossing
+from services.notifier.tier_crossings import ACHIEVEMENT, STREAK, TIER, TierCrossing
 from services.scoring.domain.achievements import WINDOW_KEY
 
 __all__ = [
@@ -62,6 +62,8 @@ def headline(crossing: TierCrossing) -> str:
     For an achievement: who earned which badge, and in which period."""
     if crossing.kind == ACHIEVEMENT:
         return f"{rep_name(crossing)} earned {_badge(crossing)} {crossing.tier_name}{_period_phrase(crossing)}"
+    if crossing.kind == STREAK:
+        return f"{rep_name(crossing)} is on a {_streak_words(crossing)} {_badge(crossing)}"
     return (
         f"{rep_name(crossing)} reached {crossing.tier_name} ({_percent(crossing.threshold)}) in "
         f"{_plan_name(crossing)}, {period_words(crossing)}"
@@ -89,6 +91,32 @@ def achievement_ref(crossing: TierCrossing) -> dict[str, Any]:
     }
 
 
+def _streak_words(crossing: TierCrossing) -> str:
+    """"10-day streak: 20 calls a day"."""
+    return f"{crossing.details.get('days', crossing.tier_id)}-day streak: {crossing.details.get('streak_name')}"
+
+
+def streak_ref(crossing: TierCrossing) -> dict[str, Any]:
+    """`{streak_id, name, badge, days, since}` as messages show a streak milestone."""
+    details = crossing.details
+    return {
+        "streak_id": crossing.plan_id,
+        "name": str(details.get("streak_name") or crossing.plan_id),
+        "badge": _badge(crossing),
+        "days": int(details.get("days") or crossing.tier_id),
+        "since": crossing.period_key,
+    }
+
+
+def _own_part(crossing: TierCrossing) -> tuple[str, dict[str, Any]] | None:
+    """The part of its own an achievement or a streak milestone carries in messages (None for a tier crossing)."""
+    if crossing.kind == ACHIEVEMENT:
+        return "achievement", achievement_ref(crossing)
+    if crossing.kind == STREAK:
+        return "streak", streak_ref(crossing)
+    return None
+
+
 def gap_line(crossing: TierCrossing) -> str:
     """What is left to the next tier, as of when the crossing was seen."""
     details = crossing.details
@@ -105,14 +133,15 @@ def gap_line(crossing: TierCrossing) -> str:
 
 def _common(crossing: TierCrossing) -> dict[str, Any]:
     details = crossing.details
-    if crossing.kind == ACHIEVEMENT:
+    part = _own_part(crossing)
+    if part is not None:
         return {
-            "kind": ACHIEVEMENT,
+            "kind": crossing.kind,
             "notification_id": crossing.notification_id,
             "rep_id": crossing.rep_id,
             "name": rep_name(crossing),
             "period_key": crossing.period_key,
-            "achievement": achievement_ref(crossing),
+            part[0]: part[1],
             "crossed_at": crossing.crossed_at.isoformat(),
         }
     return {
@@ -138,11 +167,12 @@ def in_app_message(crossing: TierCrossing) -> InAppNotification:
 
 def celebration_message(crossing: TierCrossing) -> Celebration:
     """The `notifications` topic message the gateway pushes on every board the rep is on (CONTRACT §6)."""
-    if crossing.kind == ACHIEVEMENT:
+    part = _own_part(crossing)
+    if part is not None:
         return Celebration.model_validate({
-            "type": "celebration", "kind": ACHIEVEMENT, "notification_id": crossing.notification_id,
+            "type": "celebration", "kind": crossing.kind, "notification_id": crossing.notification_id,
             "rep_id": crossing.rep_id, "name": rep_name(crossing), "period_key": crossing.period_key,
-            "achievement": achievement_ref(crossing), "at": crossing.crossed_at,
+            part[0]: part[1], "at": crossing.crossed_at,
         })
     return Celebration(
         type="celebration",
@@ -173,6 +203,9 @@ def slack_payload(crossing: TierCrossing) -> dict[str, Any]:
         if crossing.details.get("description"):
             lines.append(esc(str(crossing.details["description"])))
         return _slack_blocks(text, lines, crossing)
+    if crossing.kind == STREAK:
+        lines = [f"{esc(_badge(crossing))} *{esc(rep_name(crossing))}* is on a *{esc(_streak_words(crossing))}*."]
+        return _slack_blocks(text, lines, crossing)
     lines = [f":tada: *{esc(rep_name(crossing))}* reached *{esc(crossing.tier_name)}* "
              f"({_percent(crossing.threshold)}) in _{esc(_plan_name(crossing))}_, {esc(period_words(crossing))}."]
     if crossing.reward:
@@ -197,7 +230,7 @@ def _slack_blocks(text: str, lines: list[str], crossing: TierCrossing) -> dict[s
 def generic_payload(crossing: TierCrossing, sent_at: int) -> dict[str, Any]:
     """The generic JSON webhook body; `sent_at` (Unix seconds) equals the X-Salespulse-Timestamp header and
     is inside the signed body, so a receiver can reject stale replays."""
-    kind = "achievement" if crossing.kind == ACHIEVEMENT else "tier_crossing"
+    kind = {ACHIEVEMENT: "achievement", STREAK: "streak_milestone"}.get(crossing.kind, "tier_crossing")
     return {"type": kind, "sent_at": sent_at, **_common(crossing)}
 
 
@@ -229,8 +262,8 @@ def _crossing_email(crossing: TierCrossing, subject: str, to: str, sender: str) 
 def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
     """A multipart (plain text + HTML) e-mail with the tier, the reward and the gap to the next tier.
     The Message-ID is derived from the notification id, so a resend after a crash is recognisable."""
-    if crossing.kind == ACHIEVEMENT:
-        return _achievement_email(crossing, to=to, sender=sender)
+    if crossing.kind != TIER:
+        return _recognition_email(crossing, to=to, sender=sender)
     name = rep_name(crossing)
     reward = crossing.reward or "—"
     gap = gap_line(crossing)
@@ -272,11 +305,17 @@ def tier_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
     return msg
 
 
-def _achievement_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
-    name, badge, what = rep_name(crossing), _badge(crossing), crossing.tier_name
+def _recognition_email(crossing: TierCrossing, *, to: str, sender: str) -> EmailMessage:
+    """An achievement earned ("You earned 🥇 First deal, in 2026-12") or a streak milestone ("You are on a 10-day
+    streak: 20 calls a day 🔥")."""
+    name, badge = rep_name(crossing), _badge(crossing)
     description = crossing.details.get("description")
-    msg = _crossing_email(crossing, f"You earned {badge} {what}{_period_phrase(crossing)}", to, sender)
-    plain = [f"Congratulations, {name}!", "", f"You earned {badge} {what}{_period_phrase(crossing)}."]
+    if crossing.kind == STREAK:
+        line = f"You are on a {_streak_words(crossing)} {badge}"
+    else:
+        line = f"You earned {badge} {crossing.tier_name}{_period_phrase(crossing)}"
+    msg = _crossing_email(crossing, line, to, sender)
+    plain = [f"Congratulations, {name}!", "", f"{line}."]
     if description:
         plain += ["", str(description)]
     plain += ["", f"Earned at {crossing.crossed_at.isoformat()}."]
@@ -284,30 +323,41 @@ def _achievement_email(crossing: TierCrossing, *, to: str, sender: str) -> Email
     e = html.escape
     about = f"<p>{e(str(description))}</p>" if description else ""
     msg.add_alternative(
-        f"<html><body><h2>Congratulations, {e(name)}!</h2><p>You earned <strong>{e(badge)} {e(what)}</strong>"
-        f"{e(_period_phrase(crossing))}.</p>{about}</body></html>",
+        f"<html><body><h2>Congratulations, {e(name)}!</h2><p>{e(line)}.</p>{about}</body></html>",
         subtype="html",
     )
     return msg
 
 
 def digest_email(
-    *, digest_id: str, team_name: str, manager_name: str, to: str, sender: str, rows: Sequence[Mapping[str, Any]]
+    *, digest_id: str, team_name: str, manager_name: str, to: str, sender: str, rows: Sequence[Mapping[str, Any]],
+    streaks: Sequence[Mapping[str, Any]] = (),
 ) -> EmailMessage:
-    """The coaching digest: the team's reps whose pace in a plan is below the configured level."""
+    """The coaching digest: the team's reps whose pace in a plan is below the configured level, and the streaks
+    about to break (today not met yet)."""
     msg = EmailMessage()
     count = len({row["rep_id"] for row in rows})
-    msg["Subject"] = f"Coaching digest for {team_name}: {count} rep{'s' if count != 1 else ''} behind pace"
+    parts = [f"{count} rep{'s' if count != 1 else ''} behind pace"] if rows else []
+    if streaks:
+        parts.append(f"{len(streaks)} streak{'s' if len(streaks) != 1 else ''} about to break")
+    msg["Subject"] = f"Coaching digest for {team_name}: {', '.join(parts)}"
     msg["From"] = sender
     msg["To"] = to
     msg["Message-ID"] = message_id(digest_id)
     msg["X-Salespulse-Digest-Id"] = digest_id
-    plain = [f"Hello {manager_name},", "", f"These reps of {team_name} are behind pace:", ""]
+    plain = [f"Hello {manager_name},", ""]
+    if rows:
+        plain += [f"These reps of {team_name} are behind pace:", ""]
     for row in rows:
         plain.append(
             f"- {row['name']}: {row['plan_name']} {row['period_key']} — attainment {_percent(row['attainment'])}, "
             f"pace {row['pace']:.2f} with {_percent(row['elapsed'])} of the period gone"
         )
+    if streaks:
+        plain += ["", "Streaks about to break (not met yet today):", ""]
+        plain += [
+            f"- {s['name']} — a {s['days']}-day streak of {s['streak_name']}, since {s['since']}" for s in streaks
+        ]
     msg.set_content("\n".join(plain) + "\n")
     e = html.escape
     body = "".join(
@@ -315,11 +365,18 @@ def digest_email(
         f"<td>{_percent(row['attainment'])}</td><td>{row['pace']:.2f}</td><td>{_percent(row['elapsed'])}</td></tr>"
         for row in rows
     )
-    msg.add_alternative(
-        "<html><body>"
-        f"<p>Hello {e(manager_name)},</p><p>These reps of {e(team_name)} are behind pace:</p>"
+    behind = (
+        f"<p>These reps of {e(team_name)} are behind pace:</p>"
         "<table><tr><th>Rep</th><th>Plan</th><th>Period</th><th>Attainment</th><th>Pace</th><th>Period gone</th></tr>"
-        f"{body}</table></body></html>",
+        f"{body}</table>"
+    ) if rows else ""
+    at_risk = "".join(
+        f"<li>{e(str(s['name']))} — a {s['days']}-day streak of {e(str(s['streak_name']))}, since {s['since']}</li>"
+        for s in streaks
+    )
+    risky = f"<p>Streaks about to break (not met yet today):</p><ul>{at_risk}</ul>" if streaks else ""
+    msg.add_alternative(
+        f"<html><body><p>Hello {e(manager_name)},</p>{behind}{risky}</body></html>",
         subtype="html",
     )
     return msg

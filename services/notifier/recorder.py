@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from schemas.config import Streak
 from schemas.messages import RepProgress
 from schemas.preferences import Preferences
 from services.common.background import wait_set
@@ -28,6 +29,8 @@ from services.notifier.tier_crossings import (
     milestones_in_snapshot,
 )
 from services.scoring.domain.periods import PERIOD_KINDS, kind_of_key
+from services.scoring.domain.streaks import StreakCalendar
+from services.scoring.domain.streaks import streaks as runs_to_streaks
 
 __all__ = ["CrossingRecorder"]
 
@@ -99,7 +102,8 @@ class CrossingRecorder:
         now = self.ctx.clock()
         for crossing in candidates:
             if crossing.kind == STREAK:
-                continue  # a streak is named by its first day, not by a period: it is pushed when reached
+                self._date_streak(crossing, latest[crossing.rep_id], streaks, now)
+                continue
             self._date_period(crossing, plans.get(crossing.plan_id) if crossing.kind == TIER else None, now)
         created = await store.record_crossings(self.ctx.sessions, candidates, route=self._router(now), now=now)
         if len(self._known) > _KNOWN_LIMIT:
@@ -154,6 +158,21 @@ class CrossingRecorder:
         crossing.details["period_ended_on"] = (last_day - timedelta(days=1)).isoformat()
         if now - end > self.ctx.settings.notify_max_age:
             crossing.details["not_pushed"] = "the period ended more than SALESPULSE_NOTIFY_MAX_AGE before"
+
+    def _date_streak(
+        self, crossing: TierCrossing, snapshot: RepProgress, streaks: dict[str, dict[str, Any]], now: datetime
+    ) -> None:
+        """A milestone of a streak whose last day is more than SALESPULSE_NOTIFY_MAX_AGE ago (a streak created after
+        the fact, judged over the days the rep's state holds) is recorded and listed, not pushed."""
+        doc = streaks.get(crossing.plan_id)
+        if doc is None:
+            return
+        calendar = StreakCalendar.of(Streak.model_validate(doc))
+        for streak in runs_to_streaks(snapshot.streaks.get(crossing.plan_id, []), calendar):
+            if streak.first.isoformat() == crossing.period_key:
+                if (self.ctx.calendar.local_date(now) - streak.last) > self.ctx.settings.notify_max_age:
+                    crossing.details["not_pushed"] = "the streak ended more than SALESPULSE_NOTIFY_MAX_AGE before"
+                return
 
     def _router(self, now: datetime) -> store.Router:
         def route(crossing: TierCrossing, prefs: Preferences | None) -> list[NewDelivery]:

@@ -173,6 +173,17 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("GET", "/v1/teams/east/kpis", None, "viewer"),
     ("GET", "/v1/reps/ada/progress", None, "viewer"),
     ("GET", "/v1/boards/floor/standings", None, "viewer"),
+    ("GET", "/v1/achievements", None, "viewer"),
+    ("PUT", "/v1/achievements/a1", {"name": "A", "rule": {"kind": "deal", "at_least": 10}}, "admin"),
+    ("GET", "/v1/achievements/a1", None, "viewer"),
+    ("DELETE", "/v1/achievements/a1", None, "admin"),
+    ("GET", "/v1/reps/ada/achievements", None, "viewer"),
+    ("GET", "/v1/streaks", None, "viewer"),
+    ("PUT", "/v1/streaks/s1", {"name": "S", "rule": {"metric": "activities.call", "at_least": 5}}, "admin"),
+    ("GET", "/v1/streaks/s1", None, "viewer"),
+    ("GET", "/v1/streaks/s1/standings", None, "viewer"),
+    ("GET", "/v1/reps/ada/streaks", None, "viewer"),
+    ("DELETE", "/v1/streaks/s1", None, "admin"),
 ]
 
 

@@ -88,9 +88,11 @@ class Harness:
         await publish_config(self.producer, self.settings, kind, entry_id, body, int(time.time() * 1000))
 
     async def snapshot(self, rep_id: str, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None,
-                       version: int | None = None, earned: dict[str, Any] | None = None) -> None:
+                       version: int | None = None, earned: dict[str, Any] | None = None,
+                       milestones: dict[str, Any] | None = None, streaks: dict[str, Any] | None = None) -> None:
         self.version += 1
-        message = rep_snapshot(rep_id, version if version is not None else self.version, reached, progress, earned)
+        message = rep_snapshot(rep_id, version if version is not None else self.version, reached, progress, earned,
+                               milestones, streaks)
         await self.producer.send_and_wait(
             topic_name(self.settings, REP_SNAPSHOTS), message, key=rep_id.encode(),
             partition=partition_for(rep_id, self.settings.partitions),
@@ -231,7 +233,7 @@ async def test_each_crossing_is_delivered_once_per_channel_through_duplicates_re
     ]
 
 
-async def test_an_achievement_is_delivered_once_per_channel_apart_from_a_tier_of_a_plan_with_its_id(
+async def test_an_achievement_and_a_streak_milestone_are_delivered_once_per_channel_apart_from_a_tier(
     harness: Harness, mailbox: Mailbox, hook: Hook
 ) -> None:
     h = harness
@@ -241,12 +243,17 @@ async def test_an_achievement_is_delivered_once_per_channel_apart_from_a_tier_of
     await h.config("achievement", "ae-revenue", {
         "achievement_id": "ae-revenue", "name": "First <deal>", "badge": "\U0001F947", "description": "Won one",
         "rule": {"kind": "total", "metric": "deals_won", "period": "month", "at_least": 1}})
+    await h.config("streak", "calls", {"streak_id": "calls", "name": "20 calls a day",
+                                       "rule": {"metric": "activities.call", "at_least": 20}})
     earned = {"ae-revenue": {"2026-11": "2026-11-20T10:00:00Z"}}
+    marks = {"calls": {"2026-11-16": {"5": "2026-11-20T10:00:00Z"}}}
     first = await h.start_notifier()
-    await h.snapshot("ada", reached("target"), earned=earned)
-    await h.snapshot("ada", reached("target"), earned=earned, version=h.version)  # the same snapshot again
-    log = await until(lambda: _sent(h, 2), what="the crossing and the badge sent on every channel")
-    assert sorted(e["kind"] for e in log) == ["achievement", "tier"]
+    await h.snapshot("ada", reached("target"), earned=earned, milestones=marks)
+    # The same snapshot again, and an older one without the milestone.
+    await h.snapshot("ada", reached("target"), earned=earned, milestones=marks, version=h.version)
+    await h.snapshot("ada", reached("target"), earned=earned, version=1)
+    log = await until(lambda: _sent(h, 3), what="the crossing, the badge and the milestone sent on every channel")
+    assert sorted(e["kind"] for e in log) == ["achievement", "streak", "tier"]
     badge = next(e for e in log if e["kind"] == "achievement")
     assert badge["achievement"] == {"achievement_id": "ae-revenue", "name": "First <deal>", "badge": "\U0001F947",
                                     "description": "Won one"}
@@ -256,22 +263,24 @@ async def test_an_achievement_is_delivered_once_per_channel_apart_from_a_tier_of
     # Replayed after a restart with a fresh in-memory state: nothing is new.
     await first.stop()
     h.notifiers.remove(first)
-    await h.snapshot("ada", reached("target"), earned=earned)
+    await h.snapshot("ada", reached("target"), earned=earned, milestones=marks)
     second = await h.start_notifier()
     await until(lambda: second.consumer.batches > 0, what="the restarted notifier read the snapshot")
     await h.worker_passes()
-    assert await h.count(TierCrossingRow) == 2
-    assert await h.count(NotificationDelivery) == 8
-    assert len(mailbox.messages) == 2
-    assert any(m["Subject"] == "You earned \U0001F947 First <deal>, in 2026-11" for m in mailbox.messages)
+    assert await h.count(TierCrossingRow) == 3
+    assert await h.count(NotificationDelivery) == 12
+    assert len(mailbox.messages) == 3
+    subjects = {m["Subject"] for m in mailbox.messages}
+    assert "You earned \U0001F947 First <deal>, in 2026-11" in subjects
+    assert "You are on a 5-day streak: 20 calls a day \U0001F525" in subjects
     generic = [json.loads(r["body"]) for r in hook.accepted("/json")]
-    assert sorted(b["type"] for b in generic) == ["achievement", "tier_crossing"]
+    assert sorted(b["type"] for b in generic) == ["achievement", "streak_milestone", "tier_crossing"]
     slack = [json.loads(r["body"]) for r in hook.accepted("/slack")]
     assert any("earned *First &lt;deal&gt;*" in b["blocks"][0]["text"]["text"] for b in slack)
     messages = await asyncio.to_thread(in_app_messages, h)
     assert sorted((m["type"], m.get("kind", "tier")) for m in messages) == [
-        ("celebration", "achievement"), ("celebration", "tier"), ("notification", "achievement"),
-        ("notification", "tier")]
+        ("celebration", "achievement"), ("celebration", "streak"), ("celebration", "tier"),
+        ("notification", "achievement"), ("notification", "streak"), ("notification", "tier")]
 
 
 async def _sent(h: Harness, count: int) -> list[dict[str, Any]] | None:
@@ -388,7 +397,9 @@ async def test_quiet_hours_defer_across_the_reps_midnight_and_the_hourly_cap_spr
     await until(lambda: _sent(h, 2), what="both deliveries marked sent")
 
 
-async def test_coaching_digest_goes_to_the_manager_once_per_slot(harness: Harness, mailbox: Mailbox) -> None:
+async def test_coaching_digest_goes_to_the_manager_once_per_slot_with_the_streaks_about_to_break(
+    harness: Harness, mailbox: Mailbox
+) -> None:
     h = harness
     h.settings.notify_smtp_host, h.settings.notify_smtp_port = "127.0.0.1", mailbox.port
     h.settings.notify_digest_schedule = "daily"
@@ -396,8 +407,14 @@ async def test_coaching_digest_goes_to_the_manager_once_per_slot(harness: Harnes
     # 08:05 in Berlin (the manager's zone) on Nov 19: 18 of 30 days of the month gone.
     h.clock.now = datetime(2026, 11, 19, 7, 5, tzinfo=UTC)
     await h.config("plan", "ae-revenue", {**PLAN, "participants": {"teams": ["east"], "reps": []}})
-    await h.snapshot("ada", {}, [{"plan_id": "ae-revenue", "period_key": "2026-11", "attainment": 0.9}])
-    await h.snapshot("bob", {}, [{"plan_id": "ae-revenue", "period_key": "2026-11", "attainment": 0.2}])
+    await h.config("streak", "calls", {"streak_id": "calls", "name": "20 calls a day",
+                                       "rule": {"metric": "activities.call", "at_least": 20}})
+    # Ada met the streak Monday to Wednesday; on Thursday morning it is alive and about to break. Bob's ended on
+    # Tuesday: broken, not at risk.
+    await h.snapshot("ada", {}, [{"plan_id": "ae-revenue", "period_key": "2026-11", "attainment": 0.9}],
+                     streaks={"calls": [["2026-11-16", "2026-11-18"]]})
+    await h.snapshot("bob", {}, [{"plan_id": "ae-revenue", "period_key": "2026-11", "attainment": 0.2}],
+                     streaks={"calls": [["2026-11-16", "2026-11-17"]]})
     one = await h.start_notifier(digests=False)
     two = await h.start_notifier(consume=False, digests=False)
     for n in (one, two):
@@ -406,15 +423,17 @@ async def test_coaching_digest_goes_to_the_manager_once_per_slot(harness: Harnes
     made = await one.run_scheduled_digests()
     assert [d["team_id"] for d in made] == ["east"]
     assert [r["rep_id"] for r in made[0]["rows"]] == ["cy", "bob"]  # cy has no progress: attainment 0
+    assert [(r["rep_id"], r["days"], r["since"]) for r in made[0]["streaks_at_risk"]] == [("ada", 3, "2026-11-16")]
     assert await two.run_scheduled_digests() == []  # the other notifier finds the slot taken
     assert await one.run_scheduled_digests() == []
     await until(lambda: len(mailbox.messages) == 1, what="the digest e-mail")
     await h.worker_passes()
     assert len(mailbox.messages) == 1 and await h.count(CoachingDigest) == 1
     digest = mailbox.messages[0]
-    assert digest["To"] == "mia@example.com" and "2 reps behind pace" in digest["Subject"]
+    assert digest["To"] == "mia@example.com" and "2 reps behind pace, 1 streak about to break" in digest["Subject"]
     body = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Bob" in body and "Cy" in body and "Ada:" not in body
+    assert "Ada — a 3-day streak of 20 calls a day, since 2026-11-16" in body and "Bob —" not in body
 
     # Before 08:00 Berlin the next day nothing new; after it, the next slot.
     h.clock.now = datetime(2026, 11, 20, 6, 55, tzinfo=UTC)

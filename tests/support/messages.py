@@ -23,10 +23,11 @@ def progress_entry(**fields: Any) -> PlanProgressEntry:
 
 def rep_snapshot(
     rep_id: str, version: int, reached: dict[str, Any], progress: list[dict[str, Any]] | None = None,
-    earned: dict[str, Any] | None = None,
+    earned: dict[str, Any] | None = None, milestones: dict[str, Any] | None = None,
+    streaks: dict[str, Any] | None = None,
 ) -> bytes:
     """A rep-snapshots message with no KPI totals: who, which version, the progress entries, tiers reached and
-    achievements earned."""
+    achievements earned and streak milestones reached."""
     return encode(
         RepSnapshot(
             rep_id=rep_id,
@@ -35,5 +36,7 @@ def rep_snapshot(
             progress=[progress_entry(**entry) for entry in progress or []],
             reached=reached,
             earned=earned or {},
+            milestones=milestones or {},
+            streaks=streaks or {},
         )
     )

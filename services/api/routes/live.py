@@ -38,7 +38,7 @@ def board_channel(board_id: str) -> str:
 def progress_message(gw: Gateway, rep_id: str) -> dict[str, Any]:
     return {
         "type": "progress", "rep_id": rep_id, "plans": gw.live_progress(rep_id), "kpis": gw.current_kpis(rep_id),
-        "achievements": gw.earned(rep_id, BADGES_SHOWN),
+        "achievements": gw.earned(rep_id, BADGES_SHOWN), "streaks": gw.rep_streaks(rep_id),
     }
 
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from schemas.kpis import ALL_ROLES, PRIMARY_ONLY
 from services.api.deps import CurrencyQuery, DateQuery, GatewayDep, PeriodQuery, RolesQuery
 from services.api.gateway import Gateway
-from services.api.responses import PROBLEMS, RepAchievements, RepKpis, RepProgressResponse, Standings, TeamKpis
-from services.api.scope import require_board, require_rep, require_team
+from services.api.responses import (
+    PROBLEMS,
+    RepAchievements,
+    RepKpis,
+    RepProgressResponse,
+    RepStreaks,
+    Standings,
+    StreakStandings,
+    TeamKpis,
+)
+from services.api.scope import out_of_scope, require_board, require_rep, require_team
 from services.api.statements import StatementBook, session_close
 from services.common.deps import ReaderKey
 from services.common.problems import Problem
@@ -98,6 +107,61 @@ async def rep_achievements(rep_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
     if not gw.rep_known(rep_id):
         raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
     return {"rep_id": rep_id, "achievements": gw.earned(rep_id)}
+
+
+@router.get(
+    "/reps/{rep_id}/streaks", summary="A rep's streaks as of today", response_model=RepStreaks, responses=PROBLEMS
+)
+async def rep_streaks(rep_id: str, gw: GatewayDep, who: ReaderKey) -> Any:
+    require_rep(who, gw, rep_id)
+    if not gw.rep_known(rep_id):
+        raise Problem(404, f"No rep {rep_id!r}: it is not on the roster and has no events.")
+    return {"rep_id": rep_id, "as_of": gw.today().isoformat(), "streaks": gw.rep_streaks(rep_id)}
+
+
+@router.get(
+    "/streaks/{streak_id}/standings",
+    summary="A streak's board: current streaks and longest streaks",
+    response_model=StreakStandings,
+    responses=PROBLEMS,
+)
+async def streak_standings(
+    streak_id: str, gw: GatewayDep, who: ReaderKey, size: Annotated[int, Query(ge=1, le=100)] = 10
+) -> Any:
+    streak = next((s for s in gw.streak_docs() if s.streak_id == streak_id), None)
+    if streak is None:
+        raise Problem(404, f"No streak {streak_id!r}.")
+    if who.reads_everything:
+        reps = gw.streak_reps(streak)
+    elif who.role == "manager":
+        team = gw.config.state.members(who.scope.team_id or "")
+        reps = [r for r in gw.streak_reps(streak) if r in team]
+    else:
+        raise out_of_scope(who, f"streak {streak_id!r}")
+    today = gw.today()
+    roster = gw.config.state.reps()
+    rows = []
+    for rep_id in reps:
+        status = gw.streak_status(streak, rep_id, today)
+        doc = roster.get(rep_id, {})
+        rows.append({"rep_id": rep_id, "name": doc.get("name") or rep_id, "team_id": doc.get("team_id"),
+                     "current": status["current"], "longest": status["longest"], "since": status["since"],
+                     "at_risk": status["at_risk"]})
+    return {
+        "streak_id": streak.streak_id, "name": streak.name, "badge": streak.badge, "as_of": today.isoformat(),
+        "rule": streak.rule.model_dump(mode="json"),
+        "current": _ranked(rows, "current", size), "longest": _ranked(rows, "longest", size),
+    }
+
+
+def _ranked(rows: list[dict[str, Any]], field: str, size: int) -> list[dict[str, Any]]:
+    """The top `size` rows by `field` (above 0), equal values sharing a rank (1, 2, 2, 4), ties by rep id."""
+    ordered = sorted((r for r in rows if r[field] > 0), key=lambda r: (-r[field], r["rep_id"]))[:size]
+    out: list[dict[str, Any]] = []
+    for position, row in enumerate(ordered, start=1):
+        tied = bool(out) and out[-1][field] == row[field]
+        out.append({"rank": out[-1]["rank"] if tied else position, **row})
+    return out
 
 
 @router.get("/boards/{board_id}/standings", summary="A board's standings", response_model=Standings, responses=PROBLEMS)

@@ -84,6 +84,7 @@ SCREENS: Final = {
     "/": ScreenPage("index", "screens", "app", "Index of boards, teams and reps"),
     "/board/{board_id}": ScreenPage("board", "leaderboard", "tv", "The sales-floor TV board"),
     "/rotate": ScreenPage("board", "leaderboard", "tv", "Several boards in turn: ?boards=a,b,c&every=20"),
+    "/streaks/{streak_id}": ScreenPage("streaks", "streaks", "tv", "A streak's board: current and longest streaks"),
     "/rep/{rep_id}": ScreenPage("rep", "my progress", "app rep-page", "A rep's own progress page"),
     "/team/{team_id}": ScreenPage("team", "team", "app team-page", "A manager's team page"),
     "/statement/{statement_id}": ScreenPage("statement", "statement", "app statement", "A printable statement"),

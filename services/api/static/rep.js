@@ -57,6 +57,7 @@ async function main() {
   }
   renderPlans(progress.plans);
   loadBadges();
+  loadStreaks();
   loadNotifications();
   loadStatements();
   loadProjection();
@@ -134,6 +135,7 @@ function onMessage(message) {
     renderPlans(message.plans || []);
     renderKpis(message.kpis || {});
     if (Array.isArray(message.achievements)) renderBadges(message.achievements);
+    if (Array.isArray(message.streaks)) renderStreaks(message.streaks);
   } else if (message.type === "notification") {
     const id = message.notification_id;
     if (id && notifications.some((n) => n.notification_id === id)) return;
@@ -333,6 +335,45 @@ function renderKpis(kpis) {
     ),
   );
   el("kpis").replaceChildren(h("div", { class: "kpi-wrap" }, h("table", { class: "kpi-table" }, h("thead", {}, head), h("tbody", {}, rows))));
+}
+
+// --- streaks --------------------------------------------------------------------------------------------
+
+async function loadStreaks() {
+  try {
+    const found = await api(`/v1/reps/${encodeURIComponent(repId)}/streaks`, { allow404: true });
+    renderStreaks(found?.streaks || []);
+  } catch {
+    renderStreaks([]);
+  }
+}
+
+/** Each streak the rep takes part in: the current run in working days, the longest, and a nudge when today is
+ * a working day not met yet. */
+function renderStreaks(streaks) {
+  const list = el("streaks");
+  if (!streaks.length) {
+    list.replaceChildren(h("li", { class: "muted" }, "No streaks are set up for you."));
+    return;
+  }
+  list.replaceChildren(
+    ...streaks.map((s) => {
+      const note = s.at_risk
+        ? "Not met yet today: keep it alive!"
+        : s.met_today
+          ? "Met today"
+          : s.current
+            ? `Since ${s.since}`
+            : "Start one today";
+      return h(
+        "li",
+        { class: "streak", dataset: { streakId: s.streak_id, atRisk: String(s.at_risk), current: String(s.current) } },
+        h("span", { class: "streak-days" }, `${s.badge} ${s.current} day${s.current === 1 ? "" : "s"}`),
+        h("span", { class: "streak-name" }, s.name),
+        h("span", { class: "streak-note" }, `${note} · longest ${s.longest}`),
+      );
+    }),
+  );
 }
 
 // --- badges ---------------------------------------------------------------------------------------------
