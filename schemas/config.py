@@ -32,6 +32,7 @@ __all__ = [
     "KPI_NAMES",
     "Achievement",
     "AchievementRule",
+    "ChatRoute",
     "DailyRule",
     "Streak",
     "Board",
@@ -448,6 +449,57 @@ class Streak(_Config):
     def _reps_only(self) -> Streak:
         if self.participants.managers:
             raise PydanticCustomError("streak_managers", "streaks are kept for reps: list teams or reps, not managers")
+        return self
+
+
+RecognitionKindName = Literal["tier", "achievement", "streak"]
+ALL_RECOGNITIONS: tuple[RecognitionKindName, ...] = ("tier", "achievement", "streak")
+EVERY_TEAM = "*"
+"""The chat route of reps whose team has none (or who have no team)."""
+
+
+def _webhook_url(url: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url) or len(url) > 2048:
+        raise PydanticCustomError(
+            "webhook_url", "webhook_url must be an http(s) URL of at most 2,048 characters, as the chat app gave it"
+        )
+    return url
+
+
+WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
+
+
+class SlackRoute(_Config):
+    """A Slack incoming webhook (https://api.slack.com/messaging/webhooks) and, for a legacy webhook that may post
+    to several channels, the channel."""
+
+    webhook_url: WebhookUrl
+    channel: Annotated[str, Field(max_length=80), AfterValidator(_no_control_characters)] | None = None
+
+
+class TeamsRoute(_Config):
+    """A Microsoft Teams incoming webhook (a Workflows "post to a channel when a webhook request is received" URL,
+    or an Office 365 connector's) that takes Adaptive Cards."""
+
+    webhook_url: WebhookUrl
+
+
+class ChatRoute(_Config):
+    """Where a team's celebrations go in Slack and Microsoft Teams (docs/notifications.md, "Slack and Teams"):
+    `team_id` "*" is the route of reps whose team has none."""
+
+    team_id: Id
+    slack: SlackRoute | None = None
+    teams: TeamsRoute | None = None
+    kinds: list[RecognitionKindName] = Field(
+        default_factory=lambda: list(ALL_RECOGNITIONS),
+        description="what is posted: tier crossings, achievements, streak milestones",
+    )
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> ChatRoute:
+        if self.slack is None and self.teams is None:
+            raise PydanticCustomError("no_chat", "a chat route needs slack or teams (or both)")
         return self
 
 

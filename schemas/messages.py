@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from schemas.config import Achievement, Board, FxRates, Plan, Rep, Streak, Team
+from schemas.config import Achievement, Board, ChatRoute, FxRates, Plan, Rep, Streak, Team
 
 __all__ = [
     "CONFIG_DOCUMENTS",
@@ -49,11 +49,11 @@ __all__ = [
 ]
 
 PeriodKindName = Literal["day", "week", "month", "quarter", "year"]
-ConfigKind = Literal["rep", "team", "plan", "board", "fx", "achievement", "streak"]
+ConfigKind = Literal["rep", "team", "plan", "board", "fx", "achievement", "streak", "chat"]
 Money = Annotated[Decimal, Field(description="exact decimal, written as a string")]
 CONFIG_DOCUMENTS: dict[str, type[BaseModel]] = {
     "rep": Rep, "team": Team, "plan": Plan, "board": Board, "fx": FxRates, "achievement": Achievement,
-    "streak": Streak,
+    "streak": Streak, "chat": ChatRoute,
 }
 """The document model of each configuration kind."""
 

@@ -17,11 +17,11 @@ from services.common.db import Sessions
 from services.common.models import ConfigEntry
 from services.common.problems import Problem
 
-Kind = Literal["rep", "team", "plan", "board", "fx", "achievement", "streak"]
+Kind = Literal["rep", "team", "plan", "board", "fx", "achievement", "streak", "chat"]
 MODELS: dict[str, type[BaseModel]] = CONFIG_DOCUMENTS
 ID_FIELDS: dict[str, str] = {
     "rep": "rep_id", "team": "team_id", "plan": "plan_id", "board": "board_id", "fx": "currency",
-    "achievement": "achievement_id", "streak": "streak_id",
+    "achievement": "achievement_id", "streak": "streak_id", "chat": "team_id",
 }
 
 

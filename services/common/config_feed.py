@@ -18,7 +18,7 @@ from services.common.topics import CONFIG, partition_for, topic_name
 
 log = logging.getLogger("salespulse.config")
 
-KINDS = ("rep", "team", "plan", "board", "fx", "achievement", "streak")
+KINDS = ("rep", "team", "plan", "board", "fx", "achievement", "streak", "chat")
 
 
 def config_key(kind: str, entry_id: str) -> str:
@@ -90,6 +90,11 @@ class ConfigState:
     def streaks(self) -> dict[str, dict[str, Any]]:
         """The streaks (schemas.config.Streak), by streak_id."""
         return self.entries["streak"]
+
+    def chat_route(self, team_id: str | None) -> dict[str, Any] | None:
+        """The chat route of a team (schemas.config.ChatRoute), else the route of every team ("*"), else None."""
+        routes = self.entries["chat"]
+        return routes.get(team_id or "") or routes.get("*")
 
     def team_of(self, rep_id: str) -> str | None:
         rep = self.entries["rep"].get(rep_id)

@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from schemas.messages import Celebration, InAppNotification, encode
+from services.common.config_feed import ConfigFollower
 from services.common.settings import Settings
 from services.common.topics import NOTIFICATIONS, partition_for, topic_name
 from services.notifier.messages import (
@@ -29,6 +30,7 @@ from services.notifier.messages import (
     in_app_message,
     sign,
     slack_payload,
+    teams_payload,
     tier_email,
 )
 from services.notifier.store import ClaimedDelivery
@@ -154,15 +156,47 @@ class WebhookChannel:
             if target.target_id in done:
                 continue
             body, headers = self.request(target, delivery, int(time.time()))
-            try:
-                response = await self._client.post(target.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                raise DeliveryError(f"{target.kind} webhook {_host(target.url)}: {type(exc).__name__}: {exc}") from exc
-            if response.is_success:
-                await mark_done(target.target_id)
-                done.add(target.target_id)
-                continue
-            raise _http_error(target, response)
+            await _post(self._client, target, body, headers)
+            await mark_done(target.target_id)
+            done.add(target.target_id)
+
+
+async def _post(client: httpx.AsyncClient, target: WebhookTarget, body: bytes, headers: dict[str, str]) -> None:
+    """POST one webhook; DeliveryError (retried, or permanent for a 4xx that will not change) unless it took it."""
+    try:
+        response = await client.post(target.url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{target.kind} webhook {_host(target.url)}: {type(exc).__name__}: {exc}") from exc
+    if not response.is_success:
+        raise _http_error(target, response)
+
+
+class ChatChannel:
+    """A team's Slack or Microsoft Teams channel (`kind` "slack" or "teams"): posts the crossing, achievement or
+    streak milestone to the webhook of the rep's team's chat route (schemas.config.ChatRoute), as the
+    configuration has it when sent (docs/notifications.md, "Slack and Teams")."""
+
+    def __init__(self, kind: str, client: httpx.AsyncClient, config: ConfigFollower) -> None:
+        self.kind = kind
+        self._client = client
+        self._config = config
+
+    async def send(self, delivery: ClaimedDelivery, mark_done: MarkDone) -> None:
+        state = self._config.state
+        team = state.team_of(delivery.rep_id)
+        route = (state.chat_route(team) or {}).get(self.kind)
+        if not route:
+            raise DeliveryError(f"no {self.kind} chat route for team {team or '(none)'} or '*' any more",
+                                permanent=True)
+        crossing = delivery.crossing
+        if self.kind == "slack":
+            payload = slack_payload(crossing)
+            if route.get("channel"):
+                payload["channel"] = route["channel"]
+        else:
+            payload = teams_payload(crossing)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": crossing.notification_id}
+        await _post(self._client, WebhookTarget(self.kind, route["webhook_url"]), orjson.dumps(payload), headers)
 
 
 def _host(url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import re
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
@@ -23,6 +24,8 @@ __all__ = [
     "in_app_message",
     "sign",
     "slack_payload",
+    "teams_escape",
+    "teams_payload",
     "tier_email",
     "verify_signature",
 ]
@@ -223,6 +226,66 @@ def _slack_blocks(text: str, lines: list[str], crossing: TierCrossing) -> dict[s
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+        ],
+    }
+
+
+_TEAMS_MARKUP = re.compile(r"([\\`*_\[\]()~])")
+_TEAMS_BLOCK_START = re.compile(r"^(\s*)([-+#>])")
+_TEAMS_ORDERED_START = re.compile(r"^(\s*\d+)([.)])")
+
+
+def teams_escape(text: str) -> str:
+    """User-supplied text for an Adaptive Card's TextBlock or fact (Markdown, no HTML): `&`, `<` and `>` as
+    entities (no HTML or `<at>` mention forms), a backslash before the characters that start emphasis, links or
+    code, and before a list or heading marker at the start — so a name like `[x](https://…)` or `**all**` shows
+    as written (https://learn.microsoft.com/microsoftteams/platform/task-modules-and-cards/cards/cards-format)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _TEAMS_MARKUP.sub(r"\\\1", text)
+    text = _TEAMS_BLOCK_START.sub(r"\1\\\2", text)
+    return _TEAMS_ORDERED_START.sub(r"\1\\\2", text)
+
+
+def _facts(crossing: TierCrossing) -> list[tuple[str, str]]:
+    """What a card lists under its headline, by kind."""
+    details = crossing.details
+    if crossing.kind == ACHIEVEMENT:
+        facts = [("Badge", f"{_badge(crossing)} {crossing.tier_name}")]
+        if crossing.period_key != WINDOW_KEY:
+            facts.append(("Period", period_words(crossing)))
+        if details.get("description"):
+            facts.append(("About", str(details["description"])))
+        return facts
+    if crossing.kind == STREAK:
+        return [("Streak", str(details.get("streak_name") or crossing.plan_id)),
+                ("Days", str(details.get("days") or crossing.tier_id)), ("Since", crossing.period_key)]
+    facts = [("Plan", _plan_name(crossing)), ("Tier", f"{crossing.tier_name} ({_percent(crossing.threshold)})"),
+             ("Period", period_words(crossing))]
+    if crossing.reward:
+        facts.append(("Reward", crossing.reward))
+    gap = gap_line(crossing)
+    if gap:
+        facts.append(("Next", gap))
+    return facts
+
+
+def teams_payload(crossing: TierCrossing) -> dict[str, Any]:
+    """A Microsoft Teams incoming-webhook body: a message with one Adaptive Card (schema 1.4) — the headline, the
+    facts, and the notification id. Every user-supplied text in it is escaped (`teams_escape`)."""
+    esc = teams_escape
+    body = [
+        {"type": "TextBlock", "text": f"\U0001F389 {esc(headline(crossing))}", "size": "Large", "weight": "Bolder",
+         "wrap": True},
+        {"type": "FactSet", "facts": [{"title": title, "value": esc(value)} for title, value in _facts(crossing)]},
+        {"type": "TextBlock", "text": f"salespulse · {crossing.notification_id}", "size": "Small", "isSubtle": True,
+         "wrap": True},
+    ]
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+            "version": "1.4", "body": body, "msteams": {"width": "Full"}}
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
         ],
     }
 

@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.config import Streak
+from schemas.config import ALL_RECOGNITIONS, Streak
 from schemas.messages import RepProgress
 from schemas.preferences import Preferences
 from services.common.background import wait_set
 from services.notifier import store
 from services.notifier.context import NotifierContext
 from services.notifier.scheduling import quiet_until
-from services.notifier.store import BOARD, NewDelivery
+from services.notifier.store import BOARD, SLACK, TEAMS, NewDelivery
 from services.notifier.tier_crossings import (
     STREAK,
     TIER,
@@ -176,13 +176,19 @@ class CrossingRecorder:
 
     def _router(self, now: datetime) -> store.Router:
         def route(crossing: TierCrossing, prefs: Preferences | None) -> list[NewDelivery]:
-            """Board celebration always; each chosen channel, deferred while the rep is in quiet hours. A
+            """Board celebration always, and the team's Slack and Teams channels when its chat route takes this kind
+            (docs/notifications.md, "Slack and Teams"); each channel the rep chose, deferred while the rep is in
+            quiet hours. A
             channel the rep chose explicitly but that cannot reach them is recorded as failed, with why;
             an unavailable default channel is left out."""
             if crossing.details.get("not_pushed"):
                 return []  # in the log, pushed nowhere: the period ended long before the crossing was seen
             chosen = prefs or self.ctx.defaults
             out = [NewDelivery(BOARD)]
+            state = self.ctx.config.state
+            route = state.chat_route(state.team_of(crossing.rep_id))
+            if route is not None and crossing.kind in route.get("kinds", ALL_RECOGNITIONS):
+                out += [NewDelivery(chat) for chat in (SLACK, TEAMS) if route.get(chat)]
             quiet_end = quiet_until(now, chosen.quiet(), self.ctx.zone_of(crossing.rep_id))
             for channel in chosen.channels:
                 problem = self.ctx.unavailable(channel, crossing.rep_id)

@@ -27,14 +27,14 @@ from services.common.db import Sessions
 from services.common.dead_letters import DeadLetters
 from services.common.kafka import make_producer
 from services.common.settings import Settings
-from services.notifier.channels import BoardChannel, EmailChannel, InAppChannel, WebhookChannel
+from services.notifier.channels import BoardChannel, ChatChannel, EmailChannel, InAppChannel, WebhookChannel
 from services.notifier.consumer import ProgressFeed, SnapshotConsumer
 from services.notifier.context import NotifierContext, Now
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.digests import DigestScheduler
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.recorder import CrossingRecorder
-from services.notifier.store import BOARD
+from services.notifier.store import BOARD, SLACK, TEAMS
 from services.notifier.tier_crossings import TierCrossing
 
 log = logging.getLogger("salespulse.notifier")
@@ -70,6 +70,8 @@ class Notifier:
             BOARD: BoardChannel(settings, self.producer),
             "webhook": ctx.webhook,
             "email": email,
+            SLACK: ChatChannel(SLACK, self.http, self.config),
+            TEAMS: ChatChannel(TEAMS, self.http, self.config),
         })
         self.recorder = CrossingRecorder(ctx)
         self.delivery = DeliveryWorker(ctx, email, rng or random.Random())

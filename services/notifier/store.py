@@ -25,6 +25,8 @@ from services.notifier.tier_crossings import CrossingKey, TierCrossing
 
 __all__ = [
     "BOARD",
+    "SLACK",
+    "TEAMS",
     "ClaimedDelivery",
     "ClaimedDigest",
     "NewDelivery",
@@ -45,6 +47,8 @@ __all__ = [
 
 BOARD = "board"
 """The pseudo-channel of board celebrations: never deferred, not subject to the rep's preferences."""
+SLACK, TEAMS = "slack", "teams"
+"""The team channels in Slack and Microsoft Teams (a team's chat route): like the board, not the rep's own."""
 def _insert(session: AsyncSession, model: Any) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)

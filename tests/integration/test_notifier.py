@@ -36,7 +36,7 @@ from tests.support.clock import NOVEMBER_CLOCK
 from tests.support.events import AE_PLAN
 from tests.support.kafka import read_topic, read_topic_raw
 from tests.support.messages import rep_snapshot
-from tests.support.receivers import WEBHOOK_SECRET, Hook, Mailbox
+from tests.support.receivers import WEBHOOK_SECRET, Hook, Mailbox, chat_shapes
 from tests.support.stack import until
 
 pytestmark = pytest.mark.integration
@@ -281,6 +281,51 @@ async def test_an_achievement_and_a_streak_milestone_are_delivered_once_per_chan
     assert sorted((m["type"], m.get("kind", "tier")) for m in messages) == [
         ("celebration", "achievement"), ("celebration", "streak"), ("celebration", "tier"),
         ("notification", "achievement"), ("notification", "streak"), ("notification", "tier")]
+
+
+async def test_slack_and_teams_get_each_teams_news_through_its_own_route_with_user_text_escaped(
+    harness: Harness,
+) -> None:
+    h = harness
+    chat = Hook(validate=chat_shapes)  # answers 400, as Slack and Teams do, to a body outside their shapes
+    try:
+        await h.config("team", "west", {"team_id": "west", "name": "West"})
+        await h.config("rep", "wes", {"rep_id": "wes", "name": "Wes [x](https://evil.example) *bold* <!here> & co",
+                                      "team_id": "west"})
+        await h.config("rep", "zoe", {"rep_id": "zoe", "name": "Zoe"})  # no team: the "*" route
+        await h.config("achievement", "first-deal", {
+            "achievement_id": "first-deal", "name": "First deal", "badge": "\U0001F947",
+            "rule": {"kind": "total", "metric": "deals_won", "period": "month", "at_least": 1}})
+        await h.config("chat", "east", {"team_id": "east",
+                                        "slack": {"webhook_url": chat.url("/slack/east"), "channel": "#east-wins"},
+                                        "teams": {"webhook_url": chat.url("/teams/east")}})
+        await h.config("chat", "west", {"team_id": "west", "teams": {"webhook_url": chat.url("/teams/west")},
+                                        "kinds": ["achievement"]})
+        await h.config("chat", "*", {"team_id": "*", "slack": {"webhook_url": chat.url("/slack/all")}})
+        await h.start_notifier()
+        badge = {"first-deal": {"2026-11": "2026-11-20T10:00:00Z"}}
+        await h.snapshot("ada", reached("target"))  # east: both apps
+        await h.snapshot("wes", reached("target"), earned=badge)  # west: the badge only, in Teams
+        await h.snapshot("zoe", {}, earned=badge)  # no team: "*", Slack
+        log = await until(lambda: _sent(h, 4), what="every delivery sent")
+        by_rep = {(e["rep_id"], e["kind"]): {d["channel"] for d in e["deliveries"]} for e in log}
+        assert by_rep[("ada", "tier")] >= {"slack", "teams"} and "slack" not in by_rep[("wes", "tier")]
+        assert "teams" not in by_rep[("wes", "tier")] and "teams" in by_rep[("wes", "achievement")]
+        assert "slack" in by_rep[("zoe", "achievement")] and "teams" not in by_rep[("zoe", "achievement")]
+
+        assert [r["errors"] for r in chat.requests if not r["accepted"]] == []  # every body in its app's shape
+        assert sorted(r["path"] for r in chat.requests) == ["/slack/all", "/slack/east", "/teams/east", "/teams/west"]
+        east = json.loads(chat.accepted("/slack/east")[0]["body"])
+        assert east["channel"] == "#east-wins" and "Ada reached Target" in east["text"]
+        card = json.loads(chat.accepted("/teams/west")[0]["body"])["attachments"][0]["content"]
+        headline = card["body"][0]["text"]
+        assert "Wes \\[x\\]\\(https://evil.example\\) \\*bold\\* &lt;!here&gt; &amp; co earned" in headline
+        assert "](" not in headline and "<" not in headline
+        assert {"title": "Badge", "value": "\U0001F947 First deal"} in card["body"][1]["facts"]
+        assert chat.accepted("/teams/west")[0]["headers"]["Idempotency-Key"] == next(
+            e["notification_id"] for e in log if e["rep_id"] == "wes" and e["kind"] == "achievement")
+    finally:
+        chat.close()
 
 
 async def _sent(h: Harness, count: int) -> list[dict[str, Any]] | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +56,8 @@ class Hook:
     failures: int = 0
     fail_with: int = 500
     delay: float = 0.0
+    validate: Callable[[str, bytes], list[str]] | None = None
+    """Checks a body against what the receiver it stands in for accepts (by path): errors make it answer 400."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,17 +69,19 @@ class Hook:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if hook.delay:
                     time.sleep(hook.delay)
+                errors = hook.validate(self.path, body) if hook.validate else []
                 with hook.lock:
                     failing = hook.failures > 0
                     if failing:
                         hook.failures -= 1
                     hook.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                          "accepted": not failing})
+                                          "accepted": not failing and not errors, "errors": errors})
+                answer = b"ok" if not errors else json.dumps(errors).encode()
                 try:
-                    self.send_response(hook.fail_with if failing else 200)
-                    self.send_header("Content-Length", "2")
+                    self.send_response(hook.fail_with if failing else 400 if errors else 200)
+                    self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(answer)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the sender was killed while we answered: it counts as received here
 
@@ -122,3 +128,14 @@ def receiver_env(mailbox: Mailbox, hook: Hook) -> dict[str, str]:
         "SALESPULSE_NOTIFY_POLL_SECONDS": "0.1",
         "SALESPULSE_NOTIFY_DIGEST_SCHEDULE": "off",
     }
+
+
+def chat_shapes(path: str, body: bytes) -> list[str]:
+    """A Hook's `validate` for chat receivers: paths starting /slack take Slack's shapes, /teams Teams'."""
+    from tests.support.chat_shapes import slack_errors, teams_errors
+
+    if path.startswith("/slack"):
+        return slack_errors(body)
+    if path.startswith("/teams"):
+        return teams_errors(body)
+    return []

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1")
 
 PLURALS: dict[Kind, str] = {
     "rep": "reps", "team": "teams", "plan": "plans", "board": "boards", "achievement": "achievements",
-    "streak": "streaks",
+    "streak": "streaks", "chat": "chat-routes",
 }
 # A plan with a hundred tiers is a few KiB; anything near this limit is not configuration.
 MAX_CONFIG_BODY = 1024 * 1024
