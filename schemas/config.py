@@ -32,6 +32,7 @@ __all__ = [
     "KPI_NAMES",
     "Achievement",
     "AchievementRule",
+    "Battle",
     "ChatRoute",
     "DailyRule",
     "Streak",
@@ -280,8 +281,26 @@ class Scope(_Config):
     teams: list[Id] = Field(default_factory=list)
 
 
+_RATIO_METRICS = frozenset({"win_rate", "avg_deal_size", "retention_rate"})
+_MAX_BATTLE_TEAMS = 8
+
+
+class Battle(_Config):
+    """A team battle (docs/plans-and-boards.md, Team battles): the teams whose members' values are summed."""
+
+    teams: list[Id] = Field(min_length=2, max_length=_MAX_BATTLE_TEAMS)
+
+    @field_validator("teams")
+    @classmethod
+    def _distinct(cls, teams: list[str]) -> list[str]:
+        if len(set(teams)) != len(teams):
+            raise PydanticCustomError("battle_teams_repeated", "a battle lists each team once")
+        return teams
+
+
 class Board(_Config):
-    """A leaderboard over a period, or a contest over a window (CONTRACT §5)."""
+    """A leaderboard over a period, or a contest over a window (CONTRACT §5); with `battle`, teams against each
+    other over it."""
 
     board_id: Id
     title: Label
@@ -292,6 +311,7 @@ class Board(_Config):
     size: int = Field(default=10, ge=1, le=100)
     plan_id: Id | None = None
     credit_roles: CreditRoles = Field(default_factory=lambda: list(CREDIT_ROLES))
+    battle: Battle | None = Field(None, exclude_if=lambda battle: battle is None)
     celebrations: bool = Field(
         True, exclude_if=lambda on: on,
         description="false mutes this board's celebrations (tier crossings, achievements); standings still show",
@@ -304,6 +324,29 @@ class Board(_Config):
                 "period_xor_window",
                 "a board needs exactly one of period (a leaderboard) or window (a contest)",
             )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _battle_scope(cls, data: Any) -> Any:
+        """A battle's board ranks the battle's teams: its scope is theirs unless given."""
+        if isinstance(data, dict) and isinstance(data.get("battle"), dict):
+            teams, scope = data["battle"].get("teams"), data.get("scope")
+            if isinstance(teams, list) and (scope is None or (isinstance(scope, dict) and not scope.get("teams"))):
+                data = {**data, "scope": {**(scope or {}), "teams": list(teams)}}
+        return data
+
+    @model_validator(mode="after")
+    def _battle_sums(self) -> Board:
+        if self.battle is None:
+            return self
+        if self.metric in _RATIO_METRICS:
+            raise PydanticCustomError(
+                "battle_metric", "a battle sums its members' values: {metric} is a ratio; use a count or revenue",
+                {"metric": self.metric},
+            )
+        if set(self.scope.teams) != set(self.battle.teams):
+            raise PydanticCustomError("battle_scope", "a battle's scope.teams must be its battle.teams (or left out)")
         return self
 
     @property

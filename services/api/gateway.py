@@ -226,6 +226,9 @@ class Gateway:
             period_key = self.calendar.key_for_date(on, board.period)  # type: ignore[arg-type]
         plan = self.plan(board.plan_id) if board.plan_id else None
         tally = BoardTally(board, plan, on, period_key)
+        if board.battle is not None:
+            teams = self.config.state.teams()
+            tally.team_names = {t: (teams.get(t) or {}).get("name") or t for t in board.battle.teams}
         await self.retally(tally, self.board_reps(board))
         return tally
 

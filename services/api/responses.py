@@ -125,6 +125,20 @@ class StandingsEntry(BaseModel):
     tier: TierRefModel | None = Field(None, description="only on boards linked to a plan")
 
 
+class BattleTeam(BaseModel):
+    team_id: str
+    name: str
+    rank: int
+    value: float = Field(description="the sum of the team's members' values")
+    members: int
+
+
+class BattleStandings(BaseModel):
+    teams: list[BattleTeam] = Field(description="in the battle's order")
+    leader: str | None = Field(description="the team ahead; null on a tie at the top")
+    gap: float = Field(description="how far the first is ahead of the second")
+
+
 class Standings(BaseModel):
     board_id: str
     title: str
@@ -132,3 +146,6 @@ class Standings(BaseModel):
     period_key: str = Field(description="the period, or for a contest its window as start/end")
     updated_at: str | None
     entries: list[StandingsEntry]
+    battle: BattleStandings | None = Field(
+        None, exclude_if=lambda battle: battle is None, description="a team battle's head to head (battle boards only)"
+    )

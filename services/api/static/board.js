@@ -78,6 +78,7 @@ class BoardView {
     this.list = h("ol", { class: "entries" });
     this.empty = h("p", { class: "empty", hidden: true }, "No results yet for this period.");
     this.banner = h("div", { class: "banner", hidden: true }, "Connection lost — reconnecting…");
+    this.battle = h("div", { class: "battle", hidden: true, "aria-live": "polite" });
     this.root = h(
       "section",
       { class: "board", dataset: { boardId, connection: "connecting" } },
@@ -88,6 +89,7 @@ class BoardView {
         h("div", { class: "board-meta" }, this.status, this.updated),
       ),
       this.banner,
+      this.battle,
       this.columns,
       this.list,
       this.empty,
@@ -155,6 +157,7 @@ class BoardView {
     ];
     this.columns.replaceChildren(...columns.filter(Boolean));
     this.root.classList.toggle("with-plan", Boolean(this.plan));
+    this.renderBattle(standings.battle, metric, currency);
 
     const visible = !this.root.hidden;
     const before = new Map();
@@ -195,6 +198,35 @@ class BoardView {
     this.root.dataset.renders = String(this.renders);
     document.body.dataset.ready = "1";
     if (this.onChange) this.onChange();
+  }
+
+  /** A team battle's head to head: each team's total, its share of the whole, and the running gap. */
+  renderBattle(battle, metric, currency) {
+    this.root.classList.toggle("battle-board", Boolean(battle));
+    this.battle.hidden = !battle;
+    if (!battle) return;
+    const total = battle.teams.reduce((sum, t) => sum + Math.max(t.value, 0), 0);
+    const leader = battle.teams.find((t) => t.team_id === battle.leader);
+    const gap = leader
+      ? `${leader.name} leads by ${formatMetric(metric, battle.gap, { currency })}`
+      : "All square";
+    this.battle.replaceChildren(
+      h(
+        "div",
+        { class: "battle-teams", style: `--teams: ${battle.teams.length}` },
+        ...battle.teams.map((t) =>
+          h(
+            "div",
+            { class: `battle-team${t.team_id === battle.leader ? " leading" : ""}`, dataset: { teamId: t.team_id, rank: String(t.rank) } },
+            h("div", { class: "battle-name" }, t.name),
+            h("div", { class: "battle-value" }, formatMetric(metric, t.value, { currency })),
+            h("div", { class: "battle-members" }, `${t.members} rep${t.members === 1 ? "" : "s"}`),
+            h("span", { class: "bar" }, h("span", { class: "fill", style: `width: ${total > 0 ? (100 * Math.max(t.value, 0)) / total : 0}%` })),
+          ),
+        ),
+      ),
+      h("div", { class: "battle-gap" }, gap),
+    );
   }
 
   renderPeriod() {
