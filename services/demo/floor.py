@@ -28,7 +28,7 @@ from services.common.backoff import Backoff
 from services.common.clock import Clock
 from services.common.http_retry import HttpRetries, OutOfRetries, problem_detail
 from services.common.naming import slug
-from services.demo.plans import demo_boards, demo_plans
+from services.demo.plans import demo_achievements, demo_boards, demo_plans, demo_streaks
 from services.demo.roster import agent_rep_ids, data_rows, demo_reps, demo_teams, rep_id_for
 
 __all__ = [
@@ -460,6 +460,8 @@ async def seed_config(
     documents += [("teams", team["team_id"], team) for team in teams]
     documents += [("plans", plan["plan_id"], plan) for plan in demo_plans(day)]
     documents += [("boards", board["board_id"], board) for board in demo_boards(day)]
+    documents += [("achievements", a["achievement_id"], a) for a in demo_achievements()]
+    documents += [("streaks", s["streak_id"], s) for s in demo_streaks()]
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     base = api_url.rstrip("/")
     async with httpx.AsyncClient(transport=transport, timeout=30.0) as client:

@@ -174,6 +174,18 @@ def demo_boards(today: date | None = None) -> list[dict[str, Any]]:
         )
     boards.append(
         {
+            "board_id": "battle-east-west",
+            "title": "Team battle: East vs West this week",
+            "metric": "revenue",
+            "period": "week",
+            "battle": {"teams": ["east", "west"]},
+            "scope": {"teams": ["east", "west"]},
+            "size": 8,
+            "plan_id": None,
+        }
+    )
+    boards.append(
+        {
             "board_id": "call-blitz",
             "title": "Call blitz: most calls today",
             "metric": "activities.call",
@@ -184,3 +196,30 @@ def demo_boards(today: date | None = None) -> list[dict[str, Any]]:
         }
     )
     return boards
+
+
+def demo_achievements() -> list[dict[str, Any]]:
+    """The demo's badges (docs/achievements.md): a first deal each month, a big deal, a day of demos, a month
+    of growth."""
+    return [
+        {"achievement_id": "first-deal", "name": "First deal of the month", "badge": "\U0001F947",
+         "description": "Won a deal this month",
+         "rule": {"kind": "total", "metric": "deals_won", "period": "month", "at_least": 1}},
+        {"achievement_id": "big-deal", "name": "Big deal", "badge": "\U0001F48E",
+         "description": "One deal worth $5,000 or more",
+         "rule": {"kind": "deal", "period": "month", "at_least": 5000}},
+        {"achievement_id": "demo-day", "name": "Demo day", "badge": "\U0001F3AF", "description": "3 demos in a day",
+         "rule": {"kind": "total", "metric": "activities.demo", "period": "day", "at_least": 3}},
+        {"achievement_id": "growth", "name": "Growing", "badge": "\U0001F4C8",
+         "description": "10 % more revenue than the month before",
+         "rule": {"kind": "growth", "metric": "revenue", "period": "month", "percent": 10}},
+    ]
+
+
+def demo_streaks() -> list[dict[str, Any]]:
+    """The demo's streak: working days with at least 3 calls (Monday to Friday, the year's fixed holidays)."""
+    return [
+        {"streak_id": "calls", "name": "3 calls a day", "badge": "\U0001F525",
+         "rule": {"metric": "activities.call", "at_least": 3},
+         "holidays": ["2026-12-25", "2027-01-01"], "milestones": [3, 5, 10, 20]},
+    ]

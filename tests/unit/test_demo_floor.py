@@ -14,11 +14,11 @@ import httpx
 import orjson
 import pytest
 
-from schemas.config import Board, Plan, Rep, Team
+from schemas.config import Achievement, Board, Plan, Rep, Streak, Team
 from schemas.events import ActivityEvent, DealEvent, validate_events
 from services.demo import floor
 from services.demo.floor import DemoRequestFailed, history_events, live_events, run_floor, seed_config
-from services.demo.plans import demo_boards, demo_plans
+from services.demo.plans import demo_achievements, demo_boards, demo_plans, demo_streaks
 from services.demo.roster import data_rows, demo_reps, demo_teams, rep_id_for
 
 NOW = datetime(2026, 11, 29, 14, 30, tzinfo=UTC)
@@ -103,6 +103,15 @@ def test_plans_and_boards_validate() -> None:
     assert {"floor", "floor-quarter", "region-central", "region-east", "region-west", "call-blitz"} <= {
         board.board_id for board in boards
     }
+
+
+def test_the_demo_has_badges_a_streak_and_a_team_battle() -> None:
+    achievements = [Achievement.model_validate(a) for a in demo_achievements()]
+    assert {a.rule.kind for a in achievements} == {"total", "deal", "growth"}
+    streaks = [Streak.model_validate(s) for s in demo_streaks()]
+    assert [s.streak_id for s in streaks] == ["calls"] and streaks[0].workdays == ["mon", "tue", "wed", "thu", "fri"]
+    battle = Board.model_validate(next(b for b in demo_boards(TODAY) if b["board_id"] == "battle-east-west"))
+    assert battle.battle is not None and battle.scope.teams == battle.battle.teams == ["east", "west"]
 
 
 def test_revenue_plan_has_a_gated_accelerator_and_starts_this_year() -> None:
@@ -410,7 +419,7 @@ async def test_run_floor_raises_with_the_problem_detail_on_a_refused_key() -> No
 
 
 @pytest.mark.usefixtures("quick_retries")
-async def test_seed_config_puts_teams_reps_plans_and_boards_after_the_api_comes_up() -> None:
+async def test_seed_config_puts_teams_reps_plans_boards_achievements_and_streaks_after_the_api_comes_up() -> None:
     puts: list[tuple[str, dict[str, Any]]] = []
     unavailable = iter([503, 503])
 
@@ -431,6 +440,8 @@ async def test_seed_config_puts_teams_reps_plans_and_boards_after_the_api_comes_
         | {f"/v1/reps/{rep['rep_id']}" for rep in demo_reps()}
         | {f"/v1/plans/{plan['plan_id']}" for plan in demo_plans(TODAY)}
         | {f"/v1/boards/{board['board_id']}" for board in demo_boards(TODAY)}
+        | {f"/v1/achievements/{a['achievement_id']}" for a in demo_achievements()}
+        | {f"/v1/streaks/{s['streak_id']}" for s in demo_streaks()}
     )
     kinds = [path.split("/")[2] for path in paths]
     assert kinds.index("boards") > kinds.index("plans") > max(i for i, k in enumerate(kinds) if k == "reps")

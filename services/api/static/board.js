@@ -208,25 +208,26 @@ class BoardView {
     const total = battle.teams.reduce((sum, t) => sum + Math.max(t.value, 0), 0);
     const leader = battle.teams.find((t) => t.team_id === battle.leader);
     const gap = leader
-      ? `${leader.name} leads by ${formatMetric(metric, battle.gap, { currency })}`
+      ? `${leader.name} leads by ${formatMetric(metric, battle.gap, { currency, cents: false })}`
       : "All square";
-    this.battle.replaceChildren(
-      h(
-        "div",
-        { class: "battle-teams", style: `--teams: ${battle.teams.length}` },
-        ...battle.teams.map((t) =>
-          h(
-            "div",
-            { class: `battle-team${t.team_id === battle.leader ? " leading" : ""}`, dataset: { teamId: t.team_id, rank: String(t.rank) } },
-            h("div", { class: "battle-name" }, t.name),
-            h("div", { class: "battle-value" }, formatMetric(metric, t.value, { currency })),
-            h("div", { class: "battle-members" }, `${t.members} rep${t.members === 1 ? "" : "s"}`),
-            h("span", { class: "bar" }, h("span", { class: "fill", style: `width: ${total > 0 ? (100 * Math.max(t.value, 0)) / total : 0}%` })),
-          ),
-        ),
-      ),
-      h("div", { class: "battle-gap" }, gap),
+    const teams = h(
+      "div",
+      { class: "battle-teams" },
+      ...battle.teams.map((t) => {
+        const fill = h("span", { class: "fill" });
+        fill.style.width = `${total > 0 ? (100 * Math.max(t.value, 0)) / total : 0}%`; // CSSOM: no inline style attribute
+        return h(
+          "div",
+          { class: `battle-team${t.team_id === battle.leader ? " leading" : ""}`, dataset: { teamId: t.team_id, rank: String(t.rank) } },
+          h("div", { class: "battle-name" }, t.name),
+          h("div", { class: "battle-value" }, formatMetric(metric, t.value, { currency, cents: false })),
+          h("div", { class: "battle-members" }, `${t.members} rep${t.members === 1 ? "" : "s"}`),
+          h("span", { class: "bar" }, fill),
+        );
+      }),
     );
+    teams.style.setProperty("--teams", String(battle.teams.length));
+    this.battle.replaceChildren(teams, h("div", { class: "battle-gap" }, gap));
   }
 
   renderPeriod() {

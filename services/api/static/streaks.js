@@ -33,7 +33,7 @@ function render(board) {
   const longest = board.longest.slice(0, ROWS).map((e) => row(e, "longest", board.badge));
   el("streak-current").replaceChildren(...(current.length ? current : empty("Nobody is on a streak yet today.")));
   el("streak-longest").replaceChildren(...(longest.length ? longest : empty("No streak yet.")));
-  document.body.dataset.ready = "true";
+  document.body.dataset.ready = "1";
 }
 
 async function refresh() {
