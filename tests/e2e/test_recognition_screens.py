@@ -4,6 +4,7 @@ streaks, marking the ones about to break; a team battle shows head to head, alon
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -129,3 +130,60 @@ def test_a_team_battle_shows_head_to_head_alone_and_in_a_rotation(floor: Stack, 
     wait_ready(rotation)
     rotation.wait_for_selector(".board[data-board-id='battle']:not([hidden]) .battle:not([hidden])")
     assert rotation.is_hidden(".board[data-board-id='floor']")
+
+
+def open_board_with_a_socket(page: Any, stack: Stack, **query: str) -> list[Any]:
+    """Open the floor board, its socket relayed so the test can hand it a celebration; returns the relays."""
+    sockets: list[Any] = []
+
+    def relay(route: Any) -> None:
+        route.connect_to_server()  # standings still come from the real gateway
+        sockets.append(route)
+
+    page.route_web_socket("**/v1/ws/boards/floor*", relay)
+    page.goto(screen_url(stack, "/screens/board/floor", celebrate="2", **query))
+    wait_ready(page)
+    return sockets
+
+
+def celebrate(sockets: list[Any], rep_id: str) -> None:
+    now = FLOOR_CLOCK.now()
+    sockets[-1].send(json.dumps({
+        "type": "celebration", "kind": "achievement", "notification_id": f"ac_{rep_id}", "rep_id": rep_id,
+        "name": rep_id.title(), "period_key": f"{now:%Y-%m}", "at": now.isoformat(),
+        "achievement": {"achievement_id": "first-deal", "name": "First deal", "badge": "\U0001F947"}}))
+
+
+def test_the_celebration_sound_plays_when_asked_for_and_stays_silent_in_quiet_hours(
+    floor: Stack, open_page: Any
+) -> None:
+    asset = httpx.get(f"{floor.api}/screens/static/celebrate.wav")
+    assert asset.status_code == 200 and asset.headers["content-type"] == "audio/wav" and asset.content[:4] == b"RIFF"
+
+    loud = open_page()
+    sockets = open_board_with_a_socket(loud, floor, sound="on", quiet="off")
+    loud.mouse.click(10, 10)  # someone set the TV up: a gesture, as a kiosk browser's autoplay flag stands for
+    celebrate(sockets, "ada")
+    loud.wait_for_selector("body[data-sounds-played='1']", timeout=10_000)
+    assert loud.get_attribute("body", "data-sound") == "on"
+    policy = httpx.get(screen_url(floor, "/screens/board/floor")).headers["content-security-policy"]
+    assert "media-src 'self'" in policy
+
+    # 15:00 on the business clock (UTC here) is inside 14:00-16:00: the overlay shows, the board stays silent.
+    hushed = open_page()
+    sockets = open_board_with_a_socket(hushed, floor, sound="on", quiet="14:00-16:00")
+    hushed.mouse.click(10, 10)
+    celebrate(sockets, "bob")
+    hushed.wait_for_selector("body[data-sounds-skipped='1']", timeout=10_000)
+    hushed.wait_for_selector("#celebration.show[data-rep-id='bob']")
+    assert hushed.get_attribute("body", "data-sounds-played") is None
+
+    # Off by default: the sound is not even fetched.
+    fetched: list[str] = []
+    quiet = open_page()
+    quiet.on("request", lambda request: fetched.append(request.url))
+    sockets = open_board_with_a_socket(quiet, floor)
+    celebrate(sockets, "dee")
+    quiet.wait_for_selector("#celebration.show[data-rep-id='dee']", timeout=10_000)
+    assert quiet.get_attribute("body", "data-sound") == "off"
+    assert not [url for url in fetched if url.endswith(".wav")]

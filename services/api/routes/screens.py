@@ -28,8 +28,9 @@ _MEDIA_TYPES: Final = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".wav": "audio/wav",
 }
-_ASSET_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*\.(js|css|svg)")
+_ASSET_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*\.(js|css|svg|wav)")
 # A Host header is echoed into connect-src only when it looks like host[:port]; anything else gets 'self' alone.
 _HOST: Final = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
@@ -48,6 +49,7 @@ def security_headers(request: Request) -> dict[str, str]:
             "style-src 'self'",
             "img-src 'self' data:",
             "font-src 'self'",
+            "media-src 'self'",  # the TV board's celebration sound
             f"connect-src {' '.join(connect)}",
             "base-uri 'none'",
             "form-action 'none'",

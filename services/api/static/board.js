@@ -5,6 +5,7 @@ import {
   LiveSocket,
   api,
   bandProgress,
+  calendar,
   formatClock,
   formatCountdown,
   formatMetric,
@@ -393,6 +394,7 @@ class Celebrations {
     this.el.replaceChildren(confetti(), card);
     this.el.dataset.repId = message.rep_id;
     this.el.dataset.kind = message.kind || "tier";
+    sound.play();
     this.el.hidden = false;
     void this.el.offsetWidth;
     this.el.classList.add("show");
@@ -440,6 +442,77 @@ function confetti() {
   return layer;
 }
 
+/**
+ * The celebration sound (docs/screens.md, "Sound"): off unless the URL says `sound=on`, and silent during quiet
+ * hours (`quiet=HH:MM-HH:MM` on the business clock, default 20:00-08:00; `quiet=off` for none). A browser that
+ * refuses to play before someone touched the page gets a button that enables it with a tap.
+ */
+class CelebrationSound {
+  constructor() {
+    this.on = ["on", "1", "true"].includes((params.get("sound") || "").toLowerCase());
+    this.quiet = parseQuiet(params.get("quiet") ?? "20:00-08:00");
+    this.played = 0;
+    this.skipped = 0;
+    this.audio = this.on ? new Audio("/screens/static/celebrate.wav") : null;
+    if (this.audio) this.audio.preload = "auto";
+    document.body.dataset.sound = this.on ? "on" : "off";
+  }
+
+  play() {
+    if (!this.audio) return;
+    if (inQuietHours(this.quiet, businessMinutes())) {
+      this.skipped += 1;
+      document.body.dataset.soundsSkipped = String(this.skipped);
+      return;
+    }
+    this.audio.currentTime = 0;
+    this.audio.play().then(
+      () => {
+        this.played += 1;
+        document.body.dataset.soundsPlayed = String(this.played);
+      },
+      () => this.offerToEnable(),
+    );
+  }
+
+  offerToEnable() {
+    if (document.getElementById("sound-enable")) return;
+    document.body.dataset.sound = "blocked";
+    const button = h("button", { id: "sound-enable", class: "sound-enable", type: "button" }, "\u{1F508} Tap to enable sound");
+    button.addEventListener("click", () => {
+      this.audio.play().then(() => this.audio.pause()).catch(() => {});
+      document.body.dataset.sound = "on";
+      button.remove();
+    });
+    document.body.append(button);
+  }
+}
+
+/** "22:00-07:00" → [start, end] in minutes of the day; null for "off" or anything else. */
+function parseQuiet(text) {
+  const found = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$/.exec(text.trim());
+  if (!found) return null;
+  const [, sh, sm, eh, em] = found.map(Number);
+  return [sh * 60 + sm, eh * 60 + em];
+}
+
+/** Inside [start, end) of the day, crossing midnight when end ≤ start. */
+function inQuietHours(quiet, minute) {
+  if (!quiet) return false;
+  const [start, end] = quiet;
+  return start < end ? start <= minute && minute < end : minute >= start || minute < end;
+}
+
+/** Minutes since midnight now, on the business clock (the gateway's time, the business timezone). */
+function businessMinutes() {
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: calendar.timezone || "UTC",
+  }).formatToParts(new Date(serverNow()));
+  const part = (type) => Number(parts.find((p) => p.type === type)?.value || 0);
+  return part("hour") * 60 + part("minute");
+}
+
+const sound = new CelebrationSound();
 const celebrations = new Celebrations(document.getElementById("celebration"));
 
 async function main() {
