@@ -175,3 +175,32 @@ def test_a_badge_is_pushed_to_the_reps_screen_and_celebrated_on_boards_that_are_
     assert [m for m in quiet_seen if m["type"] == "celebration"] == []
     assert [(a["achievement_id"], a["period_key"], a["name"]) for a in progress["achievements"]] == [
         ("first-deal", MONTH, "First deal of the month")]
+
+
+def test_a_scoring_worker_killed_and_the_events_replayed_earn_nothing_twice(stack: Stack) -> None:
+    before = httpx.get(f"{stack.api}/v1/notifications", params={"limit": 500}, headers=stack.headers).json()
+    earned = {(e["rep_id"], e["achievement"]["achievement_id"]) for e in before if e["kind"] == "achievement"}
+    assert ("ana", "big-deal") in earned
+    stack.kill("scoring")  # SIGKILL: restored from its checkpoint and the changelog, then fed the same events again
+    stack.start_service("scoring")
+    stack.wait_healthy("scoring", "/metrics")
+    assert post(stack, [won("a1", "d-a", "ana", "40000.00", 1), won("a2", "d-a", "ana", "60000.00", 2)])[
+        "duplicates"] == 2
+    post(stack, [won("e1", "d-e", "eve", "75000.00", 1)])  # a marker: a badge earned after the restart
+
+    def eve_badge() -> bool:
+        r = httpx.get(f"{stack.api}/v1/reps/eve/achievements", headers=stack.headers, timeout=10)
+        return r.status_code == 200 and any(a["achievement_id"] == "big-deal" for a in r.json()["achievements"])
+
+    wait_until(eve_badge, timeout=60, what="the marker's badge, earned by the restarted worker")
+
+    def log() -> list[dict[str, Any]] | None:
+        found = httpx.get(f"{stack.api}/v1/notifications", params={"limit": 500}, headers=stack.headers).json()
+        return found if any(e["rep_id"] == "eve" and e["kind"] == "achievement" for e in found) else None
+
+    after = wait_until(log, timeout=30, what="the marker's badge recorded")
+    keys = [(e["rep_id"], e["achievement"]["achievement_id"], e["period_key"])
+            for e in after if e["kind"] == "achievement"]
+    assert len(keys) == len(set(keys))
+    assert {(r, a) for r, a, _ in keys} == earned | {("eve", "big-deal"), ("eve", "first-deal")}
+    assert badges(stack, "ana") == [("big-deal", MONTH), ("first-deal", MONTH)]

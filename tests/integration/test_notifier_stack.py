@@ -77,6 +77,9 @@ FIRST_DEAL = {"achievement_id": "first-deal", "name": "First deal of the month",
               "rule": {"kind": "total", "metric": "deals_won", "period": "month", "at_least": 1}}
 
 
+CALLS = {"streak_id": "calls", "name": "20 calls a day", "rule": {"metric": "activities.call", "at_least": 20}}
+
+
 def make_stack(broker: str, tmp_path: Path, env: dict[str, str]) -> Stack:
     stack = Stack(
         bootstrap=broker,
@@ -186,7 +189,7 @@ async def _collect(ws: Any, kind: str, count: int, timeout: float = 15.0) -> lis
     return out
 
 
-def test_a_notifier_killed_mid_burst_delivers_every_crossing_and_achievement_exactly_once_per_channel(
+def test_a_notifier_killed_mid_burst_delivers_every_crossing_badge_and_milestone_exactly_once_per_channel(
     broker: str, tmp_path: Path, receivers: tuple[Mailbox, IdempotentHook]
 ) -> None:
     mailbox, hook = receivers
@@ -194,26 +197,30 @@ def test_a_notifier_killed_mid_burst_delivers_every_crossing_and_achievement_exa
     stack = make_stack(broker, tmp_path, receiver_env(mailbox, hook))
     settings = settings_of(stack)
     reps = [f"rep{i:02d}" for i in range(40)]
-    config = [("plan", "ae-revenue", PLAN), ("achievement", "first-deal", FIRST_DEAL)] + [
+    config = [("plan", "ae-revenue", PLAN), ("achievement", "first-deal", FIRST_DEAL), ("streak", "calls", CALLS)] + [
         ("rep", r, {"rep_id": r, "name": r.upper(), "email": f"{r}@example.com"}) for r in reps
     ]
     first, second = reps[:25], reps[25:]
     badge = {"first-deal": {"2026-11": "2026-11-20T10:00:00Z"}}
+    marks = {"calls": {"2026-11-16": {"5": "2026-11-20T10:00:00Z"}}}
     try:
         produce(settings, [(r, rep_snapshot(r, 1, reached("target"))) for r in first], config)
         stack.start_service("notifier")
         stack.wait_healthy("notifier", "/v1/health")
-        produce(settings, [(r, rep_snapshot(r, 2, reached("target", "accel"), earned=badge)) for r in first])
+        produce(settings, [(r, rep_snapshot(r, 2, reached("target", "accel"), earned=badge, milestones=marks))
+                           for r in first])
         wait_until(lambda: len(hook.accepted("/slack")) >= 10, timeout=60, what="the burst under way")
         stack.kill("notifier")  # SIGKILL: no shutdown, leases held, offsets maybe uncommitted
         in_flight = leased_deliveries(stack.database_url)
-        produce(settings, [(r, rep_snapshot(r, 3, reached("target", "accel"), earned=badge)) for r in second])
+        produce(settings, [(r, rep_snapshot(r, 3, reached("target", "accel"), earned=badge, milestones=marks))
+                           for r in second])
         # Replayed: the first wave's snapshots again (a scoring restart republishes them), nothing new in them.
-        produce(settings, [(r, rep_snapshot(r, 2, reached("target", "accel"), earned=badge)) for r in first])
-        assert len(hook.accepted("/slack")) < 3 * len(reps), "the kill came too late to test anything"
+        produce(settings, [(r, rep_snapshot(r, 2, reached("target", "accel"), earned=badge, milestones=marks))
+                           for r in first])
+        assert len(hook.accepted("/slack")) < 4 * len(reps), "the kill came too late to test anything"
 
         stack.start_service("notifier")
-        expected = 3 * len(reps)  # two tiers and one badge each
+        expected = 4 * len(reps)  # two tiers, one badge and one streak milestone each
 
         def all_delivered() -> list[dict[str, Any]] | None:
             log = delivery_log(stack.database_url)
@@ -223,7 +230,7 @@ def test_a_notifier_killed_mid_burst_delivers_every_crossing_and_achievement_exa
         log = wait_until(all_delivered, timeout=120, interval=0.5, what="every crossing delivered after the restart")
         ids = {e["notification_id"] for e in log}
         assert len(ids) == expected
-        assert Counter(e["kind"] for e in log) == {"tier": 2 * len(reps), "achievement": len(reps)}
+        assert Counter(e["kind"] for e in log) == {"tier": 2 * len(reps), "achievement": len(reps), "streak": len(reps)}
         assert {e["achievement"]["name"] for e in log if e["kind"] == "achievement"} == {FIRST_DEAL["name"]}
 
         # Counted at the receivers, by the idempotency key each one honours: every crossing exactly once.
