@@ -22,9 +22,10 @@ def system_command(name: str) -> str | None:
     return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
 
 
-def ensure_debian_packages(packages: dict[str, str]) -> None:
-    """`packages` maps a command to the Debian package that provides it."""
+def ensure_debian_packages(packages: dict[str, str], files: dict[str, str] | None = None) -> None:
+    """`packages` maps a command to the Debian package that provides it, `files` a file to its package."""
     missing = [pkg for cmd, pkg in packages.items() if system_command(cmd) is None]
+    missing += [pkg for path, pkg in (files or {}).items() if not os.path.exists(path) and pkg not in missing]
     if not missing:
         return
     if shutil.which("apt-get") is None:
@@ -46,7 +47,9 @@ def main() -> None:
             "prometheus": "prometheus",  # tests/integration/test_observability.py runs a real Prometheus
             "promtool": "prometheus",  # tests/unit/test_dashboards.py checks the config, rules and alert tests
             "nginx": "nginx-light",  # tests/integration/test_security.py runs deploy/nginx.conf in front of a gateway
-        }
+        },
+        # Badges and streaks are emoji: the screens and their screenshots draw them with a colour emoji font.
+        files={"/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf": "fonts-noto-color-emoji"},
     )
 
 

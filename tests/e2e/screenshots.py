@@ -16,6 +16,7 @@ import secrets
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,28 @@ def feed_demo_floor(stack: Stack) -> None:
         body = b"\n".join(orjson.dumps(event) for event in events[start : start + 1_000])
         httpx.post(f"{stack.ingest}/v1/events", content=body, headers=headers, timeout=60).raise_for_status()
     log(f"{len(events):,} live events posted")
+
+
+def call_history(stack: Stack) -> None:
+    """Calls over the last four weeks for the streak board: the demo floor's history has deals, not calls, and its
+    live calls are all today's. Each rep keeps a habit of their own (most days, some days), drawn at random."""
+    rng = random.Random(11)
+    today = stack.clock.now().date()
+    events = []
+    for rep in get(stack, "/v1/reps"):
+        habit = rng.choice((0.97, 0.9, 0.8, 0.6, 0.4))
+        for back in range(1, 29):
+            day = today - timedelta(days=back)
+            if day.weekday() >= 5 or rng.random() > habit:
+                continue
+            for n in range(3):
+                at = datetime(day.year, day.month, day.day, 15, 10 * n, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+                events.append({"event_id": f"calls-{rep['rep_id']}-{day}-{n}", "type": "activity",
+                               "rep_id": rep["rep_id"], "kind": "call", "occurred_at": at})
+    body = b"\n".join(orjson.dumps(event) for event in events)
+    headers = {**stack.headers, "Content-Type": "application/x-ndjson"}
+    httpx.post(f"{stack.ingest}/v1/events", content=body, headers=headers, timeout=60).raise_for_status()
+    log(f"{len(events):,} calls of the last four weeks posted")
 
 
 def get(stack: Stack, path: str) -> Any:
@@ -139,6 +162,45 @@ def celebration(browser: Any, stack: Stack, out: Path) -> None:
     page.context.close()
 
 
+def badge_celebration(browser: Any, stack: Stack, out: Path) -> None:
+    """The overlay of a badge earned, as a board shows it (the message is handed to the page's socket)."""
+    page = new_page(browser, width=TV[0], height=TV[1])
+    sockets: list[Any] = []
+
+    def relay(route: Any) -> None:
+        route.connect_to_server()
+        sockets.append(route)
+
+    page.route_web_socket("**/v1/ws/boards/*", relay)
+    page.goto(screen_url(stack, "/screens/board/floor", celebrate="60"))
+    wait_ready(page)
+    top = get(stack, "/v1/boards/floor/standings")["entries"][0]
+    month = get(stack, f"/v1/reps/{top['rep_id']}/kpis?period=month")["period_key"]
+    badge = next(a for a in get(stack, "/v1/achievements") if a["achievement_id"] == "big-deal")
+    sockets[-1].send(json.dumps({
+        "type": "celebration", "kind": "achievement", "notification_id": "ac_screens", "rep_id": top["rep_id"],
+        "name": top["name"], "period_key": month, "at": stack.clock.now().isoformat(),
+        "achievement": {k: badge.get(k) for k in ("achievement_id", "name", "badge", "description")},
+    }))
+    page.wait_for_selector("#celebration.show")
+    shoot(page, out, "badge-celebration", settle_ms=1_800)
+    page.context.close()
+
+
+def badges(browser: Any, stack: Stack, out: Path) -> None:
+    """A rep's page at phone width, at its streaks and badges: the rep with the most badges."""
+    reps = get(stack, "/v1/reps")
+    best = max(reps, key=lambda rep: len(get(stack, f"/v1/reps/{rep['rep_id']}/achievements")["achievements"]))
+    page = new_page(browser, width=PHONE[0], height=PHONE[1])
+    page.goto(screen_url(stack, f"/screens/rep/{best['rep_id']}"))
+    wait_ready(page)
+    page.wait_for_selector("#badges li.earned")
+    page.locator("#streaks").scroll_into_view_if_needed()
+    page.evaluate("() => document.querySelector('#streaks').closest('section').scrollIntoView()")
+    shoot(page, out, "badges")
+    page.context.close()
+
+
 def simple(browser: Any, stack: Stack, out: Path, name: str, path: str, size: tuple[int, int], **query: str) -> None:
     page = new_page(browser, width=size[0], height=size[1])
     page.goto(screen_url(stack, path, **query))
@@ -211,6 +273,7 @@ def main() -> None:
             stack.start()
             start_notifier(stack)
             feed_demo_floor(stack)
+            call_history(stack)
             wait_settled(stack)
             with sync_playwright() as playwright:
                 browser = launch(playwright)
@@ -220,6 +283,10 @@ def main() -> None:
                     simple(browser, stack, out, "rotate", "/screens/rotate", TV,
                            boards="activity-spiff,floor,call-blitz", every="60")
                     celebration(browser, stack, out)
+                    badge_celebration(browser, stack, out)
+                    badges(browser, stack, out)
+                    simple(browser, stack, out, "battle", "/screens/board/battle-east-west", TV)
+                    simple(browser, stack, out, "streaks", "/screens/streaks/calls", TV)
                     simple(browser, stack, out, "rep", f"/screens/rep/{rep['rep_id']}", TV)
                     simple(browser, stack, out, "rep-phone", f"/screens/rep/{rep['rep_id']}", PHONE)
                     plan_editor(browser, stack, out, statement(browser, stack, out, rep))
