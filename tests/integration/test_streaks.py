@@ -86,6 +86,15 @@ def test_streaks_skip_weekends_and_holidays_in_the_business_timezone(stack: Stac
         (1, "ana", 4), (2, "bo", 2), (3, "dee", 1)]
 
 
+def test_a_tvs_screen_key_opens_the_streak_board_it_names_and_no_other(stack: Stack) -> None:
+    _, tv = stack.create_key("screen", "tv", "--boards", "calls,floor")
+    _, other = stack.create_key("screen", "other-tv", "--boards", "floor")
+    for key, status in ((tv, 200), (other, 403)):
+        r = httpx.get(f"{stack.api}/v1/streaks/calls/standings", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == status, r.text
+    assert "reads only boards floor" in r.json()["detail"]
+
+
 def test_each_milestone_is_recorded_once(stack: Stack) -> None:
     def milestones() -> Counter[tuple[str, int]] | None:
         log = httpx.get(f"{stack.api}/v1/notifications", headers=stack.headers, timeout=10).json()

@@ -131,8 +131,8 @@ async def streak_standings(
     streak = next((s for s in gw.streak_docs() if s.streak_id == streak_id), None)
     if streak is None:
         raise Problem(404, f"No streak {streak_id!r}.")
-    if who.reads_everything:
-        reps = gw.streak_reps(streak)
+    if who.reads_everything or (who.role == "screen" and streak_id in who.scope.boards):
+        reps = gw.streak_reps(streak)  # a TV's screen key names the streak among its boards
     elif who.role == "manager":
         team = gw.config.state.members(who.scope.team_id or "")
         reps = [r for r in gw.streak_reps(streak) if r in team]
