@@ -1,4 +1,5 @@
-"""Configuration as data: reps, teams, plans and boards stored in SQL, one JSON document each."""
+"""Configuration as data: reps, teams, plans, boards, FX rates, achievements, streaks and chat routes stored in SQL,
+one JSON document each."""
 
 from __future__ import annotations
 

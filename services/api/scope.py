@@ -59,7 +59,7 @@ def may_read_board(who: Principal, gw: Gateway, board_id: str) -> bool:
 
 
 def entry_filter(who: Principal, gw: Gateway, kind: str) -> Callable[[str], bool]:
-    """Which configuration entries of `kind` (GET /v1/{reps,teams,plans,boards}) `who` may see: what the
+    """Which configuration entries of `kind` (GET /v1/{reps,teams,plans,boards,...}) `who` may see: what the
     scope's screens need to draw. Worked out once per request, then asked per entry id."""
     if kind == "chat":  # webhook URLs carry their secret: admins only
         return lambda _: who.sees_personal_data

@@ -165,9 +165,10 @@ class CrossingRecorder:
         """A milestone of a streak whose last day is more than SALESPULSE_NOTIFY_MAX_AGE ago (a streak created after
         the fact, judged over the days the rep's state holds) is recorded and listed, not pushed."""
         doc = streaks.get(crossing.plan_id)
-        if doc is None:
+        try:
+            calendar = StreakCalendar.of(Streak.model_validate(doc))
+        except ValueError:  # deleted since (None), or a shape this notifier does not know: pushed as it is
             return
-        calendar = StreakCalendar.of(Streak.model_validate(doc))
         for streak in runs_to_streaks(snapshot.streaks.get(crossing.plan_id, []), calendar):
             if streak.first.isoformat() == crossing.period_key:
                 if (self.ctx.calendar.local_date(now) - streak.last) > self.ctx.settings.notify_max_age:

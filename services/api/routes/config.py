@@ -1,5 +1,5 @@
-"""Admin routes for configuration as data: reps, teams, plans and boards (SQL, then the config topic); FX rates have
-routes of their own (services/api/routes/fx.py)."""
+"""Admin routes for configuration as data: reps, teams, plans, boards, achievements, streaks and chat routes (SQL,
+then the config topic); FX rates have routes of their own (services/api/routes/fx.py)."""
 
 from __future__ import annotations
 
