@@ -138,8 +138,8 @@ def board_with_a_climb(browser: Any, stack: Stack, out: Path) -> None:
     page.context.close()
 
 
-def celebration(browser: Any, stack: Stack, out: Path) -> None:
-    """The overlay as a board shows it on a tier crossing (the message is handed to the page's socket)."""
+def board_with_a_socket(browser: Any, stack: Stack, board_id: str) -> tuple[Any, list[Any]]:
+    """A TV page of the board whose socket is relayed, so a celebration can be handed to it; the relays."""
     page = new_page(browser, width=TV[0], height=TV[1])
     sockets: list[Any] = []
 
@@ -148,8 +148,14 @@ def celebration(browser: Any, stack: Stack, out: Path) -> None:
         sockets.append(route)
 
     page.route_web_socket("**/v1/ws/boards/*", relay)
-    page.goto(screen_url(stack, "/screens/board/floor-quarter", celebrate="60"))
+    page.goto(screen_url(stack, f"/screens/board/{board_id}", celebrate="60"))
     wait_ready(page)
+    return page, sockets
+
+
+def celebration(browser: Any, stack: Stack, out: Path) -> None:
+    """The overlay as a board shows it on a tier crossing (the message is handed to the page's socket)."""
+    page, sockets = board_with_a_socket(browser, stack, "floor-quarter")
     top = get(stack, "/v1/boards/floor-quarter/standings")["entries"][0]
     reached = top.get("tier") or {"tier_id": "target", "name": "Target", "threshold": 1.0}
     quarter = get(stack, f"/v1/reps/{top['rep_id']}/kpis?period=quarter")["period_key"]
@@ -164,16 +170,7 @@ def celebration(browser: Any, stack: Stack, out: Path) -> None:
 
 def badge_celebration(browser: Any, stack: Stack, out: Path) -> None:
     """The overlay of a badge earned, as a board shows it (the message is handed to the page's socket)."""
-    page = new_page(browser, width=TV[0], height=TV[1])
-    sockets: list[Any] = []
-
-    def relay(route: Any) -> None:
-        route.connect_to_server()
-        sockets.append(route)
-
-    page.route_web_socket("**/v1/ws/boards/*", relay)
-    page.goto(screen_url(stack, "/screens/board/floor", celebrate="60"))
-    wait_ready(page)
+    page, sockets = board_with_a_socket(browser, stack, "floor")
     top = get(stack, "/v1/boards/floor/standings")["entries"][0]
     month = get(stack, f"/v1/reps/{top['rep_id']}/kpis?period=month")["period_key"]
     badge = next(a for a in get(stack, "/v1/achievements") if a["achievement_id"] == "big-deal")
