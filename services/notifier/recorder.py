@@ -20,6 +20,7 @@ from services.notifier.context import NotifierContext
 from services.notifier.scheduling import quiet_until
 from services.notifier.store import BOARD, SLACK, TEAMS, NewDelivery
 from services.notifier.tier_crossings import (
+    ACHIEVEMENT,
     STREAK,
     TIER,
     CrossingKey,
@@ -119,8 +120,10 @@ class CrossingRecorder:
                     self.ctx.metrics.deferred.labels(delivery.channel, delivery.reason).inc()
                 elif delivery.status == "failed":
                     self.ctx.metrics.failed.labels(delivery.channel).inc()
-            log.info("%s %s: rep %s reached %s in %s %s (%s)", crossing.kind, crossing.notification_id, crossing.rep_id,
-                     crossing.tier_id or crossing.tier_name, crossing.plan_id, crossing.period_key,
+            log.info("%s %s: rep %s %s %s in %s %s (%s)", crossing.kind, crossing.notification_id, crossing.rep_id,
+                     "earned" if crossing.kind == ACHIEVEMENT else "reached",
+                     crossing.tier_id if crossing.kind == TIER else crossing.tier_name,
+                     crossing.plan_id, crossing.period_key,
                      ", ".join(f"{d.channel}:{d.status}" for d in deliveries))
         if created:
             self.ctx.wake.set()
