@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -48,29 +47,17 @@ class Gateway:
     readiness: Readiness
     dead_letters: DeadLetters | None = None
     producer: AIOKafkaProducer | None = None
-    _parsed: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     # --- configuration, parsed once per version ----------------------------------------------------
     def plans(self) -> list[Plan]:
-        return [self._parse("plan", pid, doc, Plan) for pid, doc in sorted(self.config.state.plans().items())]
+        state = self.config.state
+        return [p for pid in sorted(state.plans()) if (p := state.model("plan", pid, Plan)) is not None]
 
     def plan(self, plan_id: str) -> Plan | None:
-        doc = self.config.state.plans().get(plan_id)
-        return self._parse("plan", plan_id, doc, Plan) if doc else None
+        return self.config.state.model("plan", plan_id, Plan)
 
     def board(self, board_id: str) -> Board | None:
-        doc = self.config.state.boards().get(board_id)
-        return self._parse("board", board_id, doc, Board) if doc else None
-
-    def _parse(self, kind: str, entry_id: str, doc: dict[str, Any], model: type[Any]) -> Any:
-        version = self.config.state.versions.get(f"{kind}:{entry_id}", 0)
-        key = (kind, entry_id, version)
-        parsed = self._parsed.get(key)
-        if parsed is None:
-            if len(self._parsed) > 10_000:
-                self._parsed.clear()
-            parsed = self._parsed[key] = model.model_validate(doc)
-        return parsed
+        return self.config.state.model("board", board_id, Board)
 
     # --- time --------------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -171,7 +158,8 @@ class Gateway:
 
     # --- streaks -----------------------------------------------------------------------------------
     def streak_docs(self) -> list[Streak]:
-        return [self._parse("streak", sid, doc, Streak) for sid, doc in sorted(self.config.state.streaks().items())]
+        state = self.config.state
+        return [s for sid in sorted(state.streaks()) if (s := state.model("streak", sid, Streak)) is not None]
 
     def streak_status(self, streak: Streak, rep_id: str, today: date | None = None) -> dict[str, object]:
         """The rep's streak as of today (business timezone): current and longest, since when, whether at risk."""

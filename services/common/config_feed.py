@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
 from schemas.messages import ConfigChange, decode, encode
 from services.common.dead_letters import DeadLetters
@@ -17,6 +18,10 @@ from services.common.settings import Settings
 from services.common.topics import CONFIG, partition_for, topic_name
 
 log = logging.getLogger("salespulse.config")
+
+M = TypeVar("M", bound=BaseModel)
+_MODELS_KEPT = 10_000
+"""Parsed documents kept (a cache by version); forgotten all at once beyond this many."""
 
 KINDS = ("rep", "team", "plan", "board", "fx", "achievement", "streak", "chat")
 
@@ -49,6 +54,35 @@ class ConfigState:
 
     entries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {k: {} for k in KINDS})
     versions: dict[str, int] = field(default_factory=dict)
+    _models: dict[tuple[str, str, int], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def model(self, kind: str, entry_id: str, model: type[M]) -> M | None:
+        """The entry as `model`, parsed once per version; None when there is none. A document that is not one
+        raises ValueError (pydantic's ValidationError)."""
+        doc = self.entries.get(kind, {}).get(entry_id)
+        if doc is None:
+            return None
+        key = (kind, entry_id, self.versions.get(config_key(kind, entry_id), 0))
+        parsed = self._models.get(key)
+        if parsed is None:
+            if len(self._models) >= _MODELS_KEPT:
+                self._models.clear()
+            parsed = self._models[key] = model.model_validate(doc)
+        return parsed
+
+    def models(self, kind: str, model: type[M]) -> list[M]:
+        """Every entry of `kind` as `model`, by id; one that does not parse (validated by the gateway, so only a
+        stale shape) is logged and left out rather than stopping its reader."""
+        out = []
+        for entry_id in sorted(self.entries.get(kind, {})):
+            try:
+                parsed = self.model(kind, entry_id, model)
+            except ValueError as exc:
+                log.error("ignoring %s %s: %s", kind, entry_id, exc)
+                continue
+            if parsed is not None:
+                out.append(parsed)
+        return out
 
     def apply(self, message: dict[str, Any]) -> bool:
         """Apply one change; False when it is older than what is known."""

@@ -14,7 +14,7 @@ from services.common.db import Sessions
 from services.common.models import NotificationDelivery
 from services.common.models import TierCrossingRow as CrossingRow
 
-__all__ = ["OPEN", "notification_log", "utc"]
+__all__ = ["OPEN", "notification_log", "own_part", "utc"]
 
 OPEN = ("pending", "deferred")
 """Statuses of a delivery that still has to go out."""
@@ -73,16 +73,24 @@ def _entry(c: CrossingRow, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
         "crossed_at": utc(c.crossed_at).isoformat(),
         "deliveries": deliveries,
     }
-    if c.kind == "achievement":
-        details = orjson.loads(c.details)
-        entry.update(plan_id=None, tier=None, achievement={
-            "achievement_id": c.plan_id, "name": c.tier_name, "badge": details.get("badge"),
-            "description": details.get("description"),
-        })
-    elif c.kind == "streak":
-        details = orjson.loads(c.details)
-        entry.update(plan_id=None, tier=None, streak={
-            "streak_id": c.plan_id, "name": details.get("streak_name") or c.plan_id, "badge": details.get("badge"),
-            "days": int(c.tier_id), "since": c.period_key,
-        })
+    part = own_part(c.kind, c.plan_id, c.tier_name, c.tier_id, c.period_key, orjson.loads(c.details))
+    if part is not None:
+        entry.update({"plan_id": None, "tier": None, part[0]: part[1]})
     return entry
+
+
+def own_part(
+    kind: str, subject_id: str, name: str, tier_id: str, period_key: str, details: dict[str, Any]
+) -> tuple[str, dict[str, Any]] | None:
+    """What an achievement (`achievement`: id, name, badge, description) or a streak milestone (`streak`: id, name,
+    badge, days, since) carries of its own in messages and in the log, from what the notifier recorded: the subject
+    (achievement or streak id), the name, the milestone, the period (a streak's first day) and the details. None for
+    a tier crossing."""
+    if kind == "achievement":
+        return "achievement", {"achievement_id": subject_id, "name": name, "badge": str(details.get("badge") or ""),
+                               "description": details.get("description")}
+    if kind == "streak":
+        return "streak", {"streak_id": subject_id, "name": str(details.get("streak_name") or subject_id),
+                          "badge": str(details.get("badge") or ""), "days": int(details.get("days") or tier_id),
+                          "since": period_key}
+    return None

@@ -11,10 +11,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel
 
 from schemas.config import Plan, Streak
 from schemas.preferences import Preferences
@@ -32,7 +30,6 @@ Now = Callable[[], datetime]
 """What time it is; by default the settings' clock (services/common/clock.py)."""
 
 
-M = TypeVar("M", bound=BaseModel)
 
 @dataclass
 class NotifierContext:
@@ -48,7 +45,6 @@ class NotifierContext:
     channels: dict[str, Sender] = field(default_factory=dict)
     webhook: WebhookChannel | None = None
     email: EmailChannel | None = None
-    _models: dict[tuple[str, str, int], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.calendar = Calendar(self.settings.timezone, self.settings.fiscal_year_start_month)
@@ -72,27 +68,11 @@ class NotifierContext:
 
     def plans(self) -> list[Plan]:
         """Every valid plan of the config feed, parsed once per version."""
-        return self._parsed("plan", self.config.state.plans(), Plan)
+        return self.config.state.models("plan", Plan)
 
     def streaks(self) -> list[Streak]:
         """Every valid streak of the config feed, parsed once per version."""
-        return self._parsed("streak", self.config.state.streaks(), Streak)
-
-    def _parsed(self, kind: str, documents: dict[str, dict[str, Any]], model: type[M]) -> list[M]:
-        out: list[M] = []
-        versions = self.config.state.versions
-        for entry_id, doc in sorted(documents.items()):
-            key = (kind, entry_id, versions.get(f"{kind}:{entry_id}", 0))
-            parsed = self._models.get(key)
-            if parsed is None:
-                if len(self._models) > 1000:
-                    self._models.clear()
-                try:
-                    parsed = self._models[key] = model.model_validate(doc)
-                except ValueError:
-                    continue
-            out.append(parsed)
-        return out
+        return self.config.state.models("streak", Streak)
 
     def lease_until(self, now: datetime) -> datetime:
         """How long a claimed delivery or digest stays this process's."""

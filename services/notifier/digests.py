@@ -92,10 +92,10 @@ class DigestScheduler:
         manager = team.get("manager_rep_id")
         if not manager:
             return None
-        roster = self.ctx.config.state.reps()
+        roster, members = self.ctx.config.state.reps(), self.ctx.config.state.members(team_id)
         rows = reps_behind_pace(
             team_id=team_id,
-            members=self.ctx.config.state.members(team_id),
+            members=members,
             roster=roster,
             manager_rep_id=manager,
             plans=self.ctx.plans(),
@@ -107,7 +107,7 @@ class DigestScheduler:
         )
         at_risk = streaks_at_risk(
             team_id=team_id,
-            members=self.ctx.config.state.members(team_id),
+            members=members,
             roster=roster,
             manager_rep_id=manager,
             streaks=self.ctx.streaks(),

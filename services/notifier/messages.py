@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from schemas.messages import Celebration, InAppNotification, TierRefModel
+from services.common.notification_log import own_part
 from services.notifier.tier_crossings import ACHIEVEMENT, STREAK, TIER, TierCrossing
 from services.scoring.domain.achievements import WINDOW_KEY
 
@@ -84,40 +85,15 @@ def _period_phrase(crossing: TierCrossing) -> str:
     return "" if crossing.period_key == WINDOW_KEY else f", in {period_words(crossing)}"
 
 
-def achievement_ref(crossing: TierCrossing) -> dict[str, Any]:
-    """`{achievement_id, name, badge, description}` as messages show an achievement."""
-    return {
-        "achievement_id": crossing.plan_id,
-        "name": crossing.tier_name,
-        "badge": _badge(crossing),
-        "description": crossing.details.get("description"),
-    }
-
-
 def _streak_words(crossing: TierCrossing) -> str:
     """"10-day streak: 20 calls a day"."""
     return f"{crossing.details.get('days', crossing.tier_id)}-day streak: {crossing.details.get('streak_name')}"
 
 
-def streak_ref(crossing: TierCrossing) -> dict[str, Any]:
-    """`{streak_id, name, badge, days, since}` as messages show a streak milestone."""
-    details = crossing.details
-    return {
-        "streak_id": crossing.plan_id,
-        "name": str(details.get("streak_name") or crossing.plan_id),
-        "badge": _badge(crossing),
-        "days": int(details.get("days") or crossing.tier_id),
-        "since": crossing.period_key,
-    }
-
-
 def _own_part(crossing: TierCrossing) -> tuple[str, dict[str, Any]] | None:
     """The part of its own an achievement or a streak milestone carries in messages (None for a tier crossing)."""
-    if crossing.kind == ACHIEVEMENT:
-        return "achievement", achievement_ref(crossing)
-    if crossing.kind == STREAK:
-        return "streak", streak_ref(crossing)
-    return None
+    return own_part(crossing.kind, crossing.plan_id, crossing.tier_name, crossing.tier_id, crossing.period_key,
+                    crossing.details)
 
 
 def gap_line(crossing: TierCrossing) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.config import ALL_RECOGNITIONS, Streak
+from schemas.config import ALL_RECOGNITIONS
 from schemas.messages import RepProgress
 from schemas.preferences import Preferences
 from services.common.background import wait_set
@@ -103,7 +103,7 @@ class CrossingRecorder:
         now = self.ctx.clock()
         for crossing in candidates:
             if crossing.kind == STREAK:
-                self._date_streak(crossing, latest[crossing.rep_id], streaks, now)
+                self._date_streak(crossing, latest[crossing.rep_id], now)
                 continue
             self._date_period(crossing, plans.get(crossing.plan_id) if crossing.kind == TIER else None, now)
         created = await store.record_crossings(self.ctx.sessions, candidates, route=self._router(now), now=now)
@@ -162,19 +162,15 @@ class CrossingRecorder:
         if now - end > self.ctx.settings.notify_max_age:
             crossing.details["not_pushed"] = "the period ended more than SALESPULSE_NOTIFY_MAX_AGE before"
 
-    def _date_streak(
-        self, crossing: TierCrossing, snapshot: RepProgress, streaks: dict[str, dict[str, Any]], now: datetime
-    ) -> None:
+    def _date_streak(self, crossing: TierCrossing, snapshot: RepProgress, now: datetime) -> None:
         """A milestone of a streak whose last day is more than SALESPULSE_NOTIFY_MAX_AGE ago (a streak created after
         the fact, judged over the days the rep's state holds) is recorded and listed, not pushed."""
-        doc = streaks.get(crossing.plan_id)
-        try:
-            calendar = StreakCalendar.of(Streak.model_validate(doc))
-        except ValueError:  # deleted since (None), or a shape this notifier does not know: pushed as it is
+        config = next((s for s in self.ctx.streaks() if s.streak_id == crossing.plan_id), None)
+        if config is None:  # deleted since, or a shape this notifier does not know: pushed as it is
             return
-        for streak in runs_to_streaks(snapshot.streaks.get(crossing.plan_id, []), calendar):
-            if streak.first.isoformat() == crossing.period_key:
-                if (self.ctx.calendar.local_date(now) - streak.last) > self.ctx.settings.notify_max_age:
+        for run in runs_to_streaks(snapshot.streaks.get(crossing.plan_id, []), StreakCalendar.of(config)):
+            if run.first.isoformat() == crossing.period_key:
+                if (self.ctx.calendar.local_date(now) - run.last) > self.ctx.settings.notify_max_age:
                     crossing.details["not_pushed"] = "the streak ended more than SALESPULSE_NOTIFY_MAX_AGE before"
                 return
 

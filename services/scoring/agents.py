@@ -264,6 +264,7 @@ async def reconcile_rollup(ctx: Scoring) -> int:
             partitions.setdefault(partition, []).append((deal_id, state))
     moved = 0
     ctx.held.clear()
+    judge_deals = ctx.plan_book.judges_deals()
     for partition, deals in sorted(partitions.items()):
         ctx.held.update((deal_id, s.snapshot.currency or "") for deal_id, s in deals if s.rate is HELD)
         moving = {deal_id: state for deal_id, state in deals if state.pending is not None}
@@ -281,7 +282,6 @@ async def reconcile_rollup(ctx: Scoring) -> int:
         number = next(iter(moving.values())).rollup_n
         by_rep: dict[str, list[Credit]] = {}
         held_changes: dict[str, DealSnapshot | None] = {}
-        judge_deals = ctx.plan_book.judges_deals()
         for deal_id, state in moving.items():
             moves = restatement(state.snapshot, (state.managers, state.rate), (state.pending or {}, state.pending_rate))
             if judge_deals and moves and state.snapshot.stage == "won":  # a held deal counted: judged as it counts

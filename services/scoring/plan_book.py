@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from schemas.config import Achievement, Board, Plan, Streak
 from services.common.config_feed import ConfigFollower
@@ -33,21 +30,6 @@ from services.scoring.domain.rep_state import RepState
 from services.scoring.domain.streaks import StreakCalendar, judge_streaks
 
 log = logging.getLogger("salespulse.scoring.plans")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parsed(kind: str, documents: Mapping[str, Mapping[str, Any]], model: type[M]) -> list[M]:
-    """The documents of one configuration kind as models, by id; one that does not parse is logged and left out
-    (the gateway validated it: a stale shape must not stop scoring)."""
-    out = []
-    for entry_id, doc in sorted(documents.items()):
-        try:
-            out.append(model.model_validate(doc))
-        except ValueError as exc:
-            log.error("ignoring %s %s: %s", kind, entry_id, exc)
-    return out
 
 
 class PlanBook:
@@ -86,19 +68,19 @@ class PlanBook:
 
     def plans(self) -> list[Plan]:
         if self._plans is None:
-            self._plans = _parsed("plan", self.follower.state.plans(), Plan)
+            self._plans = self.follower.state.models("plan", Plan)
         return self._plans
 
     def achievements(self) -> list[Achievement]:
         """The achievements as the config topic has them now (docs/achievements.md)."""
         if self._achievements is None:
-            self._achievements = _parsed("achievement", self.follower.state.achievements(), Achievement)
+            self._achievements = self.follower.state.models("achievement", Achievement)
         return self._achievements
 
     def streaks(self) -> list[tuple[Streak, StreakCalendar]]:
         """The streaks as the config topic has them now, each with its working-day calendar."""
         if self._streaks is None:
-            found = _parsed("streak", self.follower.state.streaks(), Streak)
+            found = self.follower.state.models("streak", Streak)
             self._streaks = [(streak, StreakCalendar.of(streak)) for streak in found]
         return self._streaks
 
@@ -113,8 +95,7 @@ class PlanBook:
 
     def contests(self) -> list[Board]:
         if self._contests is None:
-            boards = {board_id: doc for board_id, doc in self.follower.state.boards().items() if doc.get("window")}
-            self._contests = _parsed("board", boards, Board)
+            self._contests = [board for board in self.follower.state.models("board", Board) if board.window is not None]
         return self._contests
 
     def refresh(

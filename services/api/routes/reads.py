@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -27,6 +28,7 @@ from services.common.deps import ReaderKey
 from services.common.problems import Problem
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import PeriodKind
+from services.scoring.domain.standings import Entry, rank
 
 router = APIRouter(prefix="/v1")
 
@@ -155,13 +157,10 @@ async def streak_standings(
 
 
 def _ranked(rows: list[dict[str, Any]], field: str, size: int) -> list[dict[str, Any]]:
-    """The top `size` rows by `field` (above 0), equal values sharing a rank (1, 2, 2, 4), ties by rep id."""
-    ordered = sorted((r for r in rows if r[field] > 0), key=lambda r: (-r[field], r["rep_id"]))[:size]
-    out: list[dict[str, Any]] = []
-    for position, row in enumerate(ordered, start=1):
-        tied = bool(out) and out[-1][field] == row[field]
-        out.append({"rank": out[-1]["rank"] if tied else position, **row})
-    return out
+    """The top `size` rows by `field` (above 0), ranked as a board ranks (1, 2, 2, 4; ties by rep id)."""
+    by_rep = {row["rep_id"]: row for row in rows if row[field] > 0}
+    ranked = rank((Entry(rep_id, Decimal(row[field])) for rep_id, row in by_rep.items()), size)
+    return [{"rank": r.rank, **by_rep[r.rep_id]} for r in ranked]
 
 
 @router.get("/boards/{board_id}/standings", summary="A board's standings", response_model=Standings, responses=PROBLEMS)

@@ -56,8 +56,8 @@ async function main() {
     return;
   }
   renderPlans(progress.plans);
-  loadBadges();
-  loadStreaks();
+  loadList("achievements", renderBadges);
+  loadList("streaks", renderStreaks);
   loadNotifications();
   loadStatements();
   loadProjection();
@@ -339,12 +339,13 @@ function renderKpis(kpis) {
 
 // --- streaks --------------------------------------------------------------------------------------------
 
-async function loadStreaks() {
+/** One of the rep's lists (`/v1/reps/{id}/{what}`) drawn by `render`; nothing to show when it cannot load. */
+async function loadList(what, render) {
   try {
-    const found = await api(`/v1/reps/${encodeURIComponent(repId)}/streaks`, { allow404: true });
-    renderStreaks(found?.streaks || []);
+    const found = await api(`/v1/reps/${encodeURIComponent(repId)}/${what}`, { allow404: true });
+    render(found?.[what] || []);
   } catch {
-    renderStreaks([]);
+    render([]);
   }
 }
 
@@ -377,15 +378,6 @@ function renderStreaks(streaks) {
 }
 
 // --- badges ---------------------------------------------------------------------------------------------
-
-async function loadBadges() {
-  try {
-    const found = await api(`/v1/reps/${encodeURIComponent(repId)}/achievements`, { allow404: true });
-    renderBadges(found?.achievements || []);
-  } catch {
-    renderBadges([]);
-  }
-}
 
 /** The achievements earned, newest first: badge, name, and the period it was earned in. */
 function renderBadges(earned) {

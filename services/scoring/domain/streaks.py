@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Final
 
+from services.scoring.domain.plans import is_participant
+
 __all__ = [
     "WEEKDAYS",
     "Run",
@@ -193,8 +195,6 @@ def judge_streaks(
     """Bring each streak's qualifying days in `state` (a RepState) up to date for the days whose totals changed
     (`changed_days`, day keys; None: every day the state holds), and record the milestones newly reached by a
     streak holding a day that now qualifies; returns them as `(streak_id, first day, milestone)`."""
-    from services.scoring.domain.plans import is_participant  # the domain's participant rule, shared with plans
-
     periods = state.periods["day"]
     keys = sorted(periods if changed_days is None else changed_days)
     out: list[tuple[str, str, int]] = []
@@ -216,6 +216,8 @@ def judge_streaks(
                 if qualifies:
                     fresh.append(day)
         state.set_streak_days(streak.streak_id, runs)
+        if not fresh:
+            continue  # no day newly qualifies: no streak grew
         for first, days in milestones_reached(runs, calendar, streak.milestones, fresh):
             if state.mark_milestone(streak.streak_id, first, days, at):
                 out.append((streak.streak_id, first, days))
