@@ -21,6 +21,7 @@ from services.api.gateway import Gateway
 from services.api.hub import CLOSE_REVOKED, Hub
 from services.api.readiness import Readiness
 from services.api.routes import config as config_routes
+from services.api.routes import console as console_routes
 from services.api.routes import fx as fx_routes
 from services.api.routes import live, notifications, reads, screens
 from services.api.routes import session as session_routes
@@ -160,8 +161,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications.router, tags=["notifications"])
     app.include_router(session_routes.router, tags=["screens"])
     app.include_router(statement_routes.router, tags=["statements"])
+    app.include_router(console_routes.router)
     live.install_sockets(app)
     app.include_router(screens.router)
+    app.include_router(screens.console_router)
     return app
 
 

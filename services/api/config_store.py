@@ -69,17 +69,24 @@ class ConfigStore:
 
     async def put(self, kind: Kind, entry_id: str, document: BaseModel, at: datetime) -> dict[str, Any]:
         """Store `document`; `at` (the business clock's now) dates a change a history keeps."""
-        body = document.model_dump(mode="json")
+        return (await self.put_many(kind, {entry_id: document}, at))[entry_id]
+
+    async def put_many(self, kind: Kind, documents: dict[str, BaseModel], at: datetime) -> dict[str, dict[str, Any]]:
+        """Store every document in one transaction (all or none), each as `put` would; the stored bodies by id."""
+        stored: dict[str, dict[str, Any]] = {}
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            row = await session.get(ConfigEntry, (kind, entry_id), with_for_update=True)
-            body = with_history(kind, body, None if row is None else orjson.loads(row.body), at)
-            if row is None:
-                session.add(ConfigEntry(kind=kind, entry_id=entry_id, body=orjson.dumps(body).decode(), updated_at=now))
-            else:
-                row.body = orjson.dumps(body).decode()
-                row.updated_at = now
-        return body
+            for entry_id, document in documents.items():
+                row = await session.get(ConfigEntry, (kind, entry_id), with_for_update=True)
+                body = with_history(kind, document.model_dump(mode="json"),
+                                    None if row is None else orjson.loads(row.body), at)
+                text = orjson.dumps(body).decode()
+                if row is None:
+                    session.add(ConfigEntry(kind=kind, entry_id=entry_id, body=text, updated_at=now))
+                else:
+                    row.body, row.updated_at = text, now
+                stored[entry_id] = body
+        return stored
 
     async def merge_rates(self, rates: Sequence[FxRate]) -> dict[str, dict[str, Any]]:
         """Add `rates` to the stored FX documents (a date already there takes the new rate: a correction), in one

@@ -49,6 +49,8 @@ PRESENCE_TTL_MS = 10_000
 second; the margin covers a long batch or a slow database)."""
 
 STAGES = ("ledger", "scoring", "credits", "read model")
+LIVE_EVERY = 2.0
+"""Seconds between measures of what is in flight once caught up (`live_behind`)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Readiness(BackgroundLoop):
         self._behind = 0
         self._samples: deque[tuple[float, int]] = deque(maxlen=40)
         self.caught_up = asyncio.Event()
+        self._live_behind: int | None = None
 
     # --- what /v1/ready asks -------------------------------------------------------------------------------
 
@@ -150,11 +153,19 @@ class Readiness(BackgroundLoop):
         )
 
     async def _until_caught_up(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
+        while not self.caught_up.is_set():
             await self.check(consumer)
-            if self.caught_up.is_set():
-                return
-            await asyncio.sleep(self._interval)
+            if not self.caught_up.is_set():
+                await asyncio.sleep(self._interval)
+        # Live: what is still in flight through the pipeline, for the console's health page.
+        while True:
+            self._live_behind = await self._measure(consumer, {})
+            await asyncio.sleep(LIVE_EVERY)
+
+    def live_behind(self) -> int | None:
+        """Once caught up: events and messages in flight through the pipeline as last measured (every
+        LIVE_EVERY seconds); None until measured."""
+        return self._live_behind
 
     async def check(self, consumer: AIOKafkaConsumer) -> None:
         """One pass: advance through every stage that is done; measure what is behind."""
@@ -183,13 +194,29 @@ class Readiness(BackgroundLoop):
             return
         # What is still to go: the ledger not yet published, plus each stage's backlog against its target
         # (or, for a stage not reached yet, against the topic's end now).
-        ends = {name: self._targets.get(name) for name in ("scoring", "credits", "read model")}
-        behind = ledger_behind
-        behind += _behind(ends["scoring"] or await consumer.end_offsets(self.event_tps), committed)
-        behind += _behind(ends["credits"] or await consumer.end_offsets(self.credit_tps), committed)
-        behind += _behind(ends["read model"] or await consumer.end_offsets(self.snapshot_tps), self._read_positions())
+        behind = await self._measure(consumer, self._targets, ledger_behind=ledger_behind, committed=committed)
         self._behind = behind
         self._samples.append((time.monotonic(), behind))
+
+    async def _measure(
+        self, consumer: AIOKafkaConsumer, targets: Mapping[str, Mapping[TopicPartition, int]], *,
+        ledger_behind: int | None = None, committed: Mapping[TopicPartition, int] | None = None,
+    ) -> int:
+        """The ledger not yet published, plus each stage's backlog against its target in `targets` (or the
+        topic's end now)."""
+        if ledger_behind is None:
+            async with self._sessions() as session:
+                end = int((await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or 0)
+                cursor = int((await session.execute(select(func.max(RelayCursor.seq)))).scalar() or 0)
+            ledger_behind = max(0, end - cursor)
+        if committed is None:
+            committed = await self._committed(consumer, [*self.event_tps, *self.credit_tps])
+        behind = ledger_behind
+        behind += _behind(targets.get("scoring") or await consumer.end_offsets(self.event_tps), committed)
+        behind += _behind(targets.get("credits") or await consumer.end_offsets(self.credit_tps), committed)
+        behind += _behind(targets.get("read model") or await consumer.end_offsets(self.snapshot_tps),
+                          self._read_positions())
+        return behind
 
     async def _committed(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """How far scoring has folded each partition: the group's committed offset, or further where a live

@@ -6,12 +6,8 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
 from services.common import db
-from services.common.auth import Scope, create_key, key_scope, parse_lifetime, revoke_key
-from services.common.db import as_utc
-from services.common.models import ApiKey
+from services.common.auth import Scope, create_key, list_keys, parse_lifetime, revoke_key
 from services.common.settings import get_settings
 
 
@@ -42,24 +38,12 @@ async def run_keys(args: argparse.Namespace) -> int:
             print(f"expires: {_when(expires_at)}{' UTC' if expires_at else ''}\nkey:     {key}")
             print("(store it now: it is not shown again)")
         elif args.keys_command == "list":
-            async with sessions() as session:
-                screen_sessions = ApiKey.parent_key_id.is_not(None)  # one per screen and hour: not listed
-                query = select(ApiKey).where(~screen_sessions).order_by(ApiKey.created_at)
-                rows = (await session.execute(query)).scalars().all()
-            now = datetime.now(UTC)
             header = ("KEY ID", "ROLE", "SCOPE", "STATE", "EXPIRES", "LAST USED")
             print("  ".join(f"{h:<{w}}" for h, w in zip(header, (16, 7, 24, 24, 16, 16), strict=True)) + "  NAME")
-            for row in rows:
-                expires = as_utc(row.expires_at) if row.expires_at else None
-                if row.revoked_at:
-                    state = f"revoked {_when(row.revoked_at)}"
-                elif expires is not None and expires <= now:
-                    state = "expired"
-                else:
-                    state = "active"
-                reads = key_scope(row).describe(row.role)
-                print(f"{row.key_id:<16}  {row.role:<7}  {reads:<24}  {state:<24}  {_when(expires):<16}  "
-                      f"{_when(row.last_used_at):<16}  {row.name}")
+            for info in await list_keys(sessions):
+                state = f"revoked {_when(info.revoked_at)}" if info.revoked_at else info.state
+                print(f"{info.key_id:<16}  {info.role:<7}  {info.scope.describe(info.role):<24}  {state:<24}  "
+                      f"{_when(info.expires_at):<16}  {_when(info.last_used_at):<16}  {info.name}")
         elif args.keys_command == "revoke":
             if not await revoke_key(sessions, args.key_id):
                 print(f"no active key with id {args.key_id}")

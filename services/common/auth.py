@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -220,19 +220,27 @@ async def create_key(
 
 
 SESSION_COOKIE = "sp_session"
+CONSOLE_COOKIE = "sp_console"
+"""The console's session cookie (admin): reads with it alone, writes with it and its X-CSRF-Token."""
+CSRF_HEADER = "X-CSRF-Token"
 SESSION_LIFETIME = timedelta(hours=12)
 """How long a screen's session cookie lives; the screens renew it every hour while they run."""
 
 
-async def create_session(sessions: Sessions, parent: Principal) -> tuple[str, datetime]:
-    """A session key for a screen that traded its `?token=` for a cookie: read-only whatever the parent (an
-    admin's or viewer's key gives a viewer session; a scoped key its own role and scope), ending after
-    SESSION_LIFETIME or with the parent's expiry or revocation. Expired sessions are swept on the way."""
-    if parent.role not in ("admin", *READERS):
+async def create_session(sessions: Sessions, parent: Principal, *, console: bool = False) -> tuple[str, datetime]:
+    """A session key traded for a key, ending after SESSION_LIFETIME or with the parent's expiry or revocation.
+    Expired sessions are swept on the way.
+
+    A screen's session (the default) is read-only whatever the parent: an admin's or viewer's key gives a viewer
+    session, a scoped key its own role and scope. A console session (`console=True`) is an admin's: it keeps
+    the admin role, and a write with it needs its CSRF token (`csrf_token`) as well as the cookie."""
+    if console and parent.role != "admin":
+        raise Problem(403, f"The console needs an admin key; this one has the role {parent.role}.")
+    if not console and parent.role not in ("admin", *READERS):
         raise Problem(403, f"A {parent.role} key cannot open a screen session; use a viewer or scoped key.")
     now = datetime.now(UTC)
     expires_at = min(now + SESSION_LIFETIME, parent.expires_at or now + SESSION_LIFETIME)
-    role: Role = "viewer" if parent.role == "admin" else parent.role
+    role: Role = parent.role if console or parent.role != "admin" else "viewer"
     key = new_key()
     async with sessions() as session, session.begin():
         await session.execute(
@@ -241,7 +249,7 @@ async def create_session(sessions: Sessions, parent: Principal) -> tuple[str, da
         session.add(
             ApiKey(
                 key_id=secrets.token_hex(8),
-                name=f"screen session of {parent.key_id}",
+                name=f"{'console' if console else 'screen'} session of {parent.key_id}",
                 role=role,
                 key_hash=hash_key(key),
                 created_at=now,
@@ -253,6 +261,12 @@ async def create_session(sessions: Sessions, parent: Principal) -> tuple[str, da
             )
         )
     return key, expires_at
+
+
+def csrf_token(session_key: str) -> str:
+    """The token a console page sends in X-CSRF-Token with each write: derived from the session key, which lives
+    only in an HttpOnly cookie, so a page of another site can neither read the cookie nor compute the token."""
+    return hashlib.sha256(b"salespulse-csrf:" + session_key.encode()).hexdigest()
 
 
 async def revoke_key(sessions: Sessions, key_id: str) -> bool:
@@ -268,6 +282,47 @@ async def revoke_key(sessions: Sessions, key_id: str) -> bool:
             update(ApiKey).where(ApiKey.parent_key_id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
         )
     return True
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as an admin lists it (never the key): its state, and its last use — its own or, for a key traded
+    for screen sessions, the newest of theirs."""
+
+    key_id: str
+    name: str
+    role: Role
+    scope: Scope
+    state: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def list_keys(sessions: Sessions, *, key_id: str | None = None) -> list[KeyInfo]:
+    """Every key (or the one with `key_id`) but the sessions traded for them, oldest first."""
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        query = select(ApiKey).where(ApiKey.parent_key_id.is_(None)).order_by(ApiKey.created_at, ApiKey.key_id)
+        if key_id is not None:
+            query = query.where(ApiKey.key_id == key_id)
+        rows = (await session.execute(query)).scalars().all()
+        used_by_sessions = dict((await session.execute(
+            select(ApiKey.parent_key_id, func.max(ApiKey.last_used_at))
+            .where(ApiKey.parent_key_id.is_not(None)).group_by(ApiKey.parent_key_id)
+        )).tuples().all())
+    listed = []
+    for row in rows:
+        expires = as_utc(row.expires_at) if row.expires_at else None
+        uses = [as_utc(t) for t in (row.last_used_at, used_by_sessions.get(row.key_id)) if t is not None]
+        state: Literal["active", "expired", "revoked"] = (
+            "revoked" if row.revoked_at else "expired" if expires is not None and expires <= now else "active"
+        )
+        listed.append(KeyInfo(row.key_id, row.name, row.role, key_scope(row), state,  # type: ignore[arg-type]
+                              as_utc(row.created_at), expires, max(uses) if uses else None,
+                              as_utc(row.revoked_at) if row.revoked_at else None))
+    return listed
 
 
 def parse_lifetime(text: str) -> timedelta:

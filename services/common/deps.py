@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from services.common.auth import READERS, SESSION_COOKIE, Principal, Role, bearer_token
+from services.common.auth import (
+    CONSOLE_COOKIE,
+    CSRF_HEADER,
+    READERS,
+    SESSION_COOKIE,
+    Principal,
+    Role,
+    bearer_token,
+    csrf_token,
+)
+from services.common.problems import Problem
 from services.common.ratelimit import authorize_key
 
 
@@ -25,12 +36,23 @@ def require(*roles: Role):  # type: ignore[no-untyped-def]
 
 
 def request_token(request: Request, authorization: str | None) -> str | None:
-    """The key a request brings: its bearer token, or — for reads only — a screen's session cookie (a cookie is
-    sent by the browser on its own, so it never authorizes a change: CSRF has nothing to ride on)."""
+    """The key a request brings: its bearer token; else the console's session cookie (a write only with the
+    console's CSRF token beside it); else — for reads only — a screen's session cookie. A cookie is sent by the
+    browser on its own, so a cookie alone never authorizes a change: CSRF has nothing to ride on."""
     token = bearer_token(authorization)
-    if token is None and request.method in ("GET", "HEAD"):
-        token = request.cookies.get(SESSION_COOKIE)
-    return token
+    if token is not None:
+        return token
+    reading = request.method in ("GET", "HEAD")
+    console = request.cookies.get(CONSOLE_COOKIE)
+    if console:
+        if reading:
+            return console
+        sent = request.headers.get(CSRF_HEADER, "")
+        if hmac.compare_digest(sent.encode(), csrf_token(console).encode()):
+            return console
+        raise Problem(403, f"A change from the console needs its {CSRF_HEADER} header (the console sends it); "
+                           "reload the console page, or send the key as 'Authorization: Bearer <key>'.")
+    return request.cookies.get(SESSION_COOKIE) if reading else None
 
 
 AdminKey = Annotated[Principal, require("admin")]

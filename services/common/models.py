@@ -71,6 +71,21 @@ class RelayProgress(Base):
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class SourceDay(Base):
+    """Events published per source and business day, kept by the relay as it publishes (a republication after
+    a replay is not counted again): the console's "events today" and "last event per source"."""
+
+    __tablename__ = "source_days"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The events' `source` (`csv`, `hubspot`, ...), or `api` for events sent without one."""
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    """The business day the events were accepted on (ISO date, SALESPULSE_TIMEZONE)."""
+    events: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_event_id: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
 class ConfigEntry(Base):
     """Roster and configuration as data: reps, teams, plans and boards, one JSON document each."""
 

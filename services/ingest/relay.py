@@ -15,6 +15,8 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,9 +26,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
 from services.common.background import BackgroundLoop, raise_if_cancelled, wait_set
+from services.common.clock import Clock
 from services.common.db import Sessions
 from services.common.kafka import log_ends, start_producer
-from services.common.models import RELAY_CURSOR, LedgerEntry, RelayCursor, RelayProgress, relay_cursor
+from services.common.models import (
+    RELAY_CURSOR,
+    LedgerEntry,
+    RelayCursor,
+    RelayProgress,
+    SourceDay,
+    relay_cursor,
+)
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
 from services.ingest.ledger import Commit, LedgerRecord
@@ -41,21 +51,59 @@ PROGRESS_STEP = timedelta(seconds=1)
 """The relay_progress table keeps at most one row per this much time (see `record_progress`)."""
 
 
-async def record_progress(session: AsyncSession, last: int) -> None:
+async def record_progress(session: AsyncSession, last: int) -> int:
     """Record that the events up to `last` are on the topics now (`GET /v1/events/{id}`'s `published_at`).
 
     A pass within PROGRESS_STEP of the newest row moves that row forward instead of adding one — its time becomes
     now, so "every event up to seq_end was published by then" stays true, at most a step late for the earlier
     events it covers — and the table grows with time, not with relay passes (one a few milliseconds apart under
-    load). A republication after a replay changes nothing: the first publications' rows stand."""
+    load). A republication after a replay changes nothing: the first publications' rows stand.
+
+    Returns the sequence number published before this pass (events up to it were published already)."""
     now = datetime.now(UTC)
     newest = (await session.execute(select(RelayProgress).order_by(RelayProgress.seq_end.desc()).limit(1))).scalar()
+    before = newest.seq_end if newest is not None else 0
     if newest is not None and newest.seq_end >= last:
-        return  # a republication after a replay
+        return before  # a republication after a replay
     if newest is None or now - db.as_utc(newest.published_at) >= PROGRESS_STEP:
         session.add(RelayProgress(seq_end=last, published_at=now))
     else:
         newest.seq_end, newest.published_at = last, now
+    return before
+
+
+NO_SOURCE = "api"
+"""How events sent without a `source` are counted per source."""
+
+
+async def count_sources(session: AsyncSession, rows: Iterable[LedgerRecord], zone: ZoneInfo, clock: Clock) -> None:
+    """Add `rows` (events published for the first time) to the per-source, per-business-day counts. Days and
+    times are on the services' clock (services/common/clock.py), like every "today" the gateway answers: the
+    ledger stamps acceptance with the machine's."""
+    shift = clock.now() - datetime.now(UTC)  # nothing unless the clock is pinned
+    tally: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        # Events are stored as compact JSON: only a body that names a source is parsed.
+        source = orjson.loads(row.body).get("source") if '"source"' in row.body else None
+        accepted_at = db.as_utc(row.accepted_at) + shift
+        key = (str(source or NO_SOURCE)[:64], accepted_at.astimezone(zone).date().isoformat())
+        seen = tally.get(key)
+        if seen is None:
+            tally[key] = [1, accepted_at, row]
+        else:
+            seen[0] += 1
+            if accepted_at >= seen[1]:
+                seen[1], seen[2] = accepted_at, row
+    for (source, day), (count, accepted_at, row) in tally.items():
+        found = await session.get(SourceDay, (source, day), with_for_update=True)
+        event_id = orjson.loads(row.body).get("event_id", "")
+        if found is None:
+            session.add(SourceDay(source=source, day=day, events=count, last_accepted_at=accepted_at,
+                                  last_event_id=event_id))
+        else:
+            found.events += count
+            if accepted_at >= db.as_utc(found.last_accepted_at):
+                found.last_accepted_at, found.last_event_id = accepted_at, event_id
 
 
 def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
@@ -239,7 +287,8 @@ class Relay(BackgroundLoop):
             if not moved and cursor == 0 and await session.get(RelayCursor, CURSOR) is None:
                 session.add(RelayCursor(name=CURSOR, seq=last))
                 moved = True
-            await record_progress(session, last)
+            before = await record_progress(session, last)
+            await count_sources(session, (r for r in rows if r.seq > before), self._settings.zone, self._settings.clock)
             # The backlog: none when the read above took everything there was; else ask the ledger.
             latest = last if read_all else (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
         if moved:

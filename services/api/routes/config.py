@@ -28,7 +28,7 @@ MAX_CONFIG_BODY = 1024 * 1024
 PUT_PROBLEMS = problem_responses(*KEYED, 413)
 
 
-def _validate(kind: Kind, entry_id: str, body: Any) -> BaseModel:
+def validate_entry(kind: Kind, entry_id: str, body: Any) -> BaseModel:
     id_field = ID_FIELDS[kind]
     if isinstance(body, dict) and body.setdefault(id_field, entry_id) != entry_id:
         raise Problem(
@@ -75,7 +75,7 @@ def _routes(kind: Kind) -> None:
         },
     )
     async def put_entry(entry_id: str, gw: GatewayDep, _: AdminKey, body: Annotated[Any, Body()]) -> Any:
-        document = _validate(kind, entry_id, body)
+        document = validate_entry(kind, entry_id, body)
         stored = await gw.config_store.put(kind, entry_id, document, gw.settings.clock.now())
         await publish_entry(gw, kind, entry_id, stored)
         return stored
@@ -132,4 +132,4 @@ async def republish_all(gw: Any) -> int:
     return count
 
 
-__all__ = ["republish_all", "router"]
+__all__ = ["publish_entry", "republish_all", "router", "validate_entry"]

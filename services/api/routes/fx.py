@@ -4,8 +4,6 @@ list of won deals whose credit is held for want of a rate."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Annotated, Any
 
@@ -15,6 +13,7 @@ from sqlalchemy import select
 
 from schemas.config import FxRate, FxRates
 from schemas.events import parse_exactly
+from services.api.csv_upload import read_upload
 from services.api.deps import GatewayDep
 from services.api.responses import KEYED_PROBLEMS, PROBLEMS
 from services.api.routes.config import PUT_PROBLEMS, publish_entry
@@ -43,25 +42,8 @@ def _rows_from_json(body: bytes) -> list[Any]:
 
 
 def _rows_from_csv(body: bytes) -> list[Any]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise Problem(400, f"The CSV is not UTF-8 (byte {exc.start}); save it as UTF-8 and send it again.") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip().lower() for name in next(reader, [])]
-    if sorted(header) != sorted(CSV_COLUMNS):
-        raise Problem(
-            422,
-            f"The CSV's header must name the columns {', '.join(CSV_COLUMNS)} (in any order), not {', '.join(header)}.",
-            errors=[{"index": None, "field": "header", "message": "columns currency, date and rate"}],
-        )
-    rows: list[Any] = []
-    for values in reader:
-        if not any(value.strip() for value in values):
-            continue
-        rows.append(dict(zip(header, (v.strip() for v in values), strict=False)) if len(values) == len(header)
-                    else {"_width": len(values)})
-    return rows
+    return [row.cells if row.cells is not None else {"_width": row.width}
+            for row in read_upload(body, CSV_COLUMNS)]
 
 
 def _validated(rows: list[Any], csv_file: bool) -> list[FxRate]:

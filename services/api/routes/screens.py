@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 from services.common.problems import Problem
 from services.common.settings import Settings, get_settings
 
-__all__ = ["STATIC_DIR", "router", "security_headers"]
+__all__ = ["STATIC_DIR", "console_router", "router", "security_headers"]
 
 STATIC_DIR: Final = Path(__file__).resolve().parents[1] / "static"
 
@@ -94,6 +94,15 @@ SCREENS: Final = {
 }
 """Every screen by path; the page's script reads the ids from the path."""
 
+CONSOLE: Final = {
+    "/": ScreenPage("console", "console", "app console", "The sales-ops console: health at a glance"),
+    "/roster": ScreenPage("console-roster", "roster", "app console", "The console: reps and teams, CSV upload"),
+    "/boards": ScreenPage("console-boards", "boards", "app console",
+                          "The console: boards and contests with a preview, TV rotations"),
+    "/keys": ScreenPage("console-keys", "keys", "app console", "The console: keys for TVs, reps and managers"),
+}
+"""The sales-ops console's pages (under /console), served like the screens and behind an admin session."""
+
 
 def _page(request: Request, screen: ScreenPage) -> Response:
     """The screen's HTML: the shell with its body, and the business calendar filled in (periods are turned
@@ -118,7 +127,8 @@ def _page(request: Request, screen: ScreenPage) -> Response:
 
 
 _SHELL: Final = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
-_BODIES: Final = {s.page: (STATIC_DIR / f"{s.page}.html").read_text(encoding="utf-8") for s in SCREENS.values()}
+_BODIES: Final = {s.page: (STATIC_DIR / f"{s.page}.html").read_text(encoding="utf-8")
+                  for s in (*SCREENS.values(), *CONSOLE.values())}
 
 
 def _serves(screen: ScreenPage) -> Callable[[Request], Awaitable[Response]]:
@@ -131,6 +141,11 @@ def _serves(screen: ScreenPage) -> Callable[[Request], Awaitable[Response]]:
 for _path, _screen in SCREENS.items():
     _route = "screen_" + (_path.strip("/").split("/")[0] or "index")
     router.add_api_route(_path, _serves(_screen), methods=["GET"], summary=_screen.summary, name=_route)
+
+console_router = APIRouter(prefix="/console", include_in_schema=False)
+for _path, _screen in CONSOLE.items():
+    _route = "console_" + (_path.strip("/") or "home")
+    console_router.add_api_route(_path, _serves(_screen), methods=["GET"], summary=_screen.summary, name=_route)
 
 
 @router.get("/static/{name}", summary="Script, style sheet or icon of the screens")

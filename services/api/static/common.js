@@ -336,6 +336,9 @@ const LABELS = {
   activities: "Activities",
 };
 
+/** The KPIs of CONTRACT §3 a plan or a board can rank by (besides `activities.<kind>`). */
+export const METRICS = Object.keys(LABELS);
+
 /** A KPI's display name: "Revenue", "Activities: calls". */
 export function metricLabel(metric) {
   if (LABELS[metric]) return LABELS[metric];

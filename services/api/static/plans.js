@@ -4,10 +4,8 @@
 // address bar) or typed in, and kept in this page's memory only — never in a cookie, which a browser would
 // send by itself.
 
-import { formatMoney, h, params } from "./common.js";
+import { METRICS, formatMoney, h, params } from "./common.js";
 
-const METRICS = ["revenue", "deals_won", "deals_lost", "win_rate", "avg_deal_size", "renewals_won", "renewals_lost",
-  "retention_rate", "activities"];
 let adminKey = params.get("token") || "";
 let plans = [];
 let previewed = null; // the JSON of the draft last previewed: publishing asks for a preview of exactly it
