@@ -24,7 +24,8 @@ def stack(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
         http = httpx.Client(base_url=stack.api, headers=stack.headers, timeout=10)
         http.put("/v1/teams/east", json={"name": "East"}).raise_for_status()
         http.put("/v1/teams/west", json={"name": "West"}).raise_for_status()
-        http.put("/v1/boards/floor", json={"title": "Revenue", "metric": "revenue", "period": "month"}).raise_for_status()
+        board = {"title": "Revenue", "metric": "revenue", "period": "month"}
+        http.put("/v1/boards/floor", json=board).raise_for_status()
         yield stack
     finally:
         stack.stop()
@@ -95,7 +96,9 @@ def test_only_an_admin_key_opens_the_console(stack: Stack) -> None:
 # --- keys -------------------------------------------------------------------------------------------------------
 
 
-def test_a_tv_key_is_shown_once_with_its_address_and_qr_then_listed_and_revoked(stack: Stack, admin: httpx.Client) -> None:
+def test_a_tv_key_is_shown_once_with_its_address_and_qr_then_listed_and_revoked(
+    stack: Stack, admin: httpx.Client
+) -> None:
     unknown = admin.post("/v1/keys", json={"name": "Lobby", "role": "screen", "boards": ["nope"]})
     assert unknown.status_code == 422 and "nope" in unknown.json()["detail"]
     missing = admin.post("/v1/keys", json={"name": "Lobby", "role": "screen"})

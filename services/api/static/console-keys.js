@@ -91,6 +91,7 @@ function showCreated(created) {
   el("created-qr").hidden = !created.qr_svg;
   if (created.qr_svg) el("created-qr").src = created.qr_svg;
   el("created-title").textContent = `Key “${created.name}” created: copy it now`;
+  el("created").dataset.keyId = created.key_id;
   el("created").hidden = false;
   el("created").focus();
   say(`Created ${created.name} (${created.scope}).`);
