@@ -286,6 +286,7 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
         later = "" if demo else "   (once a board `floor` exists)"
         print(
             "\nsalespulse is up\n"
+            f"  console       {base}:{settings.api_port}/console/   (sales ops: sign in with the admin key below)\n"
             f"  screens       {screens}/?token={viewer}\n"
             f"  TV board      {screens}/board/floor?token={tv}{later}\n"
             f"  API gateway   {base}:{settings.api_port}   (docs: {base}:{settings.api_port}/docs)\n"

@@ -245,6 +245,41 @@ def reconnecting(browser: Any, stack: Stack, out: Path) -> None:
     page.context.close()
 
 
+def console(browser: Any, stack: Stack, out: Path) -> None:
+    """The sales-ops console: health, the roster with a CSV's preview (a bad row reported), a board's editor with
+    its preview, a TV key just created (address and QR code), and the roster at phone width."""
+    page = new_page(browser, width=TV[0], height=1200)
+    page.goto(screen_url(stack, "/console/"))
+    wait_ready(page)
+    page.wait_for_function("() => document.querySelector('#events-today').textContent !== '–'")
+    shoot(page, out, "console-health", settle_ms=300)
+    page.goto(f"{stack.api}/console/roster")
+    wait_ready(page)
+    reps = "rep_id,name,team_id,email\nnew-rep,Nia Newman,east,nia@example.com\nother,Oli Other,nowhere,\n"
+    page.set_input_files("#csv-file", files=[{"name": "reps.csv", "mimeType": "text/csv", "buffer": reps.encode()}])
+    page.click("#csv-check")
+    page.wait_for_selector("#csv-problems li")
+    page.evaluate("() => document.querySelector('#csv-form').closest('section').scrollIntoView()")
+    shoot(page, out, "console-roster", settle_ms=300)
+    page.goto(f"{stack.api}/console/boards")
+    wait_ready(page)
+    page.click("#boards tr[data-board='floor'] button")
+    page.wait_for_selector("#preview tbody tr")
+    page.evaluate("() => document.querySelector('.board-editor').scrollIntoView()")
+    shoot(page, out, "console-boards", settle_ms=300)
+    page.goto(f"{stack.api}/console/keys?role=screen&boards=floor&name=Lobby%20TV")
+    wait_ready(page)
+    page.click("#key-create button[type=submit]")
+    page.wait_for_selector("#created:not([hidden])")
+    shoot(page, out, "console-keys", settle_ms=300)
+    page.context.close()
+    phone = new_page(browser, width=PHONE[0], height=PHONE[1])
+    phone.goto(screen_url(stack, "/console/roster"))
+    wait_ready(phone)
+    shoot(phone, out, "console-phone", settle_ms=300)
+    phone.context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screens")
@@ -289,6 +324,7 @@ def main() -> None:
                     plan_editor(browser, stack, out, statement(browser, stack, out, rep))
                     simple(browser, stack, out, "team", f"/screens/team/{rep['team_id']}", TV, plan="ae-revenue")
                     simple(browser, stack, out, "index", "/screens/", TV)
+                    console(browser, stack, out)
                     reconnecting(browser, stack, out)
                 finally:
                     browser.close()
