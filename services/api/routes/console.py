@@ -363,7 +363,9 @@ async def overview(request: Request, gw: GatewayDep, _: AdminKey) -> dict[str, A
                 "last_event_id": today_by_source[source].last_event_id if source in today_by_source else None}
                for source, last in sorted(newest, key=lambda r: as_utc(r[1]), reverse=True)]
     progress = gw.readiness.progress()
-    snapshot_ms = gw.model.last_message_ms
+    # The read model stamps messages with the machine's time; the page tells time by the services' clock.
+    shift_ms = gw.settings.clock.now_ms() - int(datetime.now(UTC).timestamp() * 1000)
+    snapshot_ms = gw.model.last_message_ms + shift_ms if gw.model.last_message_ms else 0
     ingest = f"{request.url.scheme}://{request.url.hostname}:{gw.settings.ingest_port}"
     return {
         "at": now.isoformat(),
