@@ -30,7 +30,7 @@ from services.connectors import hubspot, pipedrive
 from services.connectors.base import Connector
 from services.connectors.core import epoch_ms
 from services.connectors.inbox import Inbox, NewItem
-from services.connectors.mapping import CONNECTORS
+from services.connectors.mapping import CONNECTORS, configured
 from services.connectors.metrics import ConnectorMetrics
 from services.connectors.worker import ConnectorWorker
 
@@ -48,18 +48,19 @@ def build_connectors(settings: Settings, metrics: ConnectorMetrics | None) -> di
     """The connectors whose credentials are set; MappingError (at start-up) when a mapping cannot be used."""
     zone = settings.zone
     found: dict[str, Connector] = {}
-    if settings.hubspot_client_secret and settings.hubspot_token:
+    on = configured(settings)
+    if "hubspot" in on and settings.hubspot_token:
         found["hubspot"] = hubspot.HubSpotConnector(
             hubspot.HubSpotConnector.load_mapping(settings.hubspot_mapping), zone, metrics,
             api_url=settings.hubspot_api_url, token=settings.hubspot_token.get_secret_value(),
         )
-    if settings.pipedrive_webhook_user and settings.pipedrive_webhook_password:
+    if "pipedrive" in on:
         found["pipedrive"] = pipedrive.PipedriveConnector(
             pipedrive.PipedriveConnector.load_mapping(settings.pipedrive_mapping), zone, metrics,
             api_url=settings.pipedrive_api_url,
             token=settings.pipedrive_token.get_secret_value() if settings.pipedrive_token else None,
         )
-    if settings.salesforce_instance_url and settings.salesforce_token and settings.salesforce_tenant_id:
+    if "salesforce" in on:
         from services.connectors.salesforce import SalesforceConnector
 
         found["salesforce"] = SalesforceConnector.from_settings(settings, metrics)

@@ -288,3 +288,24 @@ def test_an_address_that_keeps_forging_webhooks_is_held_off(crm: tuple[Stack, Fa
         assert int(answers[-1].headers["retry-after"]) >= 1 and "SALESPULSE_RATE_AUTH_FAILURES" in answers[-1].text
     finally:
         stack.kill("ingest-strict")
+
+
+def test_the_console_overview_shows_each_connector_and_its_last_event(crm: tuple[Stack, FakeHubSpot, Any]) -> None:
+    """docs/console.md, Health: each connector set up is listed (events or not), with what waits and what was
+    refused, beside the last event each one sent."""
+    stack, hub, _ = crm
+    hub.create(dealname="Overview", dealstage="closedwon", amount="10", hubspot_owner_id="101", closedate=CLOSED,
+               dealtype="newbusiness")
+
+    def listed() -> dict[str, Any] | None:
+        overview = httpx.get(f"{stack.api}/v1/overview", headers=stack.headers, timeout=10).json()
+        sources = {s["source"] for s in overview["sources"]}
+        return overview if "hubspot" in sources else None
+
+    overview = wait_until(listed, timeout=60, what="a HubSpot event counted by source")
+    connectors = {c["connector"]: c for c in overview["connectors"]}
+    assert connectors["hubspot"]["enabled"] and connectors["pipedrive"]["enabled"]
+    assert "salesforce" not in connectors  # not set up here, and nothing of it in the inbox
+    assert all(isinstance(c["rejected"], int) and isinstance(c["pending"], int) for c in connectors.values())
+    hubspot = next(s for s in overview["sources"] if s["source"] == "hubspot")
+    assert hubspot["events_today"] >= 1 and hubspot["last_accepted_at"] is not None

@@ -5,6 +5,8 @@ being saved, and the health overview counting events per source."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.clock import TEST_CLOCK, now_stamp
-from tests.support.stack import Stack, sqlite_stack, wait_until
+from tests.support.stack import ROOT, Stack, sqlite_stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -266,3 +268,26 @@ def test_the_overview_counts_events_per_source_today_and_names_the_last(stack: S
     assert overview["pipeline"]["caught_up"] is True
     assert overview["notifications"]["failed"] == 0
     assert set(overview["links"]) >= {"ready", "connectors", "notifications"}
+
+
+def test_a_replay_of_the_ledger_counts_no_event_twice(stack: Stack, admin: httpx.Client) -> None:
+    """`salespulse replay` republishes the ledger; the per-source counts stay what they were (docs/console.md)."""
+    post_events(stack, activity("console-replay-1", "ana", "csv"))
+
+    def settled() -> dict[str, Any] | None:
+        overview = admin.get("/v1/overview").json()
+        csv = next((s for s in overview["sources"] if s["source"] == "csv"), None)
+        done = overview["pipeline"]["waiting_to_publish"] == 0 and csv and csv["last_event_id"] == "console-replay-1"
+        return overview if done else None
+
+    before = wait_until(settled, timeout=30, what="the event counted")
+    replayed = subprocess.run([sys.executable, "-m", "services.cli.main", "replay", "--from-seq", "1"],
+                              env=stack.env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stderr
+    # The replay moved the relay's cursor back to the start before it returned: nothing waiting means the whole
+    # ledger went out again.
+    after = wait_until(settled, timeout=60, what="the ledger republished")
+    assert after["events_today"] == before["events_today"]
+    assert {s["source"]: s["events_today"] for s in after["sources"]} == {
+        s["source"]: s["events_today"] for s in before["sources"]}
+

@@ -39,6 +39,8 @@ from services.common.deps import AdminKey
 from services.common.models import LedgerEntry, NotificationDelivery, RelayCursor, SourceDay
 from services.common.problems import KEYED, Problem, problem_responses
 from services.common.ratelimit import authorize_key
+from services.connectors.inbox import Inbox
+from services.connectors.mapping import CONNECTORS, configured
 
 router = APIRouter(prefix="/v1")
 
@@ -357,6 +359,11 @@ async def overview(request: Request, gw: GatewayDep, _: AdminKey) -> dict[str, A
         failing_count = int((await session.execute(
             select(func.count()).select_from(NotificationDelivery).where(NotificationDelivery.status == "failed")
         )).scalar() or 0)
+    inbox = await Inbox(gw.sessions, gw.settings.clock).counts()
+    enabled = configured(gw.settings)
+    connectors = [{"connector": name, "enabled": name in enabled, "pending": inbox.get((name, "pending"), 0),
+                   "rejected": inbox.get((name, "rejected"), 0)}
+                  for name in CONNECTORS if name in enabled or any(c == name for c, _ in inbox)]
     today_by_source = {row.source: row for row in days}
     sources = [{"source": source, "last_accepted_at": as_utc(last),
                 "events_today": today_by_source[source].events if source in today_by_source else 0,
@@ -379,6 +386,7 @@ async def overview(request: Request, gw: GatewayDep, _: AdminKey) -> dict[str, A
             "last_board_change_at": datetime.fromtimestamp(snapshot_ms / 1000, UTC) if snapshot_ms else None,
             "reps": len(gw.model.reps),
         },
+        "connectors": connectors,
         "notifications": {
             "failed": failing_count,
             "retrying": sum(1 for row in failing if row.status == "pending"),

@@ -26,7 +26,7 @@ function draw(overview) {
   el("notifications-failing").textContent = formatCount(failing.failed);
   el("notifications-note").textContent = `${formatCount(failing.retrying)} retrying`;
 
-  el("sources").tBodies[0].replaceChildren(...overview.sources.map((s) => row(
+  el("sources").tBodies[0].replaceChildren(...overview.sources.map((s) => h("tr", { dataset: { source: s.source } },
     h("th", { scope: "row" }, s.source),
     h("td", { title: s.last_accepted_at }, formatAgo(s.last_accepted_at, now)),
     h("td", { class: "num" }, formatCount(s.events_today)),
@@ -34,7 +34,21 @@ function draw(overview) {
       ? h("a", { href: `${overview.links.events}${encodeURIComponent(s.last_event_id)}` }, "last event (ingest audit)")
       : h("span", { class: "muted" }, "none today")),
   )));
-  el("sources-empty").hidden = overview.sources.length > 0;
+  // A connector that is set up but has sent nothing yet is a row too: silence is what the page is for.
+  const named = new Set(overview.sources.map((s) => s.source));
+  for (const connector of overview.connectors) {
+    const waiting = `${formatCount(connector.pending)} waiting, ${formatCount(connector.rejected)} refused`;
+    const line = named.has(connector.connector)
+      ? el("sources").querySelector(`tr[data-source="${CSS.escape(connector.connector)}"]`)
+      : el("sources").tBodies[0].appendChild(row(h("th", { scope: "row" }, connector.connector),
+        h("td", { class: "muted" }, connector.enabled ? "no events yet" : "off"), h("td", { class: "num" }, "0"),
+        h("td", {})));
+    if (!line) continue;
+    line.dataset.source = connector.connector;
+    line.lastElementChild.append(h("div", { class: connector.rejected ? "error" : "muted" },
+      h("a", { href: overview.links.connectors }, waiting)));
+  }
+  el("sources-empty").hidden = overview.sources.length + overview.connectors.length > 0;
   el("failing").tBodies[0].replaceChildren(...failing.recent.map((n) => row(
     h("th", { scope: "row" }, h("a", { href: `/v1/notifications?rep_id=${encodeURIComponent(n.rep_id)}` }, n.rep_id)),
     h("td", {}, n.channel),
