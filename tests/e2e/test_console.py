@@ -180,3 +180,26 @@ def test_without_a_session_the_console_asks_for_an_admin_key_and_refuses_others(
     assert "token=" not in page.url
     page.click("#sign-out")
     page.wait_for_selector("#signin")
+
+
+def test_the_plan_editor_opened_from_the_console_uses_its_session(shop: Stack, open_page: Any) -> None:
+    page = open_page()
+    sign_in(page, shop)
+    page.click("nav.console-nav a:has-text('Plans')")
+    wait_ready(page)
+    assert page.is_hidden("#key-form") and page.is_visible("#plan-form")  # no key asked for again
+    page.fill("#f-plan_id", "console-plan")
+    page.fill("#f-name", "Calls")
+    page.select_option("#f-metric", "activities")
+    page.fill("#f-effective_from", "2026-01-01")
+    page.fill("#f-quota", "10")
+    page.fill("#tiers tbody tr:first-child .t-id", "base")
+    page.fill("#tiers tbody tr:first-child .t-name", "Base")
+    page.fill("#tiers tbody tr:first-child .t-threshold", "0")
+    page.fill("#tiers tbody tr:first-child .t-rate", "1")
+    page.click("#preview")  # a POST: the console's CSRF token goes with it
+    page.wait_for_selector("#publish:not([disabled])")
+    page.click("#publish")
+    page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('Published')")
+    stored = httpx.get(f"{shop.api}/v1/plans/console-plan", headers=shop.headers, timeout=10)
+    assert stored.status_code == 200 and stored.json()["metric"] == "activities"

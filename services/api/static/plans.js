@@ -1,12 +1,13 @@
 // The plan editor (sales ops): a plan as a form — tiers, rates, quota, overrides, gate — with a preview of
 // what the draft would pay on real history next to the live plan (POST /v1/plans/what-if) before it is
 // published (PUT /v1/plans/{id}). Writes need an admin key: it is taken from ?token= (then removed from the
-// address bar) or typed in, and kept in this page's memory only — never in a cookie, which a browser would
-// send by itself.
+// address bar) or typed in, and kept in this page's memory only; or, opened from the console, the console's
+// session (its cookie, and its CSRF token with each write: docs/console.md).
 
 import { METRICS, formatMoney, h, params } from "./common.js";
 
 let adminKey = params.get("token") || "";
+let consoleCsrf = ""; // with a console session instead of a key
 let plans = [];
 let previewed = null; // the JSON of the draft last previewed: publishing asks for a preview of exactly it
 const el = (id) => document.getElementById(id);
@@ -20,7 +21,11 @@ if (adminKey) {
 async function call(method, path, body) {
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${adminKey}`, "Content-Type": "application/json", Accept: "application/json" },
+    headers: {
+      ...(adminKey ? { Authorization: `Bearer ${adminKey}` } : { "X-CSRF-Token": consoleCsrf }),
+      "Content-Type": "application/json", Accept: "application/json",
+    },
+    credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
   });
@@ -215,11 +220,14 @@ function main() {
     el("key-input").value = "";
     start();
   });
-  if (!adminKey) {
-    el("key-form").hidden = false;
+  if (adminKey) {
+    start();
     return;
   }
-  start();
+  call("GET", "/v1/console/session").then((session) => {
+    consoleCsrf = session.csrf;
+    start();
+  }, () => { el("key-form").hidden = false; });
 }
 
 main();
