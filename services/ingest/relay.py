@@ -15,8 +15,6 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
 from services.common.background import BackgroundLoop, raise_if_cancelled, wait_set
-from services.common.clock import Clock
 from services.common.db import Sessions
 from services.common.kafka import log_ends, start_producer
 from services.common.models import (
@@ -34,13 +31,13 @@ from services.common.models import (
     LedgerEntry,
     RelayCursor,
     RelayProgress,
-    SourceDay,
     relay_cursor,
 )
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
 from services.ingest.ledger import Commit, LedgerRecord
 from services.ingest.metrics import RelayMetrics
+from services.ingest.sources import SourceCounts
 
 log = logging.getLogger("salespulse.ingest.relay")
 
@@ -70,40 +67,6 @@ async def record_progress(session: AsyncSession, last: int) -> int:
     else:
         newest.seq_end, newest.published_at = last, now
     return before
-
-
-NO_SOURCE = "api"
-"""How events sent without a `source` are counted per source."""
-
-
-async def count_sources(session: AsyncSession, rows: Iterable[LedgerRecord], zone: ZoneInfo, clock: Clock) -> None:
-    """Add `rows` (events published for the first time) to the per-source, per-business-day counts. Days and
-    times are on the services' clock (services/common/clock.py), like every "today" the gateway answers: the
-    ledger stamps acceptance with the machine's."""
-    shift = clock.now() - datetime.now(UTC)  # nothing unless the clock is pinned
-    tally: dict[tuple[str, str], list[Any]] = {}
-    for row in rows:
-        # Events are stored as compact JSON: only a body that names a source is parsed.
-        source = orjson.loads(row.body).get("source") if '"source"' in row.body else None
-        accepted_at = db.as_utc(row.accepted_at) + shift
-        key = (str(source or NO_SOURCE)[:64], accepted_at.astimezone(zone).date().isoformat())
-        seen = tally.get(key)
-        if seen is None:
-            tally[key] = [1, accepted_at, row]
-        else:
-            seen[0] += 1
-            if accepted_at >= seen[1]:
-                seen[1], seen[2] = accepted_at, row
-    for (source, day), (count, accepted_at, row) in tally.items():
-        found = await session.get(SourceDay, (source, day), with_for_update=True)
-        event_id = orjson.loads(row.body).get("event_id", "")
-        if found is None:
-            session.add(SourceDay(source=source, day=day, events=count, last_accepted_at=accepted_at,
-                                  last_event_id=event_id))
-        else:
-            found.events += count
-            if accepted_at >= db.as_utc(found.last_accepted_at):
-                found.last_accepted_at, found.last_event_id = accepted_at, event_id
 
 
 def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
@@ -144,6 +107,7 @@ class Relay(BackgroundLoop):
         self._cursor: int | None = None
         self._published: dict[tuple[str, int], int] = {}
         self.topics = {"deal": topic_name(settings, DEALS), "activity": topic_name(settings, ACTIVITIES)}
+        self._sources = SourceCounts(settings)
 
     def wake(self) -> None:
         self._wake.set()
@@ -185,6 +149,7 @@ class Relay(BackgroundLoop):
         self._metrics.relay_leader.set(0)
         leader, self._leader = self._leader, None
         self._memory.clear()
+        self._sources.forget()
         self._cursor = None  # another relay may move it meanwhile
         if leader is not None:
             try:
@@ -192,8 +157,18 @@ class Relay(BackgroundLoop):
             except Exception as exc:  # noqa: BLE001  (its connection is already gone)
                 log.debug("releasing a lost lock: %r", exc)
 
+    async def count_pending(self) -> None:
+        """Write the per-source counts that wait (services/ingest/sources.py); a failure loses nothing: the next
+        relay recounts them from the ledger."""
+        try:
+            await self._sources.write_if_due(self._sessions, now=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("per-source counts not written (%s); the next relay recounts them", exc)
+
     async def stop(self) -> None:
         await super().stop()
+        if self._leader:
+            await self.count_pending()
         if self._producer:
             await self._producer.stop()
         if self._leader:
@@ -262,6 +237,7 @@ class Relay(BackgroundLoop):
             self._cursor = cursor
             self.published_seq = cursor
             self._metrics.relay_backlog.set(0)
+            await self._sources.write_if_due(self._sessions)
             return 0
         self._cursor = None  # until the move below commits
         started = time.perf_counter()
@@ -288,9 +264,10 @@ class Relay(BackgroundLoop):
                 session.add(RelayCursor(name=CURSOR, seq=last))
                 moved = True
             before = await record_progress(session, last)
-            await count_sources(session, (r for r in rows if r.seq > before), self._settings.zone, self._settings.clock)
+            counted = await self._sources.in_pass(session, rows, before)
             # The backlog: none when the read above took everything there was; else ask the ledger.
             latest = last if read_all else (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
+        self._sources.committed(counted)
         if moved:
             self._cursor = last
         self.published_seq = last
@@ -483,6 +460,7 @@ async def replay(settings: Settings, from_seq: int, *, out: Callable[[str], None
         while moved := await relay.publish_once():
             total += moved
             out(f"republished up to seq {relay.published_seq} ({total:,} events)")
+        await relay.count_pending()
     finally:
         await producer.stop()
         await engine.dispose()
