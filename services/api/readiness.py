@@ -36,7 +36,7 @@ from services.common.background import BackgroundLoop
 from services.common.backoff import Backoff
 from services.common.db import Sessions
 from services.common.kafka import consume_with_reconnect, log_ends
-from services.common.models import LedgerEntry, RelayCursor, ScoringPresence
+from services.common.models import LedgerEntry, ScoringPresence, relay_cursor
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, CREDITS, DEALS, REP_SNAPSHOTS, topic_name
 
@@ -174,7 +174,7 @@ class Readiness(BackgroundLoop):
                 self.ledger_end = int((await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or 0)
             log.info("catching up to ledger sequence %d", self.ledger_end)
         async with self._sessions() as session:
-            cursor = int((await session.execute(select(func.max(RelayCursor.seq)))).scalar() or 0)
+            cursor = await relay_cursor(session)
         committed = await self._committed(consumer, [*self.event_tps, *self.credit_tps])
         ledger_behind = max(0, self.ledger_end - cursor)
         if self._stage == 0 and ledger_behind == 0:
@@ -207,7 +207,7 @@ class Readiness(BackgroundLoop):
         if ledger_behind is None:
             async with self._sessions() as session:
                 end = int((await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or 0)
-                cursor = int((await session.execute(select(func.max(RelayCursor.seq)))).scalar() or 0)
+                cursor = await relay_cursor(session)
             ledger_behind = max(0, end - cursor)
         if committed is None:
             committed = await self._committed(consumer, [*self.event_tps, *self.credit_tps])

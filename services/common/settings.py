@@ -24,6 +24,10 @@ _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([dhms])")
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 
+CONNECTORS = ("hubspot", "pipedrive", "salesforce")
+"""The CRMs salespulse has a connector for (services/connectors/)."""
+
+
 class Settings(BaseSettings):
     """Runtime configuration shared by every service (see README, "Configuration")."""
 
@@ -199,6 +203,18 @@ class Settings(BaseSettings):
         if value is not None and (value.tzinfo is None or value.utcoffset() is None):
             raise ValueError(f"{value.isoformat()} has no UTC offset; write e.g. 2027-03-01T00:00:30+01:00")
         return value
+
+    @property
+    def connectors_on(self) -> set[str]:
+        """The CRM connectors whose credentials are set (each runs in the ingest service with these settings)."""
+        on = set()
+        if self.hubspot_client_secret and self.hubspot_token:
+            on.add("hubspot")
+        if self.pipedrive_webhook_user and self.pipedrive_webhook_password:
+            on.add("pipedrive")
+        if self.salesforce_instance_url and self.salesforce_token and self.salesforce_tenant_id:
+            on.add("salesforce")
+        return on
 
     @property
     def clock(self) -> Clock:

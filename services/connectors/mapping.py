@@ -34,13 +34,12 @@ import yaml
 
 from schemas.suggestions import did_you_mean
 from services.common.mapping_errors import MappingError
-from services.common.settings import Settings
+from services.common.settings import CONNECTORS
 
 __all__ = [
-    "CONNECTORS", "ConnectorMapping", "MappingError", "configured", "default_mapping_path", "load_connector_mapping",
+    "CONNECTORS", "ConnectorMapping", "MappingError", "default_mapping_path", "load_connector_mapping",
 ]
 
-CONNECTORS = ("hubspot", "pipedrive", "salesforce")
 OWNER_RULES = ("email_local_part", "id", "table")
 KINDS = ("new", "renewal", "expansion")
 _TOP = ("connector", "description", "fields", "stages", "kinds", "default_kind", "owners")
@@ -240,15 +239,3 @@ def _owners(document: Any, problems: list[str]) -> tuple[dict[str, str], Any, st
         problems.append(f"owners.unmapped: reject, or the rep id that takes deals of unknown owners, not {unmapped!r}")
         unmapped = None
     return table, rule, unmapped
-
-
-def configured(settings: Settings) -> set[str]:
-    """The connectors whose credentials are set (each is on in the ingest service that has these settings)."""
-    on = set()
-    if settings.hubspot_client_secret and settings.hubspot_token:
-        on.add("hubspot")
-    if settings.pipedrive_webhook_user and settings.pipedrive_webhook_password:
-        on.add("pipedrive")
-    if settings.salesforce_instance_url and settings.salesforce_token and settings.salesforce_tenant_id:
-        on.add("salesforce")
-    return on

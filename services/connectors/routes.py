@@ -30,7 +30,7 @@ from services.connectors import hubspot, pipedrive
 from services.connectors.base import Connector
 from services.connectors.core import epoch_ms
 from services.connectors.inbox import Inbox, NewItem
-from services.connectors.mapping import CONNECTORS, configured
+from services.connectors.mapping import CONNECTORS
 from services.connectors.metrics import ConnectorMetrics
 from services.connectors.worker import ConnectorWorker
 
@@ -48,7 +48,7 @@ def build_connectors(settings: Settings, metrics: ConnectorMetrics | None) -> di
     """The connectors whose credentials are set; MappingError (at start-up) when a mapping cannot be used."""
     zone = settings.zone
     found: dict[str, Connector] = {}
-    on = configured(settings)
+    on = settings.connectors_on
     if "hubspot" in on and settings.hubspot_token:
         found["hubspot"] = hubspot.HubSpotConnector(
             hubspot.HubSpotConnector.load_mapping(settings.hubspot_mapping), zone, metrics,

@@ -139,6 +139,16 @@ async def harness(broker: str, database_url: str) -> AsyncIterator[Harness]:
             await notifier.stop()
         await producer.stop()
         await engine.dispose()
+        _report_leftover_tasks()
+
+
+def _report_leftover_tasks() -> None:
+    """Print the tasks still running after every notifier stopped: a rare hang of this module's teardown (the
+    event loop waiting on a cancelled task) shows its culprit in the captured output."""
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task() and not task.done():
+            print(f"left running after teardown: {task.get_name()} {task.get_coro()!r}")
+            task.print_stack(limit=8)
 
 
 def receivers_settings(mailbox: Mailbox, hook: Hook) -> dict[str, Any]:

@@ -36,11 +36,16 @@ from services.common.auth import (
 )
 from services.common.db import as_utc
 from services.common.deps import AdminKey
-from services.common.models import LedgerEntry, NotificationDelivery, RelayCursor, SourceDay
+from services.common.models import (
+    ConnectorInboxRow,
+    LedgerEntry,
+    NotificationDelivery,
+    SourceDay,
+    relay_cursor,
+)
 from services.common.problems import KEYED, Problem, problem_responses
 from services.common.ratelimit import authorize_key
-from services.connectors.inbox import Inbox
-from services.connectors.mapping import CONNECTORS, configured
+from services.common.settings import CONNECTORS
 
 router = APIRouter(prefix="/v1")
 
@@ -347,7 +352,7 @@ async def overview(request: Request, gw: GatewayDep, _: AdminKey) -> dict[str, A
             select(SourceDay.source, func.max(SourceDay.last_accepted_at)).group_by(SourceDay.source)
         )).all()
         ledger_end = int((await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or 0)
-        cursor = int((await session.execute(select(func.max(RelayCursor.seq)))).scalar() or 0)
+        cursor = await relay_cursor(session)
         failing = (await session.execute(
             select(NotificationDelivery.notification_id, NotificationDelivery.rep_id, NotificationDelivery.channel,
                    NotificationDelivery.status, NotificationDelivery.attempts, NotificationDelivery.last_error,
@@ -359,8 +364,11 @@ async def overview(request: Request, gw: GatewayDep, _: AdminKey) -> dict[str, A
         failing_count = int((await session.execute(
             select(func.count()).select_from(NotificationDelivery).where(NotificationDelivery.status == "failed")
         )).scalar() or 0)
-    inbox = await Inbox(gw.sessions, gw.settings.clock).counts()
-    enabled = configured(gw.settings)
+        inbox = {(c, status): int(n) for c, status, n in (await session.execute(
+            select(ConnectorInboxRow.connector, ConnectorInboxRow.status, func.count())
+            .group_by(ConnectorInboxRow.connector, ConnectorInboxRow.status)
+        )).all()}
+    enabled = gw.settings.connectors_on
     connectors = [{"connector": name, "enabled": name in enabled, "pending": inbox.get((name, "pending"), 0),
                    "rejected": inbox.get((name, "rejected"), 0)}
                   for name in CONNECTORS if name in enabled or any(c == name for c, _ in inbox)]
