@@ -12,7 +12,7 @@ signature timestamps (checked by the receiver against its own clock), and durati
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["PROCESS_STARTED", "Clock"]
 
@@ -77,6 +77,11 @@ class Clock:
     def now_ms(self) -> int:
         """Now as Unix milliseconds."""
         return int(self.time() * 1000)
+
+    def offset(self) -> timedelta:
+        """How far this clock is from the machine's (nothing unless pinned): turns a machine time stamp, such as
+        the ledger's acceptance time, into this clock's."""
+        return self.now() - datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,7 +21,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
-from services.common.clock import Clock
 from services.common.db import Sessions
 from services.common.models import LedgerEntry, RelayCursor, SourceDay
 from services.common.settings import Settings
@@ -43,9 +42,8 @@ Tally = dict[tuple[str, str], list[Any]]
 def tally(rows: Iterable[LedgerRecord], settings: Settings, into: Tally | None = None) -> Tally:
     """Add `rows` to a tally. Days and times are on the services' clock (services/common/clock.py), like every
     "today" the gateway answers; the ledger stamps acceptance with the machine's."""
-    clock: Clock = settings.clock
     zone = settings.zone
-    shift = clock.now() - datetime.now(UTC)  # nothing unless the clock is pinned
+    shift = settings.clock.offset()
     counts: Tally = {} if into is None else into
     days: dict[datetime, tuple[datetime, str]] = {}  # a group commit stamps all its rows alike
     for row in rows:

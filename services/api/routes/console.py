@@ -379,7 +379,7 @@ async def overview(request: Request, gw: GatewayDep, _: AdminKey) -> dict[str, A
                for source, last in sorted(newest, key=lambda r: as_utc(r[1]), reverse=True)]
     progress = gw.readiness.progress()
     # The read model stamps messages with the machine's time; the page tells time by the services' clock.
-    shift_ms = gw.settings.clock.now_ms() - int(datetime.now(UTC).timestamp() * 1000)
+    shift_ms = int(gw.settings.clock.offset().total_seconds() * 1000)
     snapshot_ms = gw.model.last_message_ms + shift_ms if gw.model.last_message_ms else 0
     ingest = f"{request.url.scheme}://{request.url.hostname}:{gw.settings.ingest_port}"
     return {

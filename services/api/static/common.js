@@ -61,6 +61,11 @@ export function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Comma-separated ids from a text field: "a, b,,c" → ["a", "b", "c"]. */
+export function idList(text) {
+  return String(text || "").split(",").map((s) => s.trim()).filter(Boolean);
+}
+
 /** The path segment after `/screens/<kind>/`, decoded. */
 export function pathId() {
   const parts = location.pathname.split("/").filter(Boolean);

@@ -1,8 +1,8 @@
 // Boards: create and edit leaderboards, contests and team battles (PUT /v1/boards/{id}) with a preview of the
 // standings as they would show today (POST /v1/boards/preview), and compose a TV rotation (/screens/rotate).
 
-import { METRICS, calendar, formatMetric, formatPercent, h, metricLabel, periodDates, periodLabel } from "./common.js";
-import { call, copy, el, idList, problemItems, say, startConsole } from "./console-common.js";
+import { METRICS, calendar, formatMetric, formatPercent, h, idList, metricLabel, periodDates, periodLabel } from "./common.js";
+import { call, copy, el, problemItems, say, startConsole } from "./console-common.js";
 
 let boards = [];
 let plans = [];

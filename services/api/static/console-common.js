@@ -144,11 +144,6 @@ export function problemItems(error) {
   return items.length ? items : [h("li", {}, error.message)];
 }
 
-/** Comma-separated ids from a text field. */
-export function idList(text) {
-  return String(text || "").split(",").map((s) => s.trim()).filter(Boolean);
-}
-
 /** Copy text to the clipboard, falling back to selecting it for Ctrl+C when the browser refuses. */
 export async function copy(text, field) {
   try {

@@ -4,7 +4,7 @@
 // address bar) or typed in, and kept in this page's memory only; or, opened from the console, the console's
 // session (its cookie, and its CSRF token with each write: docs/console.md).
 
-import { METRICS, formatMoney, h, params } from "./common.js";
+import { METRICS, formatMoney, h, idList as list, params } from "./common.js";
 
 let adminKey = params.get("token") || "";
 let consoleCsrf = ""; // with a console session instead of a key
@@ -87,7 +87,6 @@ function fill(plan) {
 }
 
 const number = (text) => (text.trim() === "" ? null : Number(text.trim().replace(/,/g, "")));
-const list = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
 
 /** The draft plan the form describes (the API checks it: its 422 names the fields to fix). */
 function draft() {
