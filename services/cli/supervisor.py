@@ -11,6 +11,9 @@ screen.
   its start) stops the stack with a message that names it, its exit code and its last lines.
 - Each restart is logged and counted: `salespulse_supervisor_restarts_total{child}` on the supervisor's
   /metrics (SALESPULSE_SUPERVISOR_PORT).
+- A planned renewal of the embedded broker (`renew`, asked for by services/cli/renewal.py when the broker has
+  grown) runs the same repair between two looks at the children, so no stopped child is taken for a crash;
+  counted in `salespulse_supervisor_broker_renewals_total`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from services.common.background import wait_set
 from services.common.backoff import Backoff
@@ -89,6 +92,13 @@ class Supervisor:
                                 "they exited, by child", ["child"], registry=self.registry)
         for name in self.children:
             self.restarts.labels(name)
+        self.renewals = Counter("salespulse_supervisor_broker_renewals", "Planned renewals of the embedded broker "
+                                "(its topics replayed into a new one to keep its fetches cheap)",
+                                registry=self.registry)
+        self.renewal_seconds = Gauge("salespulse_supervisor_broker_renewal_seconds", "How long the last renewal of "
+                                     "the embedded broker took, services stopped to services started again",
+                                     registry=self.registry)
+        self._renewals: asyncio.Queue[tuple[str, asyncio.Future[None]]] = asyncio.Queue()
         self._out = out or (lambda line: print(line, file=sys.stderr, flush=True))
 
     def serve_metrics(self, port: int, host: str = "127.0.0.1") -> None:
@@ -97,11 +107,12 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch every child until `stop` is set; restart what exits. Raises GaveUp on a crash loop."""
         stopper = asyncio.create_task(stop.wait())
+        renewal = asyncio.create_task(self._renewals.get())
         try:
             while not stop.is_set():
                 watchers = {asyncio.create_task(child.proc.wait()): child
                             for child in self.children.values() if child.proc is not None}
-                done, _ = await asyncio.wait([stopper, *watchers], return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait([stopper, renewal, *watchers], return_when=asyncio.FIRST_COMPLETED)
                 for task in watchers:
                     task.cancel()
                 if stop.is_set():
@@ -109,8 +120,38 @@ class Supervisor:
                 exited = [child for task, child in watchers.items() if task in done]
                 for child in exited:
                     await self._restart(child, stop)
+                if renewal in done:
+                    reason, answered = renewal.result()
+                    renewal = asyncio.create_task(self._renewals.get())
+                    try:
+                        await self._renew(reason)
+                    except BaseException as exc:
+                        answered.set_exception(exc)
+                        raise
+                    answered.set_result(None)
         finally:
             stopper.cancel()
+            renewal.cancel()
+
+    async def renew(self, reason: str) -> None:
+        """Renew the embedded broker (the repair, planned); returns once the services are started again."""
+        if self.broker is None or self._repair is None:
+            raise RuntimeError("no embedded broker to renew")
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._renewals.put((reason, answered))
+        await answered
+
+    async def _renew(self, reason: str) -> None:
+        assert self._repair is not None
+        started = time.monotonic()
+        self._out(f"salespulse: renewing the embedded broker ({reason}); ingest keeps accepting events, screens "
+                  "reconnect once the services are back")
+        await self._repair()
+        took = time.monotonic() - started
+        self.renewals.inc()
+        self.renewal_seconds.set(took)
+        self._out(f"salespulse: the embedded broker was renewed in {took:.1f} s; the services replay what the last "
+                  "checkpoint does not hold")
 
     async def _restart(self, child: Supervised, stop: asyncio.Event) -> None:
         assert child.proc is not None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from services.cli.renewal import BrokerWatch
 from services.cli.supervisor import GaveUp, Process, Supervised, Supervisor
 from services.common import db
 from services.common.auth import Role, Scope
@@ -304,6 +305,13 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             feeder = asyncio.create_task(_demo(settings, key, rate, stop))
         supervisor = _supervise(settings, children)
         supervisor.serve_metrics(settings.supervisor_port, settings.host)
+        watch: asyncio.Task[None] | None = None
+        if settings.embedded_broker:
+            async def ready() -> None:
+                with contextlib.suppress(StartupError):  # the supervisor deals with a gateway that does not start
+                    await _wait_ready(f"{base}:{settings.api_port}/v1/ready", api)
+
+            watch = asyncio.create_task(BrokerWatch(settings, supervisor.renew, ready).run(stop))
         try:
             await supervisor.run(stop)
         except GaveUp as exc:
@@ -311,10 +319,11 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             raise StartupError(str(exc).splitlines()[0]) from None
         finally:
             stop.set()
-            if feeder:
-                feeder.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await feeder
+            for task in (feeder, watch):
+                if task:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
     finally:
         await _stop(children)
 
@@ -333,10 +342,12 @@ def _supervise(settings: Settings, children: list[Child]) -> Supervisor:
 
     supervised = [Supervised(child.name, starter(child), proc=child.proc, started_at=time.monotonic(),
                              tail=child.tail) for child in children]
-    services = [name for name in ("ingest", "relay", "scoring", "api", "notifier") if name in by_name]
+    # Ingest only writes the ledger (the relay, in its own process, publishes it), so it keeps answering while
+    # the broker is repaired or renewed: what it accepts meanwhile is replayed with the rest.
+    services = [name for name in ("relay", "scoring", "api", "notifier") if name in by_name]
 
     async def repair() -> None:
-        await supervisor.stop_children(list(reversed(services)))
+        await supervisor.stop_children([*reversed(services), "broker"])
         await supervisor.start(supervisor.children["broker"])
         await asyncio.to_thread(wait_for_port, settings.broker_port, settings.host)
         await reset_relay_cursor(settings, await replay_start_for_empty_broker(settings))

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     notifier_port: int = 8002
     supervisor_port: int = 8003
     """`salespulse up`'s own /metrics (restarts of its children)."""
+    broker_renew_records: int = Field(
+        50_000, ge=0, description="`salespulse up`, embedded broker only: renew the broker (replay into new topics) "
+        "once one partition grew by this many records since the last renewal; its fetches cost more with every "
+        "record batch it holds (0: never)",
+    )
+    broker_renew_check: float = Field(30.0, gt=0, description="seconds between two looks at the broker's size")
     notify_default_channels: str = Field(
         "in_app,webhook,email", description="channels of a rep without preferences (unavailable ones skipped)"
     )

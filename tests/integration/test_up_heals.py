@@ -99,6 +99,10 @@ def strip(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
+    yield from run_up(tmp_path)
+
+
+def run_up(tmp_path: Path, **extra_env: str) -> Iterator[Up]:
     ports = up_ports("broker")
     key = support.random_admin_key()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPULSE_")}
@@ -111,6 +115,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
         "SALESPULSE_BROKER_HEARTBEAT_INTERVAL": "1",
         "PYTHONUNBUFFERED": "1",
         **clock_env(TEST_CLOCK),
+        **extra_env,
     })
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
@@ -177,3 +182,41 @@ def test_up_heals_a_killed_broker_scoring_worker_and_gateway_with_no_operator(up
         restarts = metric(scrape_url(f"{up.supervisor}/metrics"), "salespulse_supervisor_restarts_total", child=child)
         assert restarts == 1, (child, restarts)
     print("healed in " + ", ".join(f"{child} {seconds:.1f} s" for child, seconds in healed.items()))
+
+
+@pytest.fixture
+def renewing_up(tmp_path: Path) -> Iterator[Up]:
+    # A broker renewed once a partition grew by 120 records, looked at every second.
+    yield from run_up(tmp_path, SALESPULSE_BROKER_RENEW_RECORDS="120", SALESPULSE_BROKER_RENEW_CHECK="1")
+
+
+def test_up_renews_a_grown_embedded_broker_while_ingest_keeps_accepting_and_nothing_is_lost(renewing_up: Up) -> None:
+    """The embedded broker's fetches cost more with every batch it holds (services/cli/renewal.py): `up` renews
+    it from the ledger once it has grown, at a quiet moment; ingest is not stopped, no event is lost or counted
+    twice, and a renewal is not a crash."""
+    up = renewing_up
+    broker, ingest = up.child("broker --listener-url"), up.child("services.cli.main ingest")
+
+    def renewals() -> float:
+        return metric(scrape_url(f"{up.supervisor}/metrics"), "salespulse_supervisor_broker_renewals_total")
+
+    for _ in range(30):  # a chunk at a time, so growth is seen after the watch's first look (its baseline)
+        up.post(some_events(60))
+        try:
+            wait_until(lambda: renewals() >= 1, timeout=4, interval=0.2)
+            break
+        except AssertionError:
+            continue
+    assert renewals() >= 1, up.log.read_text(errors="replace")[-3000:]
+    log = up.log.read_text(errors="replace")
+    assert "renewing the embedded broker (a partition grew by" in log, log[-3000:]
+    up.post(some_events(30))  # accepted during or after the renewal, on the new broker
+    wait_until(up.kpis_match, timeout=240, interval=0.5, what="every rep's KPIs after the broker's renewal")
+    assert up.child("broker --listener-url") != broker  # a new broker...
+    assert up.child("services.cli.main ingest") == ingest  # ...and the same ingest, never stopped
+    samples = scrape_url(f"{up.supervisor}/metrics")
+    assert metric(samples, "salespulse_supervisor_restarts_total", child="broker") == 0  # not a crash
+    took = metric(samples, "salespulse_supervisor_broker_renewal_seconds")
+    assert took > 0
+    assert up.proc.poll() is None
+    print(f"renewed in {took:.1f} s")

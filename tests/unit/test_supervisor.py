@@ -60,3 +60,46 @@ async def test_a_child_that_keeps_failing_at_start_stops_the_stack_with_a_messag
     assert len(starts) == GIVE_UP_AFTER
     message = str(failed.value)
     assert message.startswith("scoring keeps failing at start (exit code 3, 5 times in a row")
+
+
+async def test_a_renewal_runs_the_repair_between_two_looks_and_no_stopped_child_counts_as_a_crash() -> None:
+    """The repair stops and starts children; asked for while the supervisor watches them, none of those exits
+    may be taken for a crash (which would start a second copy after a back-off)."""
+    forever = "import time; time.sleep(60)"
+    broker_starts: list[int] = []
+    worker_starts: list[int] = []
+    broker = Supervised("broker", starter(forever, broker_starts), backoff=quick())
+    worker = Supervised("worker", starter(forever, worker_starts), backoff=quick())
+    lines: list[str] = []
+
+    async def repair() -> None:
+        await supervisor.stop_children(["worker", "broker"])
+        await supervisor.start(broker)
+        await supervisor.start(worker)
+
+    supervisor = Supervisor([broker, worker], broker="broker", repair=repair, out=lines.append)
+    await supervisor.start(broker)
+    await supervisor.start(worker)
+    first = (broker.proc, worker.proc)
+    stop = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stop))
+    await asyncio.wait_for(supervisor.renew("grew by 50,000 records"), timeout=30)
+    assert (broker.proc, worker.proc) != first and all(p.returncode is not None for p in first if p)
+    assert broker.proc is not None and broker.proc.returncode is None
+    # A second renewal is served only after the loop took its next look at the children: an exit of the first
+    # repair's taken for a crash would have been restarted by then.
+    await asyncio.wait_for(supervisor.renew("again"), timeout=30)
+    stop.set()
+    await running
+    await supervisor.stop_children(["worker", "broker"])
+    assert (len(broker_starts), len(worker_starts)) == (3, 3)
+    assert supervisor.registry.get_sample_value("salespulse_supervisor_broker_renewals_total") == 2
+    assert supervisor.registry.get_sample_value("salespulse_supervisor_restarts_total", {"child": "worker"}) == 0
+    assert lines[0].startswith("salespulse: renewing the embedded broker (grew by 50,000 records)")
+    assert "renewed in" in lines[1] and len(lines) == 4
+
+
+async def test_renewing_without_an_embedded_broker_is_refused() -> None:
+    supervisor = Supervisor([], out=lambda line: None)
+    with pytest.raises(RuntimeError, match="no embedded broker"):
+        await supervisor.renew("asked")

@@ -1,0 +1,139 @@
+"""Keeping the embedded broker's cost flat as history grows: `salespulse up` renews it once it has grown.
+
+The embedded broker (Tansu, memory storage) keeps each record batch as an object and, for every fetch that
+returns data, lists every batch the partition holds to find where to start: a fetch's cost grows with the
+partition's whole history (measured: ~0.65 µs of broker CPU per batch held, so 13 ms per fetch at 20,000
+batches; docs/BENCHMARKS.md, "The embedded broker's fetch against what it holds"). Its DeleteRecords is not
+implemented, so old records cannot be trimmed. Left alone, a stack that runs for months would slow down until
+every push took seconds, and the broker's memory would grow with it.
+
+`salespulse up` already knows how to rebuild the embedded broker from the ledger (the repair it runs when the
+broker dies: new topics, the ledger after the scoring checkpoint replayed, every service started on them). This
+module asks for the same thing on purpose: every `SALESPULSE_BROKER_RENEW_CHECK` seconds it reads the log end of
+every partition, and once one partition has grown by `SALESPULSE_BROKER_RENEW_RECORDS` records since the last
+renewal (records bound the batches from above), the broker is renewed — at the first look that finds no new
+event (a quiet moment: the screens' short reconnect goes unnoticed), or at once when the growth reaches twice
+the setting. Ingest keeps accepting events throughout; what it accepts is replayed with the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.background import wait_set
+from services.common.settings import Settings
+from services.common.topics import ACTIVITIES, DEALS, topic_name
+
+log = logging.getLogger("salespulse.renewal")
+
+Ends = Mapping[TopicPartition, int]
+
+
+@dataclass(frozen=True)
+class RenewalPolicy:
+    """When the broker's growth makes a renewal due. `records` 0: never."""
+
+    records: int
+
+    def reason(self, grown: int, events_arrived: bool) -> str | None:
+        """Why to renew now, given the largest partition's growth and whether new events arrived since the last
+        look; None: not now."""
+        if self.records <= 0 or grown < self.records:
+            return None
+        if grown >= 2 * self.records:
+            return f"a partition grew by {grown:,} records, twice SALESPULSE_BROKER_RENEW_RECORDS"
+        if events_arrived:
+            return None  # due: wait for a look with no new event
+        return f"a partition grew by {grown:,} records (SALESPULSE_BROKER_RENEW_RECORDS={self.records:,}), and no " \
+               "event arrived since the last look"
+
+
+def growth(baseline: Ends, ends: Ends) -> int | None:
+    """Records the largest-growing partition gained since `baseline`; None when the broker is not the one the
+    baseline was taken on (a partition went back: it restarted and lost its topics)."""
+    grown = 0
+    for tp, end in ends.items():
+        before = baseline.get(tp, 0)
+        if end < before:
+            return None
+        grown = max(grown, end - before)
+    return grown
+
+
+class BrokerWatch:
+    """Reads the embedded broker's partition ends and asks `renew` for a renewal when the policy says so."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        renew: Callable[[str], Awaitable[None]],
+        ready: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._settings = settings
+        self._renew = renew
+        self._ready = ready
+        self.policy = RenewalPolicy(settings.broker_renew_records)
+        self._events = {topic_name(settings, t) for t in (DEALS, ACTIVITIES)}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def ends(self) -> dict[TopicPartition, int]:
+        """The log end of every partition of every topic the broker holds (ListOffsets: cheap, no fetch)."""
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, group_id=None,
+                                        enable_auto_commit=False)
+            await consumer.start()
+            self._consumer = consumer
+        consumer = self._consumer
+        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001  (every topic, Faust's changelogs too)
+        tps = [TopicPartition(topic, p)
+               for topic in cluster.topics() for p in cluster.partitions_for_topic(topic) or ()]
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.policy.records <= 0:
+            return
+        interval = self._settings.broker_renew_check
+        baseline: dict[TopicPartition, int] | None = None
+        events: dict[TopicPartition, int] = {}
+        try:
+            while not await wait_set(stop, interval):
+                try:
+                    ends = await self.ends()
+                except Exception as exc:  # noqa: BLE001  (a broker being repaired: look again next time)
+                    log.info("could not read the broker's partition ends (%s: %s); next look in %.0f s",
+                             type(exc).__name__, exc, interval)
+                    await self.close()
+                    continue
+                grown = None if baseline is None else growth(baseline, ends)
+                arrived = {tp: end for tp, end in ends.items() if tp.topic in self._events}
+                if grown is None:  # first look, or the broker was rebuilt under us (the repair of a crash)
+                    baseline, events = ends, arrived
+                    continue
+                reason = self.policy.reason(grown, arrived != events)
+                events = arrived
+                if reason is None:
+                    continue
+                started = time.monotonic()
+                await self.close()
+                await self._renew(reason)
+                await self._ready()  # the replay and every rep's snapshot republished: not growth
+                log.info("renewed and caught up in %.1f s", time.monotonic() - started)
+                baseline = None
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            try:
+                await consumer.stop()
+            except Exception:  # noqa: BLE001  (the broker is gone already)
+                pass
+
+
+__all__ = ["BrokerWatch", "RenewalPolicy", "growth"]
