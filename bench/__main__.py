@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import connectors, endtoend, fanout, ingest, restart, scoring, uprestart, whatif
+from bench import broker, connectors, endtoend, fanout, ingest, restart, scoring, uprestart, whatif
 from bench.common import Figure, print_figures
 from bench.report import chart, section, write_markdown
 
@@ -38,6 +38,7 @@ FULL: dict[str, Callable[[], list[Figure]]] = {
     "fanout": lambda: fanout.run(1000, 1000, 30, 10_000),
     "connectors": lambda: connectors.run(200),
     "whatif": lambda: whatif.run(5),
+    "broker": lambda: broker.run((1_000, 5_000, 20_000, 50_000, 100_000)),
 }
 QUICK: dict[str, Callable[[], list[Figure]]] = {
     "ingest": lambda: ingest.run(2_000, 10),
@@ -48,6 +49,7 @@ QUICK: dict[str, Callable[[], list[Figure]]] = {
     "fanout": lambda: fanout.run(100, 100, 5, 500),
     "connectors": lambda: connectors.run(20),
     "whatif": lambda: whatif.run(1),
+    "broker": lambda: broker.run((1_000, 5_000)),
 }
 
 
