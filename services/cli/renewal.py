@@ -11,9 +11,11 @@ every push took seconds, and the broker's memory would grow with it.
 broker dies: new topics, the ledger after the scoring checkpoint replayed, every service started on them). This
 module asks for the same thing on purpose: every `SALESPULSE_BROKER_RENEW_CHECK` seconds it reads the log end of
 every partition, and once one partition has grown by `SALESPULSE_BROKER_RENEW_RECORDS` records since the last
-renewal (records bound the batches from above), the broker is renewed — at the first look that finds no new
-event (a quiet moment: the screens' short reconnect goes unnoticed), or at once when the growth reaches twice
-the setting. Ingest keeps accepting events throughout; what it accepts is replayed with the rest."""
+renewal (records bound the batches from above), the broker is renewed at the first look that finds no new
+event: a quiet moment, when the screens' few seconds of reconnecting go unnoticed. A stack that is never quiet
+for that long is renewed anyway once the growth reaches `FORCED_AFTER` times the setting (a bulk load grows by
+records in big batches, which cost little: it is renewed after it, not during it). Ingest keeps accepting
+events throughout; what it accepts is replayed with the rest."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ log = logging.getLogger("salespulse.renewal")
 
 Ends = Mapping[TopicPartition, int]
 
+FORCED_AFTER = 10
+"""A due renewal waits for a quiet look, up to this many times SALESPULSE_BROKER_RENEW_RECORDS of growth."""
+
 
 @dataclass(frozen=True)
 class RenewalPolicy:
@@ -45,8 +50,9 @@ class RenewalPolicy:
         look; None: not now."""
         if self.records <= 0 or grown < self.records:
             return None
-        if grown >= 2 * self.records:
-            return f"a partition grew by {grown:,} records, twice SALESPULSE_BROKER_RENEW_RECORDS"
+        if grown >= FORCED_AFTER * self.records:
+            return f"a partition grew by {grown:,} records, {FORCED_AFTER} times SALESPULSE_BROKER_RENEW_RECORDS " \
+                   "with no quiet moment"
         if events_arrived:
             return None  # due: wait for a look with no new event
         return f"a partition grew by {grown:,} records (SALESPULSE_BROKER_RENEW_RECORDS={self.records:,}), and no " \
@@ -136,4 +142,4 @@ class BrokerWatch:
                 pass
 
 
-__all__ = ["BrokerWatch", "RenewalPolicy", "growth"]
+__all__ = ["FORCED_AFTER", "BrokerWatch", "RenewalPolicy", "growth"]

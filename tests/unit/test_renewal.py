@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from services.cli.renewal import RenewalPolicy, growth
+from services.cli.renewal import FORCED_AFTER, RenewalPolicy, growth
 
 A0, A1, S0 = TopicPartition("events.activities", 0), TopicPartition("events.activities", 1), TopicPartition("s", 0)
 
@@ -19,14 +19,15 @@ def test_a_partition_that_went_back_means_a_new_broker_and_no_growth_figure() ->
     assert growth({A0: 100, A1: 5}, {A0: 3, A1: 9}) is None
 
 
-def test_a_due_renewal_waits_for_a_look_with_no_new_event_up_to_twice_the_setting() -> None:
+def test_a_due_renewal_waits_for_a_look_with_no_new_event_up_to_a_multiple_of_the_setting() -> None:
     policy = RenewalPolicy(50_000)
     assert policy.reason(49_999, events_arrived=False) is None
     assert policy.reason(50_000, events_arrived=True) is None  # due, but events are flowing
     quiet = policy.reason(50_000, events_arrived=False)
     assert quiet is not None and "grew by 50,000 records" in quiet and "no event arrived" in quiet
-    busy = policy.reason(100_000, events_arrived=True)
-    assert busy is not None and "twice SALESPULSE_BROKER_RENEW_RECORDS" in busy
+    assert policy.reason(FORCED_AFTER * 50_000 - 1, events_arrived=True) is None  # a bulk load: after it
+    busy = policy.reason(FORCED_AFTER * 50_000, events_arrived=True)
+    assert busy is not None and f"{FORCED_AFTER} times SALESPULSE_BROKER_RENEW_RECORDS with no quiet moment" in busy
 
 
 def test_zero_turns_renewals_off() -> None:
