@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas.messages import UnreadableMessage
 from services.common.background import BackgroundLoop
 from services.common.dead_letters import DeadLetters
-from services.common.kafka import consume_with_reconnect
+from services.common.kafka import consume_with_reconnect, log_ends
 from services.common.settings import Settings
 
 log = logging.getLogger("salespulse.follower")
@@ -117,12 +117,14 @@ class TopicFollower(BackgroundLoop):
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = await topic_partitions(consumer, self.topic)
+        # Exact ends (ListOffsets on the embedded broker can fall short by the tail of the last record batch);
+        # asked before the assignment below, which log_ends changes.
+        ends = await log_ends(consumer, tps) if self._start == "beginning" else {}
         consumer.assign(tps)
         positions = self._positions
         self._consumer = consumer
         if self._start == "beginning":
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
             pending = {tp for tp in tps if ends[tp] > 0}
         else:
             fresh = [tp for tp in tps if tp not in positions]

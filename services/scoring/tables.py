@@ -104,7 +104,8 @@ class StateTable:
             records.append((key.encode(), raw))
             dirty[key] = raw
         self._store.update(values)
-        await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
+        await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key,
+                                          last_alone=True)
 
     async def delete(self, keys: Iterable[str]) -> None:
         """Remove `keys` and wait until their tombstones are acknowledged."""
@@ -115,7 +116,8 @@ class StateTable:
             dirty[key] = None
             records.append((key.encode(), None))
         if records:
-            await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
+            await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key,
+                                          last_alone=True)
 
 
 def state_table(

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.kafka import log_ends
 from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
 from tests.support.metrics import metric, owned_partitions, scrape
 from tests.support.scoring_stack import sqlite_url, start_api, start_scoring, start_without_scoring
@@ -117,9 +118,9 @@ async def _read_snapshots(bootstrap: str, topic: str) -> dict[str, list[tuple[in
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await log_ends(consumer, tps)  # exact: ListOffsets on the embedded broker can fall short
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         found: dict[str, list[tuple[int, int]]] = {}
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
@@ -133,30 +134,35 @@ async def _read_snapshots(bootstrap: str, topic: str) -> dict[str, list[tuple[in
 
 
 def test_published_records_are_all_below_the_end_offset_the_broker_reports(broker: str) -> None:
-    """Restores, catch-up and lag read a partition's end from ListOffsets; the embedded broker answers it
-    with the last record batch's base offset + 1, so the worker's publisher ends every send with a
-    one-record batch. Otherwise a restore stops short of the last writes."""
+    """Faust's table restore reads a changelog's end from ListOffsets; the embedded broker answers it with
+    the last record batch's base offset + 1, so the worker's publisher ends every changelog send with a
+    one-record batch (`last_alone`). Otherwise a restore stops short of the last writes. Other topics are
+    sent in whole batches; what reads their end asks for the exact high watermark (`log_ends`)."""
     from services.common.broker import ensure_topics
     from services.common.settings import Settings
     from services.scoring.publisher import Publisher
 
     settings = Settings(kafka_bootstrap=broker, topic_prefix=f"t{time.time_ns()}.", partitions=1)
-    topic = f"{settings.topic_prefix}credits"
+    changelog, credits = f"{settings.topic_prefix}credits", f"{settings.topic_prefix}rep-snapshots"
 
-    async def scenario() -> int:
+    async def scenario() -> tuple[int, int, int]:
         await ensure_topics(settings)
         publisher = Publisher(settings)
         try:
             for size in (1, 5, 3):
-                await publisher.publish(topic, [(b"rep-1", b"%d" % n) for n in range(size)])
+                await publisher.publish(changelog, [(b"rep-1", b"%d" % n) for n in range(size)], last_alone=True)
+                await publisher.publish(credits, [(b"rep-1", b"%d" % n) for n in range(size)])
         finally:
             await publisher.stop()
         consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
         await consumer.start()
         try:
-            tp = TopicPartition(topic, 0)
-            return (await consumer.end_offsets([tp]))[tp]
+            alone, whole = TopicPartition(changelog, 0), TopicPartition(credits, 0)
+            listed = await consumer.end_offsets([alone, whole])
+            return listed[alone], listed[whole], (await log_ends(consumer, [whole]))[whole]
         finally:
             await consumer.stop()
 
-    assert asyncio.run(scenario()) == 9
+    listed_alone, listed_whole, exact_whole = asyncio.run(scenario())
+    assert listed_alone == 9  # ListOffsets is the log end when the last batch holds one record
+    assert exact_whole == 9 and listed_whole <= 9  # the exact end from a fetch, whatever ListOffsets says

@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.kafka import log_ends
+
 __all__ = ["read_topic", "read_topic_raw"]
 
 Record = tuple[int, bytes, dict[str, bytes]]
@@ -30,9 +32,9 @@ def _records(bootstrap: str, topic: str, timeout: float) -> list[Record]:
             tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
             if not tps:
                 return []
+            ends = await log_ends(consumer, tps)  # exact: ListOffsets on the embedded broker can fall short
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
             out: dict[int, list[Record]] = {tp.partition: [] for tp in tps}
 
             async def behind() -> bool:
