@@ -2,7 +2,7 @@
 
 The embedded broker (Tansu, memory storage) keeps each record batch as an object and, for every fetch that
 returns data, lists every batch the partition holds to find where to start: a fetch's cost grows with the
-partition's whole history (measured: ~0.65 µs of broker CPU per batch held, so 13 ms per fetch at 20,000
+partition's whole history (measured: 0.65–1 µs of broker CPU per batch held, so 13–19 ms per fetch at 20,000
 batches; docs/BENCHMARKS.md, "The embedded broker's fetch against what it holds"). Its DeleteRecords is not
 implemented, so old records cannot be trimmed. Left alone, a stack that runs for months would slow down until
 every push took seconds, and the broker's memory would grow with it.
