@@ -3,7 +3,7 @@
 The embedded broker (Tansu, memory storage) keeps each record batch as an object and, for every fetch that
 returns data, lists every batch the partition holds to find where to start: a fetch's cost grows with the
 partition's whole history (measured: 0.65–1 µs of broker CPU per batch held, so 13–19 ms per fetch at 20,000
-batches; docs/BENCHMARKS.md, "The embedded broker's fetch against what it holds"). Its DeleteRecords is not
+batches; `python -m bench.broker`; docs/BENCHMARKS.md, "Eleventh run"). Its DeleteRecords is not
 implemented, so old records cannot be trimmed. Left alone, a stack that runs for months would slow down until
 every push took seconds, and the broker's memory would grow with it.
 
@@ -115,10 +115,15 @@ class BrokerWatch:
                              type(exc).__name__, exc, interval)
                     await self.close()
                     continue
-                grown = None if baseline is None else growth(baseline, ends)
                 arrived = {tp: end for tp, end in ends.items() if tp.topic in self._events}
-                if grown is None:  # first look, or the broker was rebuilt under us (the repair of a crash)
+                if baseline is None:  # the first look, or the first after a renewal
                     baseline, events = ends, arrived
+                    continue
+                grown = growth(baseline, ends)
+                if grown is None:  # the broker was rebuilt under us (the repair of a crash): wait for its replay
+                    await self.close()
+                    await self._ready()
+                    baseline = None
                     continue
                 reason = self.policy.reason(grown, arrived != events)
                 events = arrived
