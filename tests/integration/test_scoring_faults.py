@@ -13,12 +13,12 @@ import threading
 import time
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.kafka import log_ends
 from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
+from tests.support.kafka import read_topic
 from tests.support.metrics import metric, owned_partitions, scrape
 from tests.support.scoring_stack import sqlite_url, start_api, start_scoring, start_without_scoring
 from tests.support.stack import Stack, wait_until
@@ -105,32 +105,12 @@ def test_two_workers_share_the_partitions_and_give_what_one_gives(stack_factory:
 
 
 def read_snapshots(stack: Stack) -> dict[str, list[tuple[int, int]]]:
-    """Every (version, updated_ms) on the rep-snapshots topic, by rep."""
-    return asyncio.run(_read_snapshots(stack.bootstrap, f"{stack.topic_prefix}rep-snapshots"))
-
-
-async def _read_snapshots(bootstrap: str, topic: str) -> dict[str, list[tuple[int, int]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = await log_ends(consumer, tps)  # exact: ListOffsets on the embedded broker can fall short
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: dict[str, list[tuple[int, int]]] = {}
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for messages in batches.values():
-                for message in messages:
-                    data = orjson.loads(message.value)
-                    found.setdefault(data["rep_id"], []).append((data["version"], data["updated_ms"]))
-        return found
-    finally:
-        await consumer.stop()
+    """Every (version, updated_ms) on the rep-snapshots topic, by rep (a rep's snapshots are on one partition,
+    in offset order)."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    for data in read_topic(stack.bootstrap, f"{stack.topic_prefix}rep-snapshots", timeout=30):
+        found.setdefault(data["rep_id"], []).append((data["version"], data["updated_ms"]))
+    return found
 
 
 def test_published_records_are_all_below_the_end_offset_the_broker_reports(broker: str) -> None:
