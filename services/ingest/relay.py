@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,28 +45,74 @@ CURSOR = RELAY_CURSOR
 
 
 PROGRESS_STEP = timedelta(seconds=1)
-"""The relay_progress table keeps at most one row per this much time (see `record_progress`)."""
+"""The relay_progress table keeps at most one row per this much time (see `ProgressLog`)."""
 
 
-async def record_progress(session: AsyncSession, last: int) -> int:
-    """Record that the events up to `last` are on the topics now (`GET /v1/events/{id}`'s `published_at`).
+_LEDGER = LedgerEntry.__table__
+_CURSORS = RelayCursor.__table__
+_PROGRESS = RelayProgress.__table__
+# A relay pass runs a handful of statements a few milliseconds apart under load: Core statements on the tables,
+# built once, skip the ORM's per-statement compile state and unit of work (most of a pass's CPU before).
+_READ_LEDGER = (
+    select(_LEDGER.c.seq, _LEDGER.c.type, _LEDGER.c.key, _LEDGER.c.body, _LEDGER.c.accepted_at)
+    .where(_LEDGER.c.seq > bindparam("cursor"))
+    .order_by(_LEDGER.c.seq)
+    .limit(bindparam("limit"))
+)
+_MOVE_CURSOR = (
+    update(_CURSORS)
+    .where(_CURSORS.c.name == CURSOR, _CURSORS.c.seq == bindparam("cursor"))
+    .values(seq=bindparam("last"))
+)
+_NEWEST_PROGRESS = select(_PROGRESS.c.seq_end, _PROGRESS.c.published_at).order_by(_PROGRESS.c.seq_end.desc()).limit(1)
+_MOVE_PROGRESS = (
+    update(_PROGRESS)
+    .where(_PROGRESS.c.seq_end == bindparam("was"))
+    .values(seq_end=bindparam("last"), published_at=bindparam("now"))
+)
+_ADD_PROGRESS = insert(_PROGRESS)
+
+
+class ProgressLog:
+    """The relay_progress table as one relay writes it: events up to seq_end were on the topics at published_at
+    (`GET /v1/events/{id}`'s `published_at`).
 
     A pass within PROGRESS_STEP of the newest row moves that row forward instead of adding one — its time becomes
     now, so "every event up to seq_end was published by then" stays true, at most a step late for the earlier
     events it covers — and the table grows with time, not with relay passes (one a few milliseconds apart under
     load). A republication after a replay changes nothing: the first publications' rows stand.
 
-    Returns the sequence number published before this pass (events up to it were published already)."""
-    now = datetime.now(UTC)
-    newest = (await session.execute(select(RelayProgress).order_by(RelayProgress.seq_end.desc()).limit(1))).scalar()
-    before = newest.seq_end if newest is not None else 0
-    if newest is not None and newest.seq_end >= last:
-        return before  # a republication after a replay
-    if newest is None or now - db.as_utc(newest.published_at) >= PROGRESS_STEP:
-        session.add(RelayProgress(seq_end=last, published_at=now))
-    else:
-        newest.seq_end, newest.published_at = last, now
-    return before
+    Only the relay holding the leader lock writes the table, so the newest row is read once and then known; it is
+    forgotten when a pass fails or the lock changes hands, and a move that finds the row changed reads it again."""
+
+    def __init__(self) -> None:
+        self._newest: tuple[int, datetime] | None = None
+        self._known = False
+
+    def forget(self) -> None:
+        self._known = False
+
+    async def record(self, session: AsyncSession, last: int) -> int:
+        """Record, in the caller's transaction, that the events up to `last` are on the topics now. Returns the
+        sequence number published before this pass (events up to it were published already)."""
+        now = datetime.now(UTC)
+        for _ in range(2):
+            if not self._known:
+                row = (await session.execute(_NEWEST_PROGRESS)).first()
+                self._newest = (row.seq_end, db.as_utc(row.published_at)) if row is not None else None
+                self._known = True
+            newest = self._newest
+            before = newest[0] if newest is not None else 0
+            if newest is not None and before >= last:
+                return before  # a republication after a replay
+            if newest is None or now - newest[1] >= PROGRESS_STEP:
+                await session.execute(_ADD_PROGRESS, {"seq_end": last, "published_at": now})
+            elif db.rows_matched(await session.execute(_MOVE_PROGRESS, {"was": before, "last": last, "now": now})) != 1:
+                self._known = False  # another relay wrote meanwhile: read the newest row again
+                continue
+            self._newest = (last, now)
+            return before
+        raise RuntimeError("relay_progress keeps changing under this relay: is another one publishing?")
 
 
 def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
@@ -108,6 +154,7 @@ class Relay(BackgroundLoop):
         self._published: dict[tuple[str, int], int] = {}
         self.topics = {"deal": topic_name(settings, DEALS), "activity": topic_name(settings, ACTIVITIES)}
         self._sources = SourceCounts(settings)
+        self._progress = ProgressLog()
 
     def wake(self) -> None:
         self._wake.set()
@@ -150,6 +197,7 @@ class Relay(BackgroundLoop):
         leader, self._leader = self._leader, None
         self._memory.clear()
         self._sources.forget()
+        self._progress.forget()
         self._cursor = None  # another relay may move it meanwhile
         if leader is not None:
             try:
@@ -200,6 +248,7 @@ class Relay(BackgroundLoop):
                 raise
             except Exception as exc:  # noqa: BLE001  (broker or database unreachable: keep the ledger, retry later)
                 self._metrics.relay_failures.inc()
+                self._progress.forget()  # the pass's transaction may not have committed
                 log.warning("relay paused (%s: %s); retrying in %.1f s", type(exc).__name__, exc, backoff)
                 if self._producer is not None:
                     try:
@@ -223,14 +272,7 @@ class Relay(BackgroundLoop):
         read_all = False  # whether `rows` is everything the ledger held after the cursor when it was read
         if rows is None:
             async with self._sessions() as session:
-                fetched = await session.execute(
-                    select(
-                        LedgerEntry.seq, LedgerEntry.type, LedgerEntry.key, LedgerEntry.body, LedgerEntry.accepted_at
-                    )
-                    .where(LedgerEntry.seq > cursor)
-                    .order_by(LedgerEntry.seq)
-                    .limit(limit)
-                )
+                fetched = await session.execute(_READ_LEDGER, {"cursor": cursor, "limit": limit})
                 rows = [LedgerRecord(*row) for row in fetched]
             read_all = len(rows) < limit
         if not rows:
@@ -256,14 +298,11 @@ class Relay(BackgroundLoop):
         last = rows[-1].seq
         async with self._sessions() as session, session.begin():
             # Compare-and-set: a concurrent `salespulse replay` that moved the cursor back wins.
-            updated = await session.execute(
-                update(RelayCursor).where(RelayCursor.name == CURSOR, RelayCursor.seq == cursor).values(seq=last)
-            )
-            moved = db.rows_matched(updated) == 1
+            moved = db.rows_matched(await session.execute(_MOVE_CURSOR, {"cursor": cursor, "last": last})) == 1
             if not moved and cursor == 0 and await session.get(RelayCursor, CURSOR) is None:
                 session.add(RelayCursor(name=CURSOR, seq=last))
                 moved = True
-            before = await record_progress(session, last)
+            before = await self._progress.record(session, last)
             counted = await self._sources.in_pass(session, rows, before)
             # The backlog: none when the read above took everything there was; else ask the ledger.
             latest = last if read_all else (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last

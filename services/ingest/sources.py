@@ -115,7 +115,7 @@ class SourceCounts:
         self._pass_upto = 0
 
     async def in_pass(self, session: AsyncSession, rows: list[LedgerRecord], before: int) -> Tally | None:
-        """Within a relay pass's transaction, after `record_progress` said `before`: tally the rows published for
+        """Within a relay pass's transaction, after `ProgressLog.record` said `before`: tally the rows published for
         the first time, and write every tally when due (None then). Hand the result to `committed`."""
         if not self._checked:
             await self._recount_lost(session, before)

@@ -28,7 +28,7 @@ from services.common.models import LedgerEntry, RelayProgress, relay_cursor
 from services.common.settings import Settings
 from services.ingest.ledger import LedgerWriter, ledger_row
 from services.ingest.metrics import RelayMetrics
-from services.ingest.relay import Relay, reset_relay_cursor
+from services.ingest.relay import ProgressLog, Relay, reset_relay_cursor
 from tests.support.stack import until
 
 pytestmark = pytest.mark.integration
@@ -158,3 +158,31 @@ def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_ur
     rows, seconds, times = asyncio.run(scenario())
     assert rows <= math.ceil(seconds) + 1, (rows, seconds)  # one per pass would be 40
     assert len(times) == 40 and all(accepted <= published for accepted, published in times), times
+
+
+def test_the_progress_log_reads_the_table_again_when_another_relay_wrote_it(database_url: str) -> None:
+    """A relay knows the newest relay_progress row after reading it once; when another relay (the lock changed
+    hands behind it) moved that row, its next move matches nothing, and it reads the row again instead of
+    losing the other's progress or answering from what it remembered."""
+    settings = Settings(database_url=database_url, topic_prefix=f"pl{uuid.uuid4().hex[:6]}.")
+    db.migrate(settings.db_url)
+
+    async def scenario() -> tuple[list[int], list[tuple[int, datetime]]]:
+        engine = db.create_engine(settings.db_url)
+        sessions = db.sessionmaker(engine)
+        first, second = ProgressLog(), ProgressLog()
+        befores = []
+        try:
+            for log, last in ((first, 10), (second, 20), (first, 30), (first, 30)):
+                async with sessions() as session, session.begin():
+                    befores.append(await log.record(session, last))
+            async with sessions() as session:
+                rows = (await session.execute(select(RelayProgress.seq_end, RelayProgress.published_at))).all()
+            return befores, [(seq, db.as_utc(at)) for seq, at in rows]
+        finally:
+            await engine.dispose()
+
+    befores, rows = asyncio.run(scenario())
+    # 20 came from the other relay: the first one's move to 30 says so, and a republication of 30 changes nothing.
+    assert befores == [0, 10, 20, 30], befores
+    assert [seq for seq, _ in rows] == [30], rows  # within a second: one row, moved forward each time

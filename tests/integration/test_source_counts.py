@@ -18,7 +18,7 @@ from services.common.models import LedgerEntry, SourceDay
 from services.common.settings import Settings
 from services.ingest import sources
 from services.ingest.ledger import LedgerRecord
-from services.ingest.relay import record_progress
+from services.ingest.relay import ProgressLog
 from services.ingest.sources import SourceCounts
 
 pytestmark = pytest.mark.integration
@@ -40,15 +40,15 @@ def record(seq: int, source: str | None) -> LedgerRecord:
 
 
 async def publish(sessions: Any, counts: SourceCounts, rows: list[LedgerRecord], *, store: bool = True) -> None:
-    """What a relay pass does: the rows in the ledger (first time only), then record_progress and the counts in
-    one transaction."""
+    """What a relay pass does: the rows in the ledger (first time only), then the progress row and the counts in
+    one transaction (a new relay's progress log each time: it reads the newest row from the table)."""
     async with sessions() as session, session.begin():
         if store:
             for r in rows:
                 session.add(LedgerEntry(seq=r.seq, event_id=f"e{r.seq}", type=r.type, key=r.key, body=r.body,
                                         body_hash="h", occurred_at=r.accepted_at, accepted_at=r.accepted_at))
     async with sessions() as session, session.begin():
-        before = await record_progress(session, rows[-1].seq)
+        before = await ProgressLog().record(session, rows[-1].seq)
         counted = await counts.in_pass(session, rows, before)
     counts.committed(counted)
 
