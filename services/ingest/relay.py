@@ -15,10 +15,11 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +36,7 @@ from services.common.models import (
 )
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
-from services.ingest.ledger import Commit, LedgerRecord
+from services.ingest.ledger import LEDGER, Commit, LedgerRecord
 from services.ingest.metrics import RelayMetrics
 from services.ingest.sources import SourceCounts
 
@@ -48,15 +49,14 @@ PROGRESS_STEP = timedelta(seconds=1)
 """The relay_progress table keeps at most one row per this much time (see `ProgressLog`)."""
 
 
-_LEDGER = LedgerEntry.__table__
-_CURSORS = RelayCursor.__table__
-_PROGRESS = RelayProgress.__table__
+_CURSORS = cast(Table, RelayCursor.__table__)
+_PROGRESS = cast(Table, RelayProgress.__table__)
 # A relay pass runs a handful of statements a few milliseconds apart under load: Core statements on the tables,
 # built once, skip the ORM's per-statement compile state and unit of work (most of a pass's CPU before).
 _READ_LEDGER = (
-    select(_LEDGER.c.seq, _LEDGER.c.type, _LEDGER.c.key, _LEDGER.c.body, _LEDGER.c.accepted_at)
-    .where(_LEDGER.c.seq > bindparam("cursor"))
-    .order_by(_LEDGER.c.seq)
+    select(LEDGER.c.seq, LEDGER.c.type, LEDGER.c.key, LEDGER.c.body, LEDGER.c.accepted_at)
+    .where(LEDGER.c.seq > bindparam("cursor"))
+    .order_by(LEDGER.c.seq)
     .limit(bindparam("limit"))
 )
 _MOVE_CURSOR = (
