@@ -36,7 +36,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol, cast
 
+import aiokafka
 import faust
+from aiokafka import TopicPartition
 from faust.sensors.monitor import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -44,6 +46,8 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode import Service
 from mode.utils.futures import notify
+
+from services.common.kafka import log_ends
 
 __all__ = [
     "FAUST_VERSION",
@@ -240,10 +244,50 @@ even when data arrives meanwhile, which put up to 1.5 s between a credit and the
 
 
 class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    _probe: aiokafka.AIOKafkaConsumer | None = None
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # noqa: SLF001  (read when the fetcher starts)
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """The end of each partition; exact for changelogs, whose restore reads up to it.
+
+        Faust's table recovery takes a changelog's end from ListOffsets, which the embedded broker (Tansu 0.6)
+        answers with the base offset of the partition's last record batch + 1: short of the log end when that
+        batch holds several records, and the restore would leave out its tail. A fetch's high watermark is
+        exact (`log_ends`), so changelogs are asked that way, by a consumer of their own outside the group;
+        their writers then need no one-record last batch, which halved the batches the broker holds and walks
+        on every fetch (services/scoring/publisher.py)."""
+        changelogs = self.app.tables.changelog_topics
+        exact = [tp for tp in partitions if tp.topic in changelogs]
+        ends: dict[TP, int] = dict(await super()._highwaters([tp for tp in partitions if tp not in exact]))
+        if exact:
+            if self._probe is None:
+                probe = self._create_probe()
+                await probe.start()
+                self._probe = probe
+            found = await log_ends(self._probe, [TopicPartition(tp.topic, tp.partition) for tp in exact])
+            ends.update({tp: found[TopicPartition(tp.topic, tp.partition)] for tp in exact})
+        return ends
+
+    def _create_probe(self) -> aiokafka.AIOKafkaConsumer:
+        transport, conf = cast(Any, self.transport), self.app.conf
+        return aiokafka.AIOKafkaConsumer(
+            client_id=conf.broker_client_id,
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+        )
+
+    async def on_thread_stop(self) -> None:
+        await super().on_thread_stop()
+        if self._probe is not None:
+            await self._probe.stop()
+            self._probe = None
 
 
 def use_lean_consumer(app: Any) -> None:

@@ -60,14 +60,12 @@ class Publisher:
 
     async def publish(
         self, topic: str, records: Iterable[Record], *, partition_key: Callable[[bytes], bytes] | None = None,
-        last_alone: bool = False,
     ) -> int:
         """Send `records` to `topic` and wait until the broker has all of them; returns how many were sent.
 
         `partition_key` maps a record's key to the key its partition is chosen by (a rep's minute day goes
         where the rep goes). Records of one key keep their order (one partition, batches sent in order, one in
-        flight). `last_alone`: each partition's last record in a record batch of its own, for a topic whose end
-        is read with ListOffsets (a changelog: see `_send_partition`)."""
+        flight)."""
         by_partition: dict[int, list[Record]] = {}
         partition = self.partition
         for record in records:
@@ -76,27 +74,21 @@ class Publisher:
         if not by_partition:
             return 0
         producer = await self.start()
-        sends = [self._send_partition(producer, topic, p, recs, last_alone) for p, recs in by_partition.items()]
+        sends = [self._send_partition(producer, topic, p, recs) for p, recs in by_partition.items()]
         await asyncio.gather(*sends)
         return sum(len(recs) for recs in by_partition.values())
 
     @staticmethod
-    async def _send_partition(
-        producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record], last_alone: bool
-    ) -> None:
-        # With `last_alone`, the last record goes in a record batch of its own. The embedded broker (Tansu 0.6)
-        # answers ListOffsets(latest) with the base offset of the partition's last record batch + 1, not the
-        # log end: after a batch of n records it reports n − 1 too few. Faust's table restore reads a changelog
-        # up to that answer, so it silently left out the tail of the last batch (a restarted worker came back
-        # with some reps a few writes behind). With a one-record last batch, base + 1 is the log end.
-        # Only changelogs need it: what reads the end of credits and snapshots (the checkpoint, the readiness
-        # chain) asks a fetch for the exact high watermark (`log_ends`). Elsewhere it would double the batches,
-        # and every batch a partition holds costs the embedded broker on each fetch (services/cli/renewal.py):
-        # on the 1,000-screen fan-out, alternating on one machine, p50 88 / 91 ms with it on every topic, 76 / 77
-        # with it on changelogs only (p99 300 / 286 against 193 / 257).
+    async def _send_partition(producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record]) -> None:
+        # Whole record batches, also on changelogs. The embedded broker (Tansu 0.6) answers ListOffsets(latest)
+        # with the base offset of the partition's last record batch + 1, not the log end; whatever reads an end
+        # asks a fetch for the exact high watermark instead (`log_ends`: the checkpoint, the readiness chain, and
+        # Faust's table restore through faust_internals `_PromptConsumerThread._highwaters`). Ending every send
+        # with a one-record batch, as changelogs once did, doubled the batches, and every batch a partition holds
+        # costs the embedded broker on each fetch (services/cli/renewal.py).
         pending = []
         batch = producer.create_batch()
-        for key, value in (records[:-1] if last_alone else records):
+        for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is None:
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
@@ -104,12 +96,4 @@ class Publisher:
                     raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the batch size")
         if batch.record_count():
             pending.append(await producer.send_batch(batch, topic, partition=partition))
-        if not last_alone:
-            await asyncio.gather(*pending)
-            return
-        key, value = records[-1]
-        last = producer.create_batch()
-        if last.append(key=key, value=value, timestamp=None) is None:
-            raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the batch size")
-        pending.append(await producer.send_batch(last, topic, partition=partition))
         await asyncio.gather(*pending)

@@ -104,8 +104,7 @@ class StateTable:
             records.append((key.encode(), raw))
             dirty[key] = raw
         self._store.update(values)
-        await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key,
-                                          last_alone=True)
+        await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
 
     async def delete(self, keys: Iterable[str]) -> None:
         """Remove `keys` and wait until their tombstones are acknowledged."""
@@ -116,8 +115,7 @@ class StateTable:
             dirty[key] = None
             records.append((key.encode(), None))
         if records:
-            await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key,
-                                          last_alone=True)
+            await self._publisher.publish(self.changelog_topic, records, partition_key=self._record_key)
 
 
 def state_table(

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.common.kafka import log_ends
 from tests.support.crm_feed import STACK_ENV, crm_feed, expected_kpis, post_feed, wait_for_kpis
 from tests.support.kafka import read_topic
 from tests.support.metrics import metric, owned_partitions, scrape
@@ -113,36 +112,52 @@ def read_snapshots(stack: Stack) -> dict[str, list[tuple[int, int]]]:
     return found
 
 
-def test_published_records_are_all_below_the_end_offset_the_broker_reports(broker: str) -> None:
-    """Faust's table restore reads a changelog's end from ListOffsets; the embedded broker answers it with
-    the last record batch's base offset + 1, so the worker's publisher ends every changelog send with a
-    one-record batch (`last_alone`). Otherwise a restore stops short of the last writes. Other topics are
-    sent in whole batches; what reads their end asks for the exact high watermark (`log_ends`)."""
+def test_the_worker_reads_a_changelogs_exact_end_whatever_listoffsets_says(broker: str) -> None:
+    """Faust's table restore reads a changelog up to the end its consumer reports. ListOffsets on the embedded
+    broker answers the last record batch's base offset + 1 (short when that batch holds several records), and
+    the publisher sends whole batches, so the worker's consumer thread asks a fetch for changelogs' exact ends
+    (`_PromptConsumerThread._highwaters`); other topics keep ListOffsets. Otherwise a restore stops short of the
+    last writes (a restarted worker came back with some reps a few writes behind)."""
+    from types import SimpleNamespace
+
+    from yarl import URL
+
     from services.common.broker import ensure_topics
     from services.common.settings import Settings
+    from services.scoring.faust_internals import _PromptConsumerThread
     from services.scoring.publisher import Publisher
 
     settings = Settings(kafka_bootstrap=broker, topic_prefix=f"t{time.time_ns()}.", partitions=1)
-    changelog, credits = f"{settings.topic_prefix}credits", f"{settings.topic_prefix}rep-snapshots"
+    changelog, other = f"{settings.topic_prefix}credits", f"{settings.topic_prefix}rep-snapshots"
 
-    async def scenario() -> tuple[int, int, int]:
+    async def scenario() -> tuple[dict[Any, int], dict[Any, int]]:
         await ensure_topics(settings)
         publisher = Publisher(settings)
         try:
             for size in (1, 5, 3):
-                await publisher.publish(changelog, [(b"rep-1", b"%d" % n) for n in range(size)], last_alone=True)
-                await publisher.publish(credits, [(b"rep-1", b"%d" % n) for n in range(size)])
+                for topic in (changelog, other):
+                    await publisher.publish(topic, [(b"rep-1", b"%d" % n) for n in range(size)])
         finally:
             await publisher.stop()
         consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
         await consumer.start()
+        # The worker's consumer thread, with only what `_highwaters` reads of the Faust app around it.
+        thread: Any = object.__new__(_PromptConsumerThread)
+        thread.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics={changelog}),
+                                     conf=SimpleNamespace(broker_client_id="test", broker_credentials=None,
+                                                          ssl_context=None))
+        thread.transport = SimpleNamespace(url=[URL(f"kafka://{broker}")], default_port=9092)
+        thread.consumer = SimpleNamespace(in_transaction=False)
+        thread._consumer = consumer
         try:
-            alone, whole = TopicPartition(changelog, 0), TopicPartition(credits, 0)
-            listed = await consumer.end_offsets([alone, whole])
-            return listed[alone], listed[whole], (await log_ends(consumer, [whole]))[whole]
+            tps = [TopicPartition(changelog, 0), TopicPartition(other, 0)]
+            return dict(await consumer.end_offsets(tps)), dict(await thread._highwaters(tps))
         finally:
+            if thread._probe is not None:
+                await thread._probe.stop()
             await consumer.stop()
 
-    listed_alone, listed_whole, exact_whole = asyncio.run(scenario())
-    assert listed_alone == 9  # ListOffsets is the log end when the last batch holds one record
-    assert exact_whole == 9 and listed_whole <= 9  # the exact end from a fetch, whatever ListOffsets says
+    listed, worker = asyncio.run(scenario())
+    changelog_tp, other_tp = TopicPartition(changelog, 0), TopicPartition(other, 0)
+    assert worker[changelog_tp] == 9, worker  # exact: 1 + 5 + 3 records, in whole batches
+    assert listed[changelog_tp] <= 9 and worker[other_tp] == listed[other_tp], (listed, worker)
