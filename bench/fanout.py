@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import orjson
+import uvloop
 import websockets
 
 from bench.common import Figure, bench_stack, print_figures, sampled, summarize_py_spy
@@ -156,7 +157,9 @@ async def _latency_run(ws_base: str, ingest: str, key: str, screens: int, rate: 
 
 def _client(args: tuple) -> dict:  # type: ignore[type-arg]
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
-    return asyncio.run(_latency_run(*args))
+    # uvloop, as the services run (uvicorn's): the generator's event loop is CPU the stack under test loses.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_latency_run(*args))
 
 
 async def _idle(ws_base: str, key: str, n: int, hold: float, ready: object) -> int:
