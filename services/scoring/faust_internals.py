@@ -8,7 +8,9 @@ checks that each internal used here is still there):
 1. **The drain loop** (`Consumer._drain_messages`): each partition's fetched records are handed to the agents'
    batch buffer in one call, with no Faust message, conductor callback or task per record (`LeanConsumer`,
    below); records of any other topic take Faust's per-message path, awaited directly.
-2. **The fetch wait** (`fetch_max_wait_ms`, hard-coded 1,500 ms by Faust's aiokafka driver): 20 ms.
+2. **The fetch wait** (`fetch_max_wait_ms`, hard-coded 1,500 ms by Faust's aiokafka driver): 20 ms. **Changelog
+   ends** (`AIOKafkaConsumerThread._highwaters`, where the table restore asks how far to read): exact, from a
+   fetch's high watermark, where ListOffsets on the embedded broker falls short (`_PromptConsumerThread`).
 3. **The conductor's subscription and the acknowledgements** (`Topic._queue`, `Consumer._acked`,
    `_acked_index`, `_n_acked`): the agents' topics are subscribed through the conductor as an agent's are
    (`attach_queue`) but delivered by the hand-off into a batch buffer (`services/scoring/intake.py`);

@@ -74,6 +74,17 @@ def test_the_fetch_wait_it_shortens_is_still_faust_s_hard_coded_1500_ms() -> Non
     assert "_create_worker_consumer" in vars(faust_aiokafka.AIOKafkaConsumerThread)
 
 
+def test_the_restore_still_takes_changelog_ends_from_the_consumer_thread_s_highwaters() -> None:
+    from faust.tables.recovery import Recovery
+
+    assert "consumer.highwaters(" in inspect.getsource(Recovery._build_highwaters)
+    assert "self._highwaters" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.highwaters)
+    assert "end_offsets" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._highwaters)
+    for name in ("server_list", "credentials_to_aiokafka_auth"):
+        assert callable(getattr(faust_aiokafka, name))
+    assert "on_thread_stop" in vars(faust_aiokafka.AIOKafkaConsumerThread)
+
+
 def test_the_conductor_still_puts_into_the_topic_queue() -> None:
     assert "self._queue" in inspect.getsource(Channel)  # Channel.queue is built lazily into self._queue
     assert "put_nowait_enhanced" in inspect.getsource(conductor)  # the queue method BatchIntake offers
