@@ -262,9 +262,12 @@ class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         exact (`log_ends`), so changelogs are asked that way, by a consumer of their own outside the group;
         their writers then need no one-record last batch, which halved the batches the broker holds and walks
         on every fetch (services/scoring/publisher.py)."""
+        if self.consumer.in_transaction:  # Faust's exactly-once mode reads the last stable offsets instead
+            return await super()._highwaters(partitions)
         changelogs = self.app.tables.changelog_topics
         exact = [tp for tp in partitions if tp.topic in changelogs]
-        ends: dict[TP, int] = dict(await super()._highwaters([tp for tp in partitions if tp not in exact]))
+        rest = [tp for tp in partitions if tp.topic not in changelogs]
+        ends: dict[TP, int] = dict(await super()._highwaters(rest)) if rest else {}
         if exact:
             if self._probe is None:
                 probe = self._create_probe()
