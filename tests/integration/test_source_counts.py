@@ -5,7 +5,7 @@ relay (killed before writing it) recounted from the ledger by the next one."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,21 @@ PINNED = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
 
 
 def settings_for(tmp_path: Path) -> Settings:
+    ACCEPTED[:] = [datetime.now(UTC)]  # when the test starts, as the clock below is anchored
     return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'counts.db'}", timezone="Europe/Berlin",
-                    clock_at=PINNED, clock_ticking=False)
+                    clock_at=PINNED, clock_ticking=True)  # ticking: a later acceptance is later on this clock too
+
+
+ACCEPTED: list[datetime] = []  # the machine time the records below are stamped from
 
 
 def record(seq: int, source: str | None) -> LedgerRecord:
     body: dict[str, Any] = {"event_id": f"e{seq}", "type": "activity", "rep_id": "ana", "kind": "call"}
     if source:
         body["source"] = source
-    return LedgerRecord(seq, "activity", "ana", orjson.dumps(body).decode(), datetime.now(UTC))
+    # Accepted now (the pinned clock maps the machine's acceptance times to its own), in sequence order: stamped
+    # as each record was built, a later event could look older than one recounted from the ledger.
+    return LedgerRecord(seq, "activity", "ana", orjson.dumps(body).decode(), ACCEPTED[0] + timedelta(milliseconds=seq))
 
 
 async def publish(sessions: Any, counts: SourceCounts, rows: list[LedgerRecord], *, store: bool = True) -> None:
