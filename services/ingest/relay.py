@@ -155,6 +155,9 @@ class Relay(BackgroundLoop):
         self.topics = {"deal": topic_name(settings, DEALS), "activity": topic_name(settings, ACTIVITIES)}
         self._sources = SourceCounts(settings)
         self._progress = ProgressLog()
+        # Whether the last pass read everything the ledger held after the cursor (then the next pass waits for
+        # a wake-up: it would find nothing).
+        self._drained = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -238,12 +241,16 @@ class Relay(BackgroundLoop):
                 if not await self._leader.still_held():
                     await self._step_down()
                     continue
+                # Cleared before the pass reads: a commit woke it before the read (the ledger writer wakes after
+                # committing), so the read sees that commit; a wake-up set from here on is a later commit's.
+                self._wake.clear()
                 moved = await self.publish_once()
                 backoff = 0.2
-                if moved == 0:
-                    if not await wait_set(self._wake, self._idle_wait):
+                if moved == 0 or self._drained:
+                    # Nothing more was there when the pass read the ledger: wait for the next commit instead of
+                    # a pass that would find nothing (one pass per commit, not two).
+                    if not await wait_set(self._wake, self._idle_wait) and moved == 0:
                         self._cursor = None  # quiet: read the cursor again (a `replay` may have moved it)
-                    self._wake.clear()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (broker or database unreachable: keep the ledger, retry later)
@@ -275,6 +282,7 @@ class Relay(BackgroundLoop):
                 fetched = await session.execute(_READ_LEDGER, {"cursor": cursor, "limit": limit})
                 rows = [LedgerRecord(*row) for row in fetched]
             read_all = len(rows) < limit
+        self._drained = False
         if not rows:
             self._cursor = cursor
             self.published_seq = cursor
@@ -309,6 +317,7 @@ class Relay(BackgroundLoop):
         self._sources.committed(counted)
         if moved:
             self._cursor = last
+            self._drained = read_all  # else a `replay` moved the cursor back: the next pass reads it at once
         self.published_seq = last
         self._metrics.relay_published.inc(len(rows))
         self._metrics.relay_publish.observe(time.perf_counter() - started)
