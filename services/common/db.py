@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -33,16 +34,12 @@ def create_engine(url: str, *, synchronous: str | None = None) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         sync_mode = synchronous or get_settings().sqlite_synchronous
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={sync_mode}")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            sqlite_pragmas(dbapi_conn, sync_mode)
 
         return engine
     settings = get_settings()
@@ -57,6 +54,30 @@ def rows_matched(result: Result[Any]) -> int:
 
 def sessionmaker(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+SQLITE_BUSY_SECONDS = 30
+"""How long a SQLite connection waits for another's write lock before it gives up."""
+
+
+def sqlite_pragmas(connection: Any, synchronous: str) -> None:
+    """What every SQLite connection of the product runs first (`connection`: a DB-API connection)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+    cursor.close()
+
+
+def sqlite_connect(url: str, *, synchronous: str | None = None) -> sqlite3.Connection:
+    """A plain sqlite3 connection to the database of a `sqlite+aiosqlite` URL, set up as the engine's are and
+    in autocommit mode (the caller says BEGIN and COMMIT), for the thread that opens it."""
+    path = make_url(url).database
+    if not path:
+        raise ValueError(f"{url!r} names no SQLite database file")
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)
+    sqlite_pragmas(connection, synchronous or get_settings().sqlite_synchronous)
+    return connection
 
 
 def is_postgres(url: str) -> bool:

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from schemas.events import EVENT_ADAPTER
-from services.common import db
 from services.common.auth import KeyStore, open_database
 from services.common.deps import AuditKey, IngestKey
 from services.common.http_metrics import install_http_metrics
@@ -45,7 +44,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, sessions = await open_database(settings)
-        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url), metrics=metrics)
+        writer = LedgerWriter(sessions, database_url=settings.db_url, metrics=metrics)
         # The relay publishes the ledger to Kafka: here, or in its own process (`salespulse relay`), woken after
         # each commit.
         relay: Relay | None = None

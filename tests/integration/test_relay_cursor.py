@@ -70,7 +70,7 @@ def test_the_relay_honours_a_replay_whether_idle_or_publishing(broker: str, data
     async def scenario() -> None:
         await ensure_topics(settings)
         sessions = db.sessionmaker(db.create_engine(settings.db_url))
-        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url))
+        writer = LedgerWriter(sessions, database_url=settings.db_url)
         metrics = RelayMetrics()
         relay = Relay(settings, sessions, metrics, idle_wait=0.2)
         writer.on_commit.append(relay.offer)
@@ -132,7 +132,7 @@ def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_ur
     async def scenario() -> tuple[int, float, list[tuple[datetime, datetime]]]:
         await ensure_topics(settings)
         sessions = db.sessionmaker(db.create_engine(settings.db_url))
-        writer = LedgerWriter(sessions, postgres=db.is_postgres(settings.db_url))
+        writer = LedgerWriter(sessions, database_url=settings.db_url)
         relay = Relay(settings, sessions, RelayMetrics(), idle_wait=0.2)
         writer.on_commit.append(relay.offer)
         writer.start()
