@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import Figure, bench_stack, print_figures, sampled, summarize_py_spy
 from schemas.events import EVENT_ADAPTER, canonical_json
+from services.common.kafka import log_ends
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, CREDITS, DEALS, topic_name
 from services.demo.floor import live_events
@@ -181,12 +182,14 @@ def _counters(port: int) -> dict[str, float]:
 
 
 async def end_offsets(settings: Settings, topic: str, partitions: list[int] | None = None) -> int:
-    """The summed end offsets of `partitions` of `topic` (all of them by default)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None)
+    """The summed exact end offsets of `partitions` of `topic` (all of them by default): ListOffsets on the embedded
+    broker falls short of a multi-record last batch, which scoring now writes (`log_ends`)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=20)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in (range(settings.partitions) if partitions is None else partitions)]
-        return sum((await consumer.end_offsets(tps)).values())
+        return sum((await log_ends(consumer, tps)).values())
     finally:
         await consumer.stop()
 
