@@ -69,14 +69,14 @@ def sqlite_pragmas(connection: Any, synchronous: str) -> None:
     cursor.close()
 
 
-def sqlite_connect(url: str, *, synchronous: str | None = None) -> sqlite3.Connection:
+def sqlite_connect(url: str) -> sqlite3.Connection:
     """A plain sqlite3 connection to the database of a `sqlite+aiosqlite` URL, set up as the engine's are and
     in autocommit mode (the caller says BEGIN and COMMIT), for the thread that opens it."""
     path = make_url(url).database
     if not path:
         raise ValueError(f"{url!r} names no SQLite database file")
     connection = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)
-    sqlite_pragmas(connection, synchronous or get_settings().sqlite_synchronous)
+    sqlite_pragmas(connection, get_settings().sqlite_synchronous)
     return connection
 
 
