@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas.config import Plan
 from schemas.messages import RepProgress
+from services.common.background import cancel_and_wait
 from services.common.backoff import Backoff
 from services.common.config_feed import ConfigFollower
 from services.common.db import Sessions
@@ -112,13 +113,7 @@ class Notifier:
         await self.producer.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.consumer.stop()
         await self.progress.stop()
