@@ -27,6 +27,7 @@ from services.api.routes import live, notifications, reads, screens
 from services.api.routes import session as session_routes
 from services.api.routes import statements as statement_routes
 from services.common.auth import KeyStore, open_database
+from services.common.background import cancel_and_wait
 from services.common.config_feed import ConfigFollower
 from services.common.dead_letters import DeadLetters
 from services.common.http_metrics import install_http_metrics
@@ -87,8 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
+            await cancel_and_wait(background)  # before the engine they may be using is disposed
             await pusher.stop()
             await gw.readiness.stop()
             await gw.model.stop()
