@@ -22,6 +22,7 @@ from services.cli.renewal import BrokerWatch
 from services.cli.supervisor import GaveUp, Process, Supervised, Supervisor
 from services.common import db
 from services.common.auth import Role, Scope
+from services.common.background import cancel_and_wait
 from services.common.broker import broker_command, ensure_topics, port_is_free, wait_for_port
 from services.common.checkpoints import replay_start_for_empty_broker
 from services.common.settings import Settings, get_settings
@@ -319,11 +320,7 @@ async def run_stack(settings: Settings, *, demo: bool, rate: float, stop: asynci
             raise StartupError(str(exc).splitlines()[0]) from None
         finally:
             stop.set()
-            for task in (feeder, watch):
-                if task:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            await cancel_and_wait([task for task in (feeder, watch) if task])
     finally:
         await _stop(children)
 
