@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -58,14 +59,16 @@ def bench_stack(database: str, **env: str) -> Iterator[Stack]:
 @contextmanager
 def sampled(pid: int, output: str | None) -> Iterator[None]:
     """Sample process `pid` with py-spy (raw collapsed stacks, 250 Hz) into `output` while the block runs;
-    nothing when `output` is None. `summarize_py_spy(output)` reads it."""
+    nothing when `output` is None. `summarize_py_spy(output)` reads it. With BENCH_PY_SPY_GIL set, only the thread
+    holding the GIL is sampled (what the worker's Python does, without threads waiting in C)."""
     if output is None:
         yield
         return
     beside = Path(sys.executable).parent / "py-spy"  # installed into the project's environment, or on PATH
     sampler = subprocess.Popen(
         [str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy",
-         "record", "--pid", str(pid), "--format", "raw", "--output", output, "--rate", "250"],
+         "record", "--pid", str(pid), "--format", "raw", "--output", output, "--rate", "250",
+         *(["--gil"] if os.environ.get("BENCH_PY_SPY_GIL") else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

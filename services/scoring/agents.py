@@ -28,9 +28,10 @@ from services.scoring.domain.achievements import with_deal_totals
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.fx import HELD, ONE, Rate, applied_credits
+from services.scoring.domain.kpis import ACTIVITY_KIND_PATTERN, is_activity_kind
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
-from services.scoring.domain.rep_state import RepState
+from services.scoring.domain.rep_state import Activity, RepState
 from services.scoring.domain.rollup import deal_delta, restatement, rollup_of
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.held import HeldList
@@ -320,6 +321,11 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     now, moment = ctx.clock.time(), ctx.clock.now()
     judge_deals = plan_book.judges_deals()
     duplicates = 0
+    # A rep's activities are queued and counted together (RepState.apply_activities), before the rep's next credit
+    # and at the end: each rep's events still apply in their order. `marks` are the queued ones' (rep, source) marks.
+    queued: dict[str, list[Activity]] = {}
+    marks: dict[tuple[str, str], int] = {}
+    sources: dict[int, str] = {}
     if ctx.restored_outboxes:  # a recovery's, not yet carried out (before anything changes those states)
         await carry_restored_outboxes(ctx, {m.key.decode(errors="replace") for m in events if m.key})
     for message in events:
@@ -328,6 +334,9 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
             state = touched.get(rep_id) or get_state(rep_id) or RepState(rep_id)
             if message.topic == ctx.credits_topic:
                 credit_message, credits = read_credits(message.value)
+                waiting = queued.pop(rep_id, None)
+                if waiting:
+                    state.apply_activities(waiting, calendar=calendar)
                 changed = state.apply_credits(
                     credits, source=credit_message.src, seq=credit_message.seq, calendar=calendar
                 )
@@ -337,11 +346,24 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
             else:
                 data = orjson.loads(message.value)
                 accepted_ms = data.get("accepted_ms", 0)
-                activity = data["event"]
-                at = datetime.fromisoformat(activity["occurred_at"])
-                changed = state.apply_activity(
-                    activity["kind"], at, source=f"activities/{message.partition}", seq=data["seq"], calendar=calendar
+                activity, seq = data["event"], data["seq"]
+                kind, at = activity["kind"], datetime.fromisoformat(activity["occurred_at"])
+                if not is_activity_kind(kind):
+                    raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
+                if at.utcoffset() is None:
+                    raise ValueError(f"occurred_at {activity['occurred_at']!r} has no UTC offset")
+                source = sources.get(message.partition) or sources.setdefault(
+                    message.partition, f"activities/{message.partition}"
                 )
+                mark = marks.get((rep_id, source))
+                changed = seq > (state.activity_marks.get(source, -1) if mark is None else mark)
+                if changed:
+                    marks[(rep_id, source)] = seq
+                    waiting = queued.get(rep_id)
+                    if waiting is None:
+                        queued[rep_id] = [(kind, at, source, seq)]
+                    else:
+                        waiting.append((kind, at, source, seq))
                 ages.append(max(0.0, now - at.timestamp()))
         except _UNREADABLE as exc:
             unreadable.append(_dead_letter(message, "rep-kpis", exc))
@@ -352,6 +374,8 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
         touched[rep_id] = state
         if accepted_ms > accepted.get(rep_id, 0):
             accepted[rep_id] = accepted_ms
+    for rep_id, waiting in queued.items():
+        touched[rep_id].apply_activities(waiting, calendar=calendar)
     # Progress in the plans, and tiers and achievements newly reached recorded in the state before it is stored.
     days = ctx.day_table.get
     progress = {rep_id: plan_book.refresh(state, moment, days=days) for rep_id, state in touched.items()}

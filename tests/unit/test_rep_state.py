@@ -679,3 +679,77 @@ def test_a_minute_day_encodes_as_its_stored_form_after_every_change() -> None:
         assert json.loads(day.encode()) == json.loads(json.dumps(day.to_dict()))
         assert MinuteDay.from_dict(json.loads(day.encode())) == day
     assert day.within(epoch_minute(minute(12, 0)), epoch_minute(minute(12, 3))).revenue == Decimal(21)
+
+
+# -- counting a batch of activities at once --------------------------------------------------------
+
+activity_feed = st.lists(
+    st.tuples(
+        st.sampled_from(["call", "demo", "email"]),
+        st.integers(min_value=0, max_value=40),  # day
+        st.integers(min_value=0, max_value=23),  # hour
+        st.sampled_from(["activities/0", "activities/1"]),
+        st.integers(min_value=0, max_value=30),  # seq: repeats and steps back are duplicates
+    ),
+    max_size=60,
+)
+
+
+def _history(state: RepState) -> dict[tuple[str, str], KpiTotals]:
+    """Every period's totals, whether kept or handed to history (evictions summed), minutes included."""
+    seen: dict[tuple[str, str], KpiTotals] = {}
+    for kind, bucket in state.periods.items():
+        for key, totals in bucket.items():
+            seen[(kind, key)] = totals.copy()
+    for eviction in state.evictions:
+        where = (eviction.kind, eviction.key)
+        seen[where] = seen.get(where, KpiTotals()) + eviction.totals
+    for entry in state.minute_outbox:
+        where = ("outbox", minute_key(entry.minute))
+        seen[where] = seen.get(where, KpiTotals()) + entry.totals
+    return {where: totals for where, totals in seen.items() if not totals.is_zero()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(feed=activity_feed, cut=st.integers(min_value=0, max_value=60))
+def test_a_batch_of_activities_counts_exactly_what_one_by_one_would(
+    feed: list[tuple[str, int, int, str, int]], cut: int
+) -> None:
+    """Grouping a batch per local date and kind changes no total, mark, version, minute entry or retained period;
+    only how the evictions of one batch are cut up (and so their sequence numbers) may differ: history adds them,
+    each once by its sequence."""
+    start = datetime(2026, 2, 20, tzinfo=UTC)
+    horizon = timedelta(days=3)
+    items = [(kind, start + timedelta(days=day, hours=hour), source, seq) for kind, day, hour, source, seq in feed]
+    one_by_one = RepState("ana", retention=SMALL, minute_horizon=horizon)
+    counted = [
+        one_by_one.apply_activity(kind, at, source=source, seq=seq, calendar=CALENDAR)
+        for kind, at, source, seq in items
+    ]
+    batched = RepState("ana", retention=SMALL, minute_horizon=horizon)
+    first = batched.apply_activities(items[:cut], calendar=CALENDAR)
+    second = batched.apply_activities(iter(items[cut:]), calendar=CALENDAR)
+    assert first + second == sum(counted)
+    assert batched.periods == one_by_one.periods
+    assert batched.horizons == one_by_one.horizons
+    assert batched.activity_marks == one_by_one.activity_marks
+    assert batched.version == one_by_one.version
+    assert (batched.minute_floor, batched.days) == (one_by_one.minute_floor, one_by_one.days)
+    assert batched.minute_outbox == one_by_one.minute_outbox
+    assert [day for _, day in batched.day_evictions] == [day for _, day in one_by_one.day_evictions]
+    seqs = sorted([e.seq for e in batched.evictions] + [seq for seq, _ in batched.day_evictions])
+    assert seqs == sorted(set(seqs)) and all(seq <= batched.eviction_seq for seq in seqs)  # history's guard
+    assert batched.touched == one_by_one.touched
+    assert _history(batched) == _history(one_by_one)
+
+
+def test_a_batch_with_an_invalid_activity_changes_nothing() -> None:
+    state = RepState("ana")
+    good = ("call", AT, "activities/0", 1)
+    with pytest.raises(ValueError, match="activity kind"):
+        state.apply_activities([good, ("Not A Kind", AT, "activities/0", 2)], calendar=CALENDAR)
+    with pytest.raises(ValueError, match="no UTC offset"):
+        state.apply_activities([good, ("call", AT.replace(tzinfo=None), "activities/0", 2)], calendar=CALENDAR)
+    assert state == RepState("ana")
+    assert state.apply_activities([good, good], calendar=CALENDAR) == 1
+    assert state.totals("day", "2026-03-15").activities_by_kind == {"call": 1}

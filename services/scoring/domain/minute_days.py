@@ -51,7 +51,8 @@ def rep_of_day_key(key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MinuteEntry:
-    """What one credit or activity adds to one minute, with the event's source and sequence number."""
+    """What one credit or activity adds to one minute, with the event's source and sequence number. `totals` is
+    only ever read (entries of activities of one kind share one object): whoever adds it somewhere copies it."""
 
     source: str
     seq: int

@@ -8,9 +8,10 @@ the oldest minute kept, and the minute entries added since the state was last st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_MINUTE_HORIZON",
     "DEFAULT_RETENTION",
     "LEGACY_SOURCE",
+    "Activity",
     "MINUTE",
     "EvictionKind",
     "PeriodEviction",
@@ -102,6 +104,17 @@ class PeriodEviction:
         return cls(int(data["seq"]), kind, str(data["key"]), KpiTotals.from_dict(data["totals"]))
 
 
+Activity = tuple[str, datetime, str, int]
+"""An activity to count: (kind, instant, source, sequence)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _minute_totals(kind: str, count: int) -> KpiTotals:
+    """What `count` activities of `kind` add to a minute: one object per kind, shared by every minute entry (an
+    entry's totals are only ever read, never changed in place)."""
+    return KpiTotals(activities=count, activities_by_kind={kind: count} if count else {})
+
+
 def _empty_periods() -> dict[PeriodKind, dict[str, KpiTotals]]:
     return {kind: {} for kind in PERIOD_KINDS}
 
@@ -176,19 +189,12 @@ class RepState:
         for credit in credits:
             if credit.rep_id != rep_id:
                 raise ValueError(f"credit for rep {credit.rep_id!r} applied to the state of rep {rep_id!r}")
-        periods, zone, keys_for = self.periods, calendar.zone, calendar.keys_for_local_date
+        zone, keys_for, totals_of = calendar.zone, calendar.keys_for_local_date, self._period_totals
         epoch, one_minute = _EPOCH, _MINUTE
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
-        touched = self.touched
         for credit in credits:
             at = credit.at
-            keys = keys_for(at.astimezone(zone).date())
-            for position, kind in _KIND_POSITIONS:
-                key = keys[position]
-                touched.add((kind, key))
-                totals = periods[kind].get(key)
-                if totals is None:
-                    totals = self._open_period(kind, key, late)
+            for totals in totals_of(keys_for(at.astimezone(zone).date()), late):
                 totals.apply_credit(credit)
             if credit.currency is not None:
                 continue  # a deal's own currency: no contest counts it (contests measure KPIs)
@@ -211,30 +217,54 @@ class RepState:
     def apply_activity(
         self, kind: str, at: datetime, *, source: str, seq: int, calendar: Calendar, count: int = 1
     ) -> bool:
-        """Count an activity of `kind` at instant `at`; False (and no change) if already applied."""
-        if seq <= self.activity_marks.get(source, -1):
-            return False
-        if not is_activity_kind(kind):
-            raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
-        keys = calendar.period_keys(at)
-        periods = self.periods
+        """Count `count` activities of `kind` at instant `at`; False (and no change) if already applied."""
+        return self.apply_activities(((kind, at, source, seq),), calendar=calendar, count=count) == 1
+
+    def apply_activities(self, activities: Iterable[Activity], *, calendar: Calendar, count: int = 1) -> int:
+        """Count activities `(kind, at, source, seq)`, in order, exactly as `apply_activity` would one after another
+        (each skipped when its source's mark is at or past its sequence, the marks moving as they go); returns how
+        many were counted. Nothing changes when one of them is invalid.
+
+        A batch's activities of one rep add to each period once per local date and kind instead of once each:
+        the per-event work that is left is the dedup mark and the minute entry."""
+        items = activities if isinstance(activities, Sequence) else list(activities)
+        for kind, at, _source, _seq in items:
+            if not is_activity_kind(kind):
+                raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
+            if at.tzinfo is None or at.utcoffset() is None:
+                raise ValueError(f"instant {at.isoformat()} has no UTC offset; naive times are ambiguous")
+        marks, zone, add_minute, minute_totals = self.activity_marks, calendar.zone, self._add_minute, _minute_totals
+        epoch, one_minute = _EPOCH, _MINUTE
+        per_date: dict[tuple[date, str], int] = {}
+        counted = 0
+        for kind, at, source, seq in items:
+            if seq <= marks.get(source, -1):
+                continue
+            where = (at.astimezone(zone).date(), kind)
+            per_date[where] = per_date.get(where, 0) + count
+            add_minute((at - epoch) // one_minute, minute_totals(kind, count), source, seq)
+            marks[source] = seq
+            counted += 1
+        if not counted:
+            return 0
+        keys_for, totals_of = calendar.keys_for_local_date, self._period_totals
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
-        for position, period_kind in _KIND_POSITIONS:
+        for (day, kind), n in per_date.items():
+            for totals in totals_of(keys_for(day), late):
+                totals.add_activity(kind, n)
+        self._finish_change(late, counted)
+        return counted
+
+    def _period_totals(self, keys: Sequence[str], late: dict[tuple[PeriodKind, str], KpiTotals]) -> list[KpiTotals]:
+        """The totals to add to for the periods of `keys` (a local date's, in PERIOD_KINDS order), each marked as
+        touched: the state's own, opened where missing, or a late delta for a period already in history."""
+        periods, touched, found = self.periods, self.touched, []
+        for position, kind in _KIND_POSITIONS:
             key = keys[position]
-            self.touched.add((period_kind, key))
-            totals = periods[period_kind].get(key)
-            if totals is None:
-                totals = self._open_period(period_kind, key, late)
-            totals.add_activity(kind, count)
-        self._add_minute(
-            (at - _EPOCH) // _MINUTE,
-            KpiTotals(activities=count, activities_by_kind={kind: count} if count else {}),
-            source,
-            seq,
-        )
-        self._finish_change(late)
-        self.activity_marks[source] = seq
-        return True
+            touched.add((kind, key))
+            totals = periods[kind].get(key)
+            found.append(self._open_period(kind, key, late) if totals is None else totals)
+        return found
 
     def _open_period(
         self, kind: PeriodKind, key: str, late: dict[tuple[PeriodKind, str], KpiTotals]
@@ -281,7 +311,9 @@ class RepState:
             self.eviction_seq += 1
             self.day_evictions.append((self.eviction_seq, day))
 
-    def _finish_change(self, late: dict[tuple[PeriodKind, str], KpiTotals]) -> None:
+    def _finish_change(self, late: dict[tuple[PeriodKind, str], KpiTotals], changes: int = 1) -> None:
+        """Emit the late deltas, hand the periods beyond retention to history, and count `changes` in the version
+        (one per source event applied)."""
         for (kind, key), totals in late.items():
             self._emit(kind, key, totals)
         periods, retention = self.periods, self.retention
@@ -294,7 +326,7 @@ class RepState:
                     self._emit(kind, key, bucket.pop(key))
                     if key > self.horizons.get(kind, ""):
                         self.horizons[kind] = key
-        self.version += 1
+        self.version += changes
 
     def _emit(self, kind: EvictionKind, key: str, totals: KpiTotals) -> None:
         if totals.is_zero():
