@@ -110,6 +110,7 @@ codecs.register("sp_minute_day", MinuteDayCodec())
 
 
 _Fingerprint = tuple[Any, ...]
+_MINUTE_FORMS_LIMIT = 4096
 
 
 def _fingerprint(totals: KpiTotals) -> _Fingerprint:
@@ -140,6 +141,18 @@ class RepStateEncoder:
     def __init__(self, max_reps: int = 20_000) -> None:
         self._max_reps = max_reps
         self._periods: dict[str, dict[tuple[str, str], tuple[KpiTotals, _Fingerprint, bytes]]] = {}
+        self._minute_forms: dict[int, tuple[KpiTotals, orjson.Fragment]] = {}
+        """Encoded minute-entry totals by object: the entries of one activity kind share theirs (RepState), so a
+        batch's outboxes encode a handful of them. Kept with the object, so an id is never taken for another's."""
+
+    def _minute_form(self, totals: KpiTotals) -> orjson.Fragment:
+        forms = self._minute_forms
+        known = forms.get(id(totals))
+        if known is None or known[0] is not totals:
+            if len(forms) >= _MINUTE_FORMS_LIMIT:
+                forms.clear()
+            known = forms[id(totals)] = (totals, orjson.Fragment(orjson.dumps(totals.to_dict())))
+        return known[1]
 
     def encode(self, state: RepState) -> bytes:
         cached = self._periods.get(state.rep_id)
@@ -164,12 +177,16 @@ class RepStateEncoder:
         self._periods[state.rep_id] = fresh
         # Everything but the periods comes from to_dict() itself, so whatever else the state stores is
         # stored here too: the periods are set aside for that call and put back at once.
-        saved = state.periods
-        state.periods = {}
+        # The minute outbox (an entry per event since the last write) likewise, with its totals from `_minute_form`.
+        saved, outbox = state.periods, state.minute_outbox
+        state.periods, state.minute_outbox = {}, []
         try:
             data = state.to_dict()
         finally:
-            state.periods = saved
+            state.periods, state.minute_outbox = saved, outbox
         if periods:
             data["periods"] = periods
+        if outbox:
+            form = self._minute_form
+            data["minute_outbox"] = [[e.source, e.seq, e.minute, form(e.totals)] for e in outbox]
         return orjson.dumps(data)

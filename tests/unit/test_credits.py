@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.scoring.domain.credits import Credit, allocate, contribution, delta
+from services.scoring.domain.credits import Credit, allocate, contribution, delta, net
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.periods import Calendar
@@ -361,3 +361,32 @@ def test_an_event_and_its_stored_form_give_the_same_snapshot() -> None:
     as_number = DealSnapshot.from_event({**event, "amount": 1000.1})  # a JSON number: exact, never binary
     assert as_number.amount == Decimal("1000.1")
     assert DealSnapshot.from_event({**event, "splits": None}).splits == (("ana", Decimal(1)),)
+
+
+credit_lines = st.lists(
+    st.builds(
+        Credit,
+        st.sampled_from(["ana", "ben"]),
+        st.sampled_from([
+            datetime(2026, 3, 1, 12, tzinfo=UTC),
+            datetime(2026, 3, 1, 7, tzinfo=timezone(timedelta(hours=-5))),  # the same instant in another offset
+            datetime(2026, 3, 2, tzinfo=UTC),
+        ]),
+        revenue=st.decimals(min_value=-1000, max_value=1000, places=2),
+        deals_won=st.sampled_from([Decimal(0), Decimal("0.5"), Decimal(1)]),
+        overlay=st.booleans(),
+        currency=st.sampled_from([None, "EUR"]),
+        deal_total=st.sampled_from([None, Decimal("12.50")]),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plus=credit_lines)
+def test_net_with_nothing_taken_back_is_the_full_sum(plus: list[Credit]) -> None:
+    """`net`'s shortcut (no minus, no two credits to merge) gives what summing them gives."""
+    summed = net(plus, [Credit("nobody", datetime(2026, 1, 1, tzinfo=UTC))])  # a zero minus: the summing path
+    assert net(plus, []) == summed
+    assert net(iter(plus), ()) == summed
+    assert all(credit.deal_total is None and not credit.is_zero() for credit in net(plus, []))

@@ -211,18 +211,27 @@ def delta(previous: DealSnapshot | None, current: DealSnapshot) -> list[Credit]:
     return net(contribution(current), () if previous is None else contribution(previous))
 
 
-def net(plus: Iterable[Credit], minus: Iterable[Credit]) -> list[Credit]:
-    """`Σ plus − Σ minus`, one credit per (rep, instant, role, roll-up), zeros dropped; ordered by instant, rep_id,
-    role (primary first) and roll-up (own credit first), so the same inputs always yield the same list."""
+_NetKey = tuple[str, datetime, bool, bool, str | None]
+
+
+def _net_key(credit: Credit) -> _NetKey:
+    return (credit.rep_id, credit.at, credit.overlay, credit.rollup, credit.currency)
+
+
+def _without_deal_total(c: Credit) -> Credit:
+    return Credit(c.rep_id, c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost, c.overlay,
+                  c.rollup, c.currency)
+
+
+def _summed(plus: list[Credit], minus: list[Credit]) -> list[Credit]:
+    """The non-zero sums of `plus` less `minus`, one credit per `_net_key`, in first-seen order."""
     # Aware datetimes hash and compare by instant, so one close time given in two offsets merges;
     # the dict keeps the first key object it saw, which makes the output's `at` deterministic.
-    sums: dict[tuple[str, datetime, bool, bool, str | None], list[Decimal]] = {}
+    sums: dict[_NetKey, list[Decimal]] = {}
     parts = [(credit, _ONE) for credit in plus]
     parts += [(credit, -_ONE) for credit in minus]
     for credit, sign in parts:
-        measures = sums.setdefault(
-            (credit.rep_id, credit.at, credit.overlay, credit.rollup, credit.currency), [ZERO] * len(CREDIT_MEASURES)
-        )
+        measures = sums.setdefault(_net_key(credit), [ZERO] * len(CREDIT_MEASURES))
         for i, name in enumerate(CREDIT_MEASURES):
             value = getattr(credit, name)
             if value:
@@ -231,7 +240,23 @@ def net(plus: Iterable[Credit], minus: Iterable[Credit]) -> list[Credit]:
         Credit(rep_id, at, revenue, won, lost, renewals_won, renewals_lost, overlay, rollup, currency)
         for (rep_id, at, overlay, rollup, currency), (revenue, won, lost, renewals_won, renewals_lost) in sums.items()
     ]
-    credits = [credit for credit in credits if not credit.is_zero()]
+    return [credit for credit in credits if not credit.is_zero()]
+
+
+def net(plus: Iterable[Credit], minus: Iterable[Credit]) -> list[Credit]:
+    """`Σ plus − Σ minus`, one credit per (rep, instant, role, roll-up), zeros dropped; ordered by instant, rep_id,
+    role (primary first) and roll-up (own credit first), so the same inputs always yield the same list."""
+    plus, minus = list(plus), list(minus)
+    if not minus and len({_net_key(credit) for credit in plus}) == len(plus):
+        # Nothing taken back and no two credits to merge (a first snapshot's credit): the sum is the credits as
+        # they are, without a deal total (counted in no sum).
+        credits = [
+            credit if credit.deal_total is None else _without_deal_total(credit)
+            for credit in plus
+            if not credit.is_zero()
+        ]
+    else:
+        credits = _summed(plus, minus)
     credits.sort(
         key=lambda c: (c.at.astimezone(_UTC), c.rep_id, c.overlay, c.rollup, c.currency is not None, c.currency or "")
     )

@@ -80,11 +80,14 @@ class DealSnapshot:
                 if not isinstance(share, Decimal) or not share.is_finite() or share <= 0:
                     raise ValueError(f"the share of {rep_id!r} must be a Decimal > 0, got {share!r}")
             object.__setattr__(self, "splits", splits)
-        overlays = tuple((rep_id, share) for rep_id, share in self.overlays)
-        for rep_id, share in overlays:
-            if not isinstance(share, Decimal) or not share.is_finite() or not 0 < share <= _ONE:
-                raise ValueError(f"the overlay share of {rep_id!r} must be a Decimal in (0, 1], got {share!r}")
-        object.__setattr__(self, "overlays", overlays)
+        if self.overlays:
+            overlays = tuple((rep_id, share) for rep_id, share in self.overlays)
+            for rep_id, share in overlays:
+                if not isinstance(share, Decimal) or not share.is_finite() or not 0 < share <= _ONE:
+                    raise ValueError(f"the overlay share of {rep_id!r} must be a Decimal in (0, 1], got {share!r}")
+            object.__setattr__(self, "overlays", overlays)
+        elif self.overlays != ():  # none, as a tuple (an empty list would make the snapshot unhashable)
+            object.__setattr__(self, "overlays", ())
 
     def order_key(self) -> OrderKey:
         """`(version or 0, occurred_at, event_id)`, with `occurred_at` in UTC so instants compare exactly."""

@@ -132,11 +132,17 @@ class KpiTotals:
                 self.currencies = {}
             for code, sums in other.currencies.items():
                 self.currencies.setdefault(code, KpiTotals()).add(sums)
-        self.revenue += other.revenue
-        self.deals_won += other.deals_won
-        self.deals_lost += other.deals_lost
-        self.renewals_won += other.renewals_won
-        self.renewals_lost += other.renewals_lost
+        # A minute's totals are usually one activity or one credit's two or three measures: skip the zeros.
+        if other.revenue:
+            self.revenue += other.revenue
+        if other.deals_won:
+            self.deals_won += other.deals_won
+        if other.deals_lost:
+            self.deals_lost += other.deals_lost
+        if other.renewals_won:
+            self.renewals_won += other.renewals_won
+        if other.renewals_lost:
+            self.renewals_lost += other.renewals_lost
         self.activities += other.activities
         by_kind = self.activities_by_kind
         for kind, count in other.activities_by_kind.items():

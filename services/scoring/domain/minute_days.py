@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -49,10 +49,10 @@ def rep_of_day_key(key: str) -> str:
     return key.rpartition("@")[0]
 
 
-@dataclass(frozen=True, slots=True)
-class MinuteEntry:
+class MinuteEntry(NamedTuple):
     """What one credit or activity adds to one minute, with the event's source and sequence number. `totals` is
-    only ever read (entries of activities of one kind share one object): whoever adds it somewhere copies it."""
+    only ever read (entries of activities of one kind share one object): whoever adds it somewhere copies it.
+    A named tuple: one is made per credit and activity scored, at about half the cost of a frozen dataclass."""
 
     source: str
     seq: int
