@@ -84,17 +84,21 @@ class KpiTotals:
             if target.overlay is None:
                 target.overlay = KpiTotals()
             target = target.overlay
-        # Credits usually carry two or three non-zero measures; skipping zeros is cheaper than adding them.
-        if credit.revenue:
-            target.revenue += credit.revenue
-        if credit.deals_won:
-            target.deals_won += credit.deals_won
-        if credit.deals_lost:
-            target.deals_lost += credit.deals_lost
-        if credit.renewals_won:
-            target.renewals_won += credit.renewals_won
-        if credit.renewals_lost:
-            target.renewals_lost += credit.renewals_lost
+        target.add_measures(credit)
+
+    def add_measures(self, other: Credit | KpiTotals) -> None:
+        """Add the deal measures (revenue, deals and renewals won and lost) of a credit or of totals, in place.
+        A credit or a minute usually carries two or three non-zero ones; skipping zeros is cheaper than adding."""
+        if other.revenue:
+            self.revenue += other.revenue
+        if other.deals_won:
+            self.deals_won += other.deals_won
+        if other.deals_lost:
+            self.deals_lost += other.deals_lost
+        if other.renewals_won:
+            self.renewals_won += other.renewals_won
+        if other.renewals_lost:
+            self.renewals_lost += other.renewals_lost
 
     def add_activity(self, kind: str, count: int = 1) -> None:
         """Count `count` activities of `kind`."""
@@ -132,17 +136,7 @@ class KpiTotals:
                 self.currencies = {}
             for code, sums in other.currencies.items():
                 self.currencies.setdefault(code, KpiTotals()).add(sums)
-        # A minute's totals are usually one activity or one credit's two or three measures: skip the zeros.
-        if other.revenue:
-            self.revenue += other.revenue
-        if other.deals_won:
-            self.deals_won += other.deals_won
-        if other.deals_lost:
-            self.deals_lost += other.deals_lost
-        if other.renewals_won:
-            self.renewals_won += other.renewals_won
-        if other.renewals_lost:
-            self.renewals_lost += other.renewals_lost
+        self.add_measures(other)
         self.activities += other.activities
         by_kind = self.activities_by_kind
         for kind, count in other.activities_by_kind.items():
