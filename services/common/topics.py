@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-
-from aiokafka.partitioner import DefaultPartitioner
 
 from services.common.settings import Settings
 
@@ -40,10 +39,31 @@ def topic_name(settings: Settings, short: str) -> str:
     return f"{settings.topic_prefix}{short}"
 
 
-_partitioner = DefaultPartitioner()
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 of `data` (org.apache.kafka.common.utils.Utils.murmur2; aiokafka's `murmur2` gives the same),
+    over whole 32-bit little-endian words at a time: about three times faster in pure Python, and every new deal
+    key is partitioned on the deal agent's hot path."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = 0x9747B28C ^ length
+    whole = length // 4
+    for k in struct.unpack_from(f"<{whole}I", data) if whole else ():
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        h = ((h * m) & 0xFFFFFFFF) ^ ((k * m) & 0xFFFFFFFF)
+    tail = length & 3
+    if tail:
+        end = length & ~3
+        if tail >= 3:
+            h ^= data[end + 2] << 16
+        if tail >= 2:
+            h ^= data[end + 1] << 8
+        h = ((h ^ data[end]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives a key; Faust tables agree with it."""
-    raw = key.encode()
-    return int(_partitioner(raw, list(range(partitions)), list(range(partitions))))
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
