@@ -43,6 +43,8 @@ from services.scoring.publisher import Publisher
 from tests.support.stack import ROOT, Stack, free_port, stop_processes
 
 REFERENCE_OUT = "bench.reference-out"
+FIRST_BATCH_STARTED = "salespulse_scoring_first_batch_started_timestamp_seconds"
+LAST_BATCH_FINISHED = "salespulse_scoring_last_batch_finished_timestamp_seconds"
 
 
 @dataclass
@@ -198,18 +200,22 @@ async def end_offsets(settings: Settings, topic: str, partitions: list[int] | No
 class ScoringRun:
     agents: dict[tuple[str, str], float]
     launch_to_first_batch: float
+    """Launch → the worker began its first batch (start-up, joining the group, table recovery)."""
     processing: float
-    processed_after_first: int
+    """The worker's first batch began → its last one completed (the worker's own clock: a batch blocks its
+    event loop, so /metrics, polled, would see batch ends up to a batch late)."""
+    processed: int
     launch_to_done: float
+    """Launch → the worker's last batch completed."""
+    seen_done: float
+    """time.perf_counter() when the watcher saw everything folded."""
 
 
 def watch_until_caught_up(
     proc: subprocess.Popen[bytes], port: int, settings: Settings, deals: int, activities: int, launched: float
 ) -> ScoringRun:
     """Poll the worker's /metrics every 20 ms until its agents have counted `deals` deal snapshots, then
-    every activity and every credit those produced; times from `launched`."""
-    first_at = None
-    first_count = 0.0
+    every activity and every credit those produced; `launched` is the launch's Unix time."""
     rep_target = None
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -220,22 +226,21 @@ def watch_until_caught_up(
         except httpx.HTTPError:
             time.sleep(0.02)
             continue
-        now = time.perf_counter()
         done_deals, reps = counts.get("deal-state", 0), counts.get("rep-kpis", 0)
-        if first_at is None and done_deals + reps > 0:
-            first_at, first_count = now, done_deals + reps
         if rep_target is None and done_deals >= deals:
             credits = asyncio.run(end_offsets(settings, topic_name(settings, CREDITS)))
             rep_target = activities + credits
         if rep_target is not None and reps >= rep_target:
-            assert first_at is not None
+            agents = _samples(port)
+            first = min(v for (name, _), v in agents.items() if name == FIRST_BATCH_STARTED)
+            last = max(v for (name, _), v in agents.items() if name == LAST_BATCH_FINISHED)
             return ScoringRun(
-                agents=_samples(port),
-                launch_to_first_batch=first_at - launched,
-                processing=now - first_at,
-                # Events of both agents count once each toward "events": the feed's events, not credits.
-                processed_after_first=int(deals + activities - min(first_count, deals + activities)),
-                launch_to_done=now - launched,
+                agents=agents,
+                launch_to_first_batch=first - launched,
+                processing=last - first,
+                processed=deals + activities,  # the feed's events, each once (not the credits between the agents)
+                launch_to_done=last - launched,
+                seen_done=time.perf_counter(),
             )
         time.sleep(0.02)
     raise SystemExit("scoring did not catch up within 600 s")
@@ -249,7 +254,7 @@ def run_scoring(
     if profile:
         command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "services.cli.main", "scoring"]
     log = open(stack.data_dir / "scoring.log", "ab")  # noqa: SIM115
-    launched = time.perf_counter()
+    launched = time.time()  # the worker stamps its batches with Unix time
     proc = subprocess.Popen(
         command,
         env=stack.env(SALESPULSE_SCORING_WEB_PORT=str(port)),
@@ -284,11 +289,11 @@ def run(events: int = 200_000, profile: str | None = None, py_spy: str | None = 
         batch = settings.scoring_batch_size
         ref_rate = feed.size / asyncio.run(reference(settings, feed.size, batch))
         run = run_scoring(stack, settings, feed, profile, py_spy)
-    rate = run.processed_after_first / run.processing
+    rate = run.processed / run.processing
     print(
-        f"scoring worker: launch → first batch {run.launch_to_first_batch:.2f} s (start-up, rebalance, "
-        f"table recovery); then {run.processed_after_first:,} events in {run.processing:.2f} s; "
-        f"launch → caught up {run.launch_to_done:.2f} s"
+        f"scoring worker: launch → first batch began {run.launch_to_first_batch:.2f} s (start-up, rebalance, "
+        f"table recovery); then {run.processed:,} events folded in {run.processing:.2f} s (first batch began → "
+        f"last completed); launch → caught up {run.launch_to_done:.2f} s"
     )
     for agent in ("deal-state", "rep-kpis"):
         batches = run.agents[("salespulse_scoring_batch_size_count", agent)]

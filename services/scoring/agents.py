@@ -322,7 +322,8 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
     judge_deals = plan_book.judges_deals()
     duplicates = 0
     # A rep's activities are queued and counted together (RepState.apply_activities), before the rep's next credit
-    # and at the end: each rep's events still apply in their order. `marks` are the queued ones' (rep, source) marks.
+    # and at the end: each rep's events still apply in their order. `marks` are the queued ones' (rep, source) marks;
+    # what is queued has been checked (a bad kind or a naive instant is that message's dead letter).
     queued: dict[str, list[Activity]] = {}
     marks: dict[tuple[str, str], int] = {}
     sources: dict[int, str] = {}
@@ -336,7 +337,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
                 credit_message, credits = read_credits(message.value)
                 waiting = queued.pop(rep_id, None)
                 if waiting:
-                    state.apply_activities(waiting, calendar=calendar)
+                    state.apply_activities(waiting, calendar=calendar, checked=True)
                 changed = state.apply_credits(
                     credits, source=credit_message.src, seq=credit_message.seq, calendar=calendar
                 )
@@ -375,7 +376,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
         if accepted_ms > accepted.get(rep_id, 0):
             accepted[rep_id] = accepted_ms
     for rep_id, waiting in queued.items():
-        touched[rep_id].apply_activities(waiting, calendar=calendar)
+        touched[rep_id].apply_activities(waiting, calendar=calendar, checked=True)
     # Progress in the plans, and tiers and achievements newly reached recorded in the state before it is stored.
     days = ctx.day_table.get
     progress = {rep_id: plan_book.refresh(state, moment, days=days) for rep_id, state in touched.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 
@@ -31,6 +32,20 @@ class ScoringMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.first_batch_started = Gauge(
+            "salespulse_scoring_first_batch_started_timestamp_seconds",
+            "Unix time this process began its first batch, by agent (from process_start_time_seconds: start-up, "
+            "joining the group and table recovery)",
+            ["agent"],
+            registry=r,
+        )
+        self.last_batch_finished = Gauge(
+            "salespulse_scoring_last_batch_finished_timestamp_seconds",
+            "Unix time this process last completed a batch, by agent",
+            ["agent"],
+            registry=r,
+        )
+        self._started_agents: set[str] = set()
         self.event_age = Histogram(
             "salespulse_scoring_event_age_seconds",
             "Now minus occurred_at when an event is processed",
@@ -129,6 +144,12 @@ class ScoringMetrics:
         self.held_deals_all.set(len(held))
 
     def observe_batch(self, agent: str, size: int, seconds: float) -> None:
+        """A batch of `size` events that took `seconds` and completed now."""
+        finished = time.time()
+        if agent not in self._started_agents:
+            self._started_agents.add(agent)
+            self.first_batch_started.labels(agent).set(finished - seconds)
+        self.last_batch_finished.labels(agent).set(finished)
         self.events.labels(agent).inc(size)
         self.batch_size.labels(agent).observe(size)
         self.processing.labels(agent).observe(seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,3 +38,29 @@ def _samples(metrics: ScoringMetrics) -> dict[tuple[str, tuple[tuple[str, str], 
         if family.name == "salespulse_scoring_event_age_seconds"
         for sample in family.samples
     }
+
+
+def _gauge(metrics: ScoringMetrics, name: str, agent: str) -> float | None:
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("agent") == agent:
+                return float(sample.value)
+    return None
+
+
+def test_batches_stamp_when_the_first_began_and_the_last_completed() -> None:
+    metrics = ScoringMetrics()
+    first, last = (
+        "salespulse_scoring_first_batch_started_timestamp_seconds",
+        "salespulse_scoring_last_batch_finished_timestamp_seconds",
+    )
+    assert _gauge(metrics, first, "rep-kpis") is None  # no batch yet: no stamp (not a zero read as 1970)
+    before = time.time()
+    metrics.observe_batch("rep-kpis", 10, 0.5)
+    began, ended = _gauge(metrics, first, "rep-kpis"), _gauge(metrics, last, "rep-kpis")
+    assert began is not None and ended is not None
+    assert before - 0.5 <= began <= ended - 0.5 + 1e-6 and ended <= time.time()
+    metrics.observe_batch("rep-kpis", 5, 0.1)
+    assert _gauge(metrics, first, "rep-kpis") == began  # the first batch's stays
+    assert (_gauge(metrics, last, "rep-kpis") or 0) >= ended
+    assert _gauge(metrics, first, "deal-state") is None  # per agent

@@ -115,6 +115,8 @@ class Credit:
 
 def _merged_splits(splits: Iterable[tuple[str, Decimal]]) -> list[tuple[str, Decimal]]:
     """Splits with each rep once (a rep listed twice gets the sum), first-appearance order kept."""
+    if isinstance(splits, tuple) and len(splits) < 2:  # the usual deal: its owner alone, nothing to merge
+        return list(splits)
     merged: dict[str, Decimal] = {}
     for rep_id, share in splits:
         merged[rep_id] = merged.get(rep_id, ZERO) + share

@@ -96,23 +96,23 @@ class MinuteDay:
 
         The marks are read as they were before the call: the entries of one event (a close-date change moves
         a credit between minutes) share its sequence and are applied together."""
-        minutes, marks = self.minutes, self.marks
+        minutes, marks, day, touched = self.minutes, self.marks, self.day, self._changed
         before = dict(marks)
         changed = False
-        for entry in entries:
-            if entry.seq <= before.get(entry.source, -1):
+        for source, seq, minute, totals in entries:  # one per credit and activity scored: kept lean
+            if seq <= before.get(source, -1):
                 continue
-            if day_of(entry.minute) != self.day:
-                raise ValueError(f"minute {entry.minute} is not on day {self.day}")
-            held = minutes.get(entry.minute)
+            if minute // MINUTES_PER_DAY != day:
+                raise ValueError(f"minute {minute} is not on day {day}")
+            held = minutes.get(minute)
             if held is None:
-                minutes[entry.minute] = entry.totals.copy()
+                minutes[minute] = totals.copy()
             else:
-                held.add(entry.totals)
-            if self._changed is not None:
-                self._changed.add(entry.minute)
-            if entry.seq > marks.get(entry.source, -1):
-                marks[entry.source] = entry.seq
+                held.add(totals)
+            if touched is not None:
+                touched.add(minute)
+            if seq > marks.get(source, -1):
+                marks[source] = seq
             changed = True
         if changed:
             self.version += 1

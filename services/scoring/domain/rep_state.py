@@ -220,15 +220,18 @@ class RepState:
         """Count `count` activities of `kind` at instant `at`; False (and no change) if already applied."""
         return self.apply_activities(((kind, at, source, seq),), calendar=calendar, count=count) == 1
 
-    def apply_activities(self, activities: Iterable[Activity], *, calendar: Calendar, count: int = 1) -> int:
+    def apply_activities(
+        self, activities: Iterable[Activity], *, calendar: Calendar, count: int = 1, checked: bool = False
+    ) -> int:
         """Count activities `(kind, at, source, seq)`, in order, exactly as `apply_activity` would one after another
         (each skipped when its source's mark is at or past its sequence, the marks moving as they go); returns how
-        many were counted. Nothing changes when one of them is invalid.
+        many were counted. Nothing changes when one of them is invalid (`checked`: the caller has made sure every
+        kind is a valid activity kind and every instant has a UTC offset).
 
         A batch's activities of one rep add to each period once per local date and kind instead of once each:
         the per-event work that is left is the dedup mark and the minute entry."""
         items = activities if isinstance(activities, Sequence) else list(activities)
-        for kind, at, _source, _seq in items:
+        for kind, at, _source, _seq in () if checked else items:
             if not is_activity_kind(kind):
                 raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
             if at.tzinfo is None or at.utcoffset() is None:
