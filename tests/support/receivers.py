@@ -66,7 +66,12 @@ class Hook:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # http.server's name for the handler
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender died mid-request (a test kills the notifier during a burst): a real receiver never
+                    # sees a request cut short, so neither does this one (no record, no answer).
+                    return
                 if hook.delay:
                     time.sleep(hook.delay)
                 errors = hook.validate(self.path, body) if hook.validate else []
