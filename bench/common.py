@@ -147,12 +147,21 @@ class Figure:
     def ratio(self) -> float | None:
         return self.value / self.reference if self.reference else None
 
+    @property
+    def ratio_text(self) -> str:
+        """The ratio to the reference, with three decimals below 1 (0.247 must not read as a 0.25 target met)."""
+        ratio = self.ratio
+        if ratio is None:
+            return "—"
+        return f"{ratio:.3f}" if ratio < 1 else f"{ratio:.2f}"
+
     def line(self) -> str:
         text = f"{self.bench:<8} {self.name:<52} {number(self.value):>10} {self.unit:<9}"
         if self.target is not None:
             text += f"  target {self.target_text} ({'met' if self.met else 'NOT met'})"
         if self.reference is not None:
-            text += f"  reference {number(self.reference)} {self.unit} ({self.reference_label}; ratio {self.ratio:.2f})"
+            reference = f"{number(self.reference)} {self.unit} ({self.reference_label}; ratio {self.ratio_text})"
+            text += f"  reference {reference}"
         return text
 
 

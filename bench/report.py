@@ -23,9 +23,8 @@ def table(figures: Sequence[Figure]) -> str:
         measured = "n/a" if math.isnan(f.value) else f"{number(f.value)} {f.unit}"
         met = {True: "yes", False: "**no**", None: "—"}[f.met]
         reference = f"{number(f.reference)} {f.unit} ({f.reference_label})" if f.reference is not None else "—"
-        ratio = f"{f.ratio:.2f}" if f.ratio is not None else "—"
         name = f"{f.name} ({f.note})" if f.note else f.name
-        rows.append(f"| {f.bench} | {name} | {measured} | {f.target_text} | {met} | {reference} | {ratio} |")
+        rows.append(f"| {f.bench} | {name} | {measured} | {f.target_text} | {met} | {reference} | {f.ratio_text} |")
     return "\n".join(rows)
 
 

@@ -21,7 +21,7 @@ def test_each_figure_is_judged_against_its_target_in_its_direction() -> None:
     assert FIGURES[0].ratio == 0.5
     rows = table(FIGURES).splitlines()[2:]
     assert (
-        rows[0] == "| ingest | one event per request | 2,500 req/s | ≥ 2,000 req/s | yes | 5,000 req/s (ref) | 0.50 |"
+        rows[0] == "| ingest | one event per request | 2,500 req/s | ≥ 2,000 req/s | yes | 5,000 req/s (ref) | 0.500 |"
     )
     assert rows[2].startswith("| fanout | p99 | 300 ms | ≤ 250 ms | **no** |")
     assert rows[3] == "| restart | restart | 4.5 s | ≤ 10 s | yes | — | — |"
@@ -44,3 +44,11 @@ def test_the_chart_is_a_png(tmp_path: Path) -> None:
     chart(FIGURES, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000
+
+
+def test_a_ratio_just_below_a_target_does_not_round_up_to_it() -> None:
+    just_below = Figure("scoring", "alone", 69_465, "events/s", reference=280_998, reference_label="raw")
+    assert just_below.ratio_text == "0.247"
+    assert "ratio 0.247" in just_below.line()
+    assert Figure("fanout", "memory", 28.8, "KiB", reference=15.1, reference_label="bare").ratio_text == "1.91"
+    assert Figure("x", "no reference", 1.0, "s").ratio_text == "—"
