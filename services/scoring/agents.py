@@ -28,10 +28,9 @@ from services.scoring.domain.achievements import with_deal_totals
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.deals import DealSnapshot, is_newer
 from services.scoring.domain.fx import HELD, ONE, Rate, applied_credits
-from services.scoring.domain.kpis import ACTIVITY_KIND_PATTERN, is_activity_kind
 from services.scoring.domain.outboxes import outbox_work
 from services.scoring.domain.periods import Calendar
-from services.scoring.domain.rep_state import Activity, RepState
+from services.scoring.domain.rep_state import Activity, RepState, check_activity
 from services.scoring.domain.rollup import deal_delta, restatement, rollup_of
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.held import HeldList
@@ -349,10 +348,7 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
                 accepted_ms = data.get("accepted_ms", 0)
                 activity, seq = data["event"], data["seq"]
                 kind, at = activity["kind"], datetime.fromisoformat(activity["occurred_at"])
-                if not is_activity_kind(kind):
-                    raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
-                if at.utcoffset() is None:
-                    raise ValueError(f"occurred_at {activity['occurred_at']!r} has no UTC offset")
+                check_activity(kind, at)
                 source = sources.get(message.partition) or sources.setdefault(
                     message.partition, f"activities/{message.partition}"
                 )

@@ -32,6 +32,7 @@ __all__ = [
     "PeriodEviction",
     "RepState",
     "ceil_minute",
+    "check_activity",
     "epoch_minute",
     "minute_key",
 ]
@@ -113,6 +114,14 @@ def _minute_totals(kind: str, count: int) -> KpiTotals:
     """What `count` activities of `kind` add to a minute: one object per kind, shared by every minute entry (an
     entry's totals are only ever read, never changed in place)."""
     return KpiTotals(activities=count, activities_by_kind={kind: count} if count else {})
+
+
+def check_activity(kind: str, at: datetime) -> None:
+    """ValueError unless `kind` is an activity kind and `at` has a UTC offset (what an activity must be to count)."""
+    if not is_activity_kind(kind):
+        raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"instant {at.isoformat()} has no UTC offset; naive times are ambiguous")
 
 
 def _empty_periods() -> dict[PeriodKind, dict[str, KpiTotals]]:
@@ -232,10 +241,7 @@ class RepState:
         the per-event work that is left is the dedup mark and the minute entry."""
         items = activities if isinstance(activities, Sequence) else list(activities)
         for kind, at, _source, _seq in () if checked else items:
-            if not is_activity_kind(kind):
-                raise ValueError(f"activity kind {kind!r} must match {ACTIVITY_KIND_PATTERN.pattern}")
-            if at.tzinfo is None or at.utcoffset() is None:
-                raise ValueError(f"instant {at.isoformat()} has no UTC offset; naive times are ambiguous")
+            check_activity(kind, at)
         marks, zone, add_minute, minute_totals = self.activity_marks, calendar.zone, self._add_minute, _minute_totals
         epoch, one_minute = _EPOCH, _MINUTE
         per_date: dict[tuple[date, str], int] = {}
