@@ -3,44 +3,63 @@
 
 The writers serialise straight from the domain objects' stored forms instead of building the pydantic models:
 a snapshot of a rep with a full hot state (about 130 periods) costs 8 µs this way and about 220 µs through
-the model, on the hot path of every batch. tests/unit/test_scoring_outputs.py decodes what they write with
-the models, so the two cannot drift apart.
+the model, on the hot path of every batch. Credits go through msgspec both ways, domain credits in and out (a
+message read in ~1 µs instead of ~6 µs through the model). tests/unit/test_topic_messages.py decodes what they
+write with the models, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any, Final
 
+import msgspec
 import orjson
 
-from schemas.messages import CreditsMessage, decode
+from schemas.messages import UnreadableMessage
 from services.scoring.domain.credits import Credit
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.rep_state import RepState
 
-__all__ = ["credits_message", "read_credits", "snapshot_message"]
+__all__ = ["CreditsWire", "credits_message", "read_credits", "snapshot_message"]
+
+
+class CreditsWire(msgspec.Struct, frozen=True, kw_only=True):
+    """A `credits` message as the deal agent writes it and the rep agent reads it, straight into domain credits.
+    schemas.messages.CreditsMessage is its documented model: tests/unit/test_topic_messages.py checks that both
+    read what the writer writes alike and refuse the same malformed messages."""
+
+    src: str
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    accepted_ms: Annotated[int, msgspec.Meta(ge=0)] = 0
+    credits: list[Credit]
+
+
+_ENCODE: Final = msgspec.json.Encoder().encode
+_DECODE_CREDITS: Final = msgspec.json.Decoder(CreditsWire).decode
 
 
 def credits_message(src: str, seq: int, accepted_ms: int, credits: Iterable[Credit]) -> bytes:
     """A `credits` message: the credit deltas ledger event `seq` (from partition `src`) made for one rep."""
-    return b'{"src":%s,"seq":%d,"accepted_ms":%d,"credits":%s}' % (
-        orjson.dumps(src),
-        seq,
-        accepted_ms,
-        orjson.dumps([credit.to_dict() for credit in credits]),
-    )
+    return _ENCODE(CreditsWire(src=src, seq=seq, accepted_ms=accepted_ms, credits=list(credits)))
 
 
-def read_credits(raw: bytes) -> tuple[CreditsMessage, list[Credit]]:
+def read_credits(raw: bytes) -> tuple[CreditsWire, list[Credit]]:
     """A `credits` message and its lines as domain credits; UnreadableMessage when it is not one."""
-    message = decode(CreditsMessage, raw)
-    lines = [
-        Credit(c.rep_id, c.at, c.revenue, c.deals_won, c.deals_lost, c.renewals_won, c.renewals_lost, c.overlay,
-               c.rollup, c.currency, c.deal_total)
-        for c in message.credits
-    ]
-    return message, lines
+    try:
+        message = _DECODE_CREDITS(raw)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise UnreadableMessage(f"not a CreditsMessage: {exc}") from exc
+    for credit in message.credits:
+        if not all(value.is_finite() for value in _measures(credit)):
+            raise UnreadableMessage(f"not a CreditsMessage: a measure of {credit.rep_id!r} is not a finite number")
+    return message, message.credits
+
+
+def _measures(credit: Credit) -> tuple[Decimal, ...]:
+    total = () if credit.deal_total is None else (credit.deal_total,)
+    return (credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_won, credit.renewals_lost, *total)
 
 
 def snapshot_message(

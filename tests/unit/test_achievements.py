@@ -4,12 +4,12 @@ period) whatever the totals do afterwards, and what the notifier makes of an ear
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from pydantic import ValidationError
 
 from schemas.config import Achievement

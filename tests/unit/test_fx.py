@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from services.scoring.codecs import DealState, decode_deal_state, encode_deal_state
@@ -155,7 +156,7 @@ def test_sums_by_currency_count_in_no_kpi_of_the_reporting_currency_and_survive_
     totals = KpiTotals()
     for credit in sum(both_credits(deal("100.00"), Decimal("1.5"), "USD"), []):
         totals.apply_credit(credit)
-    totals.apply_credit(replace(applied_credits(deal("7.00"), ONE)[0], currency="JPY"))
+    totals.apply_credit(msgspec.structs.replace(applied_credits(deal("7.00"), ONE)[0], currency="JPY"))
     assert totals.value("revenue") == Decimal("150.00") and totals.report()["deals_won"] == 1.0
     assert totals.in_currency("EUR").value("revenue") == Decimal("100.00")
     assert totals.in_currency("JPY").report()["revenue"] == 7.0 and totals.in_currency("CHF").is_zero()

@@ -3,11 +3,13 @@ back is what the writer meant: the writers that serialise by hand for speed cann
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.messages import (
     ConfigChange,
@@ -47,6 +49,59 @@ def test_credits_round_trip_exactly_through_the_model() -> None:
     assert (message.src, message.seq, message.accepted_ms) == ("deals/3", 77, 1_700_000_000_000)
     assert back == credits  # exact decimals, the same instants
     assert isinstance(decode(CreditsMessage, credits_message("deals/0", 1, 0, credits)), CreditsMessage)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.builds(
+    Credit,
+    st.sampled_from(["ada", "bo"]),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=45))])),
+    revenue=st.decimals(min_value=-10**9, max_value=10**9, places=2),
+    deals_won=st.sampled_from([Decimal(0), Decimal("0.25"), Decimal(-1), Decimal("1.000")]),
+    deals_lost=st.sampled_from([Decimal(0), Decimal("0.5")]),
+    renewals_won=st.sampled_from([Decimal(0), Decimal(1)]),
+    renewals_lost=st.sampled_from([Decimal(0), Decimal(-1)]),
+    overlay=st.booleans(),
+    rollup=st.booleans(),
+    currency=st.sampled_from([None, "EUR", "JPY"]),
+    deal_total=st.sampled_from([None, Decimal(0), Decimal("12.50")]),
+), max_size=4), st.integers(0, 2**62), st.integers(0, 2**50))
+def test_any_credits_come_back_as_they_were_written_and_as_the_model_reads_them(
+    credits: list[Credit], seq: int, accepted_ms: int
+) -> None:
+    raw = credits_message("deals/11", seq, accepted_ms, credits)
+    message, back = read_credits(raw)
+    assert (message.src, message.seq, message.accepted_ms) == ("deals/11", seq, accepted_ms)
+    assert back == credits
+    assert [(c.at.utcoffset(), str(c.revenue), str(c.deals_won)) for c in back] == [
+        (c.at.utcoffset(), str(c.revenue), str(c.deals_won)) for c in credits]  # offsets and decimals as written
+    model = decode(CreditsMessage, raw)
+    assert (model.src, model.seq, model.accepted_ms) == ("deals/11", seq, accepted_ms)
+    assert [Credit(line.rep_id, line.at, line.revenue, line.deals_won, line.deals_lost, line.renewals_won,
+                   line.renewals_lost, line.overlay, line.rollup, line.currency, line.deal_total)
+            for line in model.credits] == credits
+
+
+@pytest.mark.parametrize("raw", [
+    b"not json",
+    b'{"src":"deals/0","seq":1}',
+    b'{"seq":1,"credits":[]}',
+    b'{"src":"deals/0","seq":-1,"credits":[]}',
+    b'{"src":"deals/0","seq":1,"accepted_ms":-5,"credits":[]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"at":"2026-11-20T15:30:00Z"}]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"rep_id":"ada","at":"2026-11-20T15:30:00"}]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"rep_id":"ada","at":"yesterday"}]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"rep_id":"ada","at":"2026-11-20T15:30:00Z","revenue":"ten"}]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"rep_id":"ada","at":"2026-11-20T15:30:00Z","revenue":"NaN"}]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"rep_id":"ada","at":"2026-11-20T15:30:00Z","deal_total":"Infinity"}]}',
+    b'{"src":"deals/0","seq":1,"credits":[{"rep_id":"ada","at":"2026-11-20T15:30:00Z","overlay":[1]}]}',
+])
+def test_the_rep_agent_refuses_every_credits_message_the_model_refuses(raw: bytes) -> None:
+    with pytest.raises(UnreadableMessage):
+        decode(CreditsMessage, raw)
+    with pytest.raises(UnreadableMessage, match="^not a CreditsMessage: "):
+        read_credits(raw)
 
 
 def test_a_snapshot_carries_totals_horizons_progress_and_tiers_but_none_of_scorings_internals() -> None:

@@ -10,10 +10,11 @@ on its own unique key. Pure functions; no I/O.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
+
+from msgspec.structs import replace
 
 from services.scoring.domain.contests import DayLookup, contest_totals
 from services.scoring.domain.credits import Credit

@@ -9,11 +9,12 @@ A roll-up credit is a team member's credit as it counts for their manager (`roll
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from math import lcm
 from typing import Any, Final
+
+import msgspec
 
 from services.scoring.domain.deals import DealSnapshot
 
@@ -28,11 +29,13 @@ _UTC: Final = UTC
 CREDIT_MEASURES: Final = ("revenue", "deals_won", "deals_lost", "renewals_won", "renewals_lost")
 
 
-@dataclass(frozen=True, slots=True)
-class Credit:
+class Credit(msgspec.Struct, frozen=True, omit_defaults=True):
     """Signed KPI deltas for one rep, attributed to the periods that contain `at` (the close instant);
     `overlay` when the rep is credited as an overlay (on top of the deal's primary credit); `rollup` when it is a
-    team member's credit counted for the manager `rep_id` (their team number, not their own)."""
+    team member's credit counted for the manager `rep_id` (their team number, not their own).
+
+    Immutable, compared and hashed by value like a frozen dataclass; a msgspec Struct because every deal event
+    builds a few of these (a Struct is built ~10x faster than a frozen dataclass: docs/BENCHMARKS.md)."""
 
     rep_id: str
     at: datetime

@@ -7,10 +7,12 @@ last one applied for the same deal (CONTRACT §1, Ordering).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, get_args
+
+import msgspec
+from msgspec.structs import force_setattr
 
 from schemas.kpis import OVERLAY, PRIMARY
 
@@ -37,12 +39,14 @@ def _require_aware(name: str, value: datetime) -> None:
         raise ValueError(f"{name} must be a datetime with a UTC offset, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class DealSnapshot:
+class DealSnapshot(msgspec.Struct, frozen=True):
     """One opportunity as of one deal event; `splits` (the primary credit) defaults to the owner at 100 %.
 
     `overlays` credit other reps (specialists) their share of the deal on top of the primary credit, which
-    they do not reduce (CONTRACT §1, Overlay credit)."""
+    they do not reduce (CONTRACT §1, Overlay credit).
+
+    Immutable, compared and hashed by value like a frozen dataclass; a msgspec Struct because the deal agent
+    builds one per event (built several times faster than a frozen dataclass: docs/BENCHMARKS.md)."""
 
     deal_id: str
     event_id: str
@@ -73,21 +77,21 @@ class DealSnapshot:
         elif self.stage != "open":
             raise ValueError(f"closed_at is required when the stage is {self.stage}")
         if not self.splits:
-            object.__setattr__(self, "splits", ((self.owner_id, _ONE),))
+            force_setattr(self, "splits", ((self.owner_id, _ONE),))
         else:
             splits = tuple((rep_id, share) for rep_id, share in self.splits)
             for rep_id, share in splits:
                 if not isinstance(share, Decimal) or not share.is_finite() or share <= 0:
                     raise ValueError(f"the share of {rep_id!r} must be a Decimal > 0, got {share!r}")
-            object.__setattr__(self, "splits", splits)
+            force_setattr(self, "splits", splits)
         if self.overlays:
             overlays = tuple((rep_id, share) for rep_id, share in self.overlays)
             for rep_id, share in overlays:
                 if not isinstance(share, Decimal) or not share.is_finite() or not 0 < share <= _ONE:
                     raise ValueError(f"the overlay share of {rep_id!r} must be a Decimal in (0, 1], got {share!r}")
-            object.__setattr__(self, "overlays", overlays)
+            force_setattr(self, "overlays", overlays)
         elif self.overlays != ():  # none, as a tuple (an empty list would make the snapshot unhashable)
-            object.__setattr__(self, "overlays", ())
+            force_setattr(self, "overlays", ())
 
     def order_key(self) -> OrderKey:
         """`(version or 0, occurred_at, event_id)`, with `occurred_at` in UTC so instants compare exactly."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import date, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
+
+from msgspec.structs import replace
 
 from services.scoring.domain.credits import Credit, contribution
 from services.scoring.domain.deals import DealSnapshot

@@ -12,10 +12,12 @@ given (services/scoring/domain/rollup.py), as live scoring rolls it up.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from msgspec.structs import replace
 
 from schemas.kpis import ACTIVITY_PREFIX, OVERLAY, PRIMARY
 from services.scoring.domain.credits import CREDIT_MEASURES, Credit, contribution, rolled_up
