@@ -13,10 +13,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, NoReturn
-
-import orjson
 
 from services.common.background import wait_set
 from services.common.clock import Clock
@@ -35,6 +32,7 @@ from services.scoring.domain.rollup import deal_delta, restatement, rollup_of
 from services.scoring.faust_internals import committed_offsets
 from services.scoring.held import HeldList
 from services.scoring.history import HistoryWriter
+from services.scoring.inputs import read_activity, read_deal
 from services.scoring.intake import BatchIntake
 from services.scoring.metrics import ScoringMetrics
 from services.scoring.outputs import credits_message, read_credits, snapshot_message
@@ -64,7 +62,7 @@ ROLLUP_CHECK_SECONDS = 2.0
 rebalance, with no deal events coming)."""
 
 _UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
-"""What decoding or folding a malformed message raises (orjson.JSONDecodeError and UnreadableMessage are
+"""What decoding or folding a malformed message raises (msgspec.DecodeError and UnreadableMessage are
 ValueErrors)."""
 
 Fold = Callable[["Scoring", Sequence[Any]], Awaitable[None]]
@@ -165,9 +163,9 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
     stale = duplicates = 0
     for message in events:
         try:
-            envelope = orjson.loads(message.value)
-            seq: int = envelope["seq"]
-            snapshot = DealSnapshot.from_event(envelope["event"])
+            envelope = read_deal(message.value)
+            seq = envelope.seq
+            snapshot = envelope.event.snapshot()
             deal_id = snapshot.deal_id
             state = pending.get(deal_id) or get_state(deal_id)
             if state is not None and seq <= state.seq:
@@ -196,7 +194,7 @@ async def _fold_deals(ctx: Scoring, events: Sequence[Any]) -> None:
             continue
         if judge_deals and snapshot.stage == "won":
             credits = with_deal_totals(credits, applied_credits(snapshot, rate))
-        src, accepted_ms = f"deals/{message.partition}", envelope.get("accepted_ms", 0)
+        src, accepted_ms = f"deals/{message.partition}", envelope.accepted_ms
         if len(credits) == 1:
             outgoing.append((credits[0].rep_id.encode(), credits_message(src, seq, accepted_ms, credits)))
         else:
@@ -344,10 +342,8 @@ async def fold_reps(ctx: Scoring, events: Sequence[Any]) -> None:
                     plan_book.deal_achievements(state, credits, moment)
                 accepted_ms = credit_message.accepted_ms
             else:
-                data = orjson.loads(message.value)
-                accepted_ms = data.get("accepted_ms", 0)
-                activity, seq = data["event"], data["seq"]
-                kind, at = activity["kind"], datetime.fromisoformat(activity["occurred_at"])
+                read = read_activity(message.value)
+                accepted_ms, seq, kind, at = read.accepted_ms, read.seq, read.event.kind, read.event.occurred_at
                 check_activity(kind, at)
                 source = sources.get(message.partition) or sources.setdefault(
                     message.partition, f"activities/{message.partition}"

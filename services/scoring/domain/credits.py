@@ -29,7 +29,7 @@ _UTC: Final = UTC
 CREDIT_MEASURES: Final = ("revenue", "deals_won", "deals_lost", "renewals_won", "renewals_lost")
 
 
-class Credit(msgspec.Struct, frozen=True, omit_defaults=True):
+class Credit(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Signed KPI deltas for one rep, attributed to the periods that contain `at` (the close instant);
     `overlay` when the rep is credited as an overlay (on top of the deal's primary credit); `rollup` when it is a
     team member's credit counted for the manager `rep_id` (their team number, not their own).

@@ -6,7 +6,7 @@ last one applied for the same deal (CONTRACT §1, Ordering).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, get_args
@@ -16,7 +16,10 @@ from msgspec.structs import force_setattr
 
 from schemas.kpis import OVERLAY, PRIMARY
 
-__all__ = ["DEAL_KINDS", "DEAL_STAGES", "DealKind", "DealSnapshot", "DealStage", "OrderKey", "is_newer"]
+__all__ = [
+    "DEAL_KINDS", "DEAL_STAGES", "DealEvent", "DealKind", "DealSnapshot", "DealSplit", "DealStage", "OrderKey",
+    "is_newer",
+]
 
 DealStage = Literal["open", "won", "lost"]
 DealKind = Literal["new", "renewal", "expansion"]
@@ -39,7 +42,7 @@ def _require_aware(name: str, value: datetime) -> None:
         raise ValueError(f"{name} must be a datetime with a UTC offset, got {value!r}")
 
 
-class DealSnapshot(msgspec.Struct, frozen=True):
+class DealSnapshot(msgspec.Struct, frozen=True, gc=False):
     """One opportunity as of one deal event; `splits` (the primary credit) defaults to the owner at 100 %.
 
     `overlays` credit other reps (specialists) their share of the deal on top of the primary credit, which
@@ -128,32 +131,6 @@ class DealSnapshot(msgspec.Struct, frozen=True):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DealSnapshot:
         """Rebuild a snapshot from `to_dict()` output (splits and overlays as `[rep_id, share]` pairs)."""
-        return cls._from_fields(
-            data,
-            lambda: tuple((rep_id, _decimal(share)) for rep_id, share in data.get("splits", ())),
-            lambda: tuple((rep_id, _decimal(share)) for rep_id, share in data.get("overlays", ())),
-        )
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> DealSnapshot:
-        """A snapshot from a deal event's canonical JSON (CONTRACT §1: splits as `{rep_id, share, role}` objects,
-        role `primary` when absent); no primary split credits the owner at 100 %."""
-        splits = event.get("splits") or ()
-
-        def of_role(role: str) -> tuple[tuple[str, Decimal], ...]:
-            return tuple(
-                (split["rep_id"], _decimal(split["share"])) for split in splits if split.get("role", PRIMARY) == role
-            )
-
-        return cls._from_fields(event, lambda: of_role(PRIMARY), lambda: of_role(OVERLAY))
-
-    @classmethod
-    def _from_fields(
-        cls,
-        data: Mapping[str, Any],
-        splits: Callable[[], tuple[tuple[str, Decimal], ...]],
-        overlays: Callable[[], tuple[tuple[str, Decimal], ...]],
-    ) -> DealSnapshot:
         try:
             closed_at = data.get("closed_at")
             return cls(
@@ -165,13 +142,66 @@ class DealSnapshot(msgspec.Struct, frozen=True):
                 stage=data["stage"],
                 amount=_decimal(data["amount"]),
                 closed_at=datetime.fromisoformat(closed_at) if closed_at else None,
-                splits=splits(),
+                splits=tuple((rep_id, _decimal(share)) for rep_id, share in data.get("splits", ())),
                 kind=data.get("kind") or "new",
-                overlays=overlays(),
+                overlays=tuple((rep_id, _decimal(share)) for rep_id, share in data.get("overlays", ())),
                 currency=data.get("currency"),
             )
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise ValueError(f"not a deal snapshot: {exc!r}") from exc
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> DealSnapshot:
+        """A snapshot from a deal event's canonical JSON, parsed (see `DealEvent`)."""
+        try:
+            parsed = msgspec.convert(event, DealEvent)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"not a deal snapshot: {exc}") from exc
+        return parsed.snapshot()
+
+
+class DealSplit(msgspec.Struct, frozen=True, gc=False):
+    """One rep's share of a deal event's credit (CONTRACT §1: role `primary` when absent, or `overlay`)."""
+
+    rep_id: str
+    share: Decimal
+    role: str = PRIMARY
+
+
+class DealEvent(msgspec.Struct, frozen=True, gc=False):
+    """The fields of a deal event (CONTRACT §1) a snapshot is made of, as msgspec reads them from the event's JSON
+    (its other fields pass unread): the deal agent decodes the ledger's envelopes straight into it."""
+
+    deal_id: str
+    event_id: str
+    occurred_at: datetime
+    owner_id: str
+    stage: DealStage
+    amount: Decimal
+    version: int | None = None
+    closed_at: datetime | None = None
+    splits: tuple[DealSplit, ...] | None = None
+    kind: DealKind | None = None
+    currency: str | None = None
+
+    def snapshot(self) -> DealSnapshot:
+        """The event's snapshot: its primary splits (none: the owner at 100 %) and overlays apart; ValueError when
+        it is not a valid one."""
+        splits = self.splits or ()
+        return DealSnapshot(
+            self.deal_id,
+            self.event_id,
+            self.version,
+            self.occurred_at,
+            self.owner_id,
+            self.stage,
+            self.amount,
+            self.closed_at,
+            tuple((split.rep_id, split.share) for split in splits if split.role == PRIMARY),
+            self.kind or "new",
+            tuple((split.rep_id, split.share) for split in splits if split.role == OVERLAY),
+            self.currency,
+        )
 
 
 def is_newer(candidate: DealSnapshot, applied: DealSnapshot | None) -> bool:
