@@ -242,3 +242,49 @@ def test_calendar_rejects_a_fiscal_start_month_outside_1_to_12(month: object) ->
 def test_calendars_with_the_same_settings_are_equal_and_hashable() -> None:
     assert Calendar("Asia/Kolkata", 4) == Calendar("Asia/Kolkata", 4)
     assert len({Calendar("Asia/Kolkata", 4), Calendar("Asia/Kolkata", 4)}) == 1
+
+
+# Zones with DST, with transitions at local midnight (Santiago, Havana, Beirut), half-hour shifts (Lord Howe), a
+# date-line jump (Apia skipped 2011-12-30) and local mean time with seconds in its offset before 1900 (Amsterdam).
+AWKWARD_ZONES = ["America/New_York", "America/Santiago", "America/Havana", "Asia/Beirut", "Australia/Lord_Howe",
+                 "Pacific/Apia", "Europe/Amsterdam", "Asia/Kolkata", "UTC"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(AWKWARD_ZONES),
+    st.lists(st.datetimes(min_value=datetime(1880, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)),
+             min_size=1, max_size=6),
+    st.lists(st.integers(0, 59_999_999), min_size=1, max_size=4),
+)
+def test_the_local_date_by_minute_is_the_local_date_of_every_instant_in_it(
+    zone: str, instants: list[datetime], offsets_us: list[int]
+) -> None:
+    calendar = Calendar(zone)
+    for instant in instants:
+        start = EPOCH + (instant - EPOCH) // timedelta(minutes=1) * timedelta(minutes=1)
+        for offset in offsets_us:  # several instants of one minute, the cache filled by the first
+            at = start + timedelta(microseconds=offset)
+            minute = (at - EPOCH) // timedelta(minutes=1)
+            assert calendar.local_date_in_minute(at, minute) == at.astimezone(calendar.zone).date()
+
+
+@pytest.mark.parametrize(("zone", "utc"), [
+    ("America/Santiago", datetime(2026, 4, 5, 2, 59, 30, tzinfo=UTC)),  # 24:00 → 23:00: back into the day before
+    ("America/Santiago", datetime(2026, 9, 6, 3, 59, 59, tzinfo=UTC)),  # 24:00 → 01:00
+    ("America/New_York", datetime(2026, 3, 8, 6, 59, 59, tzinfo=UTC)),
+    ("America/New_York", datetime(2026, 11, 1, 5, 0, 1, tzinfo=UTC)),
+    ("Pacific/Apia", datetime(2011, 12, 30, 9, 59, 59, tzinfo=UTC)),  # the day that was skipped
+    ("Europe/Amsterdam", datetime(1892, 5, 10, 23, 40, 10, tzinfo=UTC)),  # midnight at +00:19:32 LMT
+    ("Europe/Amsterdam", datetime(1892, 5, 10, 23, 40, 40, tzinfo=UTC)),
+])
+def test_the_local_date_by_minute_on_transitions_and_odd_offsets(zone: str, utc: datetime) -> None:
+    calendar = Calendar(zone)
+    minute = (utc - EPOCH) // timedelta(minutes=1)
+    for second in range(60):  # every second of the minute, in both orders
+        at = EPOCH + minute * timedelta(minutes=1) + timedelta(seconds=second)
+        assert calendar.local_date_in_minute(at, minute) == at.astimezone(calendar.zone).date()
+    for second in reversed(range(60)):
+        at = EPOCH + minute * timedelta(minutes=1) + timedelta(seconds=second, microseconds=999_999)
+        assert calendar.local_date_in_minute(at, minute) == at.astimezone(calendar.zone).date()

@@ -252,6 +252,20 @@ def test_storage_round_trips_exactly(events: list[tuple[str, int, int, int]]) ->
     assert restored.to_dict() == state.to_dict()
 
 
+def test_a_state_restored_with_a_shorter_retention_hands_the_excess_to_history_at_its_next_change() -> None:
+    state = RepState("ana")
+    for day in range(5):
+        state.apply_credit(won(at=AT + timedelta(days=day)), source="deals/0", seq=day, calendar=CALENDAR)
+    state.drain_evicted()
+    restored = RepState.from_dict(json.loads(json.dumps(state.to_dict())), retention=SMALL)
+    assert len(restored.periods["day"]) == 5  # nothing moves until something changes
+    restored.apply_activity("call", AT + timedelta(days=4), source="activities/0", seq=1, calendar=CALENDAR)
+    assert len(restored.periods["day"]) == SMALL["day"]  # a change that opens no period still trims
+    evicted = {(kind, key) for kind, key, _ in restored.drain_evicted()}
+    assert {key for kind, key in evicted if kind == "day"} == {
+        CALENDAR.key(AT, "day"), CALENDAR.key(AT + timedelta(days=1), "day")}
+
+
 def test_a_restored_state_still_refuses_what_it_already_applied() -> None:
     state = RepState("ana")
     state.apply_credit(won(), source="deals/0", seq=9, calendar=CALENDAR)

@@ -38,6 +38,9 @@ _UTC: Final = UTC
 # Distinct local dates seen in a process are few (a few hundred a year); the cap only guards
 # against a pathological feed of random dates.
 _KEY_CACHE_LIMIT: Final = 8192
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE: Final = timedelta(minutes=1)
+_LAST_MICROSECOND: Final = timedelta(minutes=1, microseconds=-1)
 
 
 def kind_of_key(key: str) -> PeriodKind | None:
@@ -68,6 +71,9 @@ class Calendar:
     _keys_by_date: dict[date, PeriodKeys] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
+    _dates_by_minute: dict[int, date] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.timezone, str) or not self.timezone:
@@ -90,6 +96,24 @@ class Calendar:
         if instant.tzinfo is None or instant.utcoffset() is None:
             raise ValueError(f"instant {instant.isoformat()} has no UTC offset; naive times are ambiguous")
         return instant.astimezone(self.zone).date()
+
+    def local_date_in_minute(self, instant: datetime, minute: int) -> date:
+        """`local_date(instant)` for an aware `instant` in epoch minute `minute` (`(instant - epoch) // 1 minute`),
+        cached per minute: the scoring agents ask it for every event, and a timezone conversion costs several
+        times a lookup. A minute has one local date when its first and last microsecond share their date and
+        offset (an offset changes at most once in a minute); one that does not (a pre-1900 local mean time with
+        seconds in its offset, a date line inside the minute) is converted instant by instant, never cached."""
+        found = self._dates_by_minute.get(minute)
+        if found is not None:
+            return found
+        start = _EPOCH + minute * _MINUTE
+        first, last = start.astimezone(self.zone), (start + _LAST_MICROSECOND).astimezone(self.zone)
+        if first.date() != last.date() or first.utcoffset() != last.utcoffset():
+            return instant.astimezone(self.zone).date()
+        if len(self._dates_by_minute) >= _KEY_CACHE_LIMIT * 8:
+            self._dates_by_minute.clear()
+        found = self._dates_by_minute[minute] = first.date()
+        return found
 
     def key(self, instant: datetime, kind: PeriodKind) -> PeriodKey:
         """The key of the period of `kind` that contains `instant` in the calendar's timezone."""

@@ -176,6 +176,9 @@ class RepState:
     touched: set[tuple[PeriodKind, str]] = field(default_factory=set, init=False, compare=False, repr=False)
     """The periods whose totals changed since the owner last cleared this (never stored): where plans may
     have been crossed — the current period or any other, history included."""
+    _trim_due: bool = field(default=True, init=False, compare=False, repr=False)
+    """Whether a period was opened since retention was last applied (or the state was just built or restored):
+    only then can a kind hold more periods than it keeps."""
 
     def __post_init__(self) -> None:
         for kind in PERIOD_KINDS:
@@ -198,23 +201,19 @@ class RepState:
         for credit in credits:
             if credit.rep_id != rep_id:
                 raise ValueError(f"credit for rep {credit.rep_id!r} applied to the state of rep {rep_id!r}")
-        zone, keys_for, totals_of = calendar.zone, calendar.keys_for_local_date, self._period_totals
-        epoch, one_minute = _EPOCH, _MINUTE
+        keys_for, totals_of = calendar.keys_for_local_date, self._period_totals
+        epoch, one_minute, local_date = _EPOCH, _MINUTE, calendar.local_date_in_minute
         late: dict[tuple[PeriodKind, str], KpiTotals] = {}
         for credit in credits:
             at = credit.at
-            for totals in totals_of(keys_for(at.astimezone(zone).date()), late):
+            minute = (at - epoch) // one_minute  # epoch_minute(at), inlined: this loop runs per credit
+            for totals in totals_of(keys_for(local_date(at, minute)), late):
                 totals.apply_credit(credit)
             if credit.currency is not None:
                 continue  # a deal's own currency: no contest counts it (contests measure KPIs)
             minute_totals = KpiTotals()
             minute_totals.apply_credit(credit)
-            self._add_minute(
-                (at - epoch) // one_minute,  # epoch_minute(at), inlined: this loop runs per credit
-                minute_totals,
-                source,
-                seq,
-            )
+            self._add_minute(minute, minute_totals, source, seq)
         self._finish_change(late)
         self.credit_marks[source] = seq
         return True
@@ -242,16 +241,17 @@ class RepState:
         items = activities if isinstance(activities, Sequence) else list(activities)
         for kind, at, _source, _seq in () if checked else items:
             check_activity(kind, at)
-        marks, zone, add_minute, minute_totals = self.activity_marks, calendar.zone, self._add_minute, _minute_totals
-        epoch, one_minute = _EPOCH, _MINUTE
+        marks, add_minute, minute_totals = self.activity_marks, self._add_minute, _minute_totals
+        epoch, one_minute, local_date = _EPOCH, _MINUTE, calendar.local_date_in_minute
         per_date: dict[tuple[date, str], int] = {}
         counted = 0
         for kind, at, source, seq in items:
             if seq <= marks.get(source, -1):
                 continue
-            where = (at.astimezone(zone).date(), kind)
+            minute = (at - epoch) // one_minute  # epoch_minute(at), inlined: this loop runs per activity
+            where = (local_date(at, minute), kind)
             per_date[where] = per_date.get(where, 0) + count
-            add_minute((at - epoch) // one_minute, minute_totals(kind, count), source, seq)
+            add_minute(minute, minute_totals(kind, count), source, seq)
             marks[source] = seq
             counted += 1
         if not counted:
@@ -285,6 +285,7 @@ class RepState:
             return late.setdefault((kind, key), KpiTotals())
         totals = KpiTotals()
         self.periods[kind][key] = totals
+        self._trim_due = True
         return totals
 
     def _add_minute(self, minute: int, totals: KpiTotals, source: str, seq: int) -> None:
@@ -325,16 +326,18 @@ class RepState:
         (one per source event applied)."""
         for (kind, key), totals in late.items():
             self._emit(kind, key, totals)
-        periods, retention = self.periods, self.retention
-        for kind in PERIOD_KINDS:
-            bucket = periods[kind]
-            excess = len(bucket) - retention[kind]
-            if excess > 0:
-                # Keys of one kind sort chronologically as strings (zero-padded years, months, weeks).
-                for key in sorted(bucket)[:excess]:
-                    self._emit(kind, key, bucket.pop(key))
-                    if key > self.horizons.get(kind, ""):
-                        self.horizons[kind] = key
+        if self._trim_due:
+            self._trim_due = False
+            periods, retention = self.periods, self.retention
+            for kind in PERIOD_KINDS:
+                bucket = periods[kind]
+                excess = len(bucket) - retention[kind]
+                if excess > 0:
+                    # Keys of one kind sort chronologically as strings (zero-padded years, months, weeks).
+                    for key in sorted(bucket)[:excess]:
+                        self._emit(kind, key, bucket.pop(key))
+                        if key > self.horizons.get(kind, ""):
+                            self.horizons[kind] = key
         self.version += changes
 
     def _emit(self, kind: EvictionKind, key: str, totals: KpiTotals) -> None:
