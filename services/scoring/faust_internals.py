@@ -28,6 +28,10 @@ checks that each internal used here is still there):
 8. **The seek after a rebalance** (`Consumer.seek_to_committed`): partitions with no committed offset are
    sought to their beginning too (`LeanConsumer.seek_to_committed`, below), or messages fetched during
    recovery and dropped there are never fetched again.
+9. **The offset to commit** (`Consumer._new_offset`, over `_acked`, `_acked_index`, `_gap`, `_committed_offset`):
+   when the acknowledged offsets of a partition are one run and no gap is recorded (a batch acknowledges
+   thousands of consecutive offsets at once), the offset after the run, without Faust's per-offset `groupby`
+   (`new_offset_of_one_run`); anything else takes Faust's own path.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import aiokafka
 import faust
@@ -57,12 +61,14 @@ __all__ = [
     "CodecTable",
     "LeanConsumer",
     "LeanMonitor",
+    "NOT_ONE_RUN",
     "RecordQueue",
     "acknowledge",
     "attach_queue",
     "committed_offsets",
     "key_partitions",
     "memory_store",
+    "new_offset_of_one_run",
     "serving",
     "use_lean_consumer",
 ]
@@ -222,6 +228,13 @@ class LeanConsumer(faust_aiokafka.Consumer):
                     await callback(message)
                 read_offset[tp] = offset
 
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's `_new_offset` (9 in the module's list), with its common case made cheap."""
+        found = new_offset_of_one_run(self, tp)
+        if found is NOT_ONE_RUN:
+            return super()._new_offset(tp)
+        return cast("int | None", found)
+
     async def seek_to_committed(self) -> Mapping[Any, int]:
         """Seek every assigned partition to its committed offset, and the stream partitions that have none
         to their beginning.
@@ -238,6 +251,30 @@ class LeanConsumer(faust_aiokafka.Consumer):
         if unstarted:
             await self._thread.seek_to_beginning(*unstarted)
         return committed
+
+
+NOT_ONE_RUN: Final = object()
+"""What `new_offset_of_one_run` returns when Faust's own `_new_offset` must decide."""
+
+
+def new_offset_of_one_run(consumer: Any, tp: TP) -> int | None | object:
+    """What Faust's `Consumer._new_offset(tp)` returns, with its side effects, when the acknowledged offsets of
+    `tp` are one run of consecutive offsets and no gap is recorded: None while the run does not start right after
+    the committed offset, else the offset after the run (the run leaves `_acked` and `_acked_index`). Otherwise
+    `NOT_ONE_RUN`, touching nothing but the order of `_acked` (which Faust sorts first too)."""
+    acked: list[int] = consumer._acked[tp]  # noqa: SLF001
+    if not acked or consumer._gap[tp]:  # noqa: SLF001
+        return NOT_ONE_RUN
+    acked.sort()
+    first, last = acked[0], acked[-1]
+    if last - first != len(acked) - 1 or len(set(acked)) != len(acked):
+        return NOT_ONE_RUN
+    committed = consumer._committed_offset[tp]  # noqa: SLF001
+    if committed and first - committed > 1:
+        return None
+    consumer._acked_index[tp].difference_update(acked)  # noqa: SLF001
+    acked.clear()
+    return last + 1
 
 
 FETCH_MAX_WAIT_MS = 20

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import random
 
 from aiokafka import AIOKafkaConsumer
 from faust.channels import Channel
@@ -16,6 +17,10 @@ from faust.topics import Topic
 from faust.transport import conductor
 from faust.transport.consumer import Consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from intervaltree import IntervalTree
 
 from services.scoring import faust_internals
 
@@ -164,3 +169,56 @@ def test_a_batch_acknowledgement_gives_the_commit_offset_faust_computes_from_per
     faust_internals.acknowledge(books, records("events", 0, [11]))  # again: counted once
     assert books._n_acked == 3
     assert Consumer._new_offset(books, tp) == 12  # 10, 11; 12 is a hole
+
+
+class _Acks:
+    """The acknowledgement state `Consumer._new_offset` reads and changes, for one partition."""
+
+    def __init__(self, tp: TP, acked: list[int], committed: int | None, gap: tuple[int, int] | None) -> None:
+        self._acked = {tp: list(acked)}
+        self._acked_index = {tp: set(acked)}
+        self._committed_offset = {tp: committed}
+        self._gap = {tp: IntervalTree()}
+        if gap is not None:
+            self._gap[tp].addi(*gap)
+
+    def seen(self, tp: TP) -> tuple[list[int], set[int]]:
+        return sorted(self._acked[tp]), self._acked_index[tp]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(0, 50),
+    st.lists(st.integers(0, 120), max_size=60, unique=True) | st.integers(0, 60).map(lambda n: list(range(7, 7 + n))),
+    st.none() | st.integers(0, 60),
+    st.none() | st.tuples(st.integers(0, 60), st.integers(1, 10)).map(lambda g: (g[0], g[0] + g[1])),
+    st.randoms(),
+)
+def test_the_offset_to_commit_is_faust_s_own(
+    shift: int, acked: list[int], committed: int | None, gap: tuple[int, int] | None, rng: random.Random
+) -> None:
+    tp = TP("events.activities", 3)
+    offsets = [offset + shift for offset in acked]
+    rng.shuffle(offsets)  # acknowledged in any order
+    faust_s, ours = _Acks(tp, offsets, committed, gap), _Acks(tp, offsets, committed, gap)
+    expected = Consumer._new_offset(faust_s, tp)  # type: ignore[arg-type]
+    found = faust_internals.new_offset_of_one_run(ours, tp)
+    if found is faust_internals.NOT_ONE_RUN:
+        assert sorted(ours._acked[tp]) == sorted(offsets) and ours._acked_index[tp] == set(offsets)  # untouched
+        found = Consumer._new_offset(ours, tp)  # type: ignore[arg-type]
+    else:
+        assert gap is None and sorted(offsets) == list(range(min(offsets), max(offsets) + 1))  # one run, no gap
+    assert found == expected
+    assert ours.seen(tp) == faust_s.seen(tp)
+
+
+def test_a_batch_s_acknowledged_run_is_committed_without_faust_s_groupby() -> None:
+    tp = TP("events.deals", 0)
+    acks = _Acks(tp, list(range(1_000, 6_000))[::-1], 999, None)
+    assert faust_internals.new_offset_of_one_run(acks, tp) == 6_000
+    assert acks.seen(tp) == ([], set())
+    assert "_new_offset" in vars(faust_internals.LeanConsumer)
+    original = inspect.getsource(Consumer._new_offset)
+    for piece in ("self._acked[tp]", "self._gap[tp]", "self._committed_offset[tp]", "consecutive_numbers(acked)",
+                  "self._acked_index[tp].difference_update(batch)", "acked.sort()"):
+        assert piece in original, f"Consumer._new_offset no longer uses {piece}"
