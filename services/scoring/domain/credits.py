@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from math import lcm
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -76,44 +76,6 @@ class Credit(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
             self.rollup,
             self.currency,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A compact JSON-safe form: decimals as strings, zero measures left out."""
-        data: dict[str, Any] = {"rep_id": self.rep_id, "at": self.at.isoformat()}
-        for name in CREDIT_MEASURES:
-            value = getattr(self, name)
-            if value:
-                data[name] = str(value)
-        if self.overlay:
-            data["overlay"] = True
-        if self.rollup:
-            data["rollup"] = True
-        if self.currency is not None:
-            data["currency"] = self.currency
-        if self.deal_total is not None:
-            data["deal_total"] = str(self.deal_total)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Credit:
-        """Rebuild a credit from `to_dict()` output."""
-        try:
-            get = data.get
-            return cls(
-                data["rep_id"],
-                datetime.fromisoformat(data["at"]),
-                Decimal(get("revenue", 0)),
-                Decimal(get("deals_won", 0)),
-                Decimal(get("deals_lost", 0)),
-                Decimal(get("renewals_won", 0)),
-                Decimal(get("renewals_lost", 0)),
-                bool(get("overlay", False)),
-                bool(get("rollup", False)),
-                get("currency"),
-                None if (total := get("deal_total")) is None else Decimal(total),
-            )
-        except (KeyError, TypeError, InvalidOperation) as exc:
-            raise ValueError(f"not a stored credit: {exc!r}") from exc
 
 
 def _merged_splits(splits: Iterable[tuple[str, Decimal]]) -> list[tuple[str, Decimal]]:
