@@ -11,14 +11,13 @@ write with the models, so the two cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Annotated, Any, Final
 
 import msgspec
 import orjson
 
 from schemas.messages import UnreadableMessage
-from services.scoring.domain.credits import Credit
+from services.scoring.domain.credits import CREDIT_MEASURES, Credit
 from services.scoring.domain.kpis import KpiTotals
 from services.scoring.domain.rep_state import RepState
 
@@ -52,14 +51,12 @@ def read_credits(raw: bytes) -> tuple[CreditsWire, list[Credit]]:
     except msgspec.DecodeError as exc:  # ValidationError included
         raise UnreadableMessage(f"not a CreditsMessage: {exc}") from exc
     for credit in message.credits:
-        if not all(value.is_finite() for value in _measures(credit)):
+        total = credit.deal_total
+        if not all(getattr(credit, name).is_finite() for name in CREDIT_MEASURES) or (
+            total is not None and not total.is_finite()
+        ):
             raise UnreadableMessage(f"not a CreditsMessage: a measure of {credit.rep_id!r} is not a finite number")
     return message, message.credits
-
-
-def _measures(credit: Credit) -> tuple[Decimal, ...]:
-    total = () if credit.deal_total is None else (credit.deal_total,)
-    return (credit.revenue, credit.deals_won, credit.deals_lost, credit.renewals_won, credit.renewals_lost, *total)
 
 
 def snapshot_message(
