@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import NamedTuple, cast
 
 import orjson
@@ -55,6 +56,9 @@ def ledger_row(event: DealEvent | ActivityEvent) -> LedgerRow:
         body_hash=hashlib.sha256(body).hexdigest(),  # == schemas.events.body_hash(event), computed once
         occurred_at=event.occurred_at,
     )
+
+
+_EVENT_ID, _TYPE, _BODY_HASH = itemgetter(0), itemgetter(1), itemgetter(4)  # LedgerRow's fields, read in C
 
 
 class LedgerRecord(NamedTuple):
@@ -127,8 +131,8 @@ class LedgerWriter(BackgroundLoop):
         sub = _Submission(unique)
         await self._queue.put(sub)
         fresh, _ = await sub.done
-        accepted_by_type = Counter(row.type for row in fresh)
-        duplicates_by_type = Counter(row.type for row in rows) - accepted_by_type
+        accepted_by_type = Counter(map(_TYPE, fresh))
+        duplicates_by_type = Counter(map(_TYPE, rows)) - accepted_by_type if len(fresh) < len(rows) else Counter()
         return AppendResult(
             accepted=len(fresh),
             duplicates=len(rows) - len(fresh),
@@ -200,6 +204,12 @@ def _decide(group: list[_Submission], known: dict[str, str]) -> tuple[list[Ledge
     to_insert: list[LedgerRow] = []
     outcomes: list[_Outcome] = []
     for sub in group:
+        ids = list(map(_EVENT_ID, sub.rows))
+        if known.keys().isdisjoint(ids):  # all new (the usual case): no row to look at one by one
+            known.update(zip(ids, map(_BODY_HASH, sub.rows), strict=True))
+            to_insert += sub.rows
+            outcomes.append((sub, (sub.rows, 0)))
+            continue
         conflicts = [r.event_id for r in sub.rows if r.event_id in known and known[r.event_id] != r.body_hash]
         if conflicts:
             outcomes.append((sub, EventConflict(conflicts)))
@@ -275,6 +285,8 @@ class _SqliteLedger:
 
 def _dedupe_within(rows: list[LedgerRow]) -> list[LedgerRow]:
     """Drop repeats of one event inside a request; a repeat with another body is a conflict."""
+    if len(set(map(_EVENT_ID, rows))) == len(rows):  # no repeats (the usual case)
+        return rows
     seen: dict[str, str] = {}
     out: list[LedgerRow] = []
     conflicts: list[str] = []

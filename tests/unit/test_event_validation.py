@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from schemas.events import (
     EVENT_ADAPTER,
     EVENTS_ADAPTER,
+    AcceptWindow,
     ActivityEvent,
     DealEvent,
     Split,
     ValidationProblem,
+    _validated,  # the reference: the window checked by its field validator
     body_hash,
     canonical_json,
     event_from_canonical,
@@ -799,3 +801,58 @@ def test_canonical_json_is_stable_through_event_from_canonical(body: dict[str, A
     assert canonical_json(again) == encoded
     assert canonical_json(event_from_canonical(canonical_json(again))) == encoded
     assert again.rep_ids() == event.rep_ids()
+
+
+# --- the accept window, checked after validation -----------------------------------------------------------
+
+NEAR = st.datetimes(min_value=datetime(2026, 11, 1), max_value=datetime(2027, 1, 31), timezones=OFFSETS)
+
+
+@st.composite
+def windowed_batches(draw: st.DrawFn) -> tuple[bytes, AcceptWindow]:
+    """A batch of events, some perhaps invalid, timestamps near a window that some may fall outside of."""
+    bodies = draw(st.lists(st.one_of(deal_bodies(), activity_bodies()), min_size=1, max_size=6))
+    for body in bodies:
+        body["occurred_at"] = draw(NEAR).isoformat()
+        if body.get("closed_at") is not None:
+            body["closed_at"] = draw(NEAR | st.just(datetime(2026, 12, 1, tzinfo=UTC))).isoformat()
+        if draw(st.integers(0, 9)) == 0:
+            body["amount"] = "-1"  # an invalid event beside the window's problems
+    now = draw(NEAR)
+    window = AcceptWindow.around(now, not_before=draw(NEAR), ahead=timedelta(days=draw(st.integers(0, 30))))
+    return encode(bodies), window
+
+
+@settings(max_examples=300, deadline=None)
+@given(windowed_batches())
+def test_the_window_checked_after_validation_reports_as_a_validator_would(batch: tuple[bytes, AcceptWindow]) -> None:
+    """validate_events checks the window in one pass over valid events; the field validator (what validation
+    with the window in its context runs) is the reference: the same events, the same problems in the same order."""
+    body, window = batch
+    assert validate_events(body, window=window) == _validated(body, window)
+    parsed = json.loads(body)
+    assert validate_events(parsed, window=window) == _validated(parsed, window)
+
+
+def test_instants_on_the_window_edges_are_inside() -> None:
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    window = AcceptWindow.around(now, not_before=datetime(2026, 12, 1, tzinfo=UTC), ahead=timedelta(days=7))
+    edges = [
+        activity(occurred_at="2026-12-01T00:00:00Z"),
+        activity(event_id="a2", occurred_at="2026-12-14T13:00:00+01:00"),
+    ]
+    events, problems = validate_events(encode(edges), window=window)
+    assert problems == [] and len(events) == 2
+    late = [won_deal(occurred_at="2026-12-02T00:00:00Z", closed_at="2026-12-14T12:00:00.000001Z")]
+    assert validate_events(encode(late), window=window)[1] == [
+        ValidationProblem(0, "closed_at", window.too_late("closed_at"))
+    ]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["2026-11-29T12:00:00+02:00", "2026-11-29T10:00:00Z", "2026-11-29T10:00:00+00:00", "2026-11-29T05:30:00-04:30"],
+)
+def test_canonical_timestamps_are_utc_whatever_offset_was_sent(sent: str) -> None:
+    [event] = accepted(activity(occurred_at=sent))
+    assert json.loads(canonical_json(event))["occurred_at"] == "2026-11-29T10:00:00Z"
