@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from services.common.settings import Settings
 
@@ -64,6 +65,7 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+@lru_cache(maxsize=1 << 16)  # keys repeat (a rep's activities, a deal's snapshots); murmur2 is pure Python
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives a key; Faust tables agree with it."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

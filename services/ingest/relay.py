@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Final, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -117,8 +117,15 @@ class ProgressLog:
 
 def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
     """The message value on events.* topics: ledger sequence, acceptance time (ms) and the event."""
-    accepted_ms = int(accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC).timestamp() * 1000)
-    return b'{"seq":%d,"accepted_ms":%d,"event":%s}' % (seq, accepted_ms, body.encode())
+    return _ENVELOPE % (seq, accepted_ms(accepted_at), body.encode())
+
+
+_ENVELOPE: Final = b'{"seq":%d,"accepted_ms":%d,"event":%s}'
+
+
+def accepted_ms(accepted_at: datetime) -> int:
+    """A ledger row's acceptance time in epoch milliseconds (stored naive in SQLite: UTC)."""
+    return int(accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC).timestamp() * 1000)
 
 
 class Relay(BackgroundLoop):
@@ -294,14 +301,15 @@ class Relay(BackgroundLoop):
         by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = defaultdict(list)
         parts = self._settings.partitions
         published = self._published
+        at, ms = None, 0
         for seq, type_, key, body, accepted_at in rows:
             topic = self.topics[type_]
             partition = partition_for(key, parts)
             if seq <= published.get((topic, partition), 0):
                 continue  # already on the topic (published by a relay that died before moving the cursor)
-            value = envelope(seq, accepted_at, body)
-            ts = int(accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC).timestamp() * 1000)
-            by_partition[(topic, partition)].append((key.encode(), value, ts))
+            if accepted_at != at:  # a group commit's rows share their acceptance time
+                at, ms = accepted_at, accepted_ms(accepted_at)
+            by_partition[(topic, partition)].append((key.encode(), _ENVELOPE % (seq, ms, body.encode()), ms))
         await asyncio.gather(*(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items()))
         last = rows[-1].seq
         async with self._sessions() as session, session.begin():
