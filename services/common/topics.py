@@ -65,7 +65,9 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-@lru_cache(maxsize=1 << 16)  # keys repeat (a rep's activities, a deal's snapshots); murmur2 is pure Python
+# Keys repeat (a rep's activities and outputs, a deal's snapshots) and murmur2 is pure Python: room for the keys of
+# 100,000+ reps.
+@lru_cache(maxsize=1 << 18)
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives a key; Faust tables agree with it."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import attrgetter
 from typing import NamedTuple, cast
 
 import orjson
@@ -58,7 +58,7 @@ def ledger_row(event: DealEvent | ActivityEvent) -> LedgerRow:
     )
 
 
-_EVENT_ID, _TYPE, _BODY_HASH = itemgetter(0), itemgetter(1), itemgetter(4)  # LedgerRow's fields, read in C
+_EVENT_ID, _TYPE, _BODY_HASH = attrgetter("event_id"), attrgetter("type"), attrgetter("body_hash")  # read in C
 
 
 class LedgerRecord(NamedTuple):

@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, cast
+from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -117,10 +117,12 @@ class ProgressLog:
 
 def envelope(seq: int, accepted_at: datetime, body: str) -> bytes:
     """The message value on events.* topics: ledger sequence, acceptance time (ms) and the event."""
-    return _ENVELOPE % (seq, accepted_ms(accepted_at), body.encode())
+    return envelope_at(seq, accepted_ms(accepted_at), body)
 
 
-_ENVELOPE: Final = b'{"seq":%d,"accepted_ms":%d,"event":%s}'
+def envelope_at(seq: int, accepted_ms: int, body: str) -> bytes:
+    """`envelope` with the acceptance time already in ms (a group commit's rows share it)."""
+    return b'{"seq":%d,"accepted_ms":%d,"event":%s}' % (seq, accepted_ms, body.encode())
 
 
 def accepted_ms(accepted_at: datetime) -> int:
@@ -309,7 +311,7 @@ class Relay(BackgroundLoop):
                 continue  # already on the topic (published by a relay that died before moving the cursor)
             if accepted_at != at:  # a group commit's rows share their acceptance time
                 at, ms = accepted_at, accepted_ms(accepted_at)
-            by_partition[(topic, partition)].append((key.encode(), _ENVELOPE % (seq, ms, body.encode()), ms))
+            by_partition[(topic, partition)].append((key.encode(), envelope_at(seq, ms, body), ms))
         await asyncio.gather(*(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items()))
         last = rows[-1].seq
         async with self._sessions() as session, session.begin():

@@ -21,9 +21,6 @@ Record = tuple[bytes, bytes | None]
 """(key, value) of one message (None: a tombstone); the partition is Kafka's default one for the key, or for
 what `partition_key` makes of it."""
 
-_PARTITION_CACHE_LIMIT = 200_000
-
-
 class Publisher:
     """One aiokafka producer for a scoring worker; `publish` returns once the broker acknowledged every record."""
 
@@ -32,8 +29,6 @@ class Publisher:
         self._partitions = settings.partitions
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Lock | None = None
-        # Keys repeat (a few hundred reps, deals updated a few times): murmur2 in pure Python is worth caching.
-        self._partition_of: dict[bytes, int] = {}
 
     async def start(self) -> AIOKafkaProducer:
         if self._producer is not None:
@@ -51,12 +46,7 @@ class Publisher:
             await producer.stop()
 
     def partition(self, key: bytes) -> int:
-        known = self._partition_of.get(key)
-        if known is None:
-            if len(self._partition_of) >= _PARTITION_CACHE_LIMIT:
-                self._partition_of.clear()
-            known = self._partition_of[key] = partition_for(key.decode(), self._partitions)
-        return known
+        return partition_for(key.decode(), self._partitions)  # cached there
 
     async def publish(
         self, topic: str, records: Iterable[Record], *, partition_key: Callable[[bytes], bytes] | None = None,
