@@ -1,6 +1,7 @@
 """The board pusher's rate limit (CONTRACT.md §6: a board's standings at most once per 250 ms) holds between
 the moments standings are published, also when building a push takes a while (the gateway reading a board's
-reps under load): the next push is counted from when the slow one went out, not from when it began."""
+reps under load): the next push is counted from when the slow one went out, not from when it began. A round
+that published nothing opens no window."""
 
 from __future__ import annotations
 
@@ -15,19 +16,22 @@ INTERVAL = 0.25
 
 class SlowFirstPush(LivePusher):
     """The pusher with its board reads replaced by a wait: the first push takes `slow` seconds, later ones none;
-    each records when it published and says so through `pushed`."""
+    each records when it ran and says so through `pushed`. Rounds publish standings, but for the first
+    `silent` (as when the periodic refresh finds nothing changed)."""
 
-    def __init__(self, slow: float, interval: float = INTERVAL) -> None:
+    def __init__(self, slow: float, interval: float = INTERVAL, silent: int = 0) -> None:
         super().__init__(gw=cast(Gateway, None), interval=interval)  # push_boards, its only user, is replaced
         self.slow = slow
+        self.silent = silent
         self.published: list[float] = []
         self.pushed = asyncio.Event()
 
-    async def push_boards(self, dirty: dict[str, Any]) -> None:
+    async def push_boards(self, dirty: dict[str, Any]) -> bool:
         if not self.published:
             await asyncio.sleep(self.slow)
         self.published.append(asyncio.get_running_loop().time())
         self.pushed.set()
+        return len(self.published) > self.silent
 
     def change(self) -> None:
         self.dirty["r1"] = 0
@@ -72,3 +76,25 @@ def test_a_change_after_a_quiet_spell_is_pushed_at_once() -> None:
         return pusher.published[0] - changed
 
     assert asyncio.run(scenario()) < interval / 2
+
+
+def test_a_round_that_published_nothing_holds_back_no_change() -> None:
+    """A round that sent no standings (the periodic refresh with nothing new, a change no board shows) is not a
+    push: a change right after it still meets a quiet board and goes out at once, not at the interval's end."""
+    interval = 10.0
+
+    async def scenario() -> tuple[float, float]:
+        pusher = SlowFirstPush(slow=0.0, interval=interval, silent=1)
+        pusher.start()
+        try:
+            pusher.change()
+            await pusher.next_push(interval / 2)  # the round that published nothing
+            changed = asyncio.get_running_loop().time()
+            pusher.change()
+            await pusher.next_push(interval / 2)  # times out while the silent round holds a window open
+        finally:
+            await pusher.stop()
+        return changed, pusher.published[1]
+
+    changed, pushed = asyncio.run(scenario())
+    assert pushed - changed < interval / 2

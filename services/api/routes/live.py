@@ -157,17 +157,22 @@ class LivePusher(BackgroundLoop):
                 continue
             dirty, self.dirty = self.dirty, {}
             try:
-                await self.push_boards(dirty)
+                published = await self.push_boards(dirty)
             except Exception:  # a bad board must not stop the others
                 log.exception("could not push standings")
+                published = True  # some boards may have gone out before it failed
             # Counted from the push's end: a push that took a while (reading a board's reps) published late,
-            # and the next one must still leave `interval` after it.
-            last_push = loop.time()
+            # and the next one must still leave `interval` after it. A round that sent nothing (the periodic
+            # refresh, a change no board shows) opens no window: the next change still meets a quiet board.
+            if published:
+                last_push = loop.time()
 
-    async def push_boards(self, dirty: dict[str, int]) -> None:
-        """Push each watched board that changed. A board's tally is built once and then updated for the reps
-        that changed; a configuration change or the periodic refresh ("*") or a new period builds it again."""
+    async def push_boards(self, dirty: dict[str, int]) -> bool:
+        """Push each watched board that changed; whether any was pushed. A board's tally is built once and then
+        updated for the reps that changed; a configuration change or the periodic refresh ("*") or a new period
+        builds it again."""
         gw = self.gw
+        published = False
         everything = "*" in dirty
         watched = {channel.split(":", 1)[1]: channel for channel in gw.hub.channels("board:")}
         for board_id in set(self.tallies).difference(watched):
@@ -194,3 +199,5 @@ class LivePusher(BackgroundLoop):
                 continue
             self.last_sent[board_id] = comparable
             gw.hub.publish_state(channel, "standings", {"type": "standings", **standings}, max(changed, default=0))
+            published = True
+        return published
