@@ -25,9 +25,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from services.common.background import wait_set
+from services.common.kafka import KeptConsumer
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, topic_name
 
@@ -85,16 +86,11 @@ class BrokerWatch:
         self._ready = ready
         self.policy = RenewalPolicy(settings.broker_renew_records)
         self._events = {topic_name(settings, t) for t in (DEALS, ACTIVITIES)}
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer = KeptConsumer(settings)
 
     async def ends(self) -> dict[TopicPartition, int]:
         """The log end of every partition of every topic the broker holds (ListOffsets: cheap, no fetch)."""
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, group_id=None,
-                                        enable_auto_commit=False)
-            await consumer.start()
-            self._consumer = consumer
-        consumer = self._consumer
+        consumer = await self._consumer.get()
         cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001  (every topic, Faust's changelogs too)
         tps = [TopicPartition(topic, p)
                for topic in cluster.topics() for p in cluster.partitions_for_topic(topic) or ()]
@@ -139,12 +135,7 @@ class BrokerWatch:
             await self.close()
 
     async def close(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            try:
-                await consumer.stop()
-            except Exception:  # noqa: BLE001  (the broker is gone already)
-                pass
+        await self._consumer.close()
 
 
 __all__ = ["FORCED_AFTER", "BrokerWatch", "RenewalPolicy", "growth"]

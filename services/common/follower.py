@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas.messages import UnreadableMessage
 from services.common.background import BackgroundLoop
 from services.common.dead_letters import DeadLetters
-from services.common.kafka import consume_with_reconnect, log_ends
+from services.common.kafka import KeptConsumer, consume_with_reconnect, log_ends
 from services.common.settings import Settings
 
 log = logging.getLogger("salespulse.follower")
@@ -69,8 +69,10 @@ class TopicFollower(BackgroundLoop):
         self.last_message_ms = 0
         self.loop_name = name
         self._consumer: AIOKafkaConsumer | None = None
-        self._lister: AIOKafkaConsumer | None = None
-        self._lister_lock = asyncio.Lock()  # two syncs at once connect once
+        # Where a sync asks the topic's ends: the connection above mostly holds the follower's fetch, which on a
+        # quiet topic waits out its whole fetch wait (250 ms for configuration), and every batch of deals (its
+        # roster sync) waited with it.
+        self._lister = KeptConsumer(settings)
         self._advanced = asyncio.Event()
         self._synced_ms = 0
 
@@ -93,7 +95,7 @@ class TopicFollower(BackgroundLoop):
                 consumer = self._consumer
                 if consumer is None:
                     return False
-                ends = await self._list_ends(list(consumer.assignment()))
+                ends = await (await self._lister.get()).end_offsets(list(consumer.assignment()))
                 while any(self._positions.get(tp, 0) < end for tp, end in ends.items()):
                     self._advanced.clear()
                     await self._advanced.wait()
@@ -101,42 +103,16 @@ class TopicFollower(BackgroundLoop):
             return False
         except Exception as exc:  # noqa: BLE001  (the broker went away: the caller goes on as before it asked)
             log.warning("%s: could not sync with the topic's end (%s: %s)", self._name, type(exc).__name__, exc)
-            await self._close_lister()  # the next sync connects afresh
+            await self._lister.close()  # the next sync connects afresh
             return False
         self._synced_ms = max(self._synced_ms, asked_ms)
         return True
-
-    async def _list_ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """The partitions' end offsets, asked on a connection of their own. The follower's connection mostly
-        holds its fetch, which on a quiet topic waits out the whole fetch wait (250 ms for configuration), and a
-        broker answers one connection's requests in order: a ListOffsets sent behind that fetch waited for it,
-        and every batch of deals with it (its roster sync)."""
-        async with self._lister_lock:
-            if self._lister is None:
-                lister = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, enable_auto_commit=False,
-                                          group_id=None)
-                try:
-                    await lister.start()
-                except BaseException:
-                    await lister.stop()
-                    raise
-                self._lister = lister
-            lister = self._lister
-        return dict(await lister.end_offsets(tps))
-
-    async def _close_lister(self) -> None:
-        lister, self._lister = self._lister, None
-        if lister is not None:
-            try:
-                await lister.stop()
-            except Exception as exc:  # noqa: BLE001  (already broken: closing is all that is left)
-                log.debug("%s: closing the end-offsets connection: %s", self._name, exc)
 
     async def stop(self) -> None:
         try:
             await super().stop()
         finally:
-            await self._close_lister()
+            await self._lister.close()
 
     async def _run(self) -> None:
         await consume_with_reconnect(self._new_consumer, self._follow, name=self._name)

@@ -1,4 +1,5 @@
-"""The one Kafka producer configuration every service uses, and the one reconnect loop of our consumers."""
+"""The one Kafka producer configuration every service uses, the one reconnect loop of our consumers, and the
+one kept client for questions about partitions (their ends)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,40 @@ async def log_ends(
                 ends[tp] = max(ends[tp], high)
                 pending.discard(tp)
     return ends
+
+
+class KeptConsumer:
+    """A plain consumer (no group), started on first use and kept for later questions about partitions (their
+    ends, metadata, a probe fetch). Being its own connection matters: a broker answers one connection's requests
+    in order, so a question sent where another consumer's fetch is parked waits that fetch out."""
+
+    def __init__(self, settings: Settings, **overrides: object) -> None:
+        self._settings = settings
+        self._overrides = overrides
+        self._consumer: AIOKafkaConsumer | None = None
+        self._starting = asyncio.Lock()  # two first uses at once connect once
+
+    async def get(self) -> AIOKafkaConsumer:
+        async with self._starting:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, group_id=None,
+                                            enable_auto_commit=False, **self._overrides)
+                try:
+                    await consumer.start()
+                except BaseException:
+                    await consumer.stop()
+                    raise
+                self._consumer = consumer
+            return self._consumer
+
+    async def close(self) -> None:
+        """Stop it (a broken one too); the next `get` connects afresh."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # noqa: BLE001  (the broker is gone already: closing is all that is left)
+                log.debug("stopping a kept consumer: %r", exc)
 
 
 async def consume_with_reconnect(

@@ -41,12 +41,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from services.common import checkpoints, db
 from services.common.bulk import long_lived
 from services.common.db import Sessions
-from services.common.kafka import log_ends
+from services.common.kafka import KeptConsumer, log_ends
 from services.common.models import relay_cursor
 from services.common.settings import Settings
 from services.scoring.tables import StateTable
@@ -83,7 +83,7 @@ class Checkpointer:
         self._owns_everything = owns_everything
         self._on_taken = on_taken
         self._sessions: Sessions | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._ends = KeptConsumer(settings, fetch_max_wait_ms=20)  # log_ends probes with a fetch
         self._prefetching: asyncio.Future[None] | None = None
         self._restoring = False
         self._prefetched: dict[str, tuple[checkpoints.CheckpointMark, dict[int, dict[str, Any]]]] = {}
@@ -182,7 +182,7 @@ class Checkpointer:
         """One checkpoint (the steps in the module docstring); False when the agents did not catch up in time."""
         started = time.perf_counter()
         count = self._settings.partitions
-        consumer = await self._ends_reader()
+        consumer = await self._ends.get()
         seq = await self._relay_cursor()
         events = [TopicPartition(t, p) for t in self._event_topics for p in range(count)]
         if not await self._folded_up_to(await log_ends(consumer, events)):
@@ -224,17 +224,7 @@ class Checkpointer:
         return True
 
     async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def _ends_reader(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.bootstrap, group_id=None,
-                                        enable_auto_commit=False, fetch_max_wait_ms=20)
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
+        await self._ends.close()
 
     async def _relay_cursor(self) -> int:
         async with self.sessions() as session:
