@@ -155,7 +155,7 @@ def test_a_trickled_body_is_cut_with_408_and_others_are_served(stack: Stack) -> 
             + body[:5]
         )
         assert_healthy(stack)  # served while the body hangs
-        answer = wait_until(lambda: answer_once_closed(sock), timeout=BODY_TIMEOUT + 20, what="trickled body cut")
+        answer = wait_until(ServerAnswer(sock).once_closed, timeout=BODY_TIMEOUT + 20, what="trickled body cut")
     finally:
         sock.close()
     assert answer.startswith(b"HTTP/1.1 408 ") and b"request body did not arrive within" in answer, answer
@@ -261,16 +261,25 @@ def slow_loris(port: int, prefix: bytes, count: int) -> list[socket.socket]:
     return sockets
 
 
-def answer_once_closed(sock: socket.socket) -> bytes | None:
-    """What the server wrote before closing the connection; None while it is still open."""
-    sock.setblocking(False)
-    received = b""
-    try:
-        while chunk := sock.recv(4096):
-            received += chunk
-    except BlockingIOError:
-        return None
-    return received or b"(closed)"
+class ServerAnswer:
+    """What a server writes on a socket before it closes it, read without blocking as it arrives.
+
+    The answer and the close can come in separate segments: bytes read on one look are kept for the next,
+    so an answer that arrived before its FIN is not mistaken for a bare close."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.received = b""
+
+    def once_closed(self) -> bytes | None:
+        """Everything the server wrote, once it has closed the connection; None while it is still open."""
+        self.sock.setblocking(False)
+        try:
+            while chunk := self.sock.recv(4096):
+                self.received += chunk
+        except BlockingIOError:
+            return None
+        return self.received or b"(closed)"
 
 
 def test_http_slow_loris_is_cut_off_and_others_are_served(stack: Stack) -> None:
@@ -281,7 +290,7 @@ def test_http_slow_loris_is_cut_off_and_others_are_served(stack: Stack) -> None:
     loris = [sock for label, prefix in partial.items() for sock in slow_loris(stack.ports[label], prefix, 25)]
     try:
         assert_healthy(stack)  # served while fifty connections hang
-        answers = [wait_until(lambda s=sock: answer_once_closed(s), what="slow-loris closed") for sock in loris]
+        answers = [wait_until(ServerAnswer(sock).once_closed, what="slow-loris closed") for sock in loris]
     finally:
         for sock in loris:
             sock.close()
