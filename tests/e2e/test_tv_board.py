@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.floor import FLOOR_CLOCK, post, won
 from tests.e2e.screens import report, screen_url, wait_ready
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +111,34 @@ def test_board_shows_an_ingested_event_within_about_a_second(floor: Stack, open_
     )
 
 
+NORTH = ("nia", "oli", "pam")
+
+
+def spread_ranks(stack: Stack, board: str, reps: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Wins that leave `reps` ranked 1, 2, 3 … in that order, whatever the board held before; waits until the
+    board's standings show it and returns them. A test that needs distinct ranks seeds them itself rather than
+    lean on what earlier tests posted."""
+    values = {rep: 0.0 for rep in reps} | {e["rep_id"]: e["value"] for e in standings(stack, board)}
+    wanted, above = {}, 0.0
+    for rep in reversed(reps):  # the last rep ends lowest, each one above the next by at least 100
+        wanted[rep] = max(values[rep], above) + 100
+        above = wanted[rep]
+    post(stack, [won(rep, f"{wanted[rep] - values[rep]:.2f}") for rep in reps])
+
+    def spread() -> list[dict[str, Any]] | None:
+        entries = standings(stack, board)
+        ranks = {e["rep_id"]: e["rank"] for e in entries if e["value"] >= wanted.get(e["rep_id"], 0.0)}
+        return entries if [ranks.get(rep) for rep in reps] == list(range(1, len(reps) + 1)) else None
+
+    return wait_until(spread, timeout=20, what=f"{', '.join(reps)} ranked in that order on {board}")
+
+
 def test_a_rep_who_overtakes_gets_an_up_arrow_and_the_one_passed_a_down_arrow(floor: Stack, open_page: Any) -> None:
+    before = spread_ranks(floor, "north", NORTH)
     page = open_page()
     page.goto(screen_url(floor, "/screens/board/north"))
     wait_ready(page)
-    before = standings(floor, "north")
+    page.wait_for_selector(f".entry[data-rep-id='{NORTH[-1]}'][data-rank='{len(NORTH)}']", timeout=10_000)
     leader, last = before[0], before[-1]
     assert leader["rep_id"] != last["rep_id"]
     post(floor, [won(last["rep_id"], f"{leader['value'] + 5000:.2f}")])
