@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import CursorResult, Result, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from services.common.settings import get_settings
 
 Sessions = async_sessionmaker[AsyncSession]
+
+T = TypeVar("T")
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -54,6 +60,72 @@ def rows_matched(result: Result[Any]) -> int:
 
 def sessionmaker(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: Sessions) -> AsyncEngine:
+    """The engine a sessionmaker made by `sessionmaker` opens its sessions on."""
+    return cast(AsyncEngine, sessions.kw["bind"])
+
+
+class Transactions:
+    """Runs a function of a (sync) SQLAlchemy `Connection` as one transaction, for code that runs a few small
+    statements many times a second.
+
+    On SQLite the function runs whole on a thread of its own, with a plain sqlite3 connection set up as the
+    engine's are: one hand-off from the event loop per transaction. Through the async driver every statement,
+    fetch and commit is a trip to aiosqlite's thread and back (measured for a relay pass's two updates: 0.85 ms of
+    CPU through sessions, 0.19 ms this way). On PostgreSQL it runs on the async engine through `run_sync`
+    (asyncpg has no thread to hop to). Errors are SQLAlchemy's either way."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._thread: ThreadPoolExecutor | None = None
+        self._sync: Engine | None = None  # used on that thread only
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        if not self._sqlite:
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(work)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-transactions")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_transaction, work)
+
+    async def close(self) -> None:
+        """Close the thread's connection (after a transaction under way); the next `run` opens a new one."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._dispose)
+            thread.shutdown(wait=False)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        if self._sync is None:
+            self._sync = _sync_sqlite_engine(self._engine.url.render_as_string(hide_password=False))
+        with self._sync.begin() as connection:
+            return work(connection)
+
+    def _dispose(self) -> None:
+        if self._sync is not None:
+            self._sync.dispose()
+            self._sync = None
+
+
+def _sync_sqlite_engine(url: str) -> Engine:
+    """A sync engine on the database of a `sqlite+aiosqlite` URL, its connections set up as the async engine's."""
+    engine = create_sync_engine(make_url(url).set(drivername="sqlite+pysqlite"),
+                                connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    synchronous = get_settings().sqlite_synchronous
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        sqlite_pragmas(dbapi_conn, synchronous)
+        dbapi_conn.isolation_level = None  # the driver starts no transaction of its own: "begin" below does
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN")  # a transaction from the first statement, a read too
+
+    return engine
 
 
 SQLITE_BUSY_SECONDS = 30

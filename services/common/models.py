@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -56,10 +57,14 @@ class RelayCursor(Base):
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
+def cursor_seq(name: str) -> Select[int]:
+    """The statement that reads relay_cursor row `name`'s sequence number (no row: None)."""
+    return select(RelayCursor.seq).where(RelayCursor.name == name)
+
+
 async def relay_cursor(session: AsyncSession) -> int:
     """Every ledger event up to this sequence number is in the Kafka topics (0 before the first)."""
-    seq = (await session.execute(select(RelayCursor.seq).where(RelayCursor.name == RELAY_CURSOR))).scalar()
-    return int(seq or 0)
+    return int((await session.execute(cursor_seq(RELAY_CURSOR))).scalar() or 0)
 
 
 class RelayProgress(Base):

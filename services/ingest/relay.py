@@ -19,26 +19,24 @@ from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
 from services.common.background import BackgroundLoop, raise_if_cancelled, wait_set
-from services.common.db import Sessions
+from services.common.db import Sessions, Transactions
 from services.common.kafka import log_ends, start_producer
 from services.common.models import (
     RELAY_CURSOR,
-    LedgerEntry,
     RelayCursor,
     RelayProgress,
-    relay_cursor,
+    cursor_seq,
 )
 from services.common.settings import Settings
 from services.common.topics import ACTIVITIES, DEALS, partition_for, topic_name
 from services.ingest.ledger import LEDGER, Commit, LedgerRecord
 from services.ingest.metrics import RelayMetrics
-from services.ingest.sources import SourceCounts
+from services.ingest.sources import SourceCounts, Tally
 
 log = logging.getLogger("salespulse.ingest.relay")
 
@@ -71,6 +69,9 @@ _MOVE_PROGRESS = (
     .values(seq_end=bindparam("last"), published_at=bindparam("now"))
 )
 _ADD_PROGRESS = insert(_PROGRESS)
+_ADD_CURSOR = insert(_CURSORS)
+_READ_CURSOR = cursor_seq(CURSOR)
+_LATEST = select(func.max(LEDGER.c.seq))
 
 
 class ProgressLog:
@@ -92,13 +93,13 @@ class ProgressLog:
     def forget(self) -> None:
         self._known = False
 
-    async def record(self, session: AsyncSession, last: int) -> int:
+    def record(self, connection: Connection, last: int) -> int:
         """Record, in the caller's transaction, that the events up to `last` are on the topics now. Returns the
         sequence number published before this pass (events up to it were published already)."""
         now = datetime.now(UTC)
         for _ in range(2):
             if not self._known:
-                row = (await session.execute(_NEWEST_PROGRESS)).first()
+                row = connection.execute(_NEWEST_PROGRESS).first()
                 self._newest = (row.seq_end, db.as_utc(row.published_at)) if row is not None else None
                 self._known = True
             newest = self._newest
@@ -106,8 +107,8 @@ class ProgressLog:
             if newest is not None and before >= last:
                 return before  # a republication after a replay
             if newest is None or now - newest[1] >= PROGRESS_STEP:
-                await session.execute(_ADD_PROGRESS, {"seq_end": last, "published_at": now})
-            elif db.rows_matched(await session.execute(_MOVE_PROGRESS, {"was": before, "last": last, "now": now})) != 1:
+                connection.execute(_ADD_PROGRESS, {"seq_end": last, "published_at": now})
+            elif db.rows_matched(connection.execute(_MOVE_PROGRESS, {"was": before, "last": last, "now": now})) != 1:
                 self._known = False  # another relay wrote meanwhile: read the newest row again
                 continue
             self._newest = (last, now)
@@ -144,7 +145,9 @@ class Relay(BackgroundLoop):
         idle_wait: float | None = None,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
+        # The relay's statements (a pass's read, its bookkeeping) each run as one transaction on a thread of their
+        # own on SQLite: through sessions they were most of a pass's CPU (db.Transactions).
+        self._transactions = Transactions(db.engine_of(sessions))
         self._metrics = metrics or RelayMetrics()
         # How long an idle relay waits for a wake-up before it looks at the ledger anyway.
         self._idle_wait = settings.relay_idle_seconds * 20 if idle_wait is None else idle_wait
@@ -221,7 +224,7 @@ class Relay(BackgroundLoop):
         """Write the per-source counts that wait (services/ingest/sources.py); a failure loses nothing: the next
         relay recounts them from the ledger."""
         try:
-            await self._sources.write_if_due(self._sessions, now=True)
+            await self._sources.write_if_due(self._transactions, now=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("per-source counts not written (%s); the next relay recounts them", exc)
 
@@ -233,6 +236,7 @@ class Relay(BackgroundLoop):
             await self._producer.stop()
         if self._leader:
             await self._leader.release()
+        await self._transactions.close()
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -276,8 +280,7 @@ class Relay(BackgroundLoop):
                 backoff = min(backoff * 2, 5.0)
 
     async def read_cursor(self) -> int:
-        async with self._sessions() as session:
-            return await relay_cursor(session)
+        return await self._transactions.run(lambda connection: int(connection.execute(_READ_CURSOR).scalar() or 0))
 
     async def publish_once(self) -> int:
         """Publish the next batch after the cursor; returns how many events went out."""
@@ -287,16 +290,17 @@ class Relay(BackgroundLoop):
         rows = self._from_memory(cursor, limit)
         read_all = False  # whether `rows` is everything the ledger held after the cursor when it was read
         if rows is None:
-            async with self._sessions() as session:
-                fetched = await session.execute(_READ_LEDGER, {"cursor": cursor, "limit": limit})
-                rows = [LedgerRecord(*row) for row in fetched]
+            rows = await self._transactions.run(
+                lambda connection: [LedgerRecord(*row) for row in connection.execute(
+                    _READ_LEDGER, {"cursor": cursor, "limit": limit})]
+            )
             read_all = len(rows) < limit
         self._drained = False
         if not rows:
             self._cursor = cursor
             self.published_seq = cursor
             self._metrics.relay_backlog.set(0)
-            await self._sources.write_if_due(self._sessions)
+            await self._sources.write_if_due(self._transactions)
             return 0
         self._cursor = None  # until the move below commits
         started = time.perf_counter()
@@ -314,16 +318,9 @@ class Relay(BackgroundLoop):
             by_partition[(topic, partition)].append((key.encode(), envelope_at(seq, ms, body), ms))
         await asyncio.gather(*(self._send_partition(t, p, recs) for (t, p), recs in by_partition.items()))
         last = rows[-1].seq
-        async with self._sessions() as session, session.begin():
-            # Compare-and-set: a concurrent `salespulse replay` that moved the cursor back wins.
-            moved = db.rows_matched(await session.execute(_MOVE_CURSOR, {"cursor": cursor, "last": last})) == 1
-            if not moved and cursor == 0 and await session.get(RelayCursor, CURSOR) is None:
-                session.add(RelayCursor(name=CURSOR, seq=last))
-                moved = True
-            before = await self._progress.record(session, last)
-            counted = await self._sources.in_pass(session, rows, before)
-            # The backlog: none when the read above took everything there was; else ask the ledger.
-            latest = last if read_all else (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or last
+        moved, counted, latest = await self._transactions.run(
+            lambda connection: self._account(connection, rows, cursor, read_all)
+        )
         self._sources.committed(counted)
         if moved:
             self._cursor = last
@@ -333,6 +330,22 @@ class Relay(BackgroundLoop):
         self._metrics.relay_publish.observe(time.perf_counter() - started)
         self._metrics.relay_backlog.set(max(0, latest - last))
         return len(rows)
+
+    def _account(self, connection: Connection, rows: list[LedgerRecord], cursor: int,
+                 read_all: bool) -> tuple[bool, Tally | None, int]:
+        """A published pass's bookkeeping, in one transaction: the cursor moved from `cursor` to the last row (a
+        compare-and-set: a concurrent `salespulse replay` that moved it back wins), the progress log, the
+        per-source tallies, and the ledger's newest sequence number (the backlog)."""
+        last = rows[-1].seq
+        moved = db.rows_matched(connection.execute(_MOVE_CURSOR, {"cursor": cursor, "last": last})) == 1
+        if not moved and cursor == 0 and connection.execute(_READ_CURSOR).first() is None:
+            connection.execute(_ADD_CURSOR, {"name": CURSOR, "seq": last})
+            moved = True
+        before = self._progress.record(connection, last)
+        counted = self._sources.in_pass(connection, rows, before)
+        # The backlog: none when the read took everything there was; else ask the ledger.
+        latest = last if read_all else connection.execute(_LATEST).scalar() or last
+        return moved, counted, latest
 
     async def _send_partition(self, topic: str, partition: int, records: list[tuple[bytes, bytes, int]]) -> None:
         assert self._producer is not None

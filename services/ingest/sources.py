@@ -16,13 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import case, select
+from sqlalchemy import Connection, case, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
-from services.common.db import Sessions
-from services.common.models import LedgerEntry, RelayCursor, SourceDay
+from services.common.db import Transactions
+from services.common.models import LedgerEntry, RelayCursor, SourceDay, cursor_seq
 from services.common.settings import Settings
 from services.ingest.ledger import LedgerRecord
 
@@ -77,17 +76,17 @@ def _merge(into: Tally, more: Tally) -> Tally:
     return into
 
 
-async def _write(session: AsyncSession, counts: Tally, upto: int) -> None:
+def _write(connection: Connection, counts: Tally, upto: int) -> None:
     """Add `counts` to source_days and move the sources cursor to `upto`, in the caller's transaction."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     if counts:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         statement = dialect.insert(SourceDay).values([
             {"source": source, "day": day, "events": count, "last_accepted_at": accepted_at,
              "last_event_id": str(orjson.loads(body).get("event_id", ""))}
             for (source, day), (count, accepted_at, body) in counts.items()
         ])
         newer = statement.excluded.last_accepted_at >= SourceDay.last_accepted_at
-        await session.execute(statement.on_conflict_do_update(
+        connection.execute(statement.on_conflict_do_update(
             index_elements=[SourceDay.source, SourceDay.day],
             set_={
                 "events": SourceDay.events + statement.excluded.events,
@@ -96,11 +95,11 @@ async def _write(session: AsyncSession, counts: Tally, upto: int) -> None:
                 "last_event_id": case((newer, statement.excluded.last_event_id), else_=SourceDay.last_event_id),
             },
         ))
-    row = await session.get(RelayCursor, SOURCES_CURSOR)
-    if row is None:
-        session.add(RelayCursor(name=SOURCES_CURSOR, seq=upto))
-    elif upto > row.seq:
-        row.seq = upto
+    cursor = dialect.insert(RelayCursor).values(name=SOURCES_CURSOR, seq=upto)
+    connection.execute(cursor.on_conflict_do_update(  # never backwards
+        index_elements=[RelayCursor.name],
+        set_={"seq": case((cursor.excluded.seq > RelayCursor.seq, cursor.excluded.seq), else_=RelayCursor.seq)},
+    ))
 
 
 class SourceCounts:
@@ -114,16 +113,16 @@ class SourceCounts:
         self._upto = 0  # the newest sequence number the pending tallies account for
         self._pass_upto = 0
 
-    async def in_pass(self, session: AsyncSession, rows: list[LedgerRecord], before: int) -> Tally | None:
+    def in_pass(self, connection: Connection, rows: list[LedgerRecord], before: int) -> Tally | None:
         """Within a relay pass's transaction, after `ProgressLog.record` said `before`: tally the rows published for
         the first time, and write every tally when due (None then). Hand the result to `committed`."""
         if not self._checked:
-            await self._recount_lost(session, before)
+            self._recount_lost(connection, before)
             self._checked = True
         fresh = tally((r for r in rows if r.seq > before), self._settings)
         self._pass_upto = max(before, rows[-1].seq) if rows else before
         if time.monotonic() - self._written >= FLUSH_EVERY:
-            await _write(session, _merge(self._copy(), fresh), self._pass_upto)
+            _write(connection, _merge(self._copy(), fresh), self._pass_upto)
             return None
         return fresh
 
@@ -136,12 +135,12 @@ class SourceCounts:
             _merge(self._pending, fresh)
         self._upto = max(self._upto, self._pass_upto)
 
-    async def write_if_due(self, sessions: Sessions, *, now: bool = False) -> None:
+    async def write_if_due(self, transactions: Transactions, *, now: bool = False) -> None:
         """A quiet relay (no pass to ride on) writes what waits once due, or at once with `now` (stopping)."""
         if not self._pending or not (now or time.monotonic() - self._written >= FLUSH_EVERY):
             return
-        async with sessions() as session, session.begin():
-            await _write(session, self._copy(), self._upto)
+        counts, upto = self._copy(), self._upto
+        await transactions.run(lambda connection: _write(connection, counts, upto))
         self.committed(None)
 
     def forget(self) -> None:
@@ -152,17 +151,17 @@ class SourceCounts:
     def _copy(self) -> Tally:
         return {key: list(value) for key, value in self._pending.items()}
 
-    async def _recount_lost(self, session: AsyncSession, published: int) -> None:
+    def _recount_lost(self, connection: Connection, published: int) -> None:
         """Events published after the sources cursor by a relay that died before writing its tallies: counted
         again from the ledger. A database from before the console starts counting from here."""
-        row = await session.get(RelayCursor, SOURCES_CURSOR)
-        if row is None:
-            await _write(session, {}, published)
+        counted = connection.execute(cursor_seq(SOURCES_CURSOR)).scalar()
+        if counted is None:
+            _write(connection, {}, published)
             return
-        if row.seq >= published:
+        if counted >= published:
             return
-        lost = await session.execute(
+        lost = connection.execute(
             select(LedgerEntry.seq, LedgerEntry.type, LedgerEntry.key, LedgerEntry.body, LedgerEntry.accepted_at)
-            .where(LedgerEntry.seq > row.seq, LedgerEntry.seq <= published).order_by(LedgerEntry.seq)
+            .where(LedgerEntry.seq > counted, LedgerEntry.seq <= published).order_by(LedgerEntry.seq)
         )
-        await _write(session, tally((LedgerRecord(*r) for r in lost), self._settings), published)
+        _write(connection, tally((LedgerRecord(*r) for r in lost), self._settings), published)

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 import pytest
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 from schemas.events import ActivityEvent
 from services.common import db
 from services.common.broker import ensure_topics
+from services.common.db import Transactions
 from services.common.kafka import log_ends
 from services.common.models import LedgerEntry, RelayProgress, relay_cursor
 from services.common.settings import Settings
@@ -170,16 +172,17 @@ def test_the_progress_log_reads_the_table_again_when_another_relay_wrote_it(data
     async def scenario() -> tuple[list[int], list[tuple[int, datetime]]]:
         engine = db.create_engine(settings.db_url)
         sessions = db.sessionmaker(engine)
+        transactions = Transactions(engine)
         first, second = ProgressLog(), ProgressLog()
         befores = []
         try:
             for log, last in ((first, 10), (second, 20), (first, 30), (first, 30)):
-                async with sessions() as session, session.begin():
-                    befores.append(await log.record(session, last))
+                befores.append(await transactions.run(partial(log.record, last=last)))
             async with sessions() as session:
                 rows = (await session.execute(select(RelayProgress.seq_end, RelayProgress.published_at))).all()
             return befores, [(seq, db.as_utc(at)) for seq, at in rows]
         finally:
+            await transactions.close()
             await engine.dispose()
 
     befores, rows = asyncio.run(scenario())

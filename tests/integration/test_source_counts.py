@@ -11,15 +11,16 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from services.common import db
+from services.common.db import Transactions
 from services.common.models import LedgerEntry, SourceDay
 from services.common.settings import Settings
 from services.ingest import sources
 from services.ingest.ledger import LedgerRecord
 from services.ingest.relay import ProgressLog
-from services.ingest.sources import SourceCounts
+from services.ingest.sources import SourceCounts, Tally
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +54,24 @@ async def publish(sessions: Any, counts: SourceCounts, rows: list[LedgerRecord],
             for r in rows:
                 session.add(LedgerEntry(seq=r.seq, event_id=f"e{r.seq}", type=r.type, key=r.key, body=r.body,
                                         body_hash="h", occurred_at=r.accepted_at, accepted_at=r.accepted_at))
-    async with sessions() as session, session.begin():
-        before = await ProgressLog().record(session, rows[-1].seq)
-        counted = await counts.in_pass(session, rows, before)
-    counts.committed(counted)
+
+    def account(connection: Connection) -> Tally | None:
+        return counts.in_pass(connection, rows, ProgressLog().record(connection, rows[-1].seq))
+
+    transactions = Transactions(db.engine_of(sessions))
+    try:
+        counts.committed(await transactions.run(account))
+    finally:
+        await transactions.close()
+
+
+async def write_now(sessions: Any, counts: SourceCounts) -> None:
+    """What a relay does as it stops: write every tally that waits."""
+    transactions = Transactions(db.engine_of(sessions))
+    try:
+        await counts.write_if_due(transactions, now=True)
+    finally:
+        await transactions.close()
 
 
 async def stored(sessions: Any) -> dict[tuple[str, str], tuple[int, str]]:
@@ -79,13 +94,13 @@ def test_counts_are_written_once_due_never_twice_and_recounted_after_a_lost_rela
             first = SourceCounts(settings)
             await publish(sessions, first, [record(1, "csv"), record(2, "csv"), record(3, None)])
             assert await stored(sessions) == {}  # waiting in memory, not written per pass
-            await first.write_if_due(sessions, now=True)
+            await write_now(sessions, first)
             day = "2027-01-01"
             assert await stored(sessions) == {("csv", day): (2, "e2"), ("api", day): (1, "e3")}
 
             # A republication (salespulse replay) of 1-3 is not counted again.
             await publish(sessions, first, [record(1, "csv"), record(2, "csv"), record(3, None)], store=False)
-            await first.write_if_due(sessions, now=True)
+            await write_now(sessions, first)
             assert await stored(sessions) == {("csv", day): (2, "e2"), ("api", day): (1, "e3")}
 
             # A relay publishes 4-6 and dies before writing them: the next one recounts them from the ledger.
@@ -93,7 +108,7 @@ def test_counts_are_written_once_due_never_twice_and_recounted_after_a_lost_rela
             del first
             second = SourceCounts(settings)
             await publish(sessions, second, [record(7, "csv")])
-            await second.write_if_due(sessions, now=True)
+            await write_now(sessions, second)
             assert await stored(sessions) == {
                 ("csv", day): (4, "e7"), ("api", day): (1, "e3"), ("hubspot", day): (2, "e6"),
             }
