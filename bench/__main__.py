@@ -39,6 +39,7 @@ FULL: dict[str, Callable[[], list[Figure]]] = {
     "connectors": lambda: connectors.run(200),
     "whatif": lambda: whatif.run(5),
     "broker": lambda: broker.run((1_000, 5_000, 20_000, 50_000, 100_000)),
+    "broker-load": lambda: broker.run_steady((2_000, 5_000, 10_000)),
 }
 QUICK: dict[str, Callable[[], list[Figure]]] = {
     "ingest": lambda: ingest.run(2_000, 10),
@@ -50,6 +51,7 @@ QUICK: dict[str, Callable[[], list[Figure]]] = {
     "connectors": lambda: connectors.run(20),
     "whatif": lambda: whatif.run(1),
     "broker": lambda: broker.run((1_000, 5_000)),
+    "broker-load": lambda: broker.run_steady((1_000,), 3),
 }
 
 
