@@ -12,10 +12,12 @@ broker dies: new topics, the ledger after the scoring checkpoint replayed, every
 module asks for the same thing on purpose: every `SALESPULSE_BROKER_RENEW_CHECK` seconds it reads the log end of
 every partition, and once one partition has grown by `SALESPULSE_BROKER_RENEW_RECORDS` records since the last
 renewal (records bound the batches from above), the broker is renewed at the first look that finds no new
-event: a quiet moment, when the screens' few seconds of reconnecting go unnoticed. A stack that is never quiet
-for that long is renewed anyway once the growth reaches `FORCED_AFTER` times the setting (a bulk load grows by
-records in big batches, which cost little: it is renewed after it, not during it). Ingest keeps accepting
-events throughout; what it accepts is replayed with the rest."""
+event: a quiet moment, when the screens' few seconds of reconnecting go unnoticed. A floor that is never quiet
+for that long is renewed anyway once the growth reaches `FORCED_AFTER` times the setting: the broker's cost
+under a light steady load doubles with every few thousand batches a partition holds (`python -m bench.broker
+--steady`), so waiting long for a quiet moment costs more than the renewal. A bulk load (events arriving faster
+than `BULK_RATE` a partition) grows by records in big batches, which cost little: it is renewed after it, not
+during it. Ingest keeps accepting events throughout; what it accepts is replayed with the rest."""
 
 from __future__ import annotations
 
@@ -36,8 +38,13 @@ log = logging.getLogger("salespulse.renewal")
 
 Ends = Mapping[TopicPartition, int]
 
-FORCED_AFTER = 10
+FORCED_AFTER = 2
 """A due renewal waits for a quiet look, up to this many times SALESPULSE_BROKER_RENEW_RECORDS of growth."""
+
+BULK_RATE = 2_000
+"""Records a second into one events partition above which a look counts as a bulk load (an import, a replay), not
+a floor: a forced renewal waits for it to pass. Far above what the embedded broker can carry as a steady floor
+(docs/BENCHMARKS.md, "Nineteenth round"), far below an NDJSON import (tens of thousands of events a second)."""
 
 
 @dataclass(frozen=True)
@@ -46,18 +53,18 @@ class RenewalPolicy:
 
     records: int
 
-    def reason(self, grown: int, events_arrived: bool) -> str | None:
-        """Why to renew now, given the largest partition's growth and whether new events arrived since the last
-        look; None: not now."""
+    def reason(self, grown: int, events_arrived: bool, arrival_rate: float = 0.0) -> str | None:
+        """Why to renew now, given the largest partition's growth, whether new events arrived since the last look
+        and how fast (records a second into the busiest events partition); None: not now."""
         if self.records <= 0 or grown < self.records:
             return None
-        if grown >= FORCED_AFTER * self.records:
+        if not events_arrived:
+            return f"a partition grew by {grown:,} records (SALESPULSE_BROKER_RENEW_RECORDS={self.records:,}), and " \
+                   "no event arrived since the last look"
+        if grown >= FORCED_AFTER * self.records and arrival_rate <= BULK_RATE:
             return f"a partition grew by {grown:,} records, {FORCED_AFTER} times SALESPULSE_BROKER_RENEW_RECORDS " \
                    "with no quiet moment"
-        if events_arrived:
-            return None  # due: wait for a look with no new event
-        return f"a partition grew by {grown:,} records (SALESPULSE_BROKER_RENEW_RECORDS={self.records:,}), and no " \
-               "event arrived since the last look"
+        return None  # due: wait for a look with no new event (or, under a bulk load, for it to pass)
 
 
 def growth(baseline: Ends, ends: Ends) -> int | None:
@@ -112,6 +119,7 @@ class BrokerWatch:
                     await self.close()
                     continue
                 arrived = {tp: end for tp, end in ends.items() if tp.topic in self._events}
+                rate = max((end - events.get(tp, end) for tp, end in arrived.items()), default=0) / interval
                 if baseline is None:  # the first look, or the first after a renewal
                     baseline, events = ends, arrived
                     continue
@@ -121,7 +129,7 @@ class BrokerWatch:
                     await self._ready()
                     baseline = None
                     continue
-                reason = self.policy.reason(grown, arrived != events)
+                reason = self.policy.reason(grown, arrived != events, rate)
                 events = arrived
                 if reason is None:
                     continue
@@ -138,4 +146,4 @@ class BrokerWatch:
         await self._consumer.close()
 
 
-__all__ = ["FORCED_AFTER", "BrokerWatch", "RenewalPolicy", "growth"]
+__all__ = ["BULK_RATE", "FORCED_AFTER", "BrokerWatch", "RenewalPolicy", "growth"]

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     supervisor_port: int = 8003
     """`salespulse up`'s own /metrics (restarts of its children)."""
     broker_renew_records: int = Field(
-        20_000, ge=0, description="`salespulse up`, embedded broker only: renew the broker (replay into new topics) "
+        5_000, ge=0, description="`salespulse up`, embedded broker only: renew the broker (replay into new topics) "
         "once one partition grew by this many records since the last renewal; its fetches cost more with every "
         "record batch it holds (0: never)",
     )
