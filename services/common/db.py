@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, CursorResult, Engine, Result, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from services.common.settings import get_settings
@@ -100,7 +100,7 @@ class Transactions:
 
     def _in_transaction(self, work: Callable[[Connection], T]) -> T:
         if self._sync is None:
-            self._sync = _sync_sqlite_engine(self._engine.url.render_as_string(hide_password=False))
+            self._sync = _sync_sqlite_engine(self._engine.url)
         with self._sync.begin() as connection:
             return work(connection)
 
@@ -110,10 +110,9 @@ class Transactions:
             self._sync = None
 
 
-def _sync_sqlite_engine(url: str) -> Engine:
+def _sync_sqlite_engine(url: URL) -> Engine:
     """A sync engine on the database of a `sqlite+aiosqlite` URL, its connections set up as the async engine's."""
-    engine = create_sync_engine(make_url(url).set(drivername="sqlite+pysqlite"),
-                                connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    engine = create_sync_engine(url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": SQLITE_BUSY_SECONDS})
     synchronous = get_settings().sqlite_synchronous
 
     @event.listens_for(engine, "connect")
