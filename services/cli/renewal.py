@@ -111,8 +111,7 @@ class BrokerWatch:
             return
         interval = self._settings.broker_renew_check
         baseline: dict[TopicPartition, int] | None = None
-        previous: dict[TopicPartition, int] = {}
-        events: dict[TopicPartition, int] = {}
+        previous: dict[TopicPartition, int] = {}  # the last look's ends
         floor_grown = 0  # growth since the baseline in looks that were not a bulk load
         try:
             while not await wait_set(stop, interval):
@@ -123,9 +122,8 @@ class BrokerWatch:
                              type(exc).__name__, exc, interval)
                     await self.close()
                     continue
-                arrived = {tp: end for tp, end in ends.items() if tp.topic in self._events}
                 if baseline is None:  # the first look, or the first after a renewal
-                    baseline, previous, events, floor_grown = ends, ends, arrived, 0
+                    baseline, previous, floor_grown = ends, ends, 0
                     continue
                 grown = growth(baseline, ends)
                 step = growth(previous, ends)
@@ -134,11 +132,11 @@ class BrokerWatch:
                     await self._ready()
                     baseline = None
                     continue
-                pace = max((end - events.get(tp, end) for tp, end in arrived.items()), default=0) / interval
-                if pace <= BULK_RATE:
+                arrived = [end - previous.get(tp, 0) for tp, end in ends.items() if tp.topic in self._events]
+                if max(arrived, default=0) / interval <= BULK_RATE:  # not a bulk load
                     floor_grown += step
-                reason = self.policy.reason(grown, arrived != events, floor_grown)
-                previous, events = ends, arrived
+                reason = self.policy.reason(grown, any(arrived), floor_grown)
+                previous = ends
                 if reason is None:
                     continue
                 started = time.monotonic()

@@ -41,12 +41,7 @@ def create_engine(url: str, *, synchronous: str | None = None) -> AsyncEngine:
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-        sync_mode = synchronous or get_settings().sqlite_synchronous
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            sqlite_pragmas(dbapi_conn, sync_mode)
-
+        _pragmas_on_connect(engine.sync_engine, synchronous or get_settings().sqlite_synchronous)
         return engine
     settings = get_settings()
     return create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
@@ -113,11 +108,10 @@ class Transactions:
 def _sync_sqlite_engine(url: URL) -> Engine:
     """A sync engine on the database of a `sqlite+aiosqlite` URL, its connections set up as the async engine's."""
     engine = create_sync_engine(url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": SQLITE_BUSY_SECONDS})
-    synchronous = get_settings().sqlite_synchronous
+    _pragmas_on_connect(engine, get_settings().sqlite_synchronous)
 
     @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        sqlite_pragmas(dbapi_conn, synchronous)
+    def _no_driver_transactions(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         dbapi_conn.isolation_level = None  # the driver starts no transaction of its own: "begin" below does
 
     @event.listens_for(engine, "begin")
@@ -129,6 +123,14 @@ def _sync_sqlite_engine(url: URL) -> Engine:
 
 SQLITE_BUSY_SECONDS = 30
 """How long a SQLite connection waits for another's write lock before it gives up."""
+
+
+def _pragmas_on_connect(engine: Engine, synchronous: str) -> None:
+    """Every new connection of `engine` (a sync engine, or an async one's `sync_engine`) runs `sqlite_pragmas`."""
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        sqlite_pragmas(dbapi_conn, synchronous)
 
 
 def sqlite_pragmas(connection: Any, synchronous: str) -> None:
