@@ -72,6 +72,10 @@ async def start_producer(settings: Settings, **overrides: object) -> AIOKafkaPro
     return producer
 
 
+class EndsUnknown(TimeoutError):
+    """No fetch answered for some partitions in time, so their exact ends are not known (`log_ends`)."""
+
+
 async def log_ends(
     consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], timeout: float = 5.0
 ) -> dict[TopicPartition, int]:
@@ -79,7 +83,11 @@ async def log_ends(
 
     ListOffsets(latest) on the embedded broker (Tansu) answers the base offset of the partition's last record
     batch + 1, short of the log end when that batch holds several records (see services/scoring/publisher.py).
-    A fetch response's high watermark is exact: fetch once from just before the listed end."""
+    A fetch response's high watermark is exact: fetch once from just before the listed end.
+
+    Raises `EndsUnknown` when a partition's fetch has not answered within `timeout` seconds. Every caller
+    relies on the end being exact (a restore reads up to it; a checkpoint or the readiness chain waits for it),
+    so a listed end that may fall short is never given in its place."""
     wanted = list(tps)
     listed: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
     ends = dict(listed)
@@ -98,6 +106,12 @@ async def log_ends(
             if high is not None:
                 ends[tp] = max(ends[tp], high)
                 pending.discard(tp)
+    if pending:
+        names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending))
+        raise EndsUnknown(
+            f"no fetch answered within {timeout:g} s for {names}: their exact ends are unknown (the broker is slow "
+            "or away); ask again"
+        )
     return ends
 
 

@@ -202,7 +202,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         event_topics=(deals_name, activities_name),
         credits_topic=credits_name,
         folded=lambda: ctx.folded(app.consumer),
-        owns_everything=lambda: ctx.owns_every_source(app.consumer),
+        sole_owner=lambda: (
+            app.consumer_generation_id if serving(app) and ctx.owns_every_source(app.consumer) else None
+        ),
         on_taken=taken,
     )
 

@@ -1,6 +1,7 @@
 """Checkpoints of the scoring tables in SQL, so a restart costs what changed since the last one.
 
-**Taking one** (every `scoring_checkpoint_interval` seconds, by a worker that owns every partition):
+**Taking one** (every `scoring_checkpoint_interval` seconds, by a worker that serves every partition alone; given up
+if the group rebalances before the values are copied):
 
 1. Read the relay's cursor `C` (every ledger event up to `C` is in the events topics), then the exact ends of
    `events.deals` and `events.activities`, and wait until the agents have completed batches up to those ends:
@@ -70,7 +71,7 @@ class Checkpointer:
         event_topics: tuple[str, str],
         credits_topic: str,
         folded: Callable[[], Mapping[tuple[str, int], int]],
-        owns_everything: Callable[[], bool],
+        sole_owner: Callable[[], int | None],
         on_taken: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -80,7 +81,8 @@ class Checkpointer:
         self._event_topics = event_topics
         self._credits_topic = credits_topic
         self._folded = folded
-        self._owns_everything = owns_everything
+        self._sole_owner = sole_owner
+        """The group generation in which this worker serves every source partition alone (None: it does not)."""
         self._on_taken = on_taken
         self._sessions: Sessions | None = None
         self._ends = KeptConsumer(settings, fetch_max_wait_ms=20)  # log_ends probes with a fetch
@@ -165,7 +167,7 @@ class Checkpointer:
             await asyncio.sleep(interval)
             if not serving():
                 continue
-            if not self._owns_everything():
+            if self._sole_owner() is None:
                 if not told:
                     log.info("not every partition is assigned here: no checkpoint (another worker shares them)")
                     told = True
@@ -181,6 +183,9 @@ class Checkpointer:
     async def take(self) -> bool:
         """One checkpoint (the steps in the module docstring); False when the agents did not catch up in time."""
         started = time.perf_counter()
+        generation = self._sole_owner()
+        if generation is None:
+            return False
         count = self._settings.partitions
         consumer = await self._ends.get()
         seq = await self._relay_cursor()
@@ -189,12 +194,16 @@ class Checkpointer:
             return False
         deals = self._changelog_tps(self._deal_table)
         deal_offsets = await log_ends(consumer, deals)
-        deal_values = dict(self._deal_table.dirty)
+        if not self._still_sole_owner(generation):
+            return False
+        deal_values = dict(self._deal_table.dirty)  # no await since the check: the values the offsets cover
         credits = [TopicPartition(self._credits_topic, p) for p in range(count)]
         if not await self._folded_up_to(await log_ends(consumer, credits)):
             return False
         rep_tps = [self._changelog_tps(table) for table in self._rep_tables]
         rep_offsets = await log_ends(consumer, [tp for tps in rep_tps for tp in tps])  # one request for all
+        if not self._still_sole_owner(generation):
+            return False
         rep_values = [dict(table.dirty) for table in self._rep_tables]  # no await in between: one instant
         copied = [*zip(self._rep_tables, rep_values, strict=True), (self._deal_table, deal_values)]
         written = await checkpoints.write_checkpoint(
@@ -222,6 +231,15 @@ class Checkpointer:
             self._on_taken(seq, written, took)
         log.info("checkpoint at ledger seq %d: %d changed values in %.2f s", seq, written, took)
         return True
+
+    def _still_sole_owner(self, generation: int) -> bool:
+        """Whether this worker has served every partition alone since the checkpoint began (the same generation of
+        the group). A rebalance in between may have let another worker write changelog records that the offsets
+        read count as covered but that this worker's values lack: a restore would then skip them for good."""
+        if self._sole_owner() == generation:
+            return True
+        log.info("checkpoint abandoned: the group rebalanced while it was taken")
+        return False
 
     async def close(self) -> None:
         await self._ends.close()

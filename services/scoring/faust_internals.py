@@ -37,6 +37,7 @@ checks that each internal used here is still there):
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -53,7 +54,7 @@ from faust.types.tuples import ack_lock
 from mode import Service
 from mode.utils.futures import notify
 
-from services.common.kafka import log_ends
+from services.common.kafka import EndsUnknown, log_ends
 
 __all__ = [
     "FAUST_VERSION",
@@ -310,9 +311,25 @@ class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 probe = self._create_probe()
                 await probe.start()
                 self._probe = probe
-            found = await log_ends(self._probe, [TopicPartition(tp.topic, tp.partition) for tp in exact])
+            found = await self._changelog_ends(self._probe, [TopicPartition(tp.topic, tp.partition) for tp in exact])
             ends.update({tp: found[TopicPartition(tp.topic, tp.partition)] for tp in exact})
         return ends
+
+    async def _changelog_ends(
+        self, probe: aiokafka.AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """`log_ends`, asked again while no fetch answers, for up to 0.8 of Faust's own wait for them (its
+        `broker_request_timeout`: past that, its recovery stops without a word and the worker never serves); then
+        the error stops the worker, to be restarted. A listed end in place of the exact one would leave the tail
+        of a changelog unread, and the work its committed offsets stand for lost."""
+        deadline = time.monotonic() + 0.8 * self.app.conf.broker_request_timeout
+        while True:
+            try:
+                return await log_ends(probe, tps)
+            except EndsUnknown as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                self.log.warning("changelog ends for the restore: %s", exc)
 
     def _create_probe(self) -> aiokafka.AIOKafkaConsumer:
         transport, conf = cast(Any, self.transport), self.app.conf

@@ -64,7 +64,7 @@ def worker(settings: Settings) -> tuple[Checkpointer, list[Table]]:
         event_topics=("deals", "activities"),
         credits_topic="credits",
         folded=dict,
-        owns_everything=lambda: True,
+        sole_owner=lambda: 1,
     )
     return checkpointer, tables
 

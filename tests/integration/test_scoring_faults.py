@@ -145,7 +145,7 @@ def test_the_worker_reads_a_changelogs_exact_end_whatever_listoffsets_says(broke
         thread: Any = object.__new__(_PromptConsumerThread)
         thread.app = SimpleNamespace(tables=SimpleNamespace(changelog_topics={changelog}),
                                      conf=SimpleNamespace(broker_client_id="test", broker_credentials=None,
-                                                          ssl_context=None))
+                                                          ssl_context=None, broker_request_timeout=90.0))
         thread.transport = SimpleNamespace(url=[URL(f"kafka://{broker}")], default_port=9092)
         thread.consumer = SimpleNamespace(in_transaction=False)
         thread._consumer = consumer

@@ -222,3 +222,13 @@ def test_a_batch_s_acknowledged_run_is_committed_without_faust_s_groupby() -> No
     for piece in ("self._acked[tp]", "self._gap[tp]", "self._committed_offset[tp]", "consecutive_numbers(acked)",
                   "self._acked_index[tp].difference_update(batch)", "acked.sort()"):
         assert piece in original, f"Consumer._new_offset no longer uses {piece}"
+
+
+def test_faust_s_recovery_still_waits_for_changelog_ends_no_longer_than_its_request_timeout() -> None:
+    # `_PromptConsumerThread._changelog_ends` gives up within 0.8 of that wait: past it, Faust's recovery would stop
+    # (its `_wait` answers ServiceStopped on a timeout) and the worker never serve again.
+    from faust.tables.recovery import Recovery
+
+    restart = inspect.getsource(Recovery._restart_recovery.fun)  # a mode ServiceTask around the method
+    assert "self._build_highwaters" in restart and "timeout=self.app.conf.broker_request_timeout" in restart
+    assert "raise ServiceStopped()" in inspect.getsource(Recovery._wait)
