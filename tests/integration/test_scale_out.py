@@ -51,6 +51,9 @@ pytestmark = pytest.mark.integration
 
 FEED_SIZE = 3000
 
+SCALED_ENV = {**SCENARIO_ENV, "SALESPULSE_LOG_LEVEL": "INFO", "SALESPULSE_LIBRARY_LOG_LEVEL": "INFO"}
+"""The scaled-out stack logs its rebalances, restores and checkpoints: a failure shows them (`explain`)."""
+
 
 @pytest.fixture
 def postgres_database() -> Iterator[Callable[[], str]]:
@@ -157,10 +160,27 @@ def run_scaled_out_with_a_kill(stack: Stack, scenario: Scenario) -> tuple[dict[s
         )
         assert posting.result() == (scenario.feed.unique, scenario.feed.resent)
 
-    for api in (stack.api, second_api):
-        wait_settled(stack, scenario, api)
+    try:
+        for api in (stack.api, second_api):
+            wait_settled(stack, scenario, api)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain(stack)}") from None
     check_notified_exactly_once(stack, scenario, ["notifier", "notifier-2"])
     return collect(stack, scenario), collect(stack, scenario, second_api)
+
+
+NOISE = ("Starting...", "Stopping...", "Creating topic", "Updating subscribed topics", "Subscribed to topic")
+
+
+def explain(stack: Stack) -> str:
+    """What the two workers logged (their rebalances, restores, checkpoints, warnings), for a run that did not
+    settle: the evidence a rare failure on a busy machine leaves."""
+    parts = []
+    for label, keep in (("scoring", 200), ("scoring-2", 60)):
+        lines = [line for line in stack.tail(label, 5000).splitlines()
+                 if line.strip() and not any(n in line for n in NOISE)]
+        parts.append(f"--- {label}.log, last {keep} lines of note ---\n" + "\n".join(lines[-keep:]))
+    return "\n".join(parts)
 
 
 def post_around_a_kill(stack: Stack, scenario: Scenario, killed: threading.Event) -> tuple[int, int]:
@@ -189,7 +209,7 @@ def test_two_of_each_with_a_worker_killed_mid_stream_give_what_one_of_each_gives
     assert len(expected_crossings(scenario)) > 0
 
     single = run_one_of_each(stack_factory(postgres_database(), **SCENARIO_ENV), scenario)
-    first, second = run_scaled_out_with_a_kill(stack_factory(postgres_database(), **SCENARIO_ENV), scenario)
+    first, second = run_scaled_out_with_a_kill(stack_factory(postgres_database(), **SCALED_ENV), scenario)
 
     problems = kpi_mismatches(scenario, single)
     assert not problems, f"{len(problems)} KPIs differ from the expectation, e.g.:\n" + "\n".join(problems[:30])
