@@ -102,6 +102,8 @@ class Scoring:
     """Per source partition, the offset after the last event a completed batch folded (for presence)."""
     consumer: Callable[[], Any] = lambda: None  # the worker's: app.py sets it
     """The worker's consumer: its assignment says which reps and deals are this worker's."""
+    rebalances: Callable[[], int] = lambda: 0  # app.py: Faust's count of rebalances begun
+    """How many rebalances have begun (a batch folded across one is not acknowledged: `run_agent`)."""
     deal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """A deal batch and a roll-up reconcile never interleave."""
     rollup_dirty: bool = True
@@ -429,17 +431,29 @@ async def fold_reps_exclusively(ctx: Scoring, events: Sequence[Any]) -> None:
 
 
 async def run_agent(ctx: Scoring, agent: str, intake: BatchIntake, fold: Fold) -> None:
-    """Take batches from `intake` and fold each to its end before acknowledging it, until cancelled."""
+    """Take batches from `intake` and fold each to its end before acknowledging it, until cancelled.
+
+    A batch folded while a rebalance began is not acknowledged. Faust forgets the acknowledgements of every
+    partition it revokes when the rebalance begins, before the batch ends (a rebalance waits for it); its
+    acknowledgement afterwards would leave offsets in Faust's books for partitions that may be another worker's
+    now, and should one come back later with a higher committed offset, those stale offsets would move its
+    commit back and then hold it there. Unacknowledged, the batch's events are fetched again from the committed
+    offsets, by whoever owns them, and recognised as already folded (the sequence marks)."""
     settings = ctx.settings
     batch_size, within, backlog = settings.scoring_batch_size, settings.scoring_batch_within, settings.scoring_batch_max
     try:
         while True:
             events = await intake.take(batch_size, within, backlog)
+            rebalances = ctx.rebalances()
             batch = ctx.in_flight[agent] = asyncio.ensure_future(_complete(ctx, agent, fold, events))
             try:
                 await asyncio.shield(batch)
             finally:
                 ctx.in_flight.pop(agent, None)
+            if ctx.rebalances() != rebalances:
+                log.info("%s: a rebalance began during a batch of %d events; they are folded again after it, as "
+                         "duplicates", agent, len(events))
+                continue
             processed = ctx.processed
             for where, offset in intake.ack(events).items():
                 if offset >= processed.get(where, 0):

@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         dead_letter_topic=topic_name(settings, DEAD_LETTER),
         source_topics=(deals_name, credits_name, activities_name),
         consumer=lambda: app.consumer,
+        rebalances=lambda: app.rebalancing_count,
     )
     metrics.set_assignment({}, ctx.source_topics)
     # A backlog is taken in batches of up to scoring_batch_max: fetching pauses at three of them buffered and

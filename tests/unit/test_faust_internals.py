@@ -232,3 +232,15 @@ def test_faust_s_recovery_still_waits_for_changelog_ends_no_longer_than_its_requ
     restart = inspect.getsource(Recovery._restart_recovery.fun)  # a mode ServiceTask around the method
     assert "self._build_highwaters" in restart and "timeout=self.app.conf.broker_request_timeout" in restart
     assert "raise ServiceStopped()" in inspect.getsource(Recovery._wait)
+
+
+def test_faust_counts_a_rebalance_as_it_begins_and_forgets_the_acknowledgements_it_revokes() -> None:
+    # agents.run_agent leaves a batch folded across a rebalance unacknowledged, by this count.
+    from faust.app.base import App
+
+    assert "self.rebalancing_count += 1" in inspect.getsource(App.on_rebalance_start)
+    assert "thread.app.on_rebalance_start()" in inspect.getsource(
+        faust_aiokafka.ConsumerRebalanceListener.on_partitions_revoked
+    )
+    revoked = inspect.getsource(Consumer.on_partitions_revoked)
+    assert "self._acked.pop(tp, None)" in revoked and "self._committed_offset.pop(tp, None)" in revoked
