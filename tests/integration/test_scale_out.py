@@ -180,10 +180,10 @@ def explain(stack: Stack) -> str:
     settle: the evidence a rare failure on a busy machine leaves."""
     parts = []
     for label, keep in (("scoring", 200), ("scoring-2", 60)):
-        if not stack.tail(label, 1):
-            continue  # no such worker in this stack
         lines = [line for line in stack.tail(label, 5000).splitlines()
                  if line.strip() and not any(n in line for n in NOISE)]
+        if not lines:
+            continue  # no such worker in this stack, or nothing of note
         parts.append(f"--- {label}.log, last {keep} lines of note ---\n" + "\n".join(lines[-keep:]))
     return "\n".join(parts)
 
