@@ -119,6 +119,12 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = 5000
     relay_idle_seconds: float = 0.05
+    relay_linger_seconds: float = Field(
+        0.03, ge=0, description="while commits keep coming, the shortest time from the start of one relay pass to "
+        "the next: commits within it go out together, in fewer and larger record batches (each batch a partition "
+        "holds costs the embedded broker on every fetch). The first commit after a quiet spell goes out at once "
+        "(0: every commit at once)",
+    )
     relay: Literal["inline", "external"] = Field(
         "inline",
         description="inline: ingest publishes the ledger to Kafka itself; external: `salespulse relay` does, in its"

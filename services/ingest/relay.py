@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import math
 import socket
 import time
 from collections import defaultdict, deque
@@ -151,6 +152,10 @@ class Relay(BackgroundLoop):
         self._metrics = metrics or RelayMetrics()
         # How long an idle relay waits for a wake-up before it looks at the ledger anyway.
         self._idle_wait = settings.relay_idle_seconds * 20 if idle_wait is None else idle_wait
+        # The shortest time from one pass's start to the next while commits keep coming (Kafka's linger.ms for
+        # the relay): the embedded broker lists every batch a partition holds on each fetch that returns data, so
+        # a pass per commit at a busy floor's rate cost it (and every consumer's fetch after it) most of a core.
+        self._linger = settings.relay_linger_seconds
         self._leader: LeaderLock | None = None
         self._wake = asyncio.Event()
         # Records handed over by the ledger writer after commit: published from memory while they follow
@@ -239,6 +244,8 @@ class Relay(BackgroundLoop):
         await self._transactions.close()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_out = -math.inf  # when the last pass that published something started
         backoff = 0.2
         while True:
             raise_if_cancelled()  # a stop of the producer below may have swallowed it
@@ -257,12 +264,19 @@ class Relay(BackgroundLoop):
                 # Cleared before the pass reads: a commit woke it before the read (the ledger writer wakes after
                 # committing), so the read sees that commit; a wake-up set from here on is a later commit's.
                 self._wake.clear()
+                started = loop.time()
                 moved = await self.publish_once()
                 backoff = 0.2
+                if moved:
+                    last_out = started
                 if moved == 0 or self._drained:
                     # Nothing more was there when the pass read the ledger: wait for the next commit instead of
                     # a pass that would find nothing (one pass per commit, not two).
-                    if not await wait_set(self._wake, self._idle_wait) and moved == 0:
+                    if await wait_set(self._wake, self._idle_wait):
+                        # A commit soon after a pass that published: the commits that follow it within the
+                        # linger go out with it (fewer, larger batches). After a quiet spell it is over already.
+                        await asyncio.sleep(last_out + self._linger - loop.time())
+                    elif moved == 0:
                         self._cursor = None  # quiet: read the cursor again (a `replay` may have moved it)
             except asyncio.CancelledError:
                 raise

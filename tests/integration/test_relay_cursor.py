@@ -162,6 +162,50 @@ def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_ur
     assert len(times) == 40 and all(accepted <= published for accepted, published in times), times
 
 
+def passes(metrics: RelayMetrics) -> int:
+    """How many passes published something (the count of the relay's publish histogram, as /metrics shows it)."""
+    return int(next(s.value for m in metrics.relay_publish.collect() for s in m.samples if s.name.endswith("_count")))
+
+
+def test_commits_that_follow_a_pass_closely_go_out_together_and_the_first_at_once(
+    broker: str, database_url: str
+) -> None:
+    """The relay's linger: the first commit after a quiet spell is published at once; commits that come while the
+    linger since that pass runs wait for its end and go out together, in one pass (fewer, larger record batches
+    on the topics). Commits are spaced so that a relay without a linger makes a pass for each."""
+    linger = 8.0
+    settings = Settings(database_url=database_url, kafka_bootstrap=broker, topic_prefix=f"rl{uuid.uuid4().hex[:6]}.",
+                        relay_linger_seconds=linger)
+    db.migrate(settings.db_url)
+
+    async def scenario() -> None:
+        await ensure_topics(settings)
+        sessions = db.sessionmaker(db.create_engine(settings.db_url))
+        writer = LedgerWriter(sessions, database_url=settings.db_url)
+        metrics = RelayMetrics()
+        relay = Relay(settings, sessions, metrics, idle_wait=0.2)
+        writer.on_commit.append(relay.offer)
+        writer.start()
+        relay.start()
+        try:
+            await writer.append([ledger_row(activity(1))])
+            # At once: well within the linger, which a first commit after a quiet spell does not wait out.
+            await until(lambda: relay.published_seq == 1, timeout=linger / 2, what="the first commit out at once")
+            assert passes(metrics) == 1
+            for n in range(2, 5):
+                await asyncio.sleep(0.1)  # the input: commits 100 ms apart, each a pass without the linger
+                await writer.append([ledger_row(activity(n))])
+            assert relay.published_seq == 1, "a commit within the linger went out on its own"
+            await until(lambda: relay.published_seq == 4, timeout=linger * 4, what="the lingering commits out")
+            assert passes(metrics) == 2, "the three commits within the linger took more than one pass"
+            assert Counter(await topic_seqs(settings, relay)) == Counter(range(1, 5))
+        finally:
+            await relay.stop()
+            await writer.stop()
+
+    asyncio.run(scenario())
+
+
 def test_the_progress_log_reads_the_table_again_when_another_relay_wrote_it(database_url: str) -> None:
     """A relay knows the newest relay_progress row after reading it once; when another relay (the lock changed
     hands behind it) moved that row, its next move matches nothing, and it reads the row again instead of
