@@ -13,6 +13,9 @@ import math
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -65,28 +68,47 @@ async def topic_seqs(settings: Settings, relay: Relay) -> list[int]:
         await consumer.stop()
 
 
+@dataclass
+class Running:
+    sessions: db.Sessions
+    writer: LedgerWriter
+    relay: Relay
+    metrics: RelayMetrics
+
+
+@asynccontextmanager
+async def relay_on_ledger(settings: Settings, *, idle_wait: float = 0.2) -> AsyncIterator[Running]:
+    """The ledger writer handing its commits to a relay, as in ingest; both stopped on the way out."""
+    await ensure_topics(settings)
+    sessions = db.sessionmaker(db.create_engine(settings.db_url))
+    writer = LedgerWriter(sessions, database_url=settings.db_url)
+    metrics = RelayMetrics()
+    relay = Relay(settings, sessions, metrics, idle_wait=idle_wait)
+    writer.on_commit.append(relay.offer)
+    writer.start()
+    relay.start()
+    try:
+        yield Running(sessions, writer, relay, metrics)
+    finally:
+        await relay.stop()
+        await writer.stop()
+
+
 def test_the_relay_honours_a_replay_whether_idle_or_publishing(broker: str, database_url: str) -> None:
     settings = Settings(database_url=database_url, kafka_bootstrap=broker, topic_prefix=f"rc{uuid.uuid4().hex[:6]}.")
     db.migrate(settings.db_url)
 
     async def scenario() -> None:
-        await ensure_topics(settings)
-        sessions = db.sessionmaker(db.create_engine(settings.db_url))
-        writer = LedgerWriter(sessions, database_url=settings.db_url)
-        metrics = RelayMetrics()
-        relay = Relay(settings, sessions, metrics, idle_wait=0.2)
-        writer.on_commit.append(relay.offer)
-        writer.start()
-        relay.start()
+        async with relay_on_ledger(settings) as running:
+            sessions, writer, relay, metrics = running.sessions, running.writer, running.relay, running.metrics
 
-        async def cursor() -> int:
-            async with sessions() as session:
-                return await relay_cursor(session)
+            async def cursor() -> int:
+                async with sessions() as session:
+                    return await relay_cursor(session)
 
-        async def seen() -> Counter[int]:
-            return Counter(await topic_seqs(settings, relay))
+            async def seen() -> Counter[int]:
+                return Counter(await topic_seqs(settings, relay))
 
-        try:
             await writer.append([ledger_row(activity(n)) for n in range(5)])
             await until(lambda: relay.published_seq == 5, what="the first 5 events out")
             assert await cursor() == 5
@@ -116,12 +138,8 @@ def test_the_relay_honours_a_replay_whether_idle_or_publishing(broker: str, data
             after = await seen()
             assert set(after) == set(range(1, 7))
             assert all(after[seq] > before[seq] for seq in range(1, 7)), (before, after)
-        finally:
-            await relay.stop()
-            await writer.stop()
 
     asyncio.run(scenario())
-
 
 
 def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_url: str) -> None:
@@ -132,14 +150,8 @@ def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_ur
     db.migrate(settings.db_url)
 
     async def scenario() -> tuple[int, float, list[tuple[datetime, datetime]]]:
-        await ensure_topics(settings)
-        sessions = db.sessionmaker(db.create_engine(settings.db_url))
-        writer = LedgerWriter(sessions, database_url=settings.db_url)
-        relay = Relay(settings, sessions, RelayMetrics(), idle_wait=0.2)
-        writer.on_commit.append(relay.offer)
-        writer.start()
-        relay.start()
-        try:
+        async with relay_on_ledger(settings) as running:
+            sessions, writer, relay = running.sessions, running.writer, running.relay
             started = time.monotonic()
             for n in range(40):  # one commit, and so one relay pass, at a time
                 await writer.append([ledger_row(activity(100 + n))])
@@ -153,9 +165,6 @@ def test_relay_progress_grows_with_time_not_with_passes(broker: str, database_ur
                            .where(RelayProgress.seq_end >= LedgerEntry.seq).scalar_subquery())
                 )).all()
             return rows, seconds, [(db.as_utc(accepted), db.as_utc(published)) for accepted, published in times]
-        finally:
-            await relay.stop()
-            await writer.stop()
 
     rows, seconds, times = asyncio.run(scenario())
     assert rows <= math.ceil(seconds) + 1, (rows, seconds)  # one per pass would be 40
@@ -172,22 +181,16 @@ def test_commits_that_follow_a_pass_closely_go_out_together_and_the_first_at_onc
 ) -> None:
     """The relay's linger: the first commit after a quiet spell is published at once; commits that come while the
     linger since that pass runs wait for its end and go out together, in one pass (fewer, larger record batches
-    on the topics). Commits are spaced so that a relay without a linger makes a pass for each."""
+    on the topics). Commits are spaced so that a relay without a linger makes a pass for each; the relay's idle
+    wait is longer than the test, so no idle look at the ledger takes a commit early."""
     linger = 8.0
     settings = Settings(database_url=database_url, kafka_bootstrap=broker, topic_prefix=f"rl{uuid.uuid4().hex[:6]}.",
                         relay_linger_seconds=linger)
     db.migrate(settings.db_url)
 
     async def scenario() -> None:
-        await ensure_topics(settings)
-        sessions = db.sessionmaker(db.create_engine(settings.db_url))
-        writer = LedgerWriter(sessions, database_url=settings.db_url)
-        metrics = RelayMetrics()
-        relay = Relay(settings, sessions, metrics, idle_wait=0.2)
-        writer.on_commit.append(relay.offer)
-        writer.start()
-        relay.start()
-        try:
+        async with relay_on_ledger(settings, idle_wait=600) as running:
+            writer, relay, metrics = running.writer, running.relay, running.metrics
             await writer.append([ledger_row(activity(1))])
             # At once: well within the linger, which a first commit after a quiet spell does not wait out.
             await until(lambda: relay.published_seq == 1, timeout=linger / 2, what="the first commit out at once")
@@ -199,9 +202,6 @@ def test_commits_that_follow_a_pass_closely_go_out_together_and_the_first_at_onc
             await until(lambda: relay.published_seq == 4, timeout=linger * 4, what="the lingering commits out")
             assert passes(metrics) == 2, "the three commits within the linger took more than one pass"
             assert Counter(await topic_seqs(settings, relay)) == Counter(range(1, 5))
-        finally:
-            await relay.stop()
-            await writer.stop()
 
     asyncio.run(scenario())
 
