@@ -275,7 +275,9 @@ class Relay(BackgroundLoop):
                     if await wait_set(self._wake, self._idle_wait):
                         # A commit soon after a pass that published: the commits that follow it within the
                         # linger go out with it (fewer, larger batches). After a quiet spell it is over already.
-                        await asyncio.sleep(last_out + self._linger - loop.time())
+                        lingering = last_out + self._linger - loop.time()
+                        if lingering > 0:
+                            await asyncio.sleep(lingering)
                     elif moved == 0:
                         self._cursor = None  # quiet: read the cursor again (a `replay` may have moved it)
             except asyncio.CancelledError:

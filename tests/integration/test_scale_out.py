@@ -112,10 +112,7 @@ def run_one_of_each(stack: Stack, scenario: Scenario) -> dict[str, Any]:
     configure(stack, scenario)
     accepted, duplicates = post_feed(stack, scenario.feed.batches(500))
     assert (accepted, duplicates) == (scenario.feed.unique, scenario.feed.resent)
-    try:
-        wait_settled(stack, scenario)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{explain(stack)}") from None
+    settle_or_explain(stack, scenario, stack.api)
     check_notified_exactly_once(stack, scenario, ["notifier"])
     result = collect(stack, scenario)
     for label in list(stack.services):  # done with: free the two cores for the scaled-out run at once
@@ -163,16 +160,21 @@ def run_scaled_out_with_a_kill(stack: Stack, scenario: Scenario) -> tuple[dict[s
         )
         assert posting.result() == (scenario.feed.unique, scenario.feed.resent)
 
-    try:
-        for api in (stack.api, second_api):
-            wait_settled(stack, scenario, api)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{explain(stack)}") from None
+    settle_or_explain(stack, scenario, stack.api, second_api)
     check_notified_exactly_once(stack, scenario, ["notifier", "notifier-2"])
     return collect(stack, scenario), collect(stack, scenario, second_api)
 
 
 NOISE = ("Starting...", "Stopping...", "Creating topic", "Updating subscribed topics", "Subscribed to topic")
+
+
+def settle_or_explain(stack: Stack, scenario: Scenario, *apis: str) -> None:
+    """`wait_settled` through each gateway; a run that does not settle fails with what its workers logged."""
+    try:
+        for api in apis:
+            wait_settled(stack, scenario, api)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain(stack)}") from None
 
 
 def explain(stack: Stack) -> str:
